@@ -1,0 +1,85 @@
+"""Settings, read from the environment (DIGEST_*) and an optional .env file.
+
+Nothing here does I/O at import: `get_settings()` builds and caches one validated object.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIGEST_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///digest.db"
+    # No broker: the pipeline runs in-process. With one (redis://...), on Celery workers.
+    broker_url: str | None = None
+    secret_key: str = DEV_SECRET
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Sender identity; the Message-ID domain is taken from from_email.
+    from_email: str = "digest@example.org"
+    from_name: str = "Digest"
+    unsubscribe_mailbox: str | None = None  # default: unsubscribe@<from domain>
+
+    transport: Literal["maildir", "smtp"] = "maildir"
+    outbox_dir: Path = Path("outbox")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout: float = 30.0
+    smtp_connections: int = Field(default=4, ge=1, le=256)
+
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    lease_seconds: int = Field(default=300, ge=5)
+    max_attempts: int = Field(default=6, ge=1)
+    retry_base_seconds: float = Field(default=30.0, ge=0)
+
+    fetch_timeout: float = 20.0
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    fetch_max_redirects: int = 5
+    user_agent: str = "digest/0.1 (+https://example.org/digest-bot)"
+
+    html_size_warning_bytes: int = 100 * 1024
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("DIGEST_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        if value.startswith("postgresql://"):
+            # psycopg 3 is the driver we ship.
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def sender_domain(self) -> str:
+        return self.from_email.rsplit("@", 1)[-1]
+
+    @property
+    def unsubscribe_address(self) -> str:
+        return self.unsubscribe_mailbox or f"unsubscribe@{self.sender_domain}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Selection of items since the last issue, and the issue lifecycle."""

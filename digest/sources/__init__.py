@@ -1,0 +1,1 @@
+"""Fetch, parse (feeds and HTML listing pages), normalise and collect items."""

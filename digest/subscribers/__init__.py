@@ -1,0 +1,1 @@
+"""Lists, subscriptions, tokens, import/export, bounces and suppression."""

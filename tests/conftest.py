@@ -1,0 +1,120 @@
+"""Shared fixtures: the store on SQLite and on the real PostgreSQL, and service checks.
+
+In CI (CI=true) a missing service fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from digest import models  # noqa: F401  (registers the tables)
+from digest.config import reset_settings
+from digest.db import Base, dispose_engines, get_engine, session_factory
+
+PG_ADMIN_URL = os.environ.get("DIGEST_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_DB = f"digest_test_{os.getpid()}"
+REDIS_URL = os.environ.get("DIGEST_TEST_REDIS", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if port_open(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI must run the real-service tests)")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test gets its own settings; nothing leaks from the developer's .env or DIGEST_*."""
+    for key in list(os.environ):
+        if key.startswith("DIGEST_") and not key.startswith("DIGEST_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("DIGEST_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.chdir(tmp_path)
+    reset_settings()
+    yield
+    reset_settings()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of our own on the real PostgreSQL server, with the schema, for this run."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    admin = get_engine(PG_ADMIN_URL)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}"'))
+        conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
+    Base.metadata.create_all(get_engine(url))
+    yield url
+    dispose_engines()
+    with get_engine(PG_ADMIN_URL).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
+    dispose_engines()
+
+
+def truncate_all(url: str) -> None:
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'digest.db'}"
+    Base.metadata.create_all(get_engine(url))
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store on both back ends: tests using it run twice."""
+    if request.param == "sqlite":
+        url: str = request.getfixturevalue("sqlite_url")
+    else:
+        url = request.getfixturevalue("pg_url")
+        truncate_all(url)
+    os.environ["DIGEST_DATABASE_URL"] = url
+    reset_settings()
+    return url
+
+
+@pytest.fixture
+def session(db_url: str) -> Iterator[Session]:
+    """A session on the store; the test commits what it needs, the data is wiped per test."""
+    s = session_factory(db_url)()
+    try:
+        yield s
+    finally:
+        s.rollback()
+        s.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
