@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(default=4, ge=1, le=256)
 
     batch_size: int = Field(default=500, ge=1, le=100_000)
+    # How many send_batch tasks chase one issue at once (each re-enqueues itself until done).
+    send_fanout: int = Field(default=4, ge=1, le=1000)
     lease_seconds: int = Field(default=300, ge=5)
     max_attempts: int = Field(default=6, ge=1)
     retry_base_seconds: float = Field(default=30.0, ge=0)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -100,6 +101,11 @@ class MailingList(Base):
     grouping: Mapped[str] = mapped_column(String(16), default="month")  # month | source | none
     lookback_days: Mapped[int] = mapped_column(Integer, default=31)
     max_items: Mapped[int] = mapped_column(Integer, default=50)
+    # Scheduled issues are sent without an editor's approval when set.
+    auto_approve: Mapped[bool] = mapped_column(Boolean, default=False)
+    postal_address: Mapped[str] = mapped_column(Text, default="")
+    # The last time the scheduler looked at this list; a cron fire after it is due.
+    schedule_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     sources: Mapped[list[Source]] = relationship(secondary="list_sources")

@@ -1,0 +1,31 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Each makes .venv by itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/digest demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check digest workers tests benchmarks
+	$(BIN)/ruff format --check digest workers tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy digest workers
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) digest.db digest.db-* outbox preview .pytest_cache .mypy_cache .ruff_cache

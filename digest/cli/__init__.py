@@ -1,0 +1,71 @@
+"""The `digest` command (Typer). An edge: it may import any digest module, Celery and uvicorn."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from digest.cli import issues, lists, run, subscribers
+from digest.cli.common import UsageProblem, err
+from digest.errors import DigestError
+
+app = typer.Typer(
+    name="digest",
+    help="Collect news, compose monthly digests, and deliver them to every subscriber.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+run.register(app)
+app.add_typer(lists.app, name="lists")
+app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(issues.app, name="issues")
+
+
+def _mount_sources() -> None:
+    from digest.cli import sources
+
+    app.add_typer(sources.app, name="sources")
+
+
+_mount_sources()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI: bad input is one clear line on stderr and exit code 2, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 1
+    except click.ClickException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+        return 2
+    except (DigestError, UsageProblem, ValueError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        return 2
+    except IntegrityError as exc:
+        err.print(f"error: conflicting data: {_one_line(exc)}", markup=False, highlight=False)
+        return 2
+    except (OperationalError, ProgrammingError) as exc:
+        msg = _one_line(exc)
+        if "no such table" in msg or "does not exist" in msg:
+            msg = "the database has no tables yet: run `digest init` first"
+        err.print(f"error: database: {msg}", markup=False, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

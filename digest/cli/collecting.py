@@ -1,0 +1,35 @@
+"""`digest collect`: fetch due sources (or one) in-process, one transaction per source."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from digest.cli.common import console, err, unit_of_work
+from digest.db import session_factory
+from digest.errors import NotFound
+from digest.models import Source
+from digest.sources.collect import collect_due, collect_source
+
+
+def collect_now(source_id: int | None) -> None:
+    if source_id is not None:
+        with unit_of_work() as session:
+            if session.get(Source, source_id) is None:
+                raise NotFound(f"no source {source_id}")
+            result = collect_source(session, source_id)
+        results = [result]
+    else:
+        results = collect_due(session_factory())
+    names = {}
+    with unit_of_work() as session:
+        names = dict(session.execute(select(Source.id, Source.name)).tuples().all())
+    new = 0
+    for r in results:
+        label = names.get(r.source_id, str(r.source_id))
+        if r.error:
+            err.print(f"source {r.source_id} {label}: {r.error}", markup=False)
+        else:
+            state = "not modified" if r.not_modified else f"{r.new} new, {r.updated} updated"
+            console.print(f"source {r.source_id} {label}: {state}", markup=False)
+            new += r.new
+    console.print(f"collected {len(results)} sources, {new} new items")

@@ -1,0 +1,128 @@
+"""`digest demo`: the whole monthly job on embedded defaults, on the shipped sample news."""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from digest.cli.common import console, unit_of_work
+from digest.cli.sending import send_inline
+from digest.config import get_settings
+from digest.issues.compose import compose_issue, previous_issue
+from digest.issues.rendering import personalise_for_preview, render_preview
+from digest.migrate import upgrade
+from digest.models import Delivery, MailingList, Source
+from digest.pipeline import approve_issue, start_sending
+from digest.sample import SAMPLE_LISTING, SAMPLE_SELECTORS
+from digest.sources.collect import collect_source
+from digest.subscribers.lists import create_list, link_source
+from digest.subscribers.service import import_csv
+
+LIST_SLUG = "sse-news"
+FIRST_NAMES = ("Ada", "Bruno", "Chloé", "Dmitri", "Émilie", "Farah", "Gustavo", "Hiroko",
+               "Ifeoma", "Jonas", "Kateřina", "Luis", "Mei", "Nadia", "Oskar", "Priya")
+LAST_NAMES = ("Okafor", "Silva", "Müller", "Nguyen", "Dubois", "Kowalski", "García", "Sato")
+
+
+def sample_subscribers_csv(count: int) -> str:
+    out = io.StringIO()
+    out.write("email,name\n")
+    for i in range(count):
+        first = FIRST_NAMES[i % len(FIRST_NAMES)]
+        last = LAST_NAMES[(i // len(FIRST_NAMES)) % len(LAST_NAMES)]
+        out.write(f"reader{i + 1:05d}@example.org,{first} {last}\n")
+    return out.getvalue()
+
+
+def _ensure_list(session_count: int) -> tuple[int, int]:
+    """The demo list, its sample source and subscribers; made once, found after."""
+    with unit_of_work() as session:
+        lst = session.scalar(select(MailingList).where(MailingList.slug == LIST_SLUG))
+        if lst is None:
+            # The sample news is from 2023-2024: the first issue looks back that far.
+            lookback = (date.today() - date(2023, 1, 1)).days
+            lst = create_list(
+                session,
+                slug=LIST_SLUG,
+                name="News on Social and Solidarity Economy",
+                description="The monthly digest of SSE news.",
+                from_name="SSE News",
+                from_email="news@example.org",
+                lookback_days=lookback,
+                subject_template="{list}: {count} stories",
+                preheader_template="{count} stories from the social and solidarity economy",
+                max_items=100,
+            )
+        url = SAMPLE_LISTING.resolve().as_uri()
+        source = session.scalar(select(Source).where(Source.url == url))
+        if source is None:
+            source = Source(name="SSE news page", url=url, kind="html",
+                            selectors=dict(SAMPLE_SELECTORS), language="en")
+            session.add(source)
+            session.flush()
+        link_source(session, lst.id, source.id)
+        import_csv(session, lst.id, io.StringIO(sample_subscribers_csv(session_count)))
+        return lst.id, source.id
+
+
+def run_demo(subscribers: int) -> None:
+    started = time.perf_counter()
+    settings = get_settings()
+    upgrade()
+    list_id, source_id = _ensure_list(subscribers)
+
+    with unit_of_work() as session:
+        collected = collect_source(session, source_id)
+    if collected.error:
+        console.print(f"collect: the sample source failed: {collected.error}", markup=False)
+    else:
+        console.print(f"collected: {collected.new} new items from the sample news page")
+
+    with unit_of_work() as session:
+        issue = compose_issue(session, list_id)
+        if issue is None:
+            prev = previous_issue(session, list_id)
+            when = prev.period_end.strftime("%Y-%m-%d %H:%M") if prev else "-"
+            sent = session.scalar(
+                select(func.count()).select_from(Delivery).where(
+                    Delivery.issue_id == (prev.id if prev else -1), Delivery.status == "sent"
+                )
+            )
+            console.print(
+                f"nothing new since issue #{prev.number if prev else '?'} ({when} UTC, "
+                f"{sent} sent): no issue composed, nothing sent. Outbox: {settings.outbox_dir}/",
+                markup=False,
+            )
+            return
+        issue_id, items = issue.id, len(issue.issue_items)
+        console.print(f"composed issue {issue_id} with {items} items: {issue.subject}", markup=False)
+
+    with unit_of_work() as session:
+        approval = approve_issue(session, issue_id)
+    for warning in approval.warnings:
+        console.print(f"warning: {warning}", markup=False)
+
+    preview_dir = Path("preview")
+    preview_dir.mkdir(exist_ok=True)
+    with unit_of_work() as session:
+        rendered = render_preview(session, issue_id)
+    html_path = preview_dir / f"issue-{issue_id}.html"
+    text_path = preview_dir / f"issue-{issue_id}.txt"
+    html_path.write_text(personalise_for_preview(rendered.html, "html"), encoding="utf-8")
+    text_path.write_text(personalise_for_preview(rendered.text, "text"), encoding="utf-8")
+
+    with unit_of_work() as session:
+        planned = start_sending(session, issue_id)
+    counts = send_inline(issue_id)
+    seconds = time.perf_counter() - started
+    console.print(
+        f"\ndemo done in {seconds:.1f} s: {items} items, {planned} recipients, "
+        f"{counts.get('sent', 0)} sent, {counts.get('failed', 0)} failed\n"
+        f"preview: {html_path} and {text_path}\n"
+        f"outbox:  {settings.outbox_dir}/ (a Maildir: one file per message in new/)",
+        markup=False,
+    )

@@ -1,0 +1,204 @@
+"""`digest issues`: compose, edit, preview, approve, send, and follow an issue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from digest.cli.common import UsageProblem, console, err, unit_of_work
+from digest.cli.sending import send_inline, send_on_workers
+from digest.config import get_settings
+from digest.delivery.ledger import issue_progress
+from digest.issues import lifecycle
+from digest.issues.compose import compose_issue
+from digest.issues.rendering import personalise_for_preview, render_preview
+from digest.models import Issue
+from digest.pipeline import approve_issue, start_sending
+from digest.subscribers.lists import get_list
+
+app = typer.Typer(help="Compose, review, approve and send issues.", no_args_is_help=True)
+
+
+@app.command("compose")
+def compose(list_slug: Annotated[str, typer.Argument(help="The list's slug.")]) -> None:
+    """Create the next draft issue from what is new since the previous one."""
+    with unit_of_work() as session:
+        issue = compose_issue(session, list_slug)
+        if issue is None:
+            console.print(f"nothing new for {list_slug} since its last issue: no issue created")
+            return
+        console.print(
+            f"composed issue {issue.id} (#{issue.number} of {list_slug}) with "
+            f"{len(issue.issue_items)} items: {issue.subject}",
+            markup=False,
+        )
+
+
+@app.command("show")
+def show(issue_id: int) -> None:
+    """Show an issue: status, subject and its items in order."""
+    with unit_of_work() as session:
+        issue = lifecycle.get_issue(session, issue_id)
+        console.print(
+            f"issue {issue.id} #{issue.number} [{issue.status}] {issue.subject}", markup=False
+        )
+        if issue.preheader:
+            console.print(f"preheader: {issue.preheader}", markup=False)
+        if issue.intro:
+            console.print(f"intro: {issue.intro}", markup=False)
+        table = Table("pos", "item", "group", "published", "title")
+        for ii in sorted(issue.issue_items, key=lambda x: x.position):
+            published = ii.item.published_at
+            table.add_row(
+                str(ii.position),
+                str(ii.item_id),
+                ii.group_label,
+                published.date().isoformat() if published else "-",
+                ii.item.title,
+            )
+        console.print(table)
+        for warning in issue.render_warnings or []:
+            err.print(f"warning: {warning}", markup=False)
+
+
+@app.command("list")
+def list_issues(list_slug: Annotated[str | None, typer.Option("--list", "-l")] = None) -> None:
+    """Show issues, newest first."""
+    with unit_of_work() as session:
+        stmt = select(Issue).order_by(Issue.id.desc()).limit(50)
+        if list_slug:
+            stmt = stmt.where(Issue.list_id == get_list(session, list_slug).id)
+        table = Table("id", "list", "#", "status", "items", "subject")
+        for issue in session.scalars(stmt):
+            table.add_row(str(issue.id), issue.mailing_list.slug, str(issue.number), issue.status,
+                          str(len(issue.issue_items)), issue.subject)
+        console.print(table)
+
+
+@app.command("preview")
+def preview(
+    issue_id: int,
+    fmt: Annotated[str, typer.Option("--format", help="html or text.")] = "html",
+    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write what a subscriber sees (with a sample recipient's name and links)."""
+    if fmt not in ("html", "text"):
+        raise UsageProblem("--format must be html or text")
+    with unit_of_work() as session:
+        rendered = render_preview(session, issue_id)
+    body = personalise_for_preview(rendered.html if fmt == "html" else rendered.text, fmt)
+    for warning in rendered.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    if out is None:
+        typer.echo(body)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body, encoding="utf-8")
+    err.print(f"wrote {fmt} preview of issue {issue_id} to {out} ({len(body.encode())} bytes)")
+
+
+@app.command("drop")
+def drop(issue_id: int, item_id: int) -> None:
+    """Take an item out of a draft (it stays free for a later issue)."""
+    with unit_of_work() as session:
+        lifecycle.drop_item(session, issue_id, item_id)
+    console.print(f"dropped item {item_id} from issue {issue_id}")
+
+
+@app.command("move")
+def move(issue_id: int, item_id: int, position: int) -> None:
+    """Move an item of a draft to a 0-based position."""
+    with unit_of_work() as session:
+        lifecycle.move_item(session, issue_id, item_id, position)
+    console.print(f"moved item {item_id} to position {position}")
+
+
+@app.command("edit")
+def edit(
+    issue_id: int,
+    intro: Annotated[str | None, typer.Option(help="Intro text (blank line = new paragraph).")] = None,
+    subject: str | None = None,
+    preheader: str | None = None,
+) -> None:
+    """Set a draft's intro, subject or preheader."""
+    with unit_of_work() as session:
+        issue = lifecycle.edit_draft(
+            session, issue_id, intro=intro, subject=subject, preheader=preheader
+        )
+        console.print(f"issue {issue.id}: {issue.subject}", markup=False)
+
+
+@app.command("discard")
+def discard(issue_id: int) -> None:
+    """Delete a draft; its items go back to the pool for the next issue."""
+    with unit_of_work() as session:
+        lifecycle.discard_draft(session, issue_id)
+    console.print(f"discarded draft {issue_id}")
+
+
+@app.command("approve")
+def approve(issue_id: int) -> None:
+    """Approve a draft: it is rendered once and frozen for sending."""
+    with unit_of_work() as session:
+        result = approve_issue(session, issue_id)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    console.print(f"approved issue {issue_id} ({result.html_bytes / 1024:.1f} KB of HTML)")
+
+
+@app.command("send")
+def send(
+    issue_id: int,
+    wait: Annotated[bool, typer.Option(help="With workers: wait until it is sent.")] = False,
+) -> None:
+    """Send an approved issue to every confirmed subscriber of its list."""
+    with unit_of_work() as session:
+        planned = start_sending(session, issue_id)
+    console.print(f"issue {issue_id}: {planned} recipients planned")
+    if get_settings().broker_url:
+        send_on_workers(issue_id, wait=wait)
+    else:
+        send_inline(issue_id)
+
+
+@app.command("status")
+def status(issue_id: int) -> None:
+    """Show an issue's delivery counts."""
+    with unit_of_work() as session:
+        issue = lifecycle.get_issue(session, issue_id)
+        counts = issue_progress(session, issue_id)
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+    console.print(f"issue {issue_id} [{issue.status}]: {parts or 'no deliveries'}", markup=False)
+
+
+def _control(name: str, issue_id: int) -> None:
+    with unit_of_work() as session:
+        issue = getattr(lifecycle, name)(session, issue_id)
+        console.print(f"issue {issue_id} is {issue.status}")
+
+
+@app.command("pause")
+def pause(issue_id: int) -> None:
+    """Pause sending: workers stop claiming batches."""
+    _control("pause", issue_id)
+
+
+@app.command("resume")
+def resume(issue_id: int) -> None:
+    """Resume a paused issue."""
+    _control("resume", issue_id)
+    if get_settings().broker_url:
+        send_on_workers(issue_id, wait=False)
+    else:
+        send_inline(issue_id)
+
+
+@app.command("cancel")
+def cancel(issue_id: int) -> None:
+    """Cancel an issue: nothing more is sent."""
+    _control("cancel", issue_id)
+

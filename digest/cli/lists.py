@@ -1,0 +1,85 @@
+"""`digest lists`: create and show lists."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from digest.cli.common import console, unit_of_work
+from digest.models import MailingList
+from digest.subscribers.lists import create_list, get_list
+from digest.subscribers.service import count_by_status
+
+app = typer.Typer(help="Manage lists.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    slug: str,
+    name: Annotated[str, typer.Option(help="The list's name, shown in every issue.")],
+    description: str = "",
+    from_name: str | None = None,
+    from_email: str | None = None,
+    language: Annotated[str, typer.Option(help="Locale of dates and labels, e.g. en, fr.")] = "en",
+    timezone: str = "UTC",
+    schedule: Annotated[str, typer.Option(help="Cron in the list's time zone.")] = "0 9 1 * *",
+    grouping: Annotated[str, typer.Option(help="month, source or none.")] = "month",
+    lookback_days: Annotated[int, typer.Option(help="What the first issue covers.")] = 31,
+    subject: Annotated[str, typer.Option(help="Uses {list} {month} {count} {number}.")] = (
+        "{list}: {month}"
+    ),
+    auto_approve: bool = False,
+) -> None:
+    """Create a list."""
+    with unit_of_work() as session:
+        lst = create_list(
+            session,
+            slug=slug,
+            name=name,
+            description=description,
+            from_name=from_name,
+            from_email=from_email,
+            language=language,
+            timezone=timezone,
+            schedule_cron=schedule,
+            grouping=grouping,
+            lookback_days=lookback_days,
+            subject_template=subject,
+            auto_approve=auto_approve,
+        )
+        console.print(f"created list {lst.slug} (id {lst.id})")
+
+
+@app.command("list")
+def list_lists() -> None:
+    """Show every list with its subscribers by status."""
+    with unit_of_work() as session:
+        table = Table("id", "slug", "name", "schedule", "sources", "confirmed", "other")
+        for lst in session.scalars(select(MailingList).order_by(MailingList.id)):
+            counts = count_by_status(session, lst.id)
+            confirmed = counts.pop("confirmed", 0)
+            table.add_row(
+                str(lst.id),
+                lst.slug,
+                lst.name,
+                f"{lst.schedule_cron} {lst.timezone}",
+                str(len(lst.sources)),
+                str(confirmed),
+                ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-",
+            )
+        console.print(table)
+
+
+@app.command("show")
+def show(slug: str) -> None:
+    """Show one list's settings."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        for field in ("id", "slug", "name", "language", "timezone", "schedule_cron", "grouping",
+                      "lookback_days", "subject_template", "preheader_template", "auto_approve"):
+            console.print(f"{field}: {getattr(lst, field)}", markup=False)
+        for src in lst.sources:
+            console.print(f"source: {src.id} {src.name} <{src.url}>", markup=False)

@@ -1,0 +1,84 @@
+"""Top-level commands: init, demo, collect, serve, worker, beat."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from digest.cli.common import UsageProblem, console, err
+from digest.config import DEV_SECRET, get_settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("demo")(demo)
+    app.command("collect")(collect)
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("beat")(beat)
+
+
+def init() -> None:
+    """Create or upgrade the database schema."""
+    from digest.migrate import upgrade
+
+    upgrade()
+    console.print(f"database ready: {get_settings().database_url}", markup=False)
+
+
+def demo(
+    subscribers: Annotated[int, typer.Option(help="Sample subscribers to create.")] = 1000,
+) -> None:
+    """Run the whole job on embedded defaults: collect, compose, approve, preview, deliver."""
+    from digest.cli.demo import run_demo
+
+    run_demo(subscribers)
+
+
+def collect(
+    source: Annotated[int | None, typer.Option(help="Only this source id.")] = None,
+) -> None:
+    """Fetch every due source (or one) and store new items."""
+    from digest.cli.collecting import collect_now
+
+    collect_now(source)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    reload: bool = False,
+) -> None:
+    """Serve the web app: unsubscribe, preferences and view-online pages."""
+    import uvicorn
+
+    if get_settings().secret_key == DEV_SECRET:
+        err.print("warning: DIGEST_SECRET_KEY is the development default; set it in production")
+    uvicorn.run("digest.web.app:create_app", factory=True, host=host, port=port, reload=reload)
+
+
+def _celery_app():  # type: ignore[no-untyped-def]
+    if not get_settings().broker_url:
+        raise UsageProblem("no broker: set DIGEST_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+    from workers.app import app
+
+    return app
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "collect,send,default",
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    loglevel: str = "INFO",
+) -> None:
+    """Start a Celery worker (needs DIGEST_BROKER_URL)."""
+    app = _celery_app()
+    app.worker_main(
+        ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
+    )
+
+
+def beat(loglevel: str = "INFO") -> None:
+    """Start Celery beat: each list's schedule and periodic collection (needs DIGEST_BROKER_URL)."""
+    app = _celery_app()
+    app.start(["beat", f"--loglevel={loglevel}"])

@@ -1,0 +1,154 @@
+"""Compose the next issue of a list: select the items since the previous issue and freeze them.
+
+Selection (DESIGN, flow step 2): an item of the list's sources that is in no issue of the list
+yet, and that was published or first seen after the previous issue. A list's first issue looks
+back `lookback_days` by publication date. Items published long before the previous issue and
+only now discovered (a source added with years of archive) are left out: a late item counts
+only when it was published within one look-back before the previous issue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from digest.errors import DigestError
+from digest.models import Issue, IssueItem, Item, ListSource, MailingList, Source, utcnow
+from digest.subscribers.lists import get_list
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    item_id: int
+    source_name: str
+    published_at: datetime | None
+    first_seen_at: datetime
+
+    @property
+    def when(self) -> datetime:
+        return self.published_at or self.first_seen_at
+
+
+def previous_issue(session: Session, list_id: int) -> Issue | None:
+    return session.scalar(
+        select(Issue)
+        .where(Issue.list_id == list_id, Issue.status != "cancelled")
+        .order_by(Issue.number.desc())
+        .limit(1)
+    )
+
+
+def select_candidates(session: Session, lst: MailingList, now: datetime) -> list[Candidate]:
+    prev = previous_issue(session, lst.id)
+    lookback = timedelta(days=lst.lookback_days)
+    in_an_issue = select(IssueItem.item_id).where(IssueItem.list_id == lst.id)
+    if prev is None:
+        since = now - lookback
+        recent = or_(
+            Item.published_at >= since,
+            and_(Item.published_at.is_(None), Item.first_seen_at >= since),
+        )
+    else:
+        since = prev.period_end
+        recent = or_(
+            Item.published_at > since,
+            and_(
+                Item.first_seen_at > since,
+                or_(Item.published_at.is_(None), Item.published_at >= since - lookback),
+            ),
+        )
+    rows = session.execute(
+        select(Item.id, Source.name, Item.published_at, Item.first_seen_at)
+        .join(Source, Source.id == Item.source_id)
+        .join(ListSource, and_(ListSource.source_id == Source.id, ListSource.list_id == lst.id))
+        .where(recent, Item.id.not_in(in_an_issue), Item.first_seen_at <= now)
+        .order_by(func.coalesce(Item.published_at, Item.first_seen_at).desc(), Item.id.desc())
+    )
+    found = [Candidate(*row) for row in rows]
+    return found[: lst.max_items]
+
+
+def month_label(when: datetime, lst: MailingList) -> str:
+    local = when.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(lst.timezone))
+    label = format_date(local.date(), "LLLL yyyy", locale=lst.language)
+    return label[:1].upper() + label[1:]
+
+
+def group_label(candidate: Candidate, lst: MailingList) -> str:
+    if lst.grouping == "month":
+        return month_label(candidate.when, lst)
+    if lst.grouping == "source":
+        return candidate.source_name
+    return ""
+
+
+def order_for_grouping(candidates: list[Candidate], lst: MailingList) -> list[Candidate]:
+    """Newest first; by source, sources keep the order of their newest item."""
+    if lst.grouping != "source":
+        return candidates
+    first_seen: dict[str, int] = {}
+    for i, c in enumerate(candidates):
+        first_seen.setdefault(c.source_name, i)
+    return sorted(candidates, key=lambda c: first_seen[c.source_name])
+
+
+def fill_template(template: str, lst: MailingList, count: int, number: int, now: datetime) -> str:
+    values = {
+        "list": lst.name,
+        "month": month_label(now, lst),
+        "count": str(count),
+        "number": str(number),
+    }
+    try:
+        return template.format_map(values)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise DigestError(
+            f"list {lst.slug!r}: template {template!r} may use only "
+            "{list}, {month}, {count} and {number}"
+        ) from exc
+
+
+def compose_issue(session: Session, list_ref: str | int, now: datetime | None = None) -> Issue | None:
+    """Create the next draft issue, or return None when there is nothing new."""
+    now = now or utcnow()
+    lst = get_list(session, list_ref)
+    open_draft = session.scalar(
+        select(Issue.number).where(Issue.list_id == lst.id, Issue.status == "draft")
+    )
+    if open_draft is not None:
+        raise DigestError(
+            f"list {lst.slug!r} has a draft issue #{open_draft}: approve or discard it first"
+        )
+    candidates = order_for_grouping(select_candidates(session, lst, now), lst)
+    if not candidates:
+        return None
+    prev = previous_issue(session, lst.id)
+    number = (session.scalar(select(func.max(Issue.number)).where(Issue.list_id == lst.id)) or 0) + 1
+    issue = Issue(
+        list_id=lst.id,
+        number=number,
+        status="draft",
+        subject=fill_template(lst.subject_template, lst, len(candidates), number, now),
+        preheader=fill_template(lst.preheader_template, lst, len(candidates), number, now),
+        period_start=prev.period_end if prev else now - timedelta(days=lst.lookback_days),
+        period_end=now,
+    )
+    session.add(issue)
+    session.flush()
+    session.add_all(
+        IssueItem(
+            issue_id=issue.id,
+            list_id=lst.id,
+            item_id=c.item_id,
+            position=i,
+            group_label=group_label(c, lst),
+        )
+        for i, c in enumerate(candidates)
+    )
+    session.flush()
+    return issue

@@ -1,0 +1,143 @@
+"""The issue lifecycle: an editor edits a draft, approves it; sending is paused, resumed, cancelled.
+
+draft -> approved -> sending -> sent; sending <-> paused; draft/approved/sending/paused -> cancelled.
+Status is the control plane: senders check it before each batch.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.errors import DigestError, NotFound
+from digest.models import Issue, IssueItem, utcnow
+
+
+def get_issue(session: Session, issue_id: int, *, for_update: bool = False) -> Issue:
+    stmt = select(Issue).where(Issue.id == issue_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    issue = session.scalar(stmt)
+    if issue is None:
+        raise NotFound(f"no issue {issue_id}")
+    return issue
+
+
+def _require(issue: Issue, *allowed: str) -> None:
+    if issue.status not in allowed:
+        raise DigestError(
+            f"issue {issue.id} is {issue.status}; this needs it to be {' or '.join(allowed)}"
+        )
+
+
+def _items(issue: Issue) -> list[IssueItem]:
+    return sorted(issue.issue_items, key=lambda ii: ii.position)
+
+
+def drop_item(session: Session, issue_id: int, item_id: int) -> None:
+    """Take an item out of a draft. It is not offered again: the next issue starts after this one."""
+    issue = get_issue(session, issue_id)
+    _require(issue, "draft")
+    items = _items(issue)
+    target = next((ii for ii in items if ii.item_id == item_id), None)
+    if target is None:
+        raise NotFound(f"item {item_id} is not in issue {issue_id}")
+    issue.issue_items.remove(target)
+    session.flush()
+    _renumber([ii for ii in items if ii is not target])
+
+
+def move_item(session: Session, issue_id: int, item_id: int, position: int) -> None:
+    """Move an item to a 0-based position; items keep their group labels."""
+    issue = get_issue(session, issue_id)
+    _require(issue, "draft")
+    items = _items(issue)
+    target = next((ii for ii in items if ii.item_id == item_id), None)
+    if target is None:
+        raise NotFound(f"item {item_id} is not in issue {issue_id}")
+    if not 0 <= position < len(items):
+        raise DigestError(f"position must be between 0 and {len(items) - 1}")
+    items.remove(target)
+    items.insert(position, target)
+    _renumber(items)
+    session.flush()
+
+
+def _renumber(items: list[IssueItem]) -> None:
+    for i, ii in enumerate(items):
+        ii.position = i
+
+
+def edit_draft(
+    session: Session,
+    issue_id: int,
+    *,
+    intro: str | None = None,
+    subject: str | None = None,
+    preheader: str | None = None,
+) -> Issue:
+    issue = get_issue(session, issue_id)
+    _require(issue, "draft")
+    if subject is not None:
+        subject = " ".join(subject.split())
+        if not subject:
+            raise DigestError("the subject cannot be empty")
+        issue.subject = subject
+    if preheader is not None:
+        issue.preheader = " ".join(preheader.split())
+    if intro is not None:
+        issue.intro = intro.strip()
+    session.flush()
+    return issue
+
+
+def discard_draft(session: Session, issue_id: int) -> None:
+    """Delete a draft; its items are free for the next issue."""
+    issue = get_issue(session, issue_id)
+    _require(issue, "draft")
+    session.delete(issue)
+    session.flush()
+
+
+def mark_approved(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session, issue_id, for_update=True)
+    _require(issue, "draft")
+    if not issue.issue_items:
+        raise DigestError(f"issue {issue_id} has no items left")
+    issue.status = "approved"
+    issue.approved_at = utcnow()
+    session.flush()
+    return issue
+
+
+def mark_sending(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session, issue_id, for_update=True)
+    _require(issue, "approved", "sending", "paused")
+    issue.status = "sending"
+    session.flush()
+    return issue
+
+
+def pause(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session, issue_id, for_update=True)
+    _require(issue, "sending", "paused")
+    issue.status = "paused"
+    session.flush()
+    return issue
+
+
+def resume(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session, issue_id, for_update=True)
+    _require(issue, "paused", "sending")
+    issue.status = "sending"
+    issue.consecutive_errors = 0
+    session.flush()
+    return issue
+
+
+def cancel(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session, issue_id, for_update=True)
+    _require(issue, "draft", "approved", "sending", "paused")
+    issue.status = "cancelled"
+    session.flush()
+    return issue

@@ -1,0 +1,49 @@
+"""Render an issue once and freeze it: HTML and text with placeholders, then the MIME template."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from digest import placeholders
+from digest.config import get_settings
+from digest.issues.lifecycle import get_issue
+from digest.issues.view import build_issue_view
+from digest.render.issue import render_issue
+from digest.render.view import RenderedIssue
+
+
+def render_preview(session: Session, issue_id: int) -> RenderedIssue:
+    """What the issue looks like now (a draft is rendered afresh; nothing is stored)."""
+    issue = get_issue(session, issue_id)
+    if issue.html is not None and issue.text is not None and issue.status != "draft":
+        return RenderedIssue(issue.html, issue.text, tuple(issue.render_warnings or ()))
+    view = build_issue_view(session, issue_id)
+    return render_issue(view, size_warning_bytes=get_settings().html_size_warning_bytes)
+
+
+def freeze_issue(session: Session, issue_id: int) -> RenderedIssue:
+    """Render once and store HTML, text and warnings on the issue."""
+    issue = get_issue(session, issue_id)
+    view = build_issue_view(session, issue_id)
+    rendered = render_issue(view, size_warning_bytes=get_settings().html_size_warning_bytes)
+    issue.html = rendered.html
+    issue.text = rendered.text
+    issue.render_warnings = list(rendered.warnings)
+    session.flush()
+    return rendered
+
+
+PREVIEW_VALUES = {
+    placeholders.NAME: "Alex Reader",
+    placeholders.EMAIL: "alex.reader@example.org",
+    placeholders.UNSUBSCRIBE_URL: "#unsubscribe",
+    placeholders.PREFERENCES_URL: "#preferences",
+    placeholders.VIEW_ONLINE_URL: "#view-online",
+}
+
+
+def personalise_for_preview(body: str, fmt: str) -> str:
+    """Fill the placeholders with a sample reader, so a preview reads like a real copy."""
+    for placeholder, value in PREVIEW_VALUES.items():
+        body = body.replace(placeholder, value)
+    return body

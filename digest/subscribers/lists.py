@@ -1,0 +1,97 @@
+"""Lists: create, find, link sources."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.errors import DigestError, NotFound
+from digest.models import ListSource, MailingList, Source
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+GROUPINGS = ("month", "source", "none")
+
+
+def get_list(session: Session, slug_or_id: str | int) -> MailingList:
+    if isinstance(slug_or_id, int) or str(slug_or_id).isdigit():
+        found = session.get(MailingList, int(slug_or_id))
+    else:
+        found = session.scalar(select(MailingList).where(MailingList.slug == slug_or_id))
+    if found is None:
+        raise NotFound(f"no list {slug_or_id!r}")
+    return found
+
+
+def validate_list_settings(
+    *, slug: str, timezone: str, schedule_cron: str, grouping: str, lookback_days: int
+) -> None:
+    if not SLUG.match(slug):
+        raise DigestError(f"list slug {slug!r}: use lower-case letters, digits and dashes")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise DigestError(f"unknown time zone {timezone!r}") from exc
+    if not croniter.is_valid(schedule_cron):
+        raise DigestError(f"invalid cron schedule {schedule_cron!r}")
+    if grouping not in GROUPINGS:
+        raise DigestError(f"grouping must be one of {', '.join(GROUPINGS)}")
+    if lookback_days < 1:
+        raise DigestError("lookback days must be at least 1")
+
+
+def create_list(
+    session: Session,
+    *,
+    slug: str,
+    name: str,
+    description: str = "",
+    from_name: str | None = None,
+    from_email: str | None = None,
+    language: str = "en",
+    timezone: str = "UTC",
+    schedule_cron: str = "0 9 1 * *",
+    grouping: str = "month",
+    lookback_days: int = 31,
+    subject_template: str = "{list}: {month}",
+    preheader_template: str = "{count} new items",
+    auto_approve: bool = False,
+) -> MailingList:
+    validate_list_settings(
+        slug=slug,
+        timezone=timezone,
+        schedule_cron=schedule_cron,
+        grouping=grouping,
+        lookback_days=lookback_days,
+    )
+    if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
+        raise DigestError(f"a list {slug!r} already exists")
+    lst = MailingList(
+        slug=slug,
+        name=name,
+        description=description,
+        from_name=from_name,
+        from_email=from_email,
+        language=language,
+        timezone=timezone,
+        schedule_cron=schedule_cron,
+        grouping=grouping,
+        lookback_days=lookback_days,
+        subject_template=subject_template,
+        preheader_template=preheader_template,
+        auto_approve=auto_approve,
+    )
+    session.add(lst)
+    session.flush()
+    return lst
+
+
+def link_source(session: Session, list_id: int, source_id: int) -> None:
+    if session.get(ListSource, (list_id, source_id)) is None:
+        if session.get(Source, source_id) is None:
+            raise NotFound(f"no source {source_id}")
+        session.add(ListSource(list_id=list_id, source_id=source_id))
+        session.flush()

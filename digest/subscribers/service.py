@@ -1,0 +1,200 @@
+"""Subscribers and subscriptions: add one, import and export CSV, list."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.errors import DigestError
+from digest.models import Event, Subscriber, Subscription, utcnow
+
+STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
+# An import never brings back someone who left or whose mail bounced.
+STICKY = frozenset({"unsubscribed", "bounced", "complained"})
+CHUNK = 1000
+
+
+def normalise_email(raw: str) -> str:
+    """The address as stored: validated syntax, IDNA domain, lower-case."""
+    try:
+        info = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise DigestError(f"invalid address {raw.strip()!r}: {exc}") from exc
+    return info.normalized.lower()
+
+
+@dataclass
+class ImportResult:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (CSV line, message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    line: int
+    email: str
+    name: str
+    attributes: dict[str, str]
+
+
+def add_subscriber(
+    session: Session, list_id: int, email: str, name: str = "", status: str = "confirmed"
+) -> Subscription:
+    result = _upsert(session, list_id, [_Row(0, normalise_email(email), name.strip(), {})], status)
+    if result.errors:
+        raise DigestError(result.errors[0][1])
+    sub = session.scalar(
+        select(Subscription)
+        .join(Subscriber)
+        .where(Subscription.list_id == list_id, Subscriber.email == normalise_email(email))
+    )
+    assert sub is not None
+    return sub
+
+
+def import_csv(
+    session: Session, list_id: int, stream: IO[str], status: str = "confirmed"
+) -> ImportResult:
+    """Import rows with an `email` column (and optional `name`, other columns as attributes).
+
+    A malformed row is reported with its line number and skipped; the rest are imported.
+    """
+    if status not in STATUSES:
+        raise DigestError(f"status must be one of {', '.join(STATUSES)}")
+    reader = csv.DictReader(stream)
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    if "email" not in fields:
+        raise DigestError("the CSV needs a header row with an 'email' column")
+    reader.fieldnames = fields
+    total = ImportResult()
+    for chunk in _chunks(_rows(reader, total), CHUNK):
+        part = _upsert(session, list_id, chunk, status)
+        total.added += part.added
+        total.updated += part.updated
+        total.unchanged += part.unchanged
+        total.errors.extend(part.errors)
+    total.errors.sort()
+    return total
+
+
+def _rows(reader: csv.DictReader[str], result: ImportResult) -> Iterator[_Row]:
+    seen: set[str] = set()
+    for record in reader:
+        line = reader.line_num
+        if None in record:  # more cells than header columns
+            result.errors.append((line, "more cells than the header has columns"))
+            continue
+        raw = (record.get("email") or "").strip()
+        if not raw:
+            result.errors.append((line, "empty email"))
+            continue
+        try:
+            email = normalise_email(raw)
+        except DigestError as exc:
+            result.errors.append((line, str(exc)))
+            continue
+        if email in seen:
+            result.errors.append((line, f"duplicate of an earlier row: {email}"))
+            continue
+        seen.add(email)
+        attrs = {k: (v or "").strip() for k, v in record.items() if k not in ("email", "name")}
+        yield _Row(line, email, (record.get("name") or "").strip()[:200], attrs)
+
+
+def _chunks(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
+    chunk: list[_Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _upsert(session: Session, list_id: int, rows: list[_Row], status: str) -> ImportResult:
+    result = ImportResult()
+    emails = [r.email for r in rows]
+    existing = {
+        s.email: s for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(emails)))
+    }
+    new = [
+        Subscriber(email=r.email, name=r.name, attributes=r.attributes)
+        for r in rows
+        if r.email not in existing
+    ]
+    session.add_all(new)
+    session.flush()
+    by_email = existing | {s.email: s for s in new}
+    for r in rows:
+        sub = existing.get(r.email)
+        if sub is not None and r.name and sub.name != r.name:
+            sub.name = r.name
+    subs = {
+        s.subscriber_id: s
+        for s in session.scalars(
+            select(Subscription).where(
+                Subscription.list_id == list_id,
+                Subscription.subscriber_id.in_([s.id for s in by_email.values()]),
+            )
+        )
+    }
+    now = utcnow()
+    for r in rows:
+        subscriber = by_email[r.email]
+        current = subs.get(subscriber.id)
+        if current is None:
+            session.add(
+                Subscription(
+                    list_id=list_id,
+                    subscriber_id=subscriber.id,
+                    status=status,
+                    confirmed_at=now if status == "confirmed" else None,
+                )
+            )
+            session.add(Event(kind="subscribed", subscriber_id=subscriber.id, list_id=list_id,
+                              detail={"via": "import" if r.line else "admin", "status": status}))
+            result.added += 1
+        elif current.status in STICKY or current.status == status:
+            result.unchanged += 1
+        else:
+            current.status = status
+            if status == "confirmed":
+                current.confirmed_at = now
+            result.updated += 1
+    session.flush()
+    return result
+
+
+def export_csv(session: Session, list_id: int, out: IO[str]) -> int:
+    writer = csv.writer(out)
+    writer.writerow(["email", "name", "status", "subscribed_at"])
+    count = 0
+    rows = session.execute(
+        select(Subscriber.email, Subscriber.name, Subscription.status, Subscription.created_at)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(Subscription.list_id == list_id)
+        .order_by(Subscriber.id)
+        .execution_options(yield_per=5000)
+    )
+    for email, name, status, created in rows:
+        writer.writerow([email, name, status, created.isoformat(timespec="seconds")])
+        count += 1
+    return count
+
+
+def count_by_status(session: Session, list_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Subscription.status, func.count())
+        .where(Subscription.list_id == list_id)
+        .group_by(Subscription.status)
+    )
+    return {status: n for status, n in rows}

@@ -1,0 +1,119 @@
+"""Compose on both stores: selection since the previous issue, grouping, editing a draft."""
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.errors import DigestError
+from digest.issues import lifecycle
+from digest.issues.compose import compose_issue
+from digest.models import Issue, IssueItem, Item, Source
+from digest.subscribers.lists import create_list, link_source
+
+NOW = datetime(2024, 3, 1, 9, 0)
+
+
+def _setup(session: Session, grouping: str = "month", language: str = "en") -> tuple[int, Source]:
+    lst = create_list(session, slug="news", name="News", lookback_days=90, grouping=grouping,
+                      language=language)
+    source = Source(name="Site", url="http://127.0.0.1/news", kind="html")
+    session.add(source)
+    session.flush()
+    link_source(session, lst.id, source.id)
+    return lst.id, source
+
+
+def _item(session: Session, source: Source, n: int, published: datetime | None,
+          seen: datetime) -> Item:
+    item = Item(source_id=source.id, guid=f"g{n}", url=f"http://127.0.0.1/n/{n}",
+                canonical_url=f"http://127.0.0.1/n/{n}", title=f"Item {n}",
+                published_at=published, first_seen_at=seen)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def test_first_issue_takes_lookback_then_only_new(session: Session) -> None:
+    list_id, src = _setup(session)
+    old = _item(session, src, 1, datetime(2023, 1, 5), NOW - timedelta(days=1))  # outside lookback
+    feb = _item(session, src, 2, datetime(2024, 2, 21), NOW - timedelta(days=1))
+    jan = _item(session, src, 3, datetime(2024, 1, 31), NOW - timedelta(days=1))
+    undated = _item(session, src, 4, None, NOW - timedelta(days=2))
+    issue = compose_issue(session, list_id, now=NOW)
+    assert issue is not None
+    got = [ii.item_id for ii in sorted(issue.issue_items, key=lambda i: i.position)]
+    # newest first; an undated item is dated by first-seen
+    assert got == [undated.id, feb.id, jan.id]
+    assert old.id not in got
+    labels = [ii.group_label for ii in sorted(issue.issue_items, key=lambda i: i.position)]
+    assert labels == ["February 2024", "February 2024", "January 2024"]
+    lifecycle.mark_approved(session, issue.id)
+
+    # Nothing new: nothing created.
+    assert compose_issue(session, list_id, now=NOW + timedelta(days=30)) is None
+    assert session.scalar(select(Issue).where(Issue.number == 2)) is None
+
+    # A late-discovered item (published before the last issue, seen after) makes the next one;
+    # an archive item from long before does not.
+    later = NOW + timedelta(days=31)
+    late = _item(session, src, 5, NOW - timedelta(days=3), NOW + timedelta(days=2))
+    _item(session, src, 6, NOW - timedelta(days=400), NOW + timedelta(days=2))
+    fresh = _item(session, src, 7, NOW + timedelta(days=10), NOW + timedelta(days=10))
+    second = compose_issue(session, list_id, now=later)
+    assert second is not None and second.number == 2
+    assert sorted(ii.item_id for ii in second.issue_items) == sorted([late.id, fresh.id])
+
+
+def test_item_never_in_two_issues_and_draft_blocks_next(session: Session) -> None:
+    list_id, src = _setup(session)
+    _item(session, src, 1, NOW - timedelta(days=3), NOW - timedelta(days=3))
+    issue = compose_issue(session, list_id, now=NOW)
+    assert issue is not None
+    with pytest.raises(DigestError, match="draft"):
+        compose_issue(session, list_id, now=NOW + timedelta(days=1))
+    lifecycle.mark_approved(session, issue.id)
+    assert compose_issue(session, list_id, now=NOW + timedelta(days=1)) is None
+    count = session.scalar(select(IssueItem.id).where(IssueItem.issue_id != issue.id))
+    assert count is None
+
+
+def test_editor_drops_reorders_and_sets_intro(session: Session) -> None:
+    list_id, src = _setup(session)
+    items = [_item(session, src, n, NOW - timedelta(days=n), NOW) for n in range(1, 5)]
+    issue = compose_issue(session, list_id, now=NOW)
+    assert issue is not None
+    lifecycle.drop_item(session, issue.id, items[1].id)
+    lifecycle.move_item(session, issue.id, items[3].id, 0)
+    lifecycle.edit_draft(session, issue.id, intro="Hello readers.", subject="  March   news ")
+    session.expire_all()
+    issue = session.get(Issue, issue.id)
+    assert issue is not None
+    order = [ii.item_id for ii in sorted(issue.issue_items, key=lambda i: i.position)]
+    assert order == [items[3].id, items[0].id, items[2].id]
+    assert issue.subject == "March news" and issue.intro == "Hello readers."
+    with pytest.raises(DigestError):
+        lifecycle.move_item(session, issue.id, items[0].id, 7)
+    # An editor's drop is final: the next issue starts after this one.
+    lifecycle.mark_approved(session, issue.id)
+    assert compose_issue(session, list_id, now=NOW + timedelta(days=1)) is None
+
+
+def test_group_by_source_and_french_months(session: Session) -> None:
+    list_id, src = _setup(session, grouping="month", language="fr")
+    _item(session, src, 1, datetime(2024, 2, 21), NOW)
+    issue = compose_issue(session, list_id, now=NOW)
+    assert issue is not None
+    assert issue.issue_items[0].group_label == "Février 2024"
+
+
+def test_discarded_draft_frees_items(session: Session) -> None:
+    list_id, src = _setup(session)
+    item = _item(session, src, 1, NOW - timedelta(days=1), NOW)
+    issue = compose_issue(session, list_id, now=NOW)
+    assert issue is not None
+    lifecycle.discard_draft(session, issue.id)
+    again = compose_issue(session, list_id, now=NOW)
+    assert again is not None and [ii.item_id for ii in again.issue_items] == [item.id]
+    assert again.number == 1
