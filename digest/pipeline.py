@@ -41,4 +41,3 @@ def start_sending(session: Session, issue_id: int) -> int:
         raise RuntimeError(f"issue {issue_id} was not rendered; approve it first")
     mark_sending(session, issue_id)
     return plan_deliveries(session, issue_id)
-

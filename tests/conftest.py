@@ -18,7 +18,9 @@ from digest import models  # noqa: F401  (registers the tables)
 from digest.config import reset_settings
 from digest.db import Base, dispose_engines, get_engine, session_factory
 
-PG_ADMIN_URL = os.environ.get("DIGEST_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "DIGEST_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 PG_DB = f"digest_test_{os.getpid()}"
 REDIS_URL = os.environ.get("DIGEST_TEST_REDIS", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

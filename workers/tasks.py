@@ -102,9 +102,7 @@ def send_issue(issue_id: int) -> int:
 def send_batch(self: Task, issue_id: int) -> dict[str, int]:
     """Claim and send one batch, then chase the next; the last one closes the issue."""
     settings = get_settings()
-    result = send_one_batch(
-        session_factory(), issue_id, owner(), transport(), settings.batch_size
-    )
+    result = send_one_batch(session_factory(), issue_id, owner(), transport(), settings.batch_size)
     if result.claimed:
         send_batch.delay(issue_id)
     else:
@@ -115,8 +113,12 @@ def send_batch(self: Task, issue_id: int) -> dict[str, int]:
         if not done and state == "sending" and counts.get("pending", 0) + counts.get("sending", 0):
             # Retries wait for their back-off, or leases of a dead worker for expiry.
             send_batch.apply_async((issue_id,), countdown=min(settings.retry_base_seconds, 30) or 1)
-    return {"claimed": result.claimed, "sent": result.sent, "retried": result.retried,
-            "failed": result.failed}
+    return {
+        "claimed": result.claimed,
+        "sent": result.sent,
+        "retried": result.retried,
+        "failed": result.failed,
+    }
 
 
 @app.task(name="workers.tasks.kick_sending_issues")

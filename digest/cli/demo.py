@@ -23,8 +23,24 @@ from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import import_csv
 
 LIST_SLUG = "sse-news"
-FIRST_NAMES = ("Ada", "Bruno", "Chloé", "Dmitri", "Émilie", "Farah", "Gustavo", "Hiroko",
-               "Ifeoma", "Jonas", "Kateřina", "Luis", "Mei", "Nadia", "Oskar", "Priya")
+FIRST_NAMES = (
+    "Ada",
+    "Bruno",
+    "Chloé",
+    "Dmitri",
+    "Émilie",
+    "Farah",
+    "Gustavo",
+    "Hiroko",
+    "Ifeoma",
+    "Jonas",
+    "Kateřina",
+    "Luis",
+    "Mei",
+    "Nadia",
+    "Oskar",
+    "Priya",
+)
 LAST_NAMES = ("Okafor", "Silva", "Müller", "Nguyen", "Dubois", "Kowalski", "García", "Sato")
 
 
@@ -60,8 +76,13 @@ def _ensure_list(session_count: int) -> tuple[int, int]:
         url = SAMPLE_LISTING.resolve().as_uri()
         source = session.scalar(select(Source).where(Source.url == url))
         if source is None:
-            source = Source(name="SSE news page", url=url, kind="html",
-                            selectors=dict(SAMPLE_SELECTORS), language="en")
+            source = Source(
+                name="SSE news page",
+                url=url,
+                kind="html",
+                selectors=dict(SAMPLE_SELECTORS),
+                language="en",
+            )
             session.add(source)
             session.flush()
         link_source(session, lst.id, source.id)
@@ -88,9 +109,9 @@ def run_demo(subscribers: int) -> None:
             prev = previous_issue(session, list_id)
             when = prev.period_end.strftime("%Y-%m-%d %H:%M") if prev else "-"
             sent = session.scalar(
-                select(func.count()).select_from(Delivery).where(
-                    Delivery.issue_id == (prev.id if prev else -1), Delivery.status == "sent"
-                )
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.issue_id == (prev.id if prev else -1), Delivery.status == "sent")
             )
             console.print(
                 f"nothing new since issue #{prev.number if prev else '?'} ({when} UTC, "
@@ -99,7 +120,9 @@ def run_demo(subscribers: int) -> None:
             )
             return
         issue_id, items = issue.id, len(issue.issue_items)
-        console.print(f"composed issue {issue_id} with {items} items: {issue.subject}", markup=False)
+        console.print(
+            f"composed issue {issue_id} with {items} items: {issue.subject}", markup=False
+        )
 
     with unit_of_work() as session:
         approval = approve_issue(session, issue_id)

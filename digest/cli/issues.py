@@ -74,8 +74,14 @@ def list_issues(list_slug: Annotated[str | None, typer.Option("--list", "-l")] =
             stmt = stmt.where(Issue.list_id == get_list(session, list_slug).id)
         table = Table("id", "list", "#", "status", "items", "subject")
         for issue in session.scalars(stmt):
-            table.add_row(str(issue.id), issue.mailing_list.slug, str(issue.number), issue.status,
-                          str(len(issue.issue_items)), issue.subject)
+            table.add_row(
+                str(issue.id),
+                issue.mailing_list.slug,
+                str(issue.number),
+                issue.status,
+                str(len(issue.issue_items)),
+                issue.subject,
+            )
         console.print(table)
 
 
@@ -120,7 +126,9 @@ def move(issue_id: int, item_id: int, position: int) -> None:
 @app.command("edit")
 def edit(
     issue_id: int,
-    intro: Annotated[str | None, typer.Option(help="Intro text (blank line = new paragraph).")] = None,
+    intro: Annotated[
+        str | None, typer.Option(help="Intro text (blank line = new paragraph).")
+    ] = None,
     subject: str | None = None,
     preheader: str | None = None,
 ) -> None:
@@ -201,4 +209,3 @@ def resume(issue_id: int) -> None:
 def cancel(issue_id: int) -> None:
     """Cancel an issue: nothing more is sent."""
     _control("cancel", issue_id)
-

@@ -78,8 +78,19 @@ def show(slug: str) -> None:
     """Show one list's settings."""
     with unit_of_work() as session:
         lst = get_list(session, slug)
-        for field in ("id", "slug", "name", "language", "timezone", "schedule_cron", "grouping",
-                      "lookback_days", "subject_template", "preheader_template", "auto_approve"):
+        for field in (
+            "id",
+            "slug",
+            "name",
+            "language",
+            "timezone",
+            "schedule_cron",
+            "grouping",
+            "lookback_days",
+            "subject_template",
+            "preheader_template",
+            "auto_approve",
+        ):
             console.print(f"{field}: {getattr(lst, field)}", markup=False)
         for src in lst.sources:
             console.print(f"source: {src.id} {src.name} <{src.url}>", markup=False)

@@ -113,7 +113,9 @@ def fill_template(template: str, lst: MailingList, count: int, number: int, now:
         ) from exc
 
 
-def compose_issue(session: Session, list_ref: str | int, now: datetime | None = None) -> Issue | None:
+def compose_issue(
+    session: Session, list_ref: str | int, now: datetime | None = None
+) -> Issue | None:
     """Create the next draft issue, or return None when there is nothing new."""
     now = now or utcnow()
     lst = get_list(session, list_ref)
@@ -128,7 +130,9 @@ def compose_issue(session: Session, list_ref: str | int, now: datetime | None = 
     if not candidates:
         return None
     prev = previous_issue(session, lst.id)
-    number = (session.scalar(select(func.max(Issue.number)).where(Issue.list_id == lst.id)) or 0) + 1
+    number = (
+        session.scalar(select(func.max(Issue.number)).where(Issue.list_id == lst.id)) or 0
+    ) + 1
     issue = Issue(
         list_id=lst.id,
         number=number,

@@ -1,6 +1,6 @@
 """The issue lifecycle: an editor edits a draft, approves it; sending is paused, resumed, cancelled.
 
-draft -> approved -> sending -> sent; sending <-> paused; draft/approved/sending/paused -> cancelled.
+draft -> approved -> sending -> sent; sending <-> paused; any unsent state -> cancelled.
 Status is the control plane: senders check it before each batch.
 """
 
@@ -35,7 +35,7 @@ def _items(issue: Issue) -> list[IssueItem]:
 
 
 def drop_item(session: Session, issue_id: int, item_id: int) -> None:
-    """Take an item out of a draft. It is not offered again: the next issue starts after this one."""
+    """Take an item out of a draft; it is not offered again (the next issue starts after this)."""
     issue = get_issue(session, issue_id)
     _require(issue, "draft")
     items = _items(issue)

@@ -160,8 +160,14 @@ def _upsert(session: Session, list_id: int, rows: list[_Row], status: str) -> Im
                     confirmed_at=now if status == "confirmed" else None,
                 )
             )
-            session.add(Event(kind="subscribed", subscriber_id=subscriber.id, list_id=list_id,
-                              detail={"via": "import" if r.line else "admin", "status": status}))
+            session.add(
+                Event(
+                    kind="subscribed",
+                    subscriber_id=subscriber.id,
+                    list_id=list_id,
+                    detail={"via": "import" if r.line else "admin", "status": status},
+                )
+            )
             result.added += 1
         elif current.status in STICKY or current.status == status:
             result.unchanged += 1

@@ -16,8 +16,9 @@ NOW = datetime(2024, 3, 1, 9, 0)
 
 
 def _setup(session: Session, grouping: str = "month", language: str = "en") -> tuple[int, Source]:
-    lst = create_list(session, slug="news", name="News", lookback_days=90, grouping=grouping,
-                      language=language)
+    lst = create_list(
+        session, slug="news", name="News", lookback_days=90, grouping=grouping, language=language
+    )
     source = Source(name="Site", url="http://127.0.0.1/news", kind="html")
     session.add(source)
     session.flush()
@@ -25,11 +26,18 @@ def _setup(session: Session, grouping: str = "month", language: str = "en") -> t
     return lst.id, source
 
 
-def _item(session: Session, source: Source, n: int, published: datetime | None,
-          seen: datetime) -> Item:
-    item = Item(source_id=source.id, guid=f"g{n}", url=f"http://127.0.0.1/n/{n}",
-                canonical_url=f"http://127.0.0.1/n/{n}", title=f"Item {n}",
-                published_at=published, first_seen_at=seen)
+def _item(
+    session: Session, source: Source, n: int, published: datetime | None, seen: datetime
+) -> Item:
+    item = Item(
+        source_id=source.id,
+        guid=f"g{n}",
+        url=f"http://127.0.0.1/n/{n}",
+        canonical_url=f"http://127.0.0.1/n/{n}",
+        title=f"Item {n}",
+        published_at=published,
+        first_seen_at=seen,
+    )
     session.add(item)
     session.flush()
     return item

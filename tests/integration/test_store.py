@@ -38,8 +38,9 @@ def test_item_in_at_most_one_issue_of_a_list(session: Session) -> None:
 
 
 def test_json_columns_round_trip(session: Session) -> None:
-    source = Source(name="s", url="http://127.0.0.1/page", kind="html",
-                    selectors={"item": "li", "max_pages": 3})
+    source = Source(
+        name="s", url="http://127.0.0.1/page", kind="html", selectors={"item": "li", "max_pages": 3}
+    )
     session.add(source)
     session.commit()
     session.expire_all()

@@ -1,0 +1,57 @@
+"""`digest demo` on a fresh folder: the whole job on embedded defaults, then a quiet rerun."""
+
+import re
+from pathlib import Path
+
+from digest.subscribers.tokens import read_token
+from tests.helpers import outbox_messages, parts, run_digest
+
+UNSUB = re.compile(r"/u/([A-Za-z0-9_.-]+)")
+
+
+def test_demo_delivers_every_copy_then_sends_nothing_new(tmp_path: Path) -> None:
+    env = {"DIGEST_SECRET_KEY": "demo-test"}
+    first = run_digest("demo", "--subscribers", "300", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "300 recipients" in first.stdout and "300 sent" in first.stdout
+    assert (tmp_path / "digest.db").exists()
+    previews = list((tmp_path / "preview").glob("issue-*.html"))
+    assert previews and "Jeun" in previews[0].read_text()
+
+    messages = outbox_messages(tmp_path / "outbox")
+    assert len(messages) == 300
+    ids, tokens, recipients = set(), set(), set()
+    for msg in messages:
+        text, html = parts(msg)
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        raw_lu = str(msg["List-Unsubscribe"])
+        assert "<http" in raw_lu and "<mailto:" in raw_lu
+        token = UNSUB.search(raw_lu)
+        assert token is not None
+        read_token("unsubscribe", token.group(1), secret="demo-test")
+        assert token.group(1) in html and token.group(1) in text
+        ids.add(msg["Message-ID"])
+        tokens.add(token.group(1))
+        recipients.add(str(msg["To"]))
+        assert "[[digest:" not in html and "[[digest:" not in text
+    assert len(ids) == len(tokens) == len(recipients) == 300
+
+    second = run_digest("demo", "--subscribers", "300", env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "nothing new" in second.stdout
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 300
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    run_digest("init", cwd=tmp_path)
+    for args in (
+        ["issues", "compose", "no-such-list"],
+        ["issues", "show", "999"],
+        ["subscribers", "import", "missing.csv", "--list", "x"],
+        ["lists", "create", "Bad Slug", "--name", "x"],
+        ["issues", "preview", "1", "--format", "pdf"],
+    ):
+        result = run_digest(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
