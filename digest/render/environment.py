@@ -1,0 +1,104 @@
+"""The Jinja2 environment for email templates (templates/email/).
+
+Autoescape is on for .mjml as well as .html/.xml: `select_autoescape`'s defaults miss .mjml, and
+an MJML template is HTML underneath, so a title like "<script>" must arrive escaped. Undefined
+names fail loudly (StrictUndefined) instead of rendering as empty text. Date filters format in
+the list's language, read from the `locale` variable every email template receives.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from babel import Locale
+from babel.dates import format_date
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
+
+from digest.render.errors import RenderError
+
+AUTOESCAPED_EXTENSIONS = ("mjml", "html", "htm", "xml")
+LINKABLE_SCHEMES = frozenset({"http", "https"})
+
+
+def email_templates_dir() -> Path:
+    """templates/email/ at the repository root, next to the `digest` package.
+
+    `resolve()` follows the links of a strict editable install back to the checkout.
+    """
+    candidate = Path(__file__).resolve().parents[2] / "templates" / "email"
+    if not candidate.is_dir():
+        raise RenderError(f"email templates not found at {candidate}")
+    return candidate
+
+
+def _locale(context: Context) -> Locale:
+    locale = context.get("locale")
+    if not isinstance(locale, Locale):
+        raise RenderError("email templates need a babel `locale` in their context")
+    return locale
+
+
+@pass_context
+def date_filter(context: Context, value: date | datetime | None, fmt: str = "long") -> str:
+    """A date in the list's language: "21 February 2024" (en_GB), "21 février 2024" (fr)."""
+    if value is None:
+        return ""
+    return format_date(value, fmt, locale=_locale(context))
+
+
+@pass_context
+def month_filter(context: Context, value: date | datetime | None) -> str:
+    """Month and year as a heading: "February 2024", "Février 2024"."""
+    if value is None:
+        return ""
+    text = format_date(value, "LLLL y", locale=_locale(context))
+    return text[:1].upper() + text[1:]
+
+
+def paragraphs_filter(value: str) -> list[str]:
+    """Plain text split on blank lines, each paragraph's line breaks folded to spaces."""
+    blocks = (" ".join(block.split()) for block in value.replace("\r\n", "\n").split("\n\n"))
+    return [block for block in blocks if block]
+
+
+def web_url_test(value: Any) -> bool:
+    """Only http(s) URLs become links; anything else (javascript:, data:) stays text."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in LINKABLE_SCHEMES and bool(parts.netloc)
+
+
+def build_environment(templates_dir: Path) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(templates_dir),
+        autoescape=select_autoescape(
+            enabled_extensions=AUTOESCAPED_EXTENSIONS,
+            disabled_extensions=("txt",),
+            default_for_string=True,
+            default=True,
+        ),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.filters["date"] = date_filter
+    env.filters["month"] = month_filter
+    env.filters["paragraphs"] = paragraphs_filter
+    env.tests["web_url"] = web_url_test
+    return env
+
+
+@lru_cache(maxsize=4)
+def get_environment(templates_dir: Path | None = None) -> Environment:
+    """One environment per templates folder per process (it caches compiled templates)."""
+    return build_environment(templates_dir or email_templates_dir())
