@@ -41,6 +41,7 @@ def _render_mjml(view: IssueView, locale: Locale, templates_dir: Path | None) ->
         "accent": accent if _HEX_COLOR.fullmatch(accent) else DEFAULT_ACCENT,
         "ph": SimpleNamespace(
             NAME=placeholders.NAME,
+            GREETING_NAME=placeholders.GREETING_NAME,
             EMAIL=placeholders.EMAIL,
             UNSUBSCRIBE_URL=placeholders.UNSUBSCRIBE_URL,
             PREFERENCES_URL=placeholders.PREFERENCES_URL,
@@ -65,7 +66,7 @@ def render_issue(
     text = render_text(view, locale)
 
     for part, body in (("HTML", html), ("text", text)):
-        missing = [p for p in placeholders.ALL if p not in body]
+        missing = [p for p in placeholders.REQUIRED if p not in body]
         if missing:
             raise RenderError(f"the {part} part lost placeholders {missing}: check the templates")
 

@@ -15,7 +15,7 @@ DEFAULT_LANGUAGE = "en"
 
 @dataclass(frozen=True, slots=True)
 class Labels:
-    greeting: str  # {name}
+    greeting: str  # {name} is GREETING_NAME: a space and the name, or nothing
     issue: str  # {number}
     items_one: str  # {count}
     items_other: str  # {count}
@@ -32,7 +32,7 @@ class Labels:
 
 LABELS: dict[str, Labels] = {
     "en": Labels(
-        greeting="Hello {name},",
+        greeting="Hello{name},",
         issue="Issue {number}",
         items_one="{count} story in this issue",
         items_other="{count} stories in this issue",
@@ -43,7 +43,7 @@ LABELS: dict[str, Labels] = {
         why="You receive this email at {email} because you subscribed to {list}.",
     ),
     "fr": Labels(
-        greeting="Bonjour {name},",
+        greeting="Bonjour{name},",
         issue="Numéro {number}",
         items_one="{count} article dans ce numéro",
         items_other="{count} articles dans ce numéro",
@@ -54,7 +54,7 @@ LABELS: dict[str, Labels] = {
         why="Vous recevez ce message à l’adresse {email} car vous êtes abonné·e à {list}.",
     ),
     "es": Labels(
-        greeting="Hola, {name}:",
+        greeting="Hola,{name}:",
         issue="Número {number}",
         items_one="{count} noticia en este número",
         items_other="{count} noticias en este número",
@@ -65,7 +65,7 @@ LABELS: dict[str, Labels] = {
         why="Recibe este correo en {email} porque se suscribió a {list}.",
     ),
     "de": Labels(
-        greeting="Hallo {name},",
+        greeting="Hallo{name},",
         issue="Ausgabe {number}",
         items_one="{count} Beitrag in dieser Ausgabe",
         items_other="{count} Beiträge in dieser Ausgabe",

@@ -65,7 +65,7 @@ def render_text(view: IssueView, locale: Locale) -> str:
     labels = labels_for(locale)
     lines = [*_underlined(view.list_name, "="), labels.issue.format(number=view.number)]
     lines += ["", f"{labels.view_online}: {placeholders.VIEW_ONLINE_URL}", ""]
-    lines.append(labels.greeting.format(name=placeholders.NAME))
+    lines.append(labels.greeting.format(name=placeholders.GREETING_NAME))
     for paragraph in paragraphs_filter(view.intro):
         lines.append("")
         lines.extend(_wrap(paragraph))
