@@ -1,0 +1,142 @@
+"""What a subscriber does to a subscription: confirm, unsubscribe, resubscribe, preferences.
+
+Each change is one conditional UPDATE whose row count says whether it happened, so a repeated
+or concurrent call (a mail provider's one-click POST racing the subscriber's own click) changes
+nothing and writes no second event. The caller commits.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from digest.models import Event, Subscriber, Subscription, utcnow
+
+# Statuses in which the subscriber may still get mail; bounced and complained ones never do.
+RECEIVING = ("pending", "confirmed")
+NAME_MAX = 200
+_SPACES = re.compile(r"\s+")
+
+
+class SubscriptionNotFound(LookupError):
+    """No subscription has this id."""
+
+
+def get_subscription(session: Session, subscription_id: int) -> Subscription:
+    subscription = session.get(Subscription, subscription_id)
+    if subscription is None:
+        raise SubscriptionNotFound(f"subscription {subscription_id} does not exist")
+    return subscription
+
+
+def _record(session: Session, kind: str, subscription: Subscription, **detail: Any) -> None:
+    session.add(
+        Event(
+            kind=kind,
+            subscriber_id=subscription.subscriber_id,
+            list_id=subscription.list_id,
+            detail=detail,
+        )
+    )
+
+
+def _transition(
+    session: Session, subscription_id: int, from_statuses: tuple[str, ...], **values: Any
+) -> Subscription | None:
+    """Move the row to new values if it is in one of `from_statuses`; None when it was not."""
+    subscription = get_subscription(session, subscription_id)
+    result = session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription_id, Subscription.status.in_(from_statuses))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    session.refresh(subscription)
+    return subscription
+
+
+def unsubscribe(session: Session, subscription_id: int, *, via: str) -> bool:
+    """Stop mail from this list; False (and nothing written) when it was already stopped."""
+    subscription = _transition(
+        session, subscription_id, RECEIVING, status="unsubscribed", unsubscribed_at=utcnow()
+    )
+    if subscription is None:
+        return False
+    _record(session, "unsubscribed", subscription, via=via)
+    return True
+
+
+def resubscribe(session: Session, subscription_id: int, *, via: str) -> bool:
+    """Undo an unsubscribe. The request came through a signed link mailed to the address,
+    which proves the subscriber controls it: the subscription is confirmed."""
+    current = get_subscription(session, subscription_id)
+    subscription = _transition(
+        session,
+        subscription_id,
+        ("unsubscribed",),
+        status="confirmed",
+        unsubscribed_at=None,
+        confirmed_at=current.confirmed_at or utcnow(),
+    )
+    if subscription is None:
+        return False
+    _record(session, "resubscribed", subscription, via=via)
+    return True
+
+
+def confirm(session: Session, subscription_id: int) -> bool:
+    """Double opt-in: a pending subscription becomes confirmed; False if it was not pending."""
+    subscription = _transition(
+        session, subscription_id, ("pending",), status="confirmed", confirmed_at=utcnow()
+    )
+    if subscription is None:
+        return False
+    _record(session, "confirmed", subscription)
+    return True
+
+
+def clean_name(name: str) -> str:
+    """One line, no control or format characters, capped: the name lands in every greeting."""
+    kept = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in name)
+    return _SPACES.sub(" ", kept).strip()[:NAME_MAX]
+
+
+def update_preferences(
+    session: Session,
+    subscription_id: int,
+    *,
+    name: str | None = None,
+    preferences: dict[str, Any] | None = None,
+) -> bool:
+    """Save what the preferences page edits; True when something changed (and an event says what).
+
+    The name belongs to the subscriber, so it changes on every list they read;
+    `preferences` are merged into the subscription's own settings.
+    """
+    subscription = get_subscription(session, subscription_id)
+    changed: list[str] = []
+    if name is not None:
+        subscriber = session.get(Subscriber, subscription.subscriber_id)
+        assert subscriber is not None  # the foreign key guarantees it
+        cleaned = clean_name(name)
+        if cleaned != subscriber.name:
+            subscriber.name = cleaned
+            changed.append("name")
+    if preferences:
+        current = subscription.preferences or {}
+        differing = sorted(k for k, v in preferences.items() if current.get(k, object()) != v)
+        if differing:
+            # A new dict, so the JSON column sees the change.
+            subscription.preferences = {**current, **preferences}
+            changed.extend(differing)
+    if not changed:
+        return False
+    _record(session, "preferences_updated", subscription, changed=changed)
+    session.flush()
+    return True

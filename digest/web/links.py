@@ -1,0 +1,55 @@
+"""Turn a link's token into the row it names, or the HTTP error a subscriber should see."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+from sqlalchemy.orm import Session
+
+from digest.models import Issue, Subscription
+from digest.subscribers.tokens import InvalidToken, Purpose, read_token
+
+# Our tokens are a few dozen characters; anything far longer is not one of ours.
+MAX_TOKEN_LENGTH = 256
+
+
+class BadLink(HTTPException):
+    """A forged, truncated or wrong-purpose token: 400 with a page saying so."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=400, detail="bad-link")
+
+
+class GoneLink(HTTPException):
+    """A valid token for a row that no longer exists."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=404, detail="gone")
+
+
+def token_id(purpose: Purpose, token: str) -> int:
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise BadLink()
+    try:
+        return read_token(purpose, token)
+    except InvalidToken as exc:
+        raise BadLink() from exc
+
+
+def subscription_for(session: Session, purpose: Purpose, token: str) -> Subscription:
+    subscription = session.get(Subscription, token_id(purpose, token))
+    if subscription is None:
+        raise GoneLink()
+    return subscription
+
+
+def issue_for(session: Session, token: str) -> Issue:
+    issue = session.get(Issue, token_id("view", token))
+    if issue is None or issue.html is None:
+        raise GoneLink()
+    return issue
+
+
+def mask_email(email: str) -> str:
+    """j•••@example.org: enough for the owner to recognise, little for whoever holds the link."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}" if domain else "•••"

@@ -1,0 +1,124 @@
+"""The public pages every link in a message leads to: unsubscribe, preferences, view online.
+
+GET never changes anything (mail scanners and link previews fetch every URL they see); each
+change is a POST to the same URL, which for /u/ is also the RFC 8058 one-click endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+
+from digest.models import Subscription
+from digest.subscribers import actions
+from digest.subscribers.tokens import make_token
+from digest.web.deps import SessionDep
+from digest.web.links import issue_for, mask_email, subscription_for
+from digest.web.online import web_copy
+from digest.web.templating import render, root_path
+
+router = APIRouter()
+
+ONE_CLICK = "One-Click"
+Notice = Literal["saved", "unsubscribed", "resubscribed", "unchanged"]
+NOTICES = frozenset(get_args(Notice))
+
+
+def _context(request: Request, subscription: Subscription) -> dict[str, object]:
+    root = root_path(request)
+    return {
+        "brand": subscription.mailing_list.from_name or request.app.state.settings.from_name,
+        "list_name": subscription.mailing_list.name,
+        "list_description": subscription.mailing_list.description,
+        "email": mask_email(subscription.subscriber.email),
+        "status": subscription.status,
+        "preferences_url": f"{root}/p/{make_token('preferences', subscription.id)}",
+    }
+
+
+@router.api_route("/u/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+def unsubscribe_page(request: Request, token: str, session: SessionDep) -> Response:
+    subscription = subscription_for(session, "unsubscribe", token)
+    template = (
+        "unsubscribe.html" if subscription.status in actions.RECEIVING else "unsubscribed.html"
+    )
+    return render(request, template, _context(request, subscription))
+
+
+@router.post("/u/{token}")
+def unsubscribe(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    list_unsubscribe: Annotated[str | None, Form(alias="List-Unsubscribe")] = None,
+) -> Response:
+    subscription = subscription_for(session, "unsubscribe", token)
+    one_click = list_unsubscribe == ONE_CLICK
+    actions.unsubscribe(session, subscription.id, via="one-click" if one_click else "web")
+    if one_click:
+        # RFC 8058: the mail provider posts without cookies and shows nothing; a 200 is all.
+        return PlainTextResponse(f"Unsubscribed from {subscription.mailing_list.name}.\n")
+    return render(request, "unsubscribed.html", {**_context(request, subscription), "done": True})
+
+
+@router.api_route("/p/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+def preferences_page(
+    request: Request, token: str, session: SessionDep, done: str | None = None
+) -> Response:
+    subscription = subscription_for(session, "preferences", token)
+    context = _context(request, subscription)
+    notice = done if done in NOTICES else None  # a hand-edited query string shows nothing
+    context.update(name=subscription.subscriber.name, notice=notice, name_max=actions.NAME_MAX)
+    return render(request, "preferences.html", context)
+
+
+@router.post("/p/{token}")
+def save_preferences(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    action: Annotated[Literal["save", "unsubscribe", "resubscribe"], Form()] = "save",
+    name: Annotated[str | None, Form(max_length=1000)] = None,
+) -> Response:
+    subscription = subscription_for(session, "preferences", token)
+    notice: Notice
+    if action == "unsubscribe":
+        changed = actions.unsubscribe(session, subscription.id, via="preferences")
+        notice = "unsubscribed" if changed else "unchanged"
+    elif action == "resubscribe":
+        changed = actions.resubscribe(session, subscription.id, via="preferences")
+        notice = "resubscribed" if changed else "unchanged"
+    else:
+        actions.update_preferences(session, subscription.id, name=name)
+        notice = "saved"
+    # Post/redirect/get: reloading the page does not post the form again.
+    return RedirectResponse(f"{root_path(request)}/p/{token}?done={notice}", status_code=303)
+
+
+@router.api_route("/c/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+def confirm_page(request: Request, token: str, session: SessionDep) -> Response:
+    subscription = subscription_for(session, "confirm", token)
+    return render(request, "confirm.html", _context(request, subscription))
+
+
+@router.post("/c/{token}", response_class=HTMLResponse)
+def confirm(request: Request, token: str, session: SessionDep) -> Response:
+    subscription = subscription_for(session, "confirm", token)
+    actions.confirm(session, subscription.id)
+    return render(request, "confirm.html", {**_context(request, subscription), "done": True})
+
+
+@router.api_route("/v/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+def view_online(request: Request, token: str, session: SessionDep) -> Response:
+    issue = issue_for(session, token)
+    root = root_path(request)
+    html = web_copy(issue.html or "", links_url=f"{root}/links", view_url=f"{root}/v/{token}")
+    return HTMLResponse(html)
+
+
+@router.get("/links", response_class=HTMLResponse)
+def links_help(request: Request) -> Response:
+    """Where the web copy's unsubscribe and preferences links lead: they are personal."""
+    return render(request, "links.html", {})

@@ -1,0 +1,89 @@
+"""Pure helpers behind the public pages: the web copy, address masking, name cleaning."""
+
+from __future__ import annotations
+
+import pytest
+
+from digest import placeholders as ph
+from digest.subscribers.actions import NAME_MAX, clean_name
+from digest.subscribers.tokens import make_token
+from digest.web.links import BadLink, mask_email, token_id
+from digest.web.online import web_copy
+
+
+def test_web_copy_leaves_no_placeholder_and_no_personal_link() -> None:
+    html = (
+        f"<p>Dear {ph.NAME} ({ph.EMAIL})</p><a href='{ph.UNSUBSCRIBE_URL}'>u</a>"
+        f"<a href='{ph.PREFERENCES_URL}'>p</a><a href='{ph.VIEW_ONLINE_URL}'>v</a>"
+        f"<a href='{ph.UNSUBSCRIBE_URL}'>u again</a>"
+    )
+    out = web_copy(html, links_url="/links", view_url="/v/tok")
+    assert "[[digest:" not in out
+    # The paragraph naming the address is gone; every personal link points at /links.
+    assert out == (
+        "<a href='/links'>u</a><a href='/links'>p</a><a href='/v/tok'>v</a>"
+        "<a href='/links'>u again</a>"
+    )
+    # Every placeholder render may leave, side by side, leaves nothing behind.
+    every = "<div>" + "|".join(ph.ALL) + "</div>"
+    assert "[[" not in web_copy(every, links_url="/links", view_url="/v/tok")
+
+
+@pytest.mark.parametrize(
+    ("email", "masked"),
+    [
+        ("ada@example.org", "a•••@example.org"),
+        ("x@y.z", "x•••@y.z"),
+        ("no-at-sign", "•••"),
+    ],
+)
+def test_mask_email(email: str, masked: str) -> None:
+    assert mask_email(email) == masked
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("  Ada   Lovelace ", "Ada Lovelace"),
+        ("Ada\r\nBcc: evil@example.org", "Ada Bcc: evil@example.org"),
+        ("Zoë\u200b\u202eKing\x00", "Zoë King"),
+        ("", ""),
+    ],
+)
+def test_clean_name_is_one_printable_line(raw: str, clean: str) -> None:
+    assert clean_name(raw) == clean
+
+
+def test_clean_name_is_capped() -> None:
+    assert len(clean_name("a" * 1000)) == NAME_MAX
+
+
+def test_token_id_refuses_other_purposes_and_giants() -> None:
+    assert token_id("unsubscribe", make_token("unsubscribe", 5)) == 5
+    with pytest.raises(BadLink):
+        token_id("unsubscribe", make_token("view", 5))
+    with pytest.raises(BadLink):
+        token_id("unsubscribe", "x" * 10_000)
+
+
+@pytest.mark.parametrize(
+    ("greeting", "neutral"),
+    [
+        (f"<p>Hello {ph.NAME},</p>", "<p>Hello,</p>"),
+        (f"<p>Hola, {ph.NAME}:</p>", "<p>Hola:</p>"),
+        (f"<p>Bonjour\n  {ph.NAME},</p>", "<p>Bonjour,</p>"),
+        (f"<p>Hello{ph.GREETING_NAME},</p>", "<p>Hello,</p>"),
+        ("<p>Hi[[digest:some_future_field]]!</p>", "<p>Hi!</p>"),
+    ],
+)
+def test_web_copy_greets_nobody_in_particular(greeting: str, neutral: str) -> None:
+    assert web_copy(greeting, links_url="/l", view_url="/v") == neutral
+
+
+def test_web_copy_drops_the_paragraph_naming_the_address() -> None:
+    html = (
+        "<p>Keep me</p><p style='margin:0'>Sent to <b>"
+        + ph.EMAIL
+        + "</b> because you subscribed.</p><p>And me</p>"
+    )
+    assert web_copy(html, links_url="/l", view_url="/v") == "<p>Keep me</p><p>And me</p>"
