@@ -49,13 +49,23 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     reload: bool = False,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (its URL holds the reader's token).")
+    ] = False,
 ) -> None:
     """Serve the web app: unsubscribe, preferences and view-online pages."""
     import uvicorn
 
     if get_settings().secret_key == DEV_SECRET:
         err.print("warning: DIGEST_SECRET_KEY is the development default; set it in production")
-    uvicorn.run("digest.web.app:create_app", factory=True, host=host, port=port, reload=reload)
+    uvicorn.run(
+        "digest.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        access_log=access_log,
+    )
 
 
 def _celery_app():  # type: ignore[no-untyped-def]
