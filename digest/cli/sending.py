@@ -10,8 +10,6 @@ from digest.cli.common import console, err, unit_of_work
 from digest.config import get_settings
 from digest.db import session_factory
 from digest.delivery.ledger import issue_progress
-from digest.delivery.send import send_issue_inline
-from digest.delivery.transports import make_transport
 from digest.issues.lifecycle import get_issue
 
 
@@ -27,6 +25,9 @@ def progress_bar() -> Progress:
 
 def send_inline(issue_id: int) -> dict[str, int]:
     """Send every pending delivery of the issue in this process, with a progress bar."""
+    from digest.delivery.send import send_issue_inline
+    from digest.delivery.transports import make_transport
+
     settings = get_settings()
     transport = make_transport(settings)
     started = time.perf_counter()
