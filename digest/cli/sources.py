@@ -1,0 +1,275 @@
+"""`digest sources`: try a source before adding it, add it, list the sources and their health."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from digest.db import session_scope
+from digest.models import ListSource, MailingList, Source
+from digest.sources.errors import SourceError
+from digest.sources.fetch import normalise_target
+from digest.sources.listing import Selectors
+from digest.sources.parsed import ParsedItem
+from digest.sources.reader import ReadResult, read_once
+
+app = typer.Typer(
+    help="Try a feed or listing page, add it as a source, list the sources' health.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+class Kind(StrEnum):
+    auto = "auto"
+    feed = "feed"
+    html = "html"
+
+
+def fail(message: str) -> typer.Exit:
+    """One clear line on stderr; the caller raises the returned Exit (code 2)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def item_json(item: ParsedItem) -> dict[str, Any]:
+    return {
+        "title": item.title or None,
+        "url": item.url,
+        "published_at": iso_utc(item.published_at),
+        "summary": item.summary_text,
+        "guid": item.guid,
+    }
+
+
+def _selectors(
+    item: str | None,
+    title: str | None,
+    link: str | None,
+    date: str | None,
+    summary: str | None,
+    next_: str | None,
+    max_pages: int | None,
+    page_param: str | None,
+    page_step: int | None,
+) -> Selectors | None:
+    given = {
+        "item": item, "title": title, "link": link, "date": date, "summary": summary,
+        "next": next_, "max_pages": max_pages, "page_param": page_param, "page_step": page_step,
+    }  # fmt: skip
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if not chosen:
+        return None
+    if not item:
+        raise fail("--item is needed with the other selectors (or give none to infer them)")
+    try:
+        return Selectors.from_dict(chosen)
+    except SourceError as exc:
+        raise fail(str(exc)) from exc
+
+
+# Options shared by `try` and `add`.
+KIND = typer.Option(
+    Kind.auto,
+    "--kind",
+    help="auto: a feed, else the feed a page announces, else the page as a listing.",
+)
+ITEM = typer.Option(None, "--item", help="CSS selector of each item block (listing pages).")
+TITLE = typer.Option(None, "--title", help="CSS selector of the title inside an item.")
+LINK = typer.Option(None, "--link", help="CSS selector of the link (default: the title's).")
+DATE = typer.Option(None, "--date", help="CSS selector of the date inside an item.")
+SUMMARY = typer.Option(None, "--summary", help="CSS selector of the summary inside an item.")
+NEXT = typer.Option(None, "--next", help="CSS selector of the next-page link.")
+MAX_PAGES = typer.Option(None, "--max-pages", min=1, max=50, help="Pages to read at most.")
+PAGE_PARAM = typer.Option(None, "--page-param", help="Query parameter counting pages: page.")
+PAGE_STEP = typer.Option(None, "--page-step", min=1, help="Its step, e.g. 20 for offsets.")
+LANGUAGE = typer.Option(None, "--language", help="Language of the dates, e.g. fr (a hint).")
+
+
+def _read(target: str, kind: Kind, selectors: Selectors | None, language: str | None) -> ReadResult:
+    try:
+        return read_once(target, kind.value, selectors, language)
+    except SourceError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _selector_line(selectors: Selectors) -> str:
+    parts = []
+    for name, value in selectors.to_dict().items():
+        option = name.replace("_", "-")
+        parts.append(f"--{option} {json.dumps(value) if isinstance(value, str) else value}")
+    return " ".join(parts)
+
+
+def _describe(result: ReadResult) -> str:
+    if result.kind == "feed":
+        where = f" (announced by the page: {result.feed_url})" if result.feed_url else ""
+        return f"feed{where}: {len(result.items)} items"
+    assert result.selectors is not None
+    how = "inferred" if result.selectors.inferred else "given"
+    pages = f" on {result.pages} pages" if result.pages > 1 else ""
+    return (
+        f"listing page: {len(result.items)} items{pages}; selectors ({how}): "
+        f"{_selector_line(result.selectors)}"
+    )
+
+
+@app.command("try")
+def try_(
+    target: str = typer.Argument(..., metavar="URL_OR_PATH", help="A feed, a page or a file."),
+    kind: Kind = KIND,
+    item: str | None = ITEM,
+    title: str | None = TITLE,
+    link: str | None = LINK,
+    date: str | None = DATE,
+    summary: str | None = SUMMARY,
+    next_: str | None = NEXT,
+    max_pages: int | None = MAX_PAGES,
+    page_param: str | None = PAGE_PARAM,
+    page_step: int | None = PAGE_STEP,
+    language: str | None = LANGUAGE,
+    as_json: bool = typer.Option(False, "--json", help="Print the items as a JSON array."),
+) -> None:
+    """Show what a source gives now, without storing anything."""
+    selectors = _selectors(
+        item, title, link, date, summary, next_, max_pages, page_param, page_step
+    )
+    result = _read(target, kind, selectors, language)
+    if as_json:
+        typer.echo(json.dumps([item_json(i) for i in result.items], ensure_ascii=False, indent=2))
+        if result.kind == "html" and result.selectors and result.selectors.inferred:
+            typer.echo(f"selectors (inferred): {_selector_line(result.selectors)}", err=True)
+        return
+    table = Table(title=_describe(result), title_justify="left", show_lines=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("published (UTC)", no_wrap=True)
+    table.add_column("title")
+    table.add_column("url", overflow="fold", style="cyan")
+    for number, parsed in enumerate(result.items, 1):
+        published = iso_utc(parsed.published_at) or "—"
+        table.add_row(str(number), published[:10], parsed.title or "(no title)", parsed.url or "")
+    console.print(table)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+@app.command("add")
+def add(
+    target: str = typer.Argument(..., metavar="URL_OR_PATH", help="A feed, a site page or a file."),
+    kind: Kind = KIND,
+    item: str | None = ITEM,
+    title: str | None = TITLE,
+    link: str | None = LINK,
+    date: str | None = DATE,
+    summary: str | None = SUMMARY,
+    next_: str | None = NEXT,
+    max_pages: int | None = MAX_PAGES,
+    page_param: str | None = PAGE_PARAM,
+    page_step: int | None = PAGE_STEP,
+    language: str | None = LANGUAGE,
+    name: str | None = typer.Option(None, "--name", help="Name shown to editors and readers."),
+    list_slug: str | None = typer.Option(None, "--list", help="Link the source to this list."),
+    interval: int = typer.Option(60, "--interval", min=5, help="Minutes between fetches."),
+) -> None:
+    """Add a source; on a site page, the feed it announces is preferred."""
+    selectors = _selectors(
+        item, title, link, date, summary, next_, max_pages, page_param, page_step
+    )
+    try:
+        url = normalise_target(target)
+    except SourceError as exc:
+        raise fail(str(exc)) from exc
+    result = _read(url, kind, selectors, language)
+    stored_url = result.feed_url or url
+    with session_scope() as session:
+        existing = session.scalar(select(Source).where(Source.url == stored_url))
+        if existing is not None:
+            raise fail(f"{stored_url} is already source {existing.id} ({existing.name})")
+        mailing_list = None
+        if list_slug is not None:
+            mailing_list = session.scalar(select(MailingList).where(MailingList.slug == list_slug))
+            if mailing_list is None:
+                raise fail(f"there is no list {list_slug!r}")
+        source = Source(
+            name=(name or result.title or urlsplit(stored_url).netloc or stored_url)[:200],
+            url=stored_url,
+            kind=result.kind,
+            selectors=result.selectors.to_dict() if result.selectors else {},
+            language=language,
+            fetch_interval_minutes=interval,
+        )
+        session.add(source)
+        session.flush()
+        if mailing_list is not None:
+            session.add(ListSource(list_id=mailing_list.id, source_id=source.id))
+        source_id, source_name = source.id, source.name
+    linked = f", linked to list {list_slug}" if list_slug else ""
+    console.print(f"added source {source_id} {source_name!r}{linked}", markup=False)
+    console.print(_describe(result), markup=False, highlight=False)
+
+
+@app.command("list")
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print the sources as a JSON array."),
+) -> None:
+    """The sources with their health: last success, failures in a row, last error, next fetch."""
+    with session_scope() as session:
+        query = select(Source.id, func.count()).join(Source.items).group_by(Source.id)
+        counts: dict[int, int] = {source_id: n for source_id, n in session.execute(query)}
+        rows: list[dict[str, Any]] = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "kind": s.kind,
+                "url": s.url,
+                "items": counts.get(s.id, 0),
+                "last_success_at": iso_utc(s.last_success_at),
+                "consecutive_failures": s.consecutive_failures or 0,
+                "last_error": s.last_error,
+                "next_fetch_at": iso_utc(s.next_fetch_at),
+            }
+            for s in session.scalars(select(Source).order_by(Source.id))
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        console.print("no sources yet: add one with `digest sources add URL`")
+        return
+    table = Table(title="sources", title_justify="left")
+    for column in ("id", "name", "kind", "items", "last success", "failures", "next fetch"):
+        table.add_column(column)
+    table.add_column("last error", style="red", overflow="fold")
+    for row in rows:
+        failures = int(row["consecutive_failures"])
+        table.add_row(
+            str(row["id"]),
+            str(row["name"]),
+            str(row["kind"]),
+            str(row["items"]),
+            str(row["last_success_at"] or "never"),
+            f"[red]{failures}[/red]" if failures else "0",
+            str(row["next_fetch_at"] or "now"),
+            str(row["last_error"] or ""),
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,257 @@
+"""Collect sources: read each one, upsert its items, record its health.
+
+`collect_source` works inside the caller's session and does not commit. `collect_due` is a
+unit-of-work runner: it fetches every due source concurrently (a per-host limit keeps us
+polite), then stores each source in its own transaction, so one broken source never stops
+the others and never rolls back their items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import Settings, get_settings
+from digest.models import Source, utcnow
+from digest.sources.errors import SourceError
+from digest.sources.fetch import HostLimiter, make_client, run_sync
+from digest.sources.health import is_due, record_failure, record_success
+from digest.sources.reader import ReadResult, as_selectors, read_source, try_source
+from digest.sources.store import TitleIndex, store_items
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CollectResult", "collect_due", "collect_source", "try_source"]
+
+
+@dataclass(slots=True)
+class CollectResult:
+    source_id: int
+    new: int = 0
+    updated: int = 0
+    not_modified: bool = False
+    error: str | None = None  # in words, as stored in Source.last_error
+    duplicates: int = 0  # items already stored from another source
+    seen: int = 0  # items the source's documents held
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """What reading a source needs, copied out of the session (fetching happens outside it)."""
+
+    id: int
+    url: str
+    kind: str
+    selectors: dict[str, Any]
+    language: str | None
+    etag: str | None
+    last_modified: str | None
+
+    @classmethod
+    def of(cls, source: Source) -> SourceSpec:
+        return cls(
+            id=source.id,
+            url=source.url,
+            kind=source.kind if source.kind in ("feed", "html") else "auto",
+            selectors=dict(source.selectors or {}),
+            language=source.language,
+            etag=source.etag,
+            last_modified=source.last_modified,
+        )
+
+
+def describe(exc: BaseException) -> str:
+    """An error in words for the editor; unexpected ones say so."""
+    if isinstance(exc, SourceError):
+        return str(exc) or type(exc).__name__
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+async def _read(
+    client: Any, spec: SourceSpec, settings: Settings, limiter: HostLimiter | None
+) -> ReadResult:
+    return await read_source(
+        client,
+        spec.url,
+        kind=spec.kind,
+        selectors=as_selectors(spec.selectors),
+        language=spec.language,
+        etag=spec.etag,
+        last_modified=spec.last_modified,
+        settings=settings,
+        limiter=limiter,
+    )
+
+
+def apply_outcome(
+    session: Session,
+    source: Source,
+    outcome: ReadResult | BaseException,
+    now: datetime,
+    titles: TitleIndex | None = None,
+) -> CollectResult:
+    """Store what reading gave (items, or the error) and the source's health; no commit."""
+    if isinstance(outcome, BaseException):
+        message = describe(outcome)
+        record_failure(source, now, message)
+        session.flush()
+        return CollectResult(source.id, error=message)
+    if outcome.not_modified:
+        record_success(source, now, outcome.etag, outcome.last_modified)
+        session.flush()
+        return CollectResult(source.id, not_modified=True)
+    for warning in outcome.warnings:
+        log.warning("source %s: %s", source.id, warning)
+    # Write first: on SQLite this opens the transaction the item savepoints nest in.
+    source.last_fetched_at = now
+    session.flush()
+    counts = store_items(session, source, outcome.items, now, titles)
+    record_success(source, now, outcome.etag, outcome.last_modified)
+    session.flush()
+    return CollectResult(
+        source.id,
+        new=counts.new,
+        updated=counts.updated,
+        duplicates=counts.duplicates,
+        seen=len(outcome.items),
+    )
+
+
+def collect_source(
+    session: Session,
+    source_id: int,
+    now: datetime | None = None,
+    *,
+    settings: Settings | None = None,
+) -> CollectResult:
+    """Collect one source in the caller's session (the caller commits)."""
+    now = now or utcnow()
+    settings = settings or get_settings()
+    source = session.get(Source, source_id)
+    if source is None:
+        raise SourceError(f"there is no source with id {source_id}")
+    if source.kind == "manual":  # an editor adds its items by hand: nothing to fetch
+        return CollectResult(source.id)
+    spec = SourceSpec.of(source)
+
+    async def once() -> ReadResult:
+        async with make_client(settings) as client:
+            return await _read(client, spec, settings, None)
+
+    outcome: ReadResult | BaseException
+    try:
+        outcome = run_sync(once())
+    except Exception as exc:  # any failure is this source's, recorded in words
+        outcome = exc
+    return apply_outcome(session, source, outcome, now)
+
+
+async def _read_all(
+    specs: list[SourceSpec], settings: Settings, concurrency: int, per_host: int
+) -> dict[int, ReadResult | BaseException]:
+    limiter = HostLimiter(per_host=per_host, total=concurrency)
+    async with make_client(settings) as client:
+        outcomes = await asyncio.gather(
+            *(_read(client, spec, settings, limiter) for spec in specs), return_exceptions=True
+        )
+    return {spec.id: outcome for spec, outcome in zip(specs, outcomes, strict=True)}
+
+
+def _store(
+    factory: sessionmaker[Session],
+    spec: SourceSpec,
+    outcome: ReadResult | BaseException,
+    now: datetime,
+    titles: TitleIndex | None,
+) -> CollectResult:
+    try:
+        with factory.begin() as session:
+            source = session.get(Source, spec.id)
+            if source is None:
+                return CollectResult(spec.id, error="the source was deleted while collecting")
+            return apply_outcome(session, source, outcome, now, titles)
+    except Exception as exc:  # storing failed: keep the reason on the source, go on
+        message = f"storing items failed: {describe(exc)}"
+        with factory.begin() as session:
+            source = session.get(Source, spec.id)
+            if source is not None:
+                record_failure(source, now, message)
+        return CollectResult(spec.id, error=message)
+
+
+def collect_due(
+    session_factory: sessionmaker[Session],
+    now: datetime | None = None,
+    *,
+    source_ids: list[int] | None = None,
+    concurrency: int = 16,
+    per_host: int = 2,
+    settings: Settings | None = None,
+    on_result: Callable[[CollectResult], None] | None = None,
+) -> list[CollectResult]:
+    """Collect every due source (or the given ones), each committed in its own transaction."""
+    now = now or utcnow()
+    settings = settings or get_settings()
+    query = select(Source).order_by(Source.id)
+    query = query.where(Source.id.in_(source_ids)) if source_ids else query.where(is_due(now))
+    with session_factory() as session:
+        specs = [SourceSpec.of(source) for source in session.scalars(query)]
+    if not specs:
+        return []
+    outcomes = run_sync(_read_all(specs, settings, concurrency, per_host))
+    titles = None
+    if any(isinstance(o, ReadResult) and o.items for o in outcomes.values()):
+        with session_factory() as session:
+            titles = TitleIndex(session, now)  # read once for the run, grown as items are stored
+    by_id: dict[int, CollectResult] = {}
+    # Unchanged and failed sources touch only their own health row: one transaction for all.
+    health_only = [spec for spec in specs if not _has_items(outcomes[spec.id])]
+    by_id.update(_store_health(session_factory, health_only, outcomes, now))
+    for spec in specs:
+        if spec.id not in by_id:
+            by_id[spec.id] = _store(session_factory, spec, outcomes[spec.id], now, titles)
+    results = [by_id[spec.id] for spec in specs]
+    if on_result is not None:
+        for result in results:
+            on_result(result)
+    return results
+
+
+def _has_items(outcome: ReadResult | BaseException) -> bool:
+    return isinstance(outcome, ReadResult) and bool(outcome.items)
+
+
+def _store_health(
+    factory: sessionmaker[Session],
+    specs: list[SourceSpec],
+    outcomes: dict[int, ReadResult | BaseException],
+    now: datetime,
+) -> dict[int, CollectResult]:
+    """Health of item-less outcomes in one transaction; on trouble, each on its own."""
+    if not specs:
+        return {}
+    try:
+        with factory.begin() as session:
+            sources = {
+                s.id: s
+                for s in session.scalars(select(Source).where(Source.id.in_([x.id for x in specs])))
+            }
+            return {
+                spec.id: apply_outcome(session, sources[spec.id], outcomes[spec.id], now)
+                for spec in specs
+                if spec.id in sources
+            }
+    except Exception:  # e.g. a source deleted meanwhile: fall back to one by one
+        log.exception("grouped health update failed; storing sources one by one")
+        return {spec.id: _store(factory, spec, outcomes[spec.id], now, None) for spec in specs}

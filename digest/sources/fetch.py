@@ -1,0 +1,235 @@
+"""Fetch a source's document like a good citizen: httpx with timeouts, a body size cap, a
+redirect limit, gzip, conditional GET and a clear User-Agent; local files too (the demo reads
+its sample page from disk).
+
+The core is async so many sources are fetched at once; `HostLimiter` keeps the number of
+requests to any one host small. `fetch` is the one-document synchronous wrapper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import httpx
+
+from digest.config import Settings, get_settings
+from digest.sources.errors import FetchError
+
+T = TypeVar("T")
+
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9,"
+    " application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.8, */*;q=0.5"
+)
+# A slow drip of bytes passes every per-read timeout; the whole fetch gets a deadline too.
+TOTAL_TIMEOUT_FACTOR = 3
+
+
+@dataclass(slots=True)
+class Fetched:
+    """A fetched document; `status` 304 means unchanged, with no content."""
+
+    url: str  # after redirects (a file:// URL for a local file)
+    status: int
+    content: bytes
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+def local_path(target: str) -> Path | None:
+    """The file a target names (a file:// URL or a path), or None for http(s)."""
+    parts = urlsplit(target)
+    if parts.scheme == "file":
+        return Path(url2pathname(unquote(parts.path)))
+    if parts.scheme in ("http", "https"):
+        return None
+    if parts.scheme and len(parts.scheme) > 1:
+        raise FetchError(f"unsupported address {target!r}: use http(s)://, file:// or a path")
+    return Path(target).expanduser()
+
+
+def normalise_target(target: str) -> str:
+    """An http(s) URL as given, or the absolute file:// URL of a local path."""
+    path = local_path(target.strip())
+    if path is None:
+        return target.strip()
+    return path.resolve().as_uri()
+
+
+class HostLimiter:
+    """At most `per_host` requests at once to one host, and `total` in all."""
+
+    def __init__(self, per_host: int = 2, total: int = 32) -> None:
+        self.per_host = per_host
+        self._total = asyncio.Semaphore(total)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self.active: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        host = (urlsplit(url).hostname or "").lower()
+        semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
+        # The host's slot first: waiting for a busy host must not hold a global slot.
+        async with semaphore, self._total:
+            self.active[host] = self.active.get(host, 0) + 1
+            self.peak[host] = max(self.peak.get(host, 0), self.active[host])
+            try:
+                yield
+            finally:
+                self.active[host] -= 1
+
+
+def make_client(settings: Settings | None = None) -> httpx.AsyncClient:
+    settings = settings or get_settings()
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.fetch_timeout, connect=min(settings.fetch_timeout, 10.0)),
+        follow_redirects=True,
+        max_redirects=settings.fetch_max_redirects,
+        headers={
+            "User-Agent": settings.user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": "gzip, deflate",
+        },
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.3g} MB"
+
+
+def _read_file(path: Path, max_bytes: int) -> Fetched:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise FetchError(f"{path} is larger than {_megabytes(max_bytes)}")
+        content = path.read_bytes()
+    except FetchError:
+        raise
+    except IsADirectoryError as exc:
+        raise FetchError(f"{path} is a directory, not a document") from exc
+    except FileNotFoundError as exc:
+        raise FetchError(f"no such file: {path}") from exc
+    except OSError as exc:
+        raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return Fetched(url=path.resolve().as_uri(), status=200, content=content)
+
+
+async def _read_http(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], max_bytes: int
+) -> Fetched:
+    async with client.stream("GET", url, headers=headers) as response:
+        if response.status_code == 304:
+            await response.aread()  # the empty body, read to the end: the connection is reused
+            return Fetched(
+                url=str(response.url),
+                status=304,
+                content=b"",
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+            )
+        if response.status_code >= 300:
+            reason = response.reason_phrase or ""
+            raise FetchError(f"HTTP {response.status_code} {reason} for {response.url}".strip())
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"{url} is larger than {_megabytes(max_bytes)} ({declared} bytes)")
+        body = bytearray()
+        # Decoded bytes are counted, so a gzip bomb stops at the cap too.
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise FetchError(f"{url} is larger than {_megabytes(max_bytes)}")
+        return Fetched(
+            url=str(response.url),
+            status=response.status_code,
+            content=bytes(body),
+            content_type=response.headers.get("content-type"),
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+        )
+
+
+async def fetch_async(
+    client: httpx.AsyncClient,
+    target: str,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    settings: Settings | None = None,
+    limiter: HostLimiter | None = None,
+) -> Fetched:
+    """Fetch one document; every failure is a `FetchError` whose message says what happened."""
+    settings = settings or get_settings()
+    path = local_path(target)
+    if path is not None:
+        return _read_file(path, settings.fetch_max_bytes)
+    headers: dict[str, str] = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    total = settings.fetch_timeout * TOTAL_TIMEOUT_FACTOR
+    try:
+        async with asyncio.timeout(total):
+            if limiter is None:
+                return await _read_http(client, target, headers, settings.fetch_max_bytes)
+            async with limiter.slot(target):
+                return await _read_http(client, target, headers, settings.fetch_max_bytes)
+    except FetchError:
+        raise
+    except httpx.TooManyRedirects as exc:
+        raise FetchError(
+            f"more than {settings.fetch_max_redirects} redirects from {target}"
+        ) from exc
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        raise FetchError(f"timed out after {settings.fetch_timeout:g} s fetching {target}") from exc
+    except httpx.ConnectError as exc:
+        host = urlsplit(target).netloc
+        raise FetchError(f"could not connect to {host}: {exc or 'connection failed'}") from exc
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise FetchError(f"invalid URL {target!r}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError(f"fetching {target} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def fetch(
+    target: str,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    settings: Settings | None = None,
+) -> Fetched:
+    """Fetch one document synchronously (see `fetch_async`)."""
+
+    async def once() -> Fetched:
+        async with make_client(settings) as client:
+            return await fetch_async(
+                client, target, etag=etag, last_modified=last_modified, settings=settings
+            )
+
+    return run_sync(once())

@@ -1,0 +1,210 @@
+"""Read a source: fetch its document(s) and parse them as a feed or a listing page.
+
+`read_source` is what collection and `digest sources try` share: the first document is fetched
+conditionally (ETag / Last-Modified; a 304 stops here, nothing is parsed), its kind is decided
+("auto": a feed, else a feed the page announces, else the page as a listing), and a listing
+page is followed to its next pages up to the cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from digest.config import Settings, get_settings
+from digest.sources.discover import FeedLink, discover_feeds
+from digest.sources.errors import SourceError
+from digest.sources.feeds import looks_like, not_a_feed, parse_feed
+from digest.sources.fetch import Fetched, HostLimiter, fetch_async, make_client, run_sync
+from digest.sources.infer import infer_selectors
+from digest.sources.listing import Selectors, base_of, next_page_url, parse_html, read_item, select
+from digest.sources.normalise import clean_title
+from digest.sources.parsed import ParsedItem
+
+KINDS = ("auto", "feed", "html")
+MAX_ITEMS = 2_000  # per source and run: a hostile page cannot flood the store
+
+
+@dataclass(slots=True)
+class ReadResult:
+    """What reading a source gave; `kind` is what it turned out to be ("feed" or "html")."""
+
+    url: str
+    kind: str
+    items: list[ParsedItem] = field(default_factory=list)
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    selectors: Selectors | None = None  # the listing's, given or inferred
+    title: str = ""  # the document's own title, a default name for the source
+    feed_url: str | None = None  # when "auto" followed a feed the page announces
+    pages: int = 1
+    warnings: list[str] = field(default_factory=list)  # e.g. a later page that failed
+
+
+def _page_title(document: Any) -> str:
+    title = document.find(".//title")
+    return clean_title(title.text_content()) if title is not None else ""
+
+
+async def _read_listing(
+    client: httpx.AsyncClient,
+    first: Fetched,
+    document: Any,
+    selectors: Selectors | None,
+    language: str | None,
+    settings: Settings,
+    limiter: HostLimiter | None,
+    warnings: list[str],
+) -> tuple[list[ParsedItem], Selectors, int]:
+    if selectors is None:
+        selectors = infer_selectors(document, first.url, language)
+    items: list[ParsedItem] = []
+    seen: set[str] = set()
+    visited = {first.url}
+    page_url, pages = first.url, 1
+    while True:
+        base = base_of(document, page_url)
+        fresh = 0
+        for block in select(document, selectors.item):
+            item = read_item(block, selectors, base, language)
+            if item is not None and item.guid not in seen:
+                seen.add(item.guid)
+                items.append(item)
+                fresh += 1
+        next_url = next_page_url(document, selectors, base, page_url, pages - 1)
+        # A page with nothing new ends the walk: page/offset URLs run on past the last page.
+        if fresh == 0 or not next_url or next_url in visited or pages >= selectors.page_cap:
+            break
+        if len(items) >= MAX_ITEMS:
+            break
+        visited.add(next_url)
+        try:
+            page = await fetch_async(client, next_url, settings=settings, limiter=limiter)
+            document = parse_html(page.content, page.content_type)
+        except SourceError as exc:
+            # The pages read so far stand; a broken later page is worth a warning, no more.
+            warnings.append(f"page {pages + 1} not read: {exc}")
+            break
+        page_url, pages = page.url, pages + 1
+    if not items and pages == 1:
+        raise SourceError(f"the selector {selectors.item!r} found no items on {first.url}")
+    return items, selectors, pages
+
+
+async def read_source(
+    client: httpx.AsyncClient,
+    target: str,
+    *,
+    kind: str = "auto",
+    selectors: Selectors | None = None,
+    language: str | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    settings: Settings | None = None,
+    limiter: HostLimiter | None = None,
+) -> ReadResult:
+    """Fetch and parse one source; raises SourceError with the reason in words."""
+    if kind not in KINDS:
+        raise SourceError(f"unknown kind {kind!r}: use auto, feed or html")
+    settings = settings or get_settings()
+    first = await fetch_async(
+        client, target, etag=etag, last_modified=last_modified, settings=settings, limiter=limiter
+    )
+    result = ReadResult(
+        url=first.url, kind=kind, etag=first.etag, last_modified=first.last_modified
+    )
+    if first.not_modified:
+        result.not_modified = True
+        return result
+    sniffed = looks_like(first.content)
+    if kind == "feed" or (kind == "auto" and sniffed in ("feed", "json", "unknown")):
+        result.kind = "feed"
+        result.items = parse_feed(first.content, first.url, first.content_type)
+        return _capped(result)
+    if kind == "auto" and sniffed == "html" and selectors is None:
+        document = parse_html(first.content, first.content_type)
+        feeds = discover_feeds(document, first.url)
+        feed = await _first_readable_feed(client, feeds, settings, limiter)
+        if feed is not None:
+            result.kind, result.feed_url = "feed", feed[0].url
+            result.items = feed[1]
+            result.title = _page_title(document)
+            return _capped(result)
+    document = parse_html(first.content, first.content_type)
+    result.kind = "html"
+    result.title = _page_title(document)
+    try:
+        items, used, pages = await _read_listing(
+            client, first, document, selectors, language, settings, limiter, result.warnings
+        )
+    except SourceError as exc:
+        if kind == "auto" and sniffed != "html":
+            raise not_a_feed(first.content, first.url) from exc
+        if kind == "auto" and selectors is None:
+            raise SourceError(f"{not_a_feed(first.content, first.url)}; {exc}") from exc
+        raise
+    result.items, result.selectors, result.pages = items, used, pages
+    return _capped(result)
+
+
+async def _first_readable_feed(
+    client: httpx.AsyncClient,
+    feeds: list[FeedLink],
+    settings: Settings,
+    limiter: HostLimiter | None,
+) -> tuple[FeedLink, list[ParsedItem]] | None:
+    for link in feeds[:3]:
+        try:
+            fetched = await fetch_async(client, link.url, settings=settings, limiter=limiter)
+            return link, parse_feed(fetched.content, fetched.url, fetched.content_type)
+        except SourceError:
+            continue
+    return None
+
+
+def as_selectors(selectors: dict[str, Any] | Selectors | None) -> Selectors | None:
+    """Selectors from a stored or typed dict; an empty dict means "infer them"."""
+    if isinstance(selectors, dict):
+        return Selectors.from_dict(selectors) if selectors else None
+    return selectors
+
+
+def _capped(result: ReadResult) -> ReadResult:
+    del result.items[MAX_ITEMS:]
+    return result
+
+
+def try_source(
+    url_or_path: str,
+    kind: str = "auto",
+    selectors: dict[str, Any] | Selectors | None = None,
+    language: str | None = None,
+    *,
+    settings: Settings | None = None,
+) -> list[ParsedItem]:
+    """The items a source gives now, without storing anything (`digest sources try`)."""
+    return read_once(url_or_path, kind, selectors, language, settings=settings).items
+
+
+def read_once(
+    url_or_path: str,
+    kind: str = "auto",
+    selectors: dict[str, Any] | Selectors | None = None,
+    language: str | None = None,
+    *,
+    settings: Settings | None = None,
+) -> ReadResult:
+    """`read_source` for one target from synchronous code, with its own HTTP client."""
+    chosen = as_selectors(selectors)
+
+    async def once() -> ReadResult:
+        async with make_client(settings) as client:
+            return await read_source(
+                client, url_or_path, kind=kind, selectors=chosen, language=language,
+                settings=settings,
+            )  # fmt: skip
+
+    return run_sync(once())
