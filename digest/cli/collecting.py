@@ -22,7 +22,7 @@ def collect_now(source_id: int | None) -> None:
         results = collect_due(session_factory())
     names = {}
     with unit_of_work() as session:
-        names = dict(session.execute(select(Source.id, Source.name)).tuples().all())
+        names = dict(session.execute(select(Source.id, Source.name)).all())
     new = 0
     for r in results:
         label = names.get(r.source_id, str(r.source_id))

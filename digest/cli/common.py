@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from digest.db import session_scope
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class UsageProblem(Exception):

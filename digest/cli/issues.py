@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from digest.cli.common import UsageProblem, console, err, unit_of_work
-from digest.cli.sending import send_inline, send_on_workers
+from digest.cli.sending import describe, send_inline, send_on_workers
 from digest.config import get_settings
 from digest.delivery.ledger import issue_progress
 from digest.issues import lifecycle
@@ -179,8 +179,7 @@ def status(issue_id: int) -> None:
     with unit_of_work() as session:
         issue = lifecycle.get_issue(session, issue_id)
         counts = issue_progress(session, issue_id)
-    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
-    console.print(f"issue {issue_id} [{issue.status}]: {parts or 'no deliveries'}", markup=False)
+    console.print(f"issue {issue_id} [{issue.status}]: {describe(counts)}", markup=False)
 
 
 def _control(name: str, issue_id: int) -> None:

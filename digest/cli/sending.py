@@ -25,26 +25,30 @@ def progress_bar() -> Progress:
 
 def send_inline(issue_id: int) -> dict[str, int]:
     """Send every pending delivery of the issue in this process, with a progress bar."""
-    from digest.delivery.send import send_issue_inline
+    from digest.delivery.send import BatchResult, send_issue_inline
     from digest.delivery.transports import make_transport
 
     settings = get_settings()
     transport = make_transport(settings)
     started = time.perf_counter()
+    with unit_of_work() as session:
+        total = issue_progress(session, issue_id)["total"]
     with progress_bar() as bar:
-        task = bar.add_task(f"sending issue {issue_id}", total=None)
+        task = bar.add_task(f"sending issue {issue_id}", total=total)
 
-        def on_progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def on_progress(totals: BatchResult) -> None:
+            bar.update(task, completed=totals.sent + totals.failed)
 
-        send_issue_inline(session_factory(), issue_id, transport, on_progress=on_progress)
+        try:
+            send_issue_inline(session_factory(), issue_id, transport, on_progress=on_progress)
+        finally:
+            transport.close()
     with unit_of_work() as session:
         counts = issue_progress(session, issue_id)
         state = get_issue(session, issue_id).status
     seconds = time.perf_counter() - started
     console.print(
-        f"issue {issue_id} [{state}]: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+        f"issue {issue_id} [{state}]: {describe(counts)}"
         + f" in {seconds:.1f} s",
         markup=False,
     )
@@ -59,7 +63,7 @@ def send_on_workers(issue_id: int, *, wait: bool) -> None:
     console.print(f"issue {issue_id} queued for the workers")
     if wait:
         counts = wait_until_done(issue_id)
-        console.print(", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v))
+        console.print(f"issue {issue_id}: {describe(counts)}", markup=False)
 
 
 def wait_until_done(issue_id: int, poll: float = 0.5) -> dict[str, int]:
@@ -70,7 +74,14 @@ def wait_until_done(issue_id: int, poll: float = 0.5) -> dict[str, int]:
                 state = get_issue(session, issue_id).status
                 counts = issue_progress(session, issue_id)
             done = counts.get("sent", 0) + counts.get("failed", 0)
-            bar.update(task, total=sum(counts.values()), completed=done)
+            bar.update(task, total=counts["total"], completed=done)
             if state in ("sent", "cancelled", "paused"):
                 return counts
             time.sleep(poll)
+
+
+def describe(counts: dict[str, int]) -> str:
+    """'1000 of 1000 sent, 2 failed' from the ledger's counts."""
+    parts = [f"{counts.get('sent', 0)} of {counts.get('total', 0)} sent"]
+    parts += [f"{counts[k]} {k}" for k in ("pending", "sending", "failed") if counts.get(k)]
+    return ", ".join(parts)

@@ -27,7 +27,13 @@ def get_list(session: Session, slug_or_id: str | int) -> MailingList:
 
 
 def validate_list_settings(
-    *, slug: str, timezone: str, schedule_cron: str, grouping: str, lookback_days: int
+    *,
+    slug: str,
+    timezone: str,
+    schedule_cron: str,
+    grouping: str,
+    lookback_days: int,
+    max_items: int = 50,
 ) -> None:
     if not SLUG.match(slug):
         raise DigestError(f"list slug {slug!r}: use lower-case letters, digits and dashes")
@@ -41,6 +47,8 @@ def validate_list_settings(
         raise DigestError(f"grouping must be one of {', '.join(GROUPINGS)}")
     if lookback_days < 1:
         raise DigestError("lookback days must be at least 1")
+    if not 1 <= max_items <= 500:
+        raise DigestError("max items must be between 1 and 500")
 
 
 def create_list(
@@ -59,6 +67,7 @@ def create_list(
     subject_template: str = "{list}: {month}",
     preheader_template: str = "{count} new items",
     auto_approve: bool = False,
+    max_items: int = 50,
 ) -> MailingList:
     validate_list_settings(
         slug=slug,
@@ -66,6 +75,7 @@ def create_list(
         schedule_cron=schedule_cron,
         grouping=grouping,
         lookback_days=lookback_days,
+        max_items=max_items,
     )
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise DigestError(f"a list {slug!r} already exists")
@@ -83,6 +93,7 @@ def create_list(
         subject_template=subject_template,
         preheader_template=preheader_template,
         auto_approve=auto_approve,
+        max_items=max_items,
     )
     session.add(lst)
     session.flush()

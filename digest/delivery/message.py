@@ -1,0 +1,327 @@
+"""The issue's MIME message: built once with the stdlib email package, frozen into a template.
+
+A template is a sequence of static byte segments (CRLF line ends, quoted-printable bodies,
+already dot-stuffed for SMTP DATA) and slots for the per-recipient values. `personalise` fills
+the slots and joins bytes: no MIME rebuild, no regex over the message per recipient.
+
+Quoted-printable stays valid under substitution because every body segment, static chunk or
+value, is encoded on its own and ends in a line break (a soft one unless the text had a hard
+one), so each segment starts on a fresh line and no line grows past 76 columns.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from email import quoprimime
+from email.header import Header
+from email.headerregistry import Address
+from email.message import EmailMessage, MIMEPart
+from email.policy import SMTP
+from email.utils import formataddr, formatdate, quote
+
+from digest import placeholders
+from digest.delivery.recipient import Recipient
+from digest.subscribers.tokens import Signer, preferences_url, unsubscribe_url, view_online_url
+
+MAGIC = b"digest-message-template/1\n"
+# One column below RFC 2045's 76 so a segment can always end in a soft break ("=").
+QP_LINE = 75
+
+# Slot keys are "<encoding>:<field>": h = header text, t = QP text, x = QP HTML-escaped text.
+_BODY_FIELDS = {
+    placeholders.NAME: "name",
+    placeholders.GREETING_NAME: "greeting_name",
+    placeholders.EMAIL: "email",
+    placeholders.UNSUBSCRIBE_URL: "unsubscribe_url",
+    placeholders.PREFERENCES_URL: "preferences_url",
+}
+_PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in _BODY_FIELDS))
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_TEXT_MARKER = b"DIGESTTEXTBODYSLOT"
+_HTML_MARKER = b"DIGESTHTMLBODYSLOT"
+
+Segment = bytes | str  # bytes: static; str: a slot key
+
+
+class TemplateError(ValueError):
+    """The stored template is not one this code can read."""
+
+
+def _clean(value: str) -> str:
+    """One line, no control characters: values end up in headers."""
+    return _CONTROL_RE.sub(" ", value).strip()
+
+
+def _qp(value: str) -> bytes:
+    """QP-encode one segment, ending on a fresh line (a soft break unless it ends in one)."""
+    encoded = quoprimime.body_encode(value.encode("utf-8").decode("latin-1"), QP_LINE, "\r\n")
+    data = encoded.encode("ascii")
+    return data if data.endswith(b"\r\n") else data + b"=\r\n"
+
+
+def _stuff(segment: bytes, at_line_start: bool) -> bytes:
+    """SMTP dot-stuffing (RFC 5321 4.5.2) of one segment."""
+    if at_line_start and segment.startswith(b"."):
+        segment = b"." + segment
+    return segment.replace(b"\n.", b"\n..")
+
+
+def unstuff(data: bytes) -> bytes:
+    """The RFC 5322 message from DATA-ready bytes (for a maildir, or a parser)."""
+    return data.replace(b"\r\n..", b"\r\n.")
+
+
+def _body_segments(body: str, escape: bool, view_url: str) -> list[Segment]:
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not body.endswith("\n"):
+        body += "\n"
+    body = body.replace(placeholders.VIEW_ONLINE_URL, html.escape(view_url) if escape else view_url)
+    encoding = "x" if escape else "t"
+    segments: list[Segment] = []
+    pos = 0
+    for match in _PLACEHOLDER_RE.finditer(body):
+        if match.start() > pos:
+            segments.append(_qp(body[pos : match.start()]))
+        segments.append(f"{encoding}:{_BODY_FIELDS[match.group()]}")
+        pos = match.end()
+    segments.append(_qp(body[pos:]))  # the body ends in "\n", so this ends in CRLF
+    return segments
+
+
+def _list_id(name: str, slug: str, domain: str) -> str:
+    name = _clean(name)
+    ident = f"<{slug}.{domain}>"
+    return f'"{quote(name)}" {ident}' if name and name.isascii() else ident
+
+
+def build_template(
+    *,
+    issue_id: int,
+    subject: str,
+    html_body: str,
+    text_body: str,
+    list_slug: str,
+    list_name: str,
+    from_name: str,
+    from_email: str,
+    public_url: str,
+    reply_to: str | None = None,
+    unsubscribe_address: str | None = None,
+    signer: Signer | None = None,
+) -> MessageTemplate:
+    """Build the issue's message once with the email package and freeze it into a template."""
+    signer = signer or Signer()
+    domain = from_email.rsplit("@", 1)[-1]
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = Address(display_name=_clean(from_name), addr_spec=from_email)
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = _clean(subject)
+    msg["List-Id"] = _list_id(list_name, list_slug, domain)
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["MIME-Version"] = "1.0"
+    msg.make_alternative()
+    for marker, subtype in ((_TEXT_MARKER, "plain"), (_HTML_MARKER, "html")):
+        part = MIMEPart(policy=SMTP)
+        part.set_content(
+            marker.decode() + "\n", subtype=subtype, charset="utf-8", cte="quoted-printable"
+        )
+        msg.attach(part)  # type: ignore[arg-type]  # typeshed wants EmailMessage parts
+    raw = msg.as_bytes(policy=SMTP)
+
+    head, body = raw.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"Subject:"))
+    before_text, rest = body.split(_TEXT_MARKER + b"\r\n", 1)
+    between, after_html = rest.split(_HTML_MARKER + b"\r\n", 1)
+
+    view_url = view_online_url(public_url, signer.token("view", issue_id))
+    segments: list[Segment] = [
+        b"\r\n".join(lines[:at]) + b"\r\nDate: ",
+        "h:date",
+        b"\r\nMessage-ID: ",
+        "h:message_id",
+        b"\r\nTo: ",
+        "h:to",
+        b"\r\nList-Unsubscribe: <",
+        "h:unsubscribe_url",
+        b">, <",
+        "h:unsubscribe_mailto",
+        b">\r\n" + b"\r\n".join(lines[at:]) + b"\r\n\r\n" + before_text,
+        *_body_segments(text_body, escape=False, view_url=view_url),
+        between,
+        *_body_segments(html_body, escape=True, view_url=view_url),
+        after_html,
+    ]
+    return MessageTemplate(
+        issue_id=issue_id,
+        domain=domain,
+        unsubscribe_address=unsubscribe_address or f"unsubscribe@{domain}",
+        public_url=public_url,
+        segments=_freeze(segments),
+        signer=signer,
+    )
+
+
+def _freeze(segments: list[Segment]) -> list[Segment]:
+    """Merge adjacent static bytes and dot-stuff them, knowing where lines start."""
+    merged: list[Segment] = []
+    for seg in segments:
+        if isinstance(seg, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += seg
+        elif seg != b"":
+            merged.append(seg)
+    out: list[Segment] = []
+    line_start = True
+    for seg in merged:
+        if isinstance(seg, bytes):
+            out.append(_stuff(seg, line_start))
+            line_start = seg.endswith(b"\n")
+        else:
+            out.append(seg)
+            line_start = not seg.startswith("h:")  # body values end on a fresh line
+    return out
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_header() -> str:
+    """Date of sending, formatted at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def _to_header(name: str, email: str) -> str:
+    if not name:
+        return email
+    if name.isascii():
+        return formataddr((name, email))
+    # RFC 2047 words, split and folded to the line limit.
+    words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+    return f"{words} <{email}>"
+
+
+class MessageTemplate:
+    """An issue's frozen message; `personalise` makes one recipient's DATA-ready bytes."""
+
+    __slots__ = (
+        "_fields",
+        "_parts",
+        "_slots",
+        "domain",
+        "issue_id",
+        "public_url",
+        "segments",
+        "signer",
+        "unsubscribe_address",
+    )
+
+    def __init__(
+        self,
+        *,
+        issue_id: int,
+        domain: str,
+        unsubscribe_address: str,
+        public_url: str,
+        segments: list[Segment],
+        signer: Signer | None = None,
+    ) -> None:
+        self.issue_id = issue_id
+        self.domain = domain
+        self.unsubscribe_address = unsubscribe_address
+        self.public_url = public_url
+        self.segments = tuple(segments)
+        self.signer = signer or Signer()
+        self._parts = [seg if isinstance(seg, bytes) else b"" for seg in segments]
+        positions: dict[str, list[int]] = {}
+        for i, seg in enumerate(segments):
+            if isinstance(seg, str):
+                positions.setdefault(seg, []).append(i)
+        self._slots = [(key[0], key[2:], tuple(where)) for key, where in positions.items()]
+        self._fields = frozenset(field for _, field, _ in self._slots)
+
+    @property
+    def bounce_address(self) -> str:
+        """The envelope sender: bounces come back to the sender's domain."""
+        return f"bounces@{self.domain}"
+
+    def message_id(self, delivery_id: int) -> str:
+        return f"<d{delivery_id}.i{self.issue_id}@{self.domain}>"
+
+    def personalise(self, recipient: Recipient) -> bytes:
+        name = _clean(recipient.name)
+        email = _clean(recipient.email)
+        token = self.signer.token("unsubscribe", recipient.subscription_id)
+        values = {
+            "name": name,
+            "greeting_name": f" {name}" if name else "",
+            "email": email,
+            "unsubscribe_url": unsubscribe_url(self.public_url, token),
+            "unsubscribe_mailto": f"mailto:{self.unsubscribe_address}?subject=unsubscribe-{token}",
+            "message_id": self.message_id(recipient.delivery_id),
+            "to": _to_header(name, email),
+            "date": _date_header(),
+        }
+        if "preferences_url" in self._fields:
+            prefs = self.signer.token("preferences", recipient.subscription_id)
+            values["preferences_url"] = preferences_url(self.public_url, prefs)
+        out = self._parts.copy()
+        for encoding, field, where in self._slots:
+            value = values[field]
+            if encoding == "h":
+                data = value.encode("utf-8")
+            elif encoding == "t":
+                data = _stuff(_qp(value), True)
+            else:
+                data = _stuff(_qp(html.escape(value)), True)
+            for i in where:
+                out[i] = data
+        return b"".join(out)
+
+    def to_bytes(self) -> bytes:
+        meta = {
+            "issue_id": self.issue_id,
+            "domain": self.domain,
+            "unsubscribe_address": self.unsubscribe_address,
+            "public_url": self.public_url,
+            "segments": [len(s) if isinstance(s, bytes) else s for s in self.segments],
+        }
+        blob = b"".join(s for s in self.segments if isinstance(s, bytes))
+        return MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n" + blob
+
+    @classmethod
+    def from_bytes(cls, data: bytes, signer: Signer | None = None) -> MessageTemplate:
+        if not data.startswith(MAGIC):
+            raise TemplateError("not a digest message template (or an older format)")
+        header, _, blob = data[len(MAGIC) :].partition(b"\n")
+        meta = json.loads(header)
+        segments: list[Segment] = []
+        pos = 0
+        for item in meta["segments"]:
+            if isinstance(item, int):
+                segments.append(blob[pos : pos + item])
+                pos += item
+            else:
+                segments.append(str(item))
+        if pos != len(blob):
+            raise TemplateError("message template is truncated or corrupt")
+        return cls(
+            issue_id=int(meta["issue_id"]),
+            domain=str(meta["domain"]),
+            unsubscribe_address=str(meta["unsubscribe_address"]),
+            public_url=str(meta["public_url"]),
+            segments=segments,
+            signer=signer,
+        )
+
+
+def personalise(template: MessageTemplate, recipient: Recipient) -> bytes:
+    """One recipient's message, ready for SMTP DATA (dot-stuffed; ends in CRLF)."""
+    return template.personalise(recipient)

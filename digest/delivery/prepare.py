@@ -1,0 +1,39 @@
+"""Freeze an issue's message once, after render and before sending."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from digest.config import Settings, get_settings
+from digest.delivery.errors import DeliveryError, LedgerError
+from digest.delivery.message import build_template
+from digest.models import Issue
+from digest.subscribers.tokens import Signer
+
+
+def prepare_issue_message(
+    session: Session, issue_id: int, settings: Settings | None = None
+) -> None:
+    """Build the issue's MIME message and store it as `issue.message_template`."""
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise LedgerError(f"issue {issue_id} does not exist")
+    if issue.html is None or issue.text is None:
+        raise DeliveryError(f"issue {issue_id} is not rendered yet: render it before sending")
+    s = settings or get_settings()
+    mailing_list = issue.mailing_list
+    template = build_template(
+        issue_id=issue.id,
+        subject=issue.subject,
+        html_body=issue.html,
+        text_body=issue.text,
+        list_slug=mailing_list.slug,
+        list_name=mailing_list.name,
+        from_name=mailing_list.from_name or s.from_name,
+        from_email=mailing_list.from_email or s.from_email,
+        reply_to=mailing_list.reply_to,
+        public_url=s.public_url,
+        unsubscribe_address=s.unsubscribe_mailbox,
+        signer=Signer(s.secret_key),
+    )
+    issue.message_template = template.to_bytes()

@@ -1,0 +1,211 @@
+"""The send path: claim a batch, personalise and send it, write the ledger as results arrive.
+
+Unit-of-work runners: they take a sessionmaker and commit themselves, because the promise
+depends on when things commit. The claim commits before anything is sent (a crash then
+leaves leased rows that another worker reclaims when the lease runs out); results are
+committed in groups right after the server's 250 (every FLUSH_EVERY results or
+FLUSH_SECONDS), so a crash duplicates only what was acknowledged but not yet written.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import get_settings
+from digest.delivery.errors import DeliveryError, LedgerError
+from digest.delivery.ledger import (
+    claim_batch,
+    finish_issue_if_done,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+    next_attempt_at,
+)
+from digest.delivery.message import MessageTemplate
+from digest.delivery.transports import SendResult, Transport
+from digest.models import Issue, utcnow
+from digest.subscribers.tokens import Signer
+
+FLUSH_EVERY = 100
+FLUSH_SECONDS = 0.2
+# Transport errors in a row (refused, dropped sessions, refused sender) before the issue
+# pauses itself: the server is down or refuses us, and retrying everything would burn attempts.
+PAUSE_AFTER_ERRORS = 50
+SENDABLE = ("approved", "sending")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __add__(self, other: BatchResult) -> BatchResult:
+        return BatchResult(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+def new_owner() -> str:
+    """A lease owner name that tells operators which process holds a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class _LedgerWriter:
+    """Groups results and commits them promptly; keeps the counts."""
+
+    def __init__(self, sf: sessionmaker[Session], issue_id: int) -> None:
+        self.sf = sf
+        self.issue_id = issue_id
+        self.buffer: list[SendResult] = []
+        self.flushed_at = time.monotonic()
+        self.sent = self.retried = self.failed = 0
+        self.errors_seen = False
+
+    def add(self, chunk: Sequence[SendResult]) -> None:
+        self.buffer.extend(chunk)
+        due = time.monotonic() - self.flushed_at >= FLUSH_SECONDS
+        if len(self.buffer) >= FLUSH_EVERY or (self.buffer and due):
+            self.flush()
+
+    def flush(self) -> None:
+        self.flushed_at = time.monotonic()
+        if not self.buffer:
+            return
+        results, self.buffer = self.buffer, []
+        now = utcnow()
+        with self.sf.begin() as session:
+            sent_ids = [r.delivery_id for r in results if r.outcome == "sent"]
+            mark_sent(session, sent_ids, now)
+            self.sent += len(sent_ids)
+            for r in results:
+                if r.outcome == "retry":
+                    if mark_retry(session, r.delivery_id, r.detail, now) == "failed":
+                        self.failed += 1
+                    else:
+                        self.retried += 1
+                elif r.outcome == "failed":
+                    mark_failed(session, r.delivery_id, r.detail)
+                    self.failed += 1
+            self._count_errors(session, results)
+
+    def _count_errors(self, session: Session, results: list[SendResult]) -> None:
+        """Track transport errors in a row on the issue; pause it when they pile up."""
+        trailing = 0
+        any_ok = False
+        for r in results:
+            if r.transport_error:
+                trailing += 1
+            else:
+                any_ok, trailing = True, 0
+        if not trailing and not self.errors_seen:
+            return  # the common case costs no statement
+        self.errors_seen = trailing > 0
+        issue = cast(Table, Issue.__table__)
+        errors = trailing if any_ok else issue.c.consecutive_errors + trailing
+        session.execute(
+            update(issue).where(issue.c.id == self.issue_id).values(consecutive_errors=errors)
+        )
+        session.execute(
+            update(issue)
+            .where(
+                issue.c.id == self.issue_id,
+                issue.c.status == "sending",
+                issue.c.consecutive_errors >= PAUSE_AFTER_ERRORS,
+            )
+            .values(status="paused")
+        )
+
+
+def _load_template(issue: Issue) -> MessageTemplate:
+    if issue.message_template is None:
+        raise DeliveryError(f"issue {issue.id} has no frozen message: prepare it before sending")
+    return MessageTemplate.from_bytes(issue.message_template, Signer(get_settings().secret_key))
+
+
+def send_batch(
+    sf: sessionmaker[Session],
+    issue_id: int,
+    owner: str,
+    transport: Transport,
+    size: int | None = None,
+) -> BatchResult:
+    """Claim up to `size` due deliveries of the issue, send them, record the results.
+    Sends nothing when the issue is not approved/sending (paused, cancelled, ...)."""
+    with sf() as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            raise LedgerError(f"issue {issue_id} does not exist")
+        if issue.status not in SENDABLE:
+            return BatchResult()
+        template = _load_template(issue)
+        recipients = claim_batch(session, issue_id, owner, size or get_settings().batch_size)
+        session.commit()
+    if not recipients:
+        return BatchResult()
+    writer = _LedgerWriter(sf, issue_id)
+    try:
+        for chunk in transport.send(template.bounce_address, recipients, template.personalise):
+            writer.add(chunk)
+    finally:
+        writer.flush()
+    return BatchResult(len(recipients), writer.sent, writer.retried, writer.failed)
+
+
+def start_issue(sf: sessionmaker[Session], issue_id: int) -> str:
+    """Move an approved issue to 'sending'; returns the issue's status."""
+    with sf.begin() as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            raise LedgerError(f"issue {issue_id} does not exist")
+        if issue.status == "approved":
+            issue.status = "sending"
+        return issue.status
+
+
+def send_issue_inline(
+    sf: sessionmaker[Session],
+    issue_id: int,
+    transport: Transport,
+    on_progress: Callable[[BatchResult], None] | None = None,
+    *,
+    size: int | None = None,
+    wait_for_retries: bool = False,
+    max_wait_seconds: float = 3600.0,
+) -> BatchResult:
+    """Send batches in this process until nothing is claimable; the in-process path.
+    With `wait_for_retries`, also sleep until waiting retries come due (up to a bound).
+    `on_progress` gets the running totals after each batch."""
+    owner = new_owner()
+    start_issue(sf, issue_id)
+    totals = BatchResult()
+    deadline = time.monotonic() + max_wait_seconds
+    while True:
+        result = send_batch(sf, issue_id, owner, transport, size)
+        totals += result
+        if on_progress is not None and result.claimed:
+            on_progress(totals)
+        if result.claimed:
+            continue
+        if not wait_for_retries:
+            break
+        with sf() as session:
+            status = session.scalar(select(Issue.status).where(Issue.id == issue_id))
+            due = next_attempt_at(session, issue_id)
+        if status not in SENDABLE or due is None:
+            break
+        pause = (due - utcnow()).total_seconds()
+        if time.monotonic() + max(pause, 0) > deadline:
+            break
+        time.sleep(min(max(pause, 0.05), 5.0))
+    with sf.begin() as session:
+        finish_issue_if_done(session, issue_id)
+    return totals

@@ -1,0 +1,263 @@
+"""A lean asyncio SMTP client session: EHLO, STARTTLS or implicit TLS, AUTH, pipelined sends.
+
+smtplib and aiosmtplib cost several round trips per message and a dot-stuffing regex over
+every message. Here a message is one pipelined write of MAIL FROM, RCPT TO and DATA (RFC 2920)
+when the server offers PIPELINING, then the body, which the template already dot-stuffed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from digest.delivery.transports import Outcome
+
+Security = Literal["none", "starttls", "tls"]
+
+
+class SmtpError(Exception):
+    """The session failed (refused, dropped, timed out, bad reply): the connection is done."""
+
+
+class SmtpAuthError(SmtpError):
+    """The server refused our credentials or offers no mechanism we speak."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: Security = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = None  # default: the system's trust store
+    local_hostname: str | None = None  # the EHLO name; default: this host's name
+    auth_mechanism: Literal["PLAIN", "LOGIN"] | None = None  # default: the best offered
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 400
+
+
+@dataclass(frozen=True, slots=True)
+class MessageResult:
+    outcome: Outcome
+    detail: str
+    transport_error: bool = False
+
+
+def _classify(stage: str, reply: Reply) -> MessageResult:
+    """4xx: try again later; 5xx: permanent for this recipient. A refused sender is our
+    problem, not the recipient's, so it retries and counts as a transport error."""
+    detail = f"{stage}: {reply}"
+    if stage == "MAIL FROM" or reply.code == 421:
+        return MessageResult("retry", detail, True)
+    return MessageResult("retry" if reply.code < 500 else "failed", detail)
+
+
+class SmtpConnection:
+    """One SMTP session, reused for many messages; not safe for concurrent use."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self.extensions: dict[str, str] = {}
+        self.last_used = 0.0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._closing = False  # the server said 421: finish and drop
+
+    @property
+    def usable(self) -> bool:
+        return self._writer is not None and not self._closing and not self._writer.is_closing()
+
+    @property
+    def pipelining(self) -> bool:
+        return "pipelining" in self.extensions
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        return self.config.ssl_context or ssl.create_default_context()
+
+    async def open(self) -> None:
+        cfg = self.config
+        try:
+            async with asyncio.timeout(cfg.timeout):
+                tls = cfg.security == "tls"
+                self._reader, self._writer = await asyncio.open_connection(
+                    cfg.host,
+                    cfg.port,
+                    ssl=self._ssl_context() if tls else None,
+                    server_hostname=cfg.host if tls else None,
+                )
+                greeting = await self._reply()
+                if greeting.code != 220:
+                    raise SmtpError(f"greeting: {greeting}")
+                await self._ehlo()
+                if cfg.security == "starttls":
+                    await self._starttls()
+                if cfg.username:
+                    await self._auth(cfg.username, cfg.password or "")
+        except BaseException:
+            self.abort()
+            raise
+        self.last_used = time.monotonic()
+
+    async def _ehlo(self) -> None:
+        name = self.config.local_hostname or socket.gethostname()
+        reply = await self._command(f"EHLO {name}".encode())
+        if reply.code != 250:
+            reply = await self._command(f"HELO {name}".encode())
+            if reply.code != 250:
+                raise SmtpError(f"HELO: {reply}")
+            self.extensions = {}
+            return
+        self.extensions = {}
+        for line in reply.text.splitlines()[1:]:
+            keyword, _, params = line.partition(" ")
+            self.extensions[keyword.lower()] = params
+
+    async def _starttls(self) -> None:
+        if "starttls" not in self.extensions:
+            raise SmtpError("the server does not offer STARTTLS")
+        reply = await self._command(b"STARTTLS")
+        if reply.code != 220:
+            raise SmtpError(f"STARTTLS: {reply}")
+        assert self._writer is not None
+        await self._writer.start_tls(self._ssl_context(), server_hostname=self.config.host)
+        await self._ehlo()  # RFC 3207: forget what was said before TLS
+
+    async def _auth(self, username: str, password: str) -> None:
+        offered = self.extensions.get("auth", "").upper().split()
+        wanted = self.config.auth_mechanism
+        mechanism = wanted or next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+        if mechanism is None or mechanism not in offered:
+            raise SmtpAuthError(f"no usable AUTH mechanism (server offers {offered or 'none'})")
+
+        def b64(value: str) -> bytes:
+            return base64.b64encode(value.encode("utf-8"))
+
+        if mechanism == "PLAIN":
+            reply = await self._command(b"AUTH PLAIN " + b64(f"\0{username}\0{password}"))
+        else:
+            reply = await self._command(b"AUTH LOGIN")
+            if reply.code == 334:
+                reply = await self._command(b64(username))
+            if reply.code == 334:
+                reply = await self._command(b64(password))
+        if reply.code != 235:
+            raise SmtpAuthError(f"AUTH {mechanism}: {reply}")
+
+    async def _reply(self) -> Reply:
+        assert self._reader is not None
+        lines: list[str] = []
+        while True:
+            line = await self._reader.readline()
+            if not line.endswith(b"\n"):
+                raise SmtpError("the server closed the connection")
+            if len(line) < 4 or not line[:3].isdigit():
+                raise SmtpError(f"malformed reply {line[:100]!r}")
+            lines.append(line[4:].rstrip().decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                reply = Reply(int(line[:3]), "\n".join(lines))
+                if reply.code == 421:
+                    self._closing = True
+                return reply
+
+    async def _command(self, line: bytes) -> Reply:
+        assert self._writer is not None
+        self._writer.write(line + b"\r\n")
+        return await self._reply()
+
+    async def send_message(self, mail_from: str, rcpt: str, data: bytes) -> MessageResult:
+        """One transaction. `data` is DATA-ready (dot-stuffed, ending in CRLF).
+        Raises SmtpError/OSError/TimeoutError when the session breaks."""
+        assert self._writer is not None
+        writer = self._writer
+        mail_cmd = b"MAIL FROM:<%s>\r\n" % mail_from.encode()
+        rcpt_cmd = b"RCPT TO:<%s>\r\n" % rcpt.encode()
+        async with asyncio.timeout(self.config.timeout):
+            if self.pipelining:
+                writer.write(mail_cmd + rcpt_cmd + b"DATA\r\n")
+                mail = await self._reply()
+                rcpt_reply = await self._reply()
+                data_reply = await self._reply()
+            else:
+                writer.write(mail_cmd)
+                mail = await self._reply()
+                if not mail.ok:
+                    return _classify("MAIL FROM", mail)
+                writer.write(rcpt_cmd)
+                rcpt_reply = await self._reply()
+                if not rcpt_reply.ok:
+                    await self._rset()
+                    return _classify("RCPT TO", rcpt_reply)
+                writer.write(b"DATA\r\n")
+                data_reply = await self._reply()
+
+            if data_reply.code == 354 and mail.ok and rcpt_reply.ok:
+                writer.write(data)
+                writer.write(b".\r\n")
+                await writer.drain()
+                final = await self._reply()
+                self.last_used = time.monotonic()
+                if final.code // 100 == 2:
+                    return MessageResult("sent", str(final))
+                return _classify("DATA", final)
+
+            if data_reply.code == 354:
+                # A server that wants data although the envelope failed: end it empty.
+                writer.write(b".\r\n")
+                await self._reply()
+            elif mail.ok and not self._closing:
+                await self._rset()  # the transaction is still open on the server
+            self.last_used = time.monotonic()
+            if not mail.ok:
+                return _classify("MAIL FROM", mail)
+            if not rcpt_reply.ok:
+                return _classify("RCPT TO", rcpt_reply)
+            return _classify("DATA", data_reply)
+
+    async def _rset(self) -> None:
+        reply = await self._command(b"RSET")
+        if reply.code != 250:
+            raise SmtpError(f"RSET: {reply}")
+
+    async def noop(self) -> bool:
+        """Is an idle session still alive? (Servers drop idle clients.)"""
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                ok = (await self._command(b"NOOP")).code == 250
+        except (OSError, SmtpError, TimeoutError):
+            ok = False
+        if ok:
+            self.last_used = time.monotonic()
+        return ok
+
+    async def quit(self) -> None:
+        if self.usable:
+            try:
+                async with asyncio.timeout(min(self.config.timeout, 5.0)):
+                    await self._command(b"QUIT")
+            except (OSError, SmtpError, TimeoutError):
+                pass
+        self.abort()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._reader = None

@@ -1,0 +1,51 @@
+"""What a transport is: it takes a claimed batch and reports one result per message.
+
+Results stream back in chunks as they happen, so the caller can write the ledger right after
+the server's 250 while the rest of the batch is still on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from digest.config import Settings, get_settings
+from digest.delivery.recipient import Recipient
+
+Outcome = Literal["sent", "retry", "failed"]
+Render = Callable[[Recipient], bytes]  # DATA-ready bytes (dot-stuffed, CRLF) for a recipient
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    delivery_id: int
+    outcome: Outcome
+    detail: str = ""  # the server's reply or the error, for the ledger
+    # The transport itself failed (connection refused, dropped, timed out), not this message.
+    transport_error: bool = False
+
+
+class Transport(Protocol):
+    def send(
+        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+    ) -> Iterator[list[SendResult]]:
+        """Send the batch; yield results in chunks as they arrive (an empty chunk now and
+        then while waiting, so the caller can flush on time). Every recipient gets exactly one
+        result."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+def make_transport(settings: Settings | None = None) -> Transport:
+    """The transport Settings name: the maildir outbox (embedded default) or SMTP."""
+    from digest.delivery.maildir import MaildirTransport
+    from digest.delivery.smtp import SmtpTransport
+
+    s = settings or get_settings()
+    if s.transport == "smtp":
+        return SmtpTransport.from_settings(s)
+    return MaildirTransport(s.outbox_dir)

@@ -1,0 +1,139 @@
+"""The send path end to end on both stores, into the maildir outbox: every subscriber gets
+exactly one message with their own ids; reruns, pauses and cancels send nothing."""
+
+from __future__ import annotations
+
+import mailbox
+import re
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest import placeholders as P
+from digest.db import session_factory
+from digest.delivery.errors import DeliveryError
+from digest.delivery.ledger import issue_progress, plan_deliveries
+from digest.delivery.maildir import MaildirTransport
+from digest.delivery.prepare import prepare_issue_message
+from digest.delivery.send import BatchResult, send_batch, send_issue_inline
+from digest.models import Delivery, Issue
+from digest.subscribers.tokens import read_token
+from tests.integration.test_delivery_ledger import seed_issue
+
+HTML = (
+    f"<html><body><p>Hi {P.NAME}</p>"
+    + "<p>News of the month, with enough words to fold.</p>\n" * 50
+    + f'<a href="{P.VIEW_ONLINE_URL}">online</a> <a href="{P.UNSUBSCRIBE_URL}">unsubscribe</a>'
+    "</body></html>"
+)
+TEXT = f"Hi {P.NAME}\n\nNews.\n.\nOnline: {P.VIEW_ONLINE_URL}\nUnsubscribe: {P.UNSUBSCRIBE_URL}\n"
+
+
+def ready_issue(session: Session, confirmed: int, **kw: object) -> int:
+    """An approved, rendered, prepared and planned issue; returns its id."""
+    issue_id = seed_issue(session, confirmed, status="approved", **kw)  # type: ignore[arg-type]
+    issue = session.get(Issue, issue_id)
+    assert issue is not None
+    issue.subject = "Nouvelles de février — édition 1"
+    issue.html, issue.text = HTML, TEXT
+    prepare_issue_message(session, issue_id)
+    plan_deliveries(session, issue_id)
+    session.commit()
+    return issue_id
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = BytesParser(policy=default).parsebytes(data)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def check_copies(session: Session, issue_id: int, messages: list[tuple[str, EmailMessage]]) -> None:
+    """Exactly one message per sent delivery, addressed and personalised for it."""
+    deliveries = {
+        d.email: d
+        for d in session.scalars(
+            select(Delivery).where(Delivery.issue_id == issue_id, Delivery.status == "sent")
+        )
+    }
+    rcpts = [rcpt for rcpt, _ in messages]
+    assert sorted(rcpts) == sorted(deliveries), "each sent delivery exactly once"
+    ids = set()
+    for rcpt, msg in messages:
+        d = deliveries[rcpt]
+        assert msg.get_content_type() == "multipart/alternative"
+        text_part, html_part = msg.iter_parts()
+        assert text_part.get_content_type() == "text/plain"
+        assert html_part.get_content_type() == "text/html"
+        assert msg["To"].addresses[0].addr_spec == rcpt
+        assert msg["Message-ID"] == f"<d{d.id}.i{issue_id}@example.org>"
+        ids.add(msg["Message-ID"])
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        match = re.search(r"/u/([A-Za-z0-9_.-]+)>", msg["List-Unsubscribe"])
+        assert match and read_token("unsubscribe", match.group(1)) == d.subscription_id
+        assert f"/u/{match.group(1)}" in html_part.get_content()
+        assert f"Hi {d.name}" in text_part.get_content()
+        assert msg["Subject"] == "Nouvelles de février — édition 1"
+    assert len(ids) == len(messages)
+
+
+def read_maildir(path: Path) -> list[tuple[str, EmailMessage]]:
+    box = mailbox.Maildir(path, factory=None, create=False)
+    out = []
+    for key in box.iterkeys():
+        with box.get_file(key) as f:
+            msg = parse(f.read())
+        out.append((msg["To"].addresses[0].addr_spec, msg))
+    return out
+
+
+def test_inline_send_to_maildir_gives_everyone_one_copy(
+    session: Session, db_url: str, tmp_path: Path
+) -> None:
+    issue_id = ready_issue(session, 120, names=["Zoë Ünïcode", "<b>Bob & Co</b>", "Ann"])
+    sf = session_factory(db_url)
+    outbox = tmp_path / "outbox"
+    progress: list[BatchResult] = []
+    transport = MaildirTransport(outbox)
+    totals = send_issue_inline(sf, issue_id, transport, progress.append, size=50)
+    assert totals == BatchResult(claimed=120, sent=120, retried=0, failed=0)
+    assert [p.sent for p in progress] == [50, 100, 120]
+    session.expire_all()
+    issue = session.get(Issue, issue_id)
+    assert issue is not None and issue.status == "sent" and issue.sent_at is not None
+    messages = read_maildir(outbox)
+    check_copies(session, issue_id, messages)
+    assert messages[0][1]["Return-Path"] == "<bounces@example.org>"
+
+    # A rerun sends nothing new.
+    assert send_issue_inline(sf, issue_id, transport) == BatchResult()
+    assert len(read_maildir(outbox)) == 120
+
+
+@pytest.mark.parametrize("status", ["paused", "cancelled", "draft"])
+def test_paused_cancelled_or_draft_issue_sends_nothing(
+    session: Session, db_url: str, tmp_path: Path, status: str
+) -> None:
+    issue_id = ready_issue(session, 5, others=False)
+    issue = session.get(Issue, issue_id)
+    assert issue is not None
+    issue.status = status
+    session.commit()
+    sf = session_factory(db_url)
+    transport = MaildirTransport(tmp_path / "outbox")
+    assert send_batch(sf, issue_id, "w", transport) == BatchResult()
+    assert issue_progress(session, issue_id)["pending"] == 5
+    assert read_maildir(tmp_path / "outbox") == []
+
+
+def test_unprepared_issue_is_a_clear_error(session: Session, db_url: str, tmp_path: Path) -> None:
+    issue_id = seed_issue(session, 1, others=False)
+    with pytest.raises(DeliveryError, match="not rendered"):
+        prepare_issue_message(session, issue_id)
+    with pytest.raises(DeliveryError, match="prepare it"):
+        send_batch(session_factory(db_url), issue_id, "w", MaildirTransport(tmp_path / "o"))
