@@ -107,6 +107,27 @@ def preview(
     err.print(f"wrote {fmt} preview of issue {issue_id} to {out} ({len(body.encode())} bytes)")
 
 
+@app.command("test-send")
+def test_send(
+    issue_id: int,
+    to: Annotated[list[str], typer.Option("--to", help="An address; repeat for more.")],
+) -> None:
+    """Send a proof copy of the issue as it stands (drafts too) to a few addresses."""
+    from digest.delivery.transports import make_transport
+    from digest.issues.proof import send_proof
+
+    transport = make_transport(get_settings())
+    try:
+        with unit_of_work() as session:
+            results = send_proof(session, issue_id, to, transport)
+    finally:
+        transport.close()
+    for r in results:
+        console.print(f"{r.email}: {r.outcome} {r.detail}".rstrip(), markup=False)
+    if any(r.outcome != "sent" for r in results):
+        raise typer.Exit(1)
+
+
 @app.command("drop")
 def drop(issue_id: int, item_id: int) -> None:
     """Take an item out of a draft (it stays free for a later issue)."""

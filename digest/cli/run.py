@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from digest.cli.common import UsageProblem, console, err
 from digest.config import DEV_SECRET, get_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +71,7 @@ def serve(
     )
 
 
-def _celery_app():  # type: ignore[no-untyped-def]
+def _celery_app() -> Celery:
     if not get_settings().broker_url:
         raise UsageProblem("no broker: set DIGEST_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
     from workers.app import app

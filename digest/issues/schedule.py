@@ -15,7 +15,7 @@ from digest.models import MailingList, utcnow
 def last_fire(cron: str, tz: str, now: datetime) -> datetime:
     """The latest scheduled time at or before `now` (naive UTC in, naive UTC out)."""
     local_now = now.replace(tzinfo=UTC).astimezone(ZoneInfo(tz))
-    fire = croniter(cron, local_now).get_prev(datetime)
+    fire: datetime = croniter(cron, local_now).get_prev(datetime)
     return fire.astimezone(UTC).replace(tzinfo=None)
 
 

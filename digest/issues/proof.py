@@ -1,0 +1,67 @@
+"""Proof copies: an editor sends the issue as it stands (a draft too) to a few addresses.
+
+A proof is built like a real copy but touches no ledger: its links carry subscription id 0,
+which the web pages answer with "not found" rather than unsubscribing anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from digest.config import Settings, get_settings
+from digest.delivery.message import build_template
+from digest.delivery.recipient import Recipient
+from digest.delivery.transports import Transport
+from digest.errors import DigestError
+from digest.issues.lifecycle import get_issue
+from digest.issues.rendering import render_preview
+from digest.subscribers.service import normalise_email
+from digest.subscribers.tokens import Signer
+
+
+@dataclass(frozen=True, slots=True)
+class ProofResult:
+    email: str
+    outcome: str  # sent | retry | failed
+    detail: str
+
+
+def send_proof(
+    session: Session,
+    issue_id: int,
+    addresses: list[str],
+    transport: Transport,
+    settings: Settings | None = None,
+) -> list[ProofResult]:
+    if not addresses:
+        raise DigestError("give at least one address for the proof")
+    if len(addresses) > 20:
+        raise DigestError("a proof goes to 20 addresses at most")
+    emails = [normalise_email(a) for a in addresses]
+    s = settings or get_settings()
+    issue = get_issue(session, issue_id)
+    lst = issue.mailing_list
+    rendered = render_preview(session, issue_id)
+    template = build_template(
+        issue_id=issue.id,
+        subject=f"[Proof] {issue.subject}",
+        html_body=rendered.html,
+        text_body=rendered.text,
+        list_slug=lst.slug,
+        list_name=lst.name,
+        from_name=lst.from_name or s.from_name,
+        from_email=lst.from_email or s.from_email,
+        reply_to=lst.reply_to,
+        public_url=s.public_url,
+        unsubscribe_address=s.unsubscribe_mailbox,
+        signer=Signer(s.secret_key),
+    )
+    # Negative ids keep proof Message-IDs apart from every real delivery's.
+    batch = [Recipient(-(i + 1), 0, email, "") for i, email in enumerate(emails)]
+    by_id = {r.delivery_id: r.email for r in batch}
+    results: list[ProofResult] = []
+    for chunk in transport.send(template.bounce_address, batch, template.personalise):
+        results.extend(ProofResult(by_id[r.delivery_id], r.outcome, r.detail) for r in chunk)
+    return results
