@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from digest.cli.common import console, err, unit_of_work
+from digest.cli.sending import progress_bar
 from digest.db import session_factory
 from digest.errors import NotFound
 from digest.models import Source
@@ -19,8 +20,12 @@ def collect_now(source_id: int | None) -> None:
             result = collect_source(session, source_id)
         results = [result]
     else:
-        results = collect_due(session_factory())
-    names = {}
+        with progress_bar() as bar:
+            task = bar.add_task("collecting sources", total=None)
+            results = collect_due(session_factory(), on_result=lambda _r: bar.advance(task))
+    if not results:
+        console.print("no source is due yet; `digest collect --source ID` fetches one now")
+        return
     with unit_of_work() as session:
         names = dict(session.execute(select(Source.id, Source.name)).all())
     new = 0

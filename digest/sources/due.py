@@ -1,21 +1,17 @@
-"""Which sources are due for a fetch: never fetched, or their next_fetch_at has come."""
+"""Which sources are due for a fetch (the condition lives in `health.is_due`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.models import Source, utcnow
+from digest.sources.health import is_due
 
 
 def due_source_ids(session: Session, now: datetime | None = None) -> list[int]:
-    now = now or utcnow()
-    stmt = (
-        select(Source.id)
-        .where(Source.kind != "manual")
-        .where(or_(Source.next_fetch_at.is_(None), Source.next_fetch_at <= now))
-        .order_by(Source.id)
+    return list(
+        session.scalars(select(Source.id).where(is_due(now or utcnow())).order_by(Source.id))
     )
-    return list(session.scalars(stmt))
