@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -15,7 +15,8 @@ from digest.models import MailingList, utcnow
 def last_fire(cron: str, tz: str, now: datetime) -> datetime:
     """The latest scheduled time at or before `now` (naive UTC in, naive UTC out)."""
     local_now = now.replace(tzinfo=UTC).astimezone(ZoneInfo(tz))
-    fire: datetime = croniter(cron, local_now).get_prev(datetime)
+    # croniter's get_prev is strictly before its start: a second later includes `now` itself.
+    fire: datetime = croniter(cron, local_now + timedelta(seconds=1)).get_prev(datetime)
     return fire.astimezone(UTC).replace(tzinfo=None)
 
 
