@@ -67,7 +67,8 @@ def select_candidates(session: Session, lst: MailingList, now: datetime) -> list
         .join(Source, Source.id == Item.source_id)
         .join(ListSource, and_(ListSource.source_id == Source.id, ListSource.list_id == lst.id))
         .where(recent, Item.id.not_in(in_an_issue), Item.first_seen_at <= now)
-        .order_by(func.coalesce(Item.published_at, Item.first_seen_at).desc(), Item.id.desc())
+        # Same date: the order the source listed them in (collection keeps document order).
+        .order_by(func.coalesce(Item.published_at, Item.first_seen_at).desc(), Item.id)
     )
     found = [Candidate(*row) for row in rows]
     return found[: lst.max_items]

@@ -35,6 +35,7 @@ def freeze_issue(session: Session, issue_id: int) -> RenderedIssue:
 
 PREVIEW_VALUES = {
     placeholders.NAME: "Alex Reader",
+    placeholders.GREETING_NAME: " Alex Reader",
     placeholders.EMAIL: "alex.reader@example.org",
     placeholders.UNSUBSCRIBE_URL: "#unsubscribe",
     placeholders.PREFERENCES_URL: "#preferences",

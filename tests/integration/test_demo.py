@@ -55,3 +55,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_preview_reads_like_a_real_copy(tmp_path: Path) -> None:
+    assert run_digest("demo", "--subscribers", "3", cwd=tmp_path).returncode == 0
+    for fmt in ("html", "text"):
+        out = tmp_path / f"p.{fmt}"
+        result = run_digest(
+            "issues", "preview", "1", "--format", fmt, "--out", str(out), cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        body = out.read_text()
+        assert "[[digest:" not in body
+        assert "Hello Alex Reader," in body
+        # The seed lists two items of 31 January 2024; the issue keeps the page's order.
+        assert body.index("ILO participates") < body.index("ILO joins")
