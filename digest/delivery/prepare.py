@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings, get_settings
 from digest.delivery.errors import DeliveryError, LedgerError
-from digest.delivery.message import build_template
+from digest.delivery.message import MessageTemplate, build_template
 from digest.models import Issue
 from digest.subscribers.tokens import Signer
 
@@ -20,13 +20,25 @@ def prepare_issue_message(
         raise LedgerError(f"issue {issue_id} does not exist")
     if issue.html is None or issue.text is None:
         raise DeliveryError(f"issue {issue_id} is not rendered yet: render it before sending")
+    issue.message_template = issue_template(issue, issue.html, issue.text, settings).to_bytes()
+
+
+def issue_template(
+    issue: Issue,
+    html: str,
+    text: str,
+    settings: Settings | None = None,
+    *,
+    subject_prefix: str = "",
+) -> MessageTemplate:
+    """The issue's message template with its list's sender identity (proofs use it too)."""
     s = settings or get_settings()
     mailing_list = issue.mailing_list
-    template = build_template(
+    return build_template(
         issue_id=issue.id,
-        subject=issue.subject,
-        html_body=issue.html,
-        text_body=issue.text,
+        subject=subject_prefix + issue.subject,
+        html_body=html,
+        text_body=text,
         list_slug=mailing_list.slug,
         list_name=mailing_list.name,
         from_name=mailing_list.from_name or s.from_name,
@@ -36,4 +48,3 @@ def prepare_issue_message(
         unsubscribe_address=s.unsubscribe_mailbox,
         signer=Signer(s.secret_key),
     )
-    issue.message_template = template.to_bytes()

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from digest.config import Settings, get_settings
-from digest.delivery.message import build_template
+from digest.delivery.prepare import issue_template
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import Transport
 from digest.errors import DigestError
 from digest.issues.lifecycle import get_issue
 from digest.issues.rendering import render_preview
 from digest.subscribers.service import normalise_email
-from digest.subscribers.tokens import Signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,22 +41,8 @@ def send_proof(
     emails = [normalise_email(a) for a in addresses]
     s = settings or get_settings()
     issue = get_issue(session, issue_id)
-    lst = issue.mailing_list
     rendered = render_preview(session, issue_id)
-    template = build_template(
-        issue_id=issue.id,
-        subject=f"[Proof] {issue.subject}",
-        html_body=rendered.html,
-        text_body=rendered.text,
-        list_slug=lst.slug,
-        list_name=lst.name,
-        from_name=lst.from_name or s.from_name,
-        from_email=lst.from_email or s.from_email,
-        reply_to=lst.reply_to,
-        public_url=s.public_url,
-        unsubscribe_address=s.unsubscribe_mailbox,
-        signer=Signer(s.secret_key),
-    )
+    template = issue_template(issue, rendered.html, rendered.text, s, subject_prefix="[Proof] ")
     # Negative ids keep proof Message-IDs apart from every real delivery's.
     batch = [Recipient(-(i + 1), 0, email, "") for i, email in enumerate(emails)]
     by_id = {r.delivery_id: r.email for r in batch}
