@@ -8,7 +8,7 @@ import click
 import typer
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from digest.cli import issues, lists, run, subscribers
+from digest.cli import bounces, issues, lists, run, subscribers
 from digest.cli.common import UsageProblem, err
 from digest.errors import DigestError
 
@@ -22,6 +22,7 @@ run.register(app)
 app.add_typer(lists.app, name="lists")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(issues.app, name="issues")
+app.add_typer(bounces.app, name="bounces")
 
 
 def _mount_sources() -> None:
