@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from digest.config import Settings, get_settings
 from digest.db import session_factory
 from digest.web.pages import router as pages_router
+from digest.web.signup import router as signup_router
 from digest.web.security import SecurityHeaders
 from digest.web.templating import STATIC_DIR, render
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _server_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages_router)
+    app.include_router(signup_router)
 
     @app.get("/healthz")
     def healthz() -> Response:
