@@ -9,10 +9,28 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class SmtpTransportSettings(BaseModel):
+    """One SMTP relay of DIGEST_SMTP_TRANSPORTS (a JSON list of these objects)."""
+
+    name: str = ""  # default: host:port; names the relay's rate-limit counters
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    connections: int = Field(default=4, ge=1, le=256)
+    # Share of the messages; 0 makes a standby used only while every weighted relay is down.
+    weight: int = Field(default=1, ge=0)
+    per_second: int | None = Field(default=None, ge=1)
+    per_hour: int | None = Field(default=None, ge=1)
+    per_day: int | None = Field(default=None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -23,6 +41,8 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     secret_key: str = DEV_SECRET
     public_url: str = "http://127.0.0.1:8000"
+    # The editor (/editor) and JSON API (/api): HTTP Basic as user "admin". Unset: both off (404).
+    admin_password: str | None = None
 
     # Sender identity; the Message-ID domain is taken from from_email.
     from_email: str = "digest@example.org"
@@ -38,6 +58,19 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_timeout: float = 30.0
     smtp_connections: int = Field(default=4, ge=1, le=256)
+    # Rate limits of the single relay above (DIGEST_SMTP_TRANSPORTS entries carry their own).
+    smtp_per_second: int | None = Field(default=None, ge=1)
+    smtp_per_hour: int | None = Field(default=None, ge=1)
+    smtp_per_day: int | None = Field(default=None, ge=1)
+    # Several relays with weights and failover; when set, the smtp_* relay above is not used.
+    smtp_transports: list[SmtpTransportSettings] = Field(default_factory=list)
+    # Messages in flight to one recipient domain from one sending process (0: no limit).
+    domain_concurrency: int = Field(default=0, ge=0)
+    # Rate-limit counters shared by every process; default: the broker when it is Redis,
+    # else counted in-process (embedded mode).
+    rate_limit_redis_url: str | None = None
+    # Transport errors in a row before an issue pauses itself (0: never).
+    pause_after_errors: int = Field(default=50, ge=0)
 
     batch_size: int = Field(default=500, ge=1, le=100_000)
     # How many send_batch tasks chase one issue at once (each re-enqueues itself until done).

@@ -14,9 +14,11 @@ from starlette.exceptions import HTTPException
 
 from digest.config import Settings, get_settings
 from digest.db import session_factory
+from digest.web.api import router as api_router
+from digest.web.editor import router as editor_router
 from digest.web.pages import router as pages_router
-from digest.web.signup import router as signup_router
 from digest.web.security import SecurityHeaders
+from digest.web.signup import router as signup_router
 from digest.web.templating import STATIC_DIR, render
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _server_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages_router)
+    app.include_router(editor_router)
+    app.include_router(api_router)
     app.include_router(signup_router)
 
     @app.get("/healthz")

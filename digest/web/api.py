@@ -1,0 +1,364 @@
+"""The JSON API under /api: what the editor's pages do, for scripts and other front ends.
+
+Auth and CSRF as in `digest.web.auth`: HTTP Basic as admin (404 when no admin password is
+set), and an `X-Requested-With` header on every request that changes something. Errors are
+JSON `{"detail": "..."}`: 400 for a request the issue's state or the input cannot honour,
+404 for what does not exist, 422 for a malformed body or query (with `errors`).
+Times are UTC, ISO 8601 with "Z".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
+
+from digest.config import Settings
+from digest.delivery.ledger import issue_progress
+from digest.errors import NotFound
+from digest.issues import lifecycle
+from digest.issues.compose import compose_issue
+from digest.issues.rendering import personalise_for_preview, render_preview
+from digest.pipeline import approve_issue
+from digest.subscribers.lists import get_list
+from digest.web import dispatch, overview
+from digest.web.auth import require_admin, require_api_header
+from digest.web.guarded import GuardedRoute, Handled, SessionDep
+
+
+def _as_utc(value: datetime) -> datetime:
+    # The store keeps naive UTC; say so on the wire.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UtcTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def _validation_summary(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class ApiRoute(GuardedRoute):
+    @staticmethod
+    async def answer(request: Request, exc: Handled) -> Response:
+        if isinstance(exc, HTTPException):
+            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        if isinstance(exc, RequestValidationError):
+            body = {"detail": _validation_summary(exc), "errors": jsonable_encoder(exc.errors())}
+            return JSONResponse(body, 422)
+        return JSONResponse({"detail": str(exc)}, 404 if isinstance(exc, NotFound) else 400)
+
+
+router = APIRouter(
+    prefix="/api",
+    route_class=ApiRoute,
+    dependencies=[Depends(require_admin), Depends(require_api_header)],
+)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Progress(Out):
+    pending: int
+    sending: int
+    sent: int
+    failed: int
+    total: int
+
+
+class IssueSummary(Out):
+    id: int
+    list_slug: str
+    list_name: str
+    number: int
+    status: str
+    subject: str
+    items: int
+    created_at: UtcTime
+    approved_at: UtcTime | None
+    sent_at: UtcTime | None
+    progress: Progress
+
+
+class IssueItemOut(Out):
+    item_id: int
+    position: int
+    group: str
+    title: str
+    url: str | None
+    source: str
+    published_at: UtcTime | None
+
+
+class IssueDetail(IssueSummary):
+    preheader: str
+    intro: str
+    period_start: UtcTime | None
+    period_end: UtcTime
+    warnings: list[str]
+    issue_items: list[IssueItemOut]
+
+
+class IssueEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str | None = Field(default=None, max_length=500)
+    preheader: str | None = Field(default=None, max_length=500)
+    intro: str | None = Field(default=None, max_length=20_000)
+
+
+class Move(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    position: int = Field(ge=0, description="0-based position in the issue")
+
+
+class ProofRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    addresses: list[Annotated[str, Field(max_length=320)]] = Field(min_length=1, max_length=20)
+
+
+class ProofOutcome(Out):
+    email: str
+    outcome: str
+    detail: str
+
+
+class Preview(BaseModel):
+    html: str
+    text: str
+    warnings: list[str]
+    html_bytes: int
+
+
+class Approval(BaseModel):
+    issue: IssueDetail
+    warnings: list[str]
+    html_bytes: int
+
+
+class Sending(BaseModel):
+    issue_id: int
+    planned: int
+    mode: dispatch.Mode
+    message: str
+
+
+class ListOut(Out):
+    id: int
+    slug: str
+    name: str
+    description: str
+    subscribers: dict[str, int]
+    sources: int
+    last_issue: IssueSummary | None
+    draft_issue_id: int | None
+
+
+class Composed(BaseModel):
+    created: bool
+    issue: IssueDetail | None
+    message: str
+
+
+class SourceOut(Out):
+    id: int
+    name: str
+    url: str
+    kind: str
+    health: overview.Health
+    lists: list[str]
+    items: int
+    last_fetched_at: UtcTime | None
+    last_success_at: UtcTime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_fetch_at: UtcTime | None
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def issue_detail(session: Session, issue_id: int) -> IssueDetail:
+    issue = lifecycle.get_issue(session, issue_id)
+    row = overview.issue_row(session, issue)
+    return IssueDetail.model_validate(
+        {
+            **IssueSummary.model_validate(row).model_dump(),
+            "preheader": issue.preheader,
+            "intro": issue.intro,
+            "period_start": issue.period_start,
+            "period_end": issue.period_end,
+            "warnings": list(issue.render_warnings or ()),
+            "issue_items": [
+                IssueItemOut.model_validate(i) for i in overview.issue_items(session, issue_id)
+            ],
+        }
+    )
+
+
+def _sending(result: dispatch.Dispatch) -> Sending:
+    where = "the workers" if result.mode == "workers" else "this server process"
+    return Sending(
+        issue_id=result.issue_id,
+        planned=result.planned,
+        mode=result.mode,
+        message=f"issue {result.issue_id} is being sent by {where}",
+    )
+
+
+@router.get("/issues", response_model=list[IssueSummary])
+def list_issues(
+    session: SessionDep,
+    list_slug: Annotated[str | None, Query(alias="list")] = None,
+    status: overview.IssueStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[IssueSummary]:
+    list_id = get_list(session, list_slug).id if list_slug else None
+    rows = overview.issue_rows(session, list_id=list_id, status=status, limit=limit, offset=offset)
+    return [IssueSummary.model_validate(r) for r in rows]
+
+
+@router.get("/issues/{issue_id}", response_model=IssueDetail)
+def get_issue(session: SessionDep, issue_id: int) -> IssueDetail:
+    return issue_detail(session, issue_id)
+
+
+@router.patch("/issues/{issue_id}", response_model=IssueDetail)
+def edit_issue(session: SessionDep, issue_id: int, edit: IssueEdit) -> IssueDetail:
+    lifecycle.edit_draft(
+        session, issue_id, intro=edit.intro, subject=edit.subject, preheader=edit.preheader
+    )
+    return issue_detail(session, issue_id)
+
+
+@router.delete("/issues/{issue_id}", status_code=204)
+def discard_issue(session: SessionDep, issue_id: int) -> Response:
+    lifecycle.discard_draft(session, issue_id)
+    return Response(status_code=204)
+
+
+@router.post("/issues/{issue_id}/items/{item_id}/move", response_model=IssueDetail)
+def move_item(session: SessionDep, issue_id: int, item_id: int, move: Move) -> IssueDetail:
+    lifecycle.move_item(session, issue_id, item_id, move.position)
+    return issue_detail(session, issue_id)
+
+
+@router.delete("/issues/{issue_id}/items/{item_id}", response_model=IssueDetail)
+def drop_item(session: SessionDep, issue_id: int, item_id: int) -> IssueDetail:
+    lifecycle.drop_item(session, issue_id, item_id)
+    return issue_detail(session, issue_id)
+
+
+@router.get("/issues/{issue_id}/preview", response_model=Preview)
+def preview(session: SessionDep, issue_id: int) -> Preview:
+    """What a subscriber sees, with a sample reader's name and links."""
+    rendered = render_preview(session, issue_id)
+    html = personalise_for_preview(rendered.html, "html")
+    return Preview(
+        html=html,
+        text=personalise_for_preview(rendered.text, "text"),
+        warnings=list(rendered.warnings),
+        html_bytes=len(rendered.html.encode()),
+    )
+
+
+@router.get("/issues/{issue_id}/progress", response_model=Progress)
+def progress(session: SessionDep, issue_id: int) -> Progress:
+    lifecycle.get_issue(session, issue_id)
+    return Progress.model_validate(issue_progress(session, issue_id))
+
+
+@router.post("/issues/{issue_id}/proof", response_model=list[ProofOutcome])
+def proof(
+    request: Request, session: SessionDep, issue_id: int, body: ProofRequest
+) -> list[ProofOutcome]:
+    """Send a proof copy (drafts too) to up to 20 addresses; no ledger is touched."""
+    from digest.delivery.transports import make_transport
+    from digest.issues.proof import send_proof
+
+    settings = _settings(request)
+    transport = make_transport(settings)
+    try:
+        results = send_proof(session, issue_id, body.addresses, transport, settings)
+    finally:
+        transport.close()
+    return [ProofOutcome.model_validate(r) for r in results]
+
+
+@router.post("/issues/{issue_id}/approve", response_model=Approval)
+def approve(session: SessionDep, issue_id: int) -> Approval:
+    """Draft -> approved: rendered once and frozen for sending."""
+    result = approve_issue(session, issue_id)
+    return Approval(
+        issue=issue_detail(session, issue_id),
+        warnings=list(result.warnings),
+        html_bytes=result.html_bytes,
+    )
+
+
+@router.post("/issues/{issue_id}/send", response_model=Sending, status_code=202)
+def send(
+    request: Request, session: SessionDep, background: BackgroundTasks, issue_id: int
+) -> Sending:
+    """Approved -> sending: one delivery per confirmed subscriber, then sent by the workers
+    (with a broker) or by this server process after the response (without one)."""
+    sf = request.app.state.sessionmaker
+    return _sending(dispatch.send(session, issue_id, _settings(request), background, sf))
+
+
+@router.post("/issues/{issue_id}/pause", response_model=IssueDetail)
+def pause(session: SessionDep, issue_id: int) -> IssueDetail:
+    lifecycle.pause(session, issue_id)
+    return issue_detail(session, issue_id)
+
+
+@router.post("/issues/{issue_id}/resume", response_model=Sending, status_code=202)
+def resume(
+    request: Request, session: SessionDep, background: BackgroundTasks, issue_id: int
+) -> Sending:
+    sf = request.app.state.sessionmaker
+    return _sending(dispatch.resume(session, issue_id, _settings(request), background, sf))
+
+
+@router.post("/issues/{issue_id}/cancel", response_model=IssueDetail)
+def cancel(session: SessionDep, issue_id: int) -> IssueDetail:
+    lifecycle.cancel(session, issue_id)
+    return issue_detail(session, issue_id)
+
+
+@router.get("/lists", response_model=list[ListOut])
+def lists(session: SessionDep) -> list[ListOut]:
+    return [ListOut.model_validate(row) for row in overview.list_rows(session)]
+
+
+@router.post("/lists/{slug}/compose", response_model=Composed)
+def compose(session: SessionDep, slug: str, response: Response) -> Composed:
+    """Create the list's next draft from what is new; 201 with it, or 200 when nothing is new."""
+    issue = compose_issue(session, slug)
+    if issue is None:
+        return Composed(created=False, issue=None, message=f"nothing new for {slug}")
+    response.status_code = 201
+    detail = issue_detail(session, issue.id)
+    return Composed(
+        created=True, issue=detail, message=f"issue #{issue.number} with {detail.items} items"
+    )
+
+
+@router.get("/sources", response_model=list[SourceOut])
+def sources(session: SessionDep) -> list[SourceOut]:
+    return [SourceOut.model_validate(row) for row in overview.source_rows(session)]

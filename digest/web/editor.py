@@ -1,0 +1,414 @@
+"""The editor's pages under /editor: issues, one issue (preview, items, proof, approve, send),
+lists with their subscribers, sources with their health.
+
+Access and CSRF as in `digest.web.auth` (HTTP Basic as admin; off, 404, without a password).
+Pages load no script: every action is a form POST answered by a redirect (post/redirect/get)
+to the page with a notice, or, when the action is refused, the page again with the reason.
+The preview is a separate sandboxed document with its own strict CSP, framed at 600 and
+375 px; the editor's pages themselves allow nothing but their stylesheet and that frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
+
+from digest.config import Settings
+from digest.delivery.ledger import issue_progress
+from digest.errors import DigestError, NotFound
+from digest.issues import lifecycle
+from digest.issues.compose import compose_issue
+from digest.issues.rendering import personalise_for_preview, render_preview
+from digest.models import MailingList
+from digest.pipeline import approve_issue
+from digest.subscribers.service import count_by_status
+from digest.web import dispatch, overview
+from digest.web.auth import csrf_token, require_admin, require_form_csrf
+from digest.web.guarded import GuardedRoute, Handled, SessionDep, mark_failed
+from digest.web.templating import TEMPLATES_DIR, render, root_path
+
+EDITOR_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# The email's HTML: its inline styles and remote images, no script, no forms, and framed by
+# the editor only; `sandbox` makes it an opaque origin whatever it contains.
+PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "form-action 'none'; frame-ancestors 'self'; base-uri 'none'; "
+    "sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+STYLESHEET = TEMPLATES_DIR / "editor" / "editor.css"
+View = Literal["desktop", "mobile", "text"]
+WIDTHS: dict[str, int] = {"desktop": 600, "mobile": 375}
+NOTICES = {
+    "saved": "Changes saved.",
+    "moved": "Item moved.",
+    "dropped": "Item dropped. It will not be offered again for this list.",
+    "approved": "Approved. The issue is rendered and frozen, ready to send.",
+    "sending-workers": "Sending: the workers are delivering the issue.",
+    "sending-in-process": "Sending from this server. Refresh to follow the progress.",
+    "paused": "Paused. No new batches are sent until you resume.",
+    "cancelled": "Cancelled. Nothing more will be sent.",
+    "proof": "Proof sent.",
+    "composed": "New draft composed from what is new since the last issue.",
+    "discarded": "Draft discarded. Its items are free for the next issue.",
+    "nothing-new": "Nothing new since the last issue: no draft was created.",
+}
+TITLES = {
+    400: "That request wasn’t understood",
+    401: "Sign in to the editor",
+    403: "This form can’t be sent",
+    404: "Not found",
+}
+
+
+def when(value: datetime | None) -> str:
+    """Stored naive UTC, shown as such: an editor's browser may be anywhere."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    *,
+    signed_in: bool = True,
+) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    values = {
+        "csrf": csrf_token(settings) if signed_in else "",
+        "signed_in": signed_in,
+        "when": when,
+        "section": "",
+        "notice": None,
+        "error": None,
+        **context,
+    }
+    response = render(request, f"editor/{template}", values, status_code)
+    response.headers["content-security-policy"] = EDITOR_CSP
+    return response
+
+
+class EditorRoute(GuardedRoute):
+    @staticmethod
+    async def answer(request: Request, exc: Handled) -> Response:
+        headers: Mapping[str, str] | None = None
+        if isinstance(exc, HTTPException):
+            status, message, headers = exc.status_code, str(exc.detail), exc.headers
+        elif isinstance(exc, RequestValidationError):
+            status, message = 400, "Some of the form’s fields were missing or not valid."
+        else:
+            status, message = (404 if isinstance(exc, NotFound) else 400), str(exc)
+        title = TITLES.get(status, "Something went wrong")
+        context = {"title": title, "message": message, "status": status}
+        response = page(request, "error.html", context, status, signed_in=status != 401)
+        response.headers.update(headers or {})
+        return response
+
+
+router = APIRouter(
+    prefix="/editor",
+    route_class=EditorRoute,
+    dependencies=[Depends(require_admin), Depends(require_form_csrf)],
+)
+
+
+def _redirect(request: Request, path: str) -> RedirectResponse:
+    return RedirectResponse(f"{root_path(request)}/editor{path}", status_code=303)
+
+
+def _notice(done: str | None, count: int | None = None) -> str | None:
+    if done == "proof" and count:
+        return f"Proof sent to {count} address{'es' if count != 1 else ''}."
+    return NOTICES.get(done or "")
+
+
+@router.get("/assets/editor.css", include_in_schema=False)
+def stylesheet() -> FileResponse:
+    return FileResponse(
+        STYLESHEET, media_type="text/css", headers={"cache-control": "private, max-age=300"}
+    )
+
+
+@router.get("", include_in_schema=False)
+@router.get("/", include_in_schema=False)
+def home(request: Request) -> RedirectResponse:
+    return _redirect(request, "/issues")
+
+
+@router.get("/issues", response_class=HTMLResponse)
+def issues_page(
+    request: Request,
+    session: SessionDep,
+    status: overview.IssueStatus | None = None,
+    done: str | None = None,
+) -> Response:
+    rows = overview.issue_rows(session, status=status, limit=200)
+    context = {
+        "section": "issues",
+        "rows": rows,
+        "status": status,
+        "statuses": overview.ISSUE_STATUSES,
+        "notice": _notice(done),
+    }
+    return page(request, "issues.html", context)
+
+
+def issue_page(
+    request: Request,
+    session: Session,
+    issue_id: int,
+    view: View = "desktop",
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    proof_results: list[Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    issue = lifecycle.get_issue(session, issue_id)
+    rendered = render_preview(session, issue_id)
+    lst: MailingList = issue.mailing_list
+    context = {
+        "section": "issues",
+        "issue": issue,
+        "row": overview.issue_row(session, issue),
+        "list": lst,
+        "items": overview.issue_items(session, issue_id),
+        "receiving": count_by_status(session, lst.id).get("confirmed", 0),
+        "progress": issue_progress(session, issue_id),
+        "view": view,
+        "width": WIDTHS.get(view, 600),
+        "text": personalise_for_preview(rendered.text, "text") if view == "text" else "",
+        "warnings": rendered.warnings,
+        "html_kb": len(rendered.html.encode()) / 1024,
+        "notice": notice,
+        "error": error,
+        "proof_results": proof_results,
+        "editable": issue.status == "draft",
+    }
+    return page(request, "issue.html", context, status_code)
+
+
+@router.get("/issues/{issue_id}", response_class=HTMLResponse)
+def issue_view(
+    request: Request,
+    session: SessionDep,
+    issue_id: int,
+    view: View = "desktop",
+    done: str | None = None,
+    n: int | None = None,
+) -> Response:
+    return issue_page(request, session, issue_id, view, notice=_notice(done, n))
+
+
+@router.get("/issues/{issue_id}/preview", response_class=HTMLResponse)
+def issue_preview(session: SessionDep, issue_id: int) -> Response:
+    """The framed copy: the email as a sample reader gets it, links opening a new tab."""
+    rendered = render_preview(session, issue_id)
+    html = personalise_for_preview(rendered.html, "html")
+    html = html.replace("<head>", '<head><base target="_blank">', 1)
+    return HTMLResponse(
+        html,
+        headers={"content-security-policy": PREVIEW_CSP, "x-frame-options": "SAMEORIGIN"},
+    )
+
+
+def _act(
+    request: Request,
+    session: Session,
+    issue_id: int,
+    action: Callable[[], object],
+    done: str,
+    anchor: str = "",
+) -> Response:
+    """Run a change; redirect to the issue with a notice, or show the page with the reason."""
+    try:
+        action()
+    except NotFound:
+        raise
+    except DigestError as exc:
+        session.rollback()
+        mark_failed(request)
+        return issue_page(request, session, issue_id, error=str(exc), status_code=409)
+    return _redirect(request, f"/issues/{issue_id}?done={done}{anchor}")
+
+
+@router.post("/issues/{issue_id}/items/{item_id}/move")
+def move_item(
+    request: Request,
+    session: SessionDep,
+    issue_id: int,
+    item_id: int,
+    position: Annotated[int, Form(ge=0)],
+) -> Response:
+    def move() -> None:
+        lifecycle.move_item(session, issue_id, item_id, position)
+
+    return _act(request, session, issue_id, move, "moved", f"#item-{item_id}")
+
+
+@router.post("/issues/{issue_id}/items/{item_id}/drop")
+def drop_item(request: Request, session: SessionDep, issue_id: int, item_id: int) -> Response:
+    def drop() -> None:
+        lifecycle.drop_item(session, issue_id, item_id)
+
+    return _act(request, session, issue_id, drop, "dropped", "#items")
+
+
+@router.post("/issues/{issue_id}/edit")
+def edit_issue(
+    request: Request,
+    session: SessionDep,
+    issue_id: int,
+    subject: Annotated[str, Form(max_length=500)],
+    preheader: Annotated[str, Form(max_length=500)] = "",
+    intro: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    def edit() -> None:
+        lifecycle.edit_draft(session, issue_id, intro=intro, subject=subject, preheader=preheader)
+
+    return _act(request, session, issue_id, edit, "saved")
+
+
+@router.post("/issues/{issue_id}/proof")
+def send_proof(
+    request: Request,
+    session: SessionDep,
+    issue_id: int,
+    addresses: Annotated[str, Form(max_length=10_000)],
+) -> Response:
+    """A proof copy to a few addresses (one a line or separated by commas)."""
+    from digest.delivery.transports import make_transport
+    from digest.issues import proof
+
+    emails = [a for a in addresses.replace(",", "\n").split() if a]
+    transport = make_transport(request.app.state.settings)
+    try:
+        results = proof.send_proof(session, issue_id, emails, transport)
+    except NotFound:
+        raise
+    except DigestError as exc:
+        session.rollback()
+        mark_failed(request)
+        return issue_page(request, session, issue_id, error=str(exc), status_code=400)
+    finally:
+        transport.close()
+    if all(r.outcome == "sent" for r in results):
+        return _redirect(request, f"/issues/{issue_id}?done=proof&n={len(results)}#proof")
+    return issue_page(
+        request,
+        session,
+        issue_id,
+        error="The proof was not sent to every address.",
+        proof_results=results,
+        status_code=502,
+    )
+
+
+@router.post("/issues/{issue_id}/approve")
+def approve(request: Request, session: SessionDep, issue_id: int) -> Response:
+    return _act(request, session, issue_id, lambda: approve_issue(session, issue_id), "approved")
+
+
+@router.post("/issues/{issue_id}/send")
+def send(
+    request: Request,
+    session: SessionDep,
+    background: BackgroundTasks,
+    issue_id: int,
+    confirm: Annotated[str | None, Form()] = None,
+) -> Response:
+    if confirm != "yes":
+        error = "Tick the box to confirm that the issue should go to every subscriber."
+        return issue_page(request, session, issue_id, error=error, status_code=400)
+    sf = request.app.state.sessionmaker
+    settings = request.app.state.settings
+    result: list[dispatch.Dispatch] = []
+
+    def start() -> None:
+        result.append(dispatch.send(session, issue_id, settings, background, sf))
+
+    response = _act(request, session, issue_id, start, "sending")
+    if result:
+        return _redirect(request, f"/issues/{issue_id}?done=sending-{result[0].mode}")
+    return response
+
+
+@router.post("/issues/{issue_id}/pause")
+def pause(request: Request, session: SessionDep, issue_id: int) -> Response:
+    return _act(request, session, issue_id, lambda: lifecycle.pause(session, issue_id), "paused")
+
+
+@router.post("/issues/{issue_id}/resume")
+def resume(
+    request: Request, session: SessionDep, background: BackgroundTasks, issue_id: int
+) -> Response:
+    sf = request.app.state.sessionmaker
+    settings = request.app.state.settings
+    result: list[dispatch.Dispatch] = []
+
+    def start() -> None:
+        result.append(dispatch.resume(session, issue_id, settings, background, sf))
+
+    response = _act(request, session, issue_id, start, "sending")
+    if result:
+        return _redirect(request, f"/issues/{issue_id}?done=sending-{result[0].mode}")
+    return response
+
+
+@router.post("/issues/{issue_id}/cancel")
+def cancel(request: Request, session: SessionDep, issue_id: int) -> Response:
+    return _act(
+        request, session, issue_id, lambda: lifecycle.cancel(session, issue_id), "cancelled"
+    )
+
+
+@router.post("/issues/{issue_id}/discard")
+def discard(request: Request, session: SessionDep, issue_id: int) -> Response:
+    response = _act(
+        request, session, issue_id, lambda: lifecycle.discard_draft(session, issue_id), ""
+    )
+    if isinstance(response, RedirectResponse):
+        return _redirect(request, "/issues?done=discarded")
+    return response
+
+
+@router.get("/lists", response_class=HTMLResponse)
+def lists_page(request: Request, session: SessionDep, done: str | None = None) -> Response:
+    context = {
+        "section": "lists",
+        "rows": overview.list_rows(session),
+        "notice": _notice(done),
+    }
+    return page(request, "lists.html", context)
+
+
+@router.post("/lists/{slug}/compose")
+def compose(request: Request, session: SessionDep, slug: str) -> Response:
+    try:
+        issue = compose_issue(session, slug)
+    except NotFound:
+        raise
+    except DigestError as exc:
+        session.rollback()
+        mark_failed(request)
+        context = {"section": "lists", "rows": overview.list_rows(session), "error": str(exc)}
+        return page(request, "lists.html", context, 409)
+    if issue is None:
+        return _redirect(request, "/lists?done=nothing-new")
+    return _redirect(request, f"/issues/{issue.id}?done=composed")
+
+
+@router.get("/sources", response_class=HTMLResponse)
+def sources_page(request: Request, session: SessionDep) -> Response:
+    context = {"section": "sources", "rows": overview.source_rows(session)}
+    return page(request, "sources.html", context)

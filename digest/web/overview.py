@@ -1,0 +1,256 @@
+"""What the editor's pages and the API show: issues, lists and sources as plain rows.
+
+A handful of grouped queries per page (never one per row), read-only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, get_args
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from digest.delivery.ledger import STATUSES as DELIVERY_STATUSES
+from digest.models import (
+    Delivery,
+    Issue,
+    IssueItem,
+    Item,
+    ListSource,
+    MailingList,
+    Source,
+    Subscription,
+)
+from digest.subscribers.service import STATUSES as SUBSCRIPTION_STATUSES
+
+IssueStatus = Literal["draft", "approved", "sending", "paused", "sent", "cancelled"]
+ISSUE_STATUSES: tuple[str, ...] = get_args(IssueStatus)
+Health = Literal["ok", "failing", "new", "manual"]
+
+
+def empty_progress() -> dict[str, int]:
+    return dict.fromkeys((*DELIVERY_STATUSES, "total"), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRow:
+    id: int
+    list_slug: str
+    list_name: str
+    number: int
+    status: str
+    subject: str
+    items: int
+    created_at: datetime
+    approved_at: datetime | None
+    sent_at: datetime | None
+    progress: dict[str, int] = field(default_factory=empty_progress)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    item_id: int
+    position: int
+    group: str
+    title: str
+    url: str | None
+    source: str
+    published_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    id: int
+    slug: str
+    name: str
+    description: str
+    subscribers: dict[str, int]
+    sources: int
+    last_issue: IssueRow | None
+    draft_issue_id: int | None
+
+    @property
+    def receiving(self) -> int:
+        return self.subscribers.get("confirmed", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    id: int
+    name: str
+    url: str
+    kind: str
+    health: Health
+    lists: list[str]
+    items: int
+    last_fetched_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_fetch_at: datetime | None
+
+
+def progress_by_issue(session: Session, issue_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Deliveries by status for several issues in one grouped query."""
+    found: dict[int, dict[str, int]] = defaultdict(empty_progress)
+    if not issue_ids:
+        return found
+    rows = session.execute(
+        select(Delivery.issue_id, Delivery.status, func.count())
+        .where(Delivery.issue_id.in_(issue_ids))
+        .group_by(Delivery.issue_id, Delivery.status)
+    )
+    for issue_id, status, count in rows:
+        counts = found[int(issue_id)]
+        counts[status] = int(count)
+        counts["total"] += int(count)
+    return found
+
+
+def _item_counts(session: Session, issue_ids: Sequence[int]) -> dict[int, int]:
+    if not issue_ids:
+        return {}
+    rows = session.execute(
+        select(IssueItem.issue_id, func.count())
+        .where(IssueItem.issue_id.in_(issue_ids))
+        .group_by(IssueItem.issue_id)
+    )
+    return {int(issue_id): int(n) for issue_id, n in rows}
+
+
+def _rows(session: Session, issues: Sequence[Issue]) -> list[IssueRow]:
+    ids = [i.id for i in issues]
+    items = _item_counts(session, ids)
+    progress = progress_by_issue(session, ids)
+    return [
+        IssueRow(
+            id=i.id,
+            list_slug=i.mailing_list.slug,
+            list_name=i.mailing_list.name,
+            number=i.number,
+            status=i.status,
+            subject=i.subject,
+            items=items.get(i.id, 0),
+            created_at=i.created_at,
+            approved_at=i.approved_at,
+            sent_at=i.sent_at,
+            progress=progress[i.id],
+        )
+        for i in issues
+    ]
+
+
+def issue_rows(
+    session: Session,
+    *,
+    list_id: int | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[IssueRow]:
+    """Issues, newest first."""
+    stmt = select(Issue).options(selectinload(Issue.mailing_list))
+    if list_id is not None:
+        stmt = stmt.where(Issue.list_id == list_id)
+    if status is not None:
+        stmt = stmt.where(Issue.status == status)
+    issues = session.scalars(stmt.order_by(Issue.id.desc()).limit(limit).offset(offset)).all()
+    return _rows(session, issues)
+
+
+def issue_row(session: Session, issue: Issue) -> IssueRow:
+    return _rows(session, [issue])[0]
+
+
+def issue_items(session: Session, issue_id: int) -> list[ItemRow]:
+    rows = session.execute(
+        select(IssueItem, Item, Source.name)
+        .join(Item, Item.id == IssueItem.item_id)
+        .join(Source, Source.id == Item.source_id)
+        .where(IssueItem.issue_id == issue_id)
+        .order_by(IssueItem.position)
+    )
+    return [
+        ItemRow(
+            ii.item_id, ii.position, ii.group_label, item.title, item.url, name, item.published_at
+        )
+        for ii, item, name in rows
+    ]
+
+
+def _pairs(session: Session, stmt: Select[int, int]) -> dict[int, int]:
+    return {int(key): int(value) for key, value in session.execute(stmt)}
+
+
+def list_rows(session: Session) -> list[ListRow]:
+    lists = session.scalars(select(MailingList).order_by(MailingList.name)).all()
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SUBSCRIPTION_STATUSES, 0))
+    for list_id, status, n in session.execute(
+        select(Subscription.list_id, Subscription.status, func.count()).group_by(
+            Subscription.list_id, Subscription.status
+        )
+    ):
+        counts[int(list_id)][status] = int(n)
+    sources = _pairs(session, select(ListSource.list_id, func.count()).group_by(ListSource.list_id))
+    latest_ids = select(func.max(Issue.id)).group_by(Issue.list_id)
+    latest = session.scalars(
+        select(Issue).options(selectinload(Issue.mailing_list)).where(Issue.id.in_(latest_ids))
+    ).all()
+    last = {row.list_slug: row for row in _rows(session, latest)}
+    drafts = _pairs(session, select(Issue.list_id, Issue.id).where(Issue.status == "draft"))
+    return [
+        ListRow(
+            id=lst.id,
+            slug=lst.slug,
+            name=lst.name,
+            description=lst.description,
+            subscribers=counts[lst.id],
+            sources=int(sources.get(lst.id, 0)),
+            last_issue=last.get(lst.slug),
+            draft_issue_id=drafts.get(lst.id),
+        )
+        for lst in lists
+    ]
+
+
+def health(source: Source) -> Health:
+    if source.kind == "manual":
+        return "manual"
+    if source.consecutive_failures:
+        return "failing"
+    if source.last_success_at is None:
+        return "new"
+    return "ok"
+
+
+def source_rows(session: Session) -> list[SourceRow]:
+    sources = session.scalars(select(Source).order_by(Source.name, Source.id)).all()
+    items = _pairs(session, select(Item.source_id, func.count()).group_by(Item.source_id))
+    lists: dict[int, list[str]] = defaultdict(list)
+    for source_id, slug in session.execute(
+        select(ListSource.source_id, MailingList.slug)
+        .join(MailingList, MailingList.id == ListSource.list_id)
+        .order_by(MailingList.slug)
+    ):
+        lists[int(source_id)].append(slug)
+    return [
+        SourceRow(
+            id=s.id,
+            name=s.name,
+            url=s.url,
+            kind=s.kind,
+            health=health(s),
+            lists=lists[s.id],
+            items=int(items.get(s.id, 0)),
+            last_fetched_at=s.last_fetched_at,
+            last_success_at=s.last_success_at,
+            last_error=s.last_error,
+            consecutive_failures=s.consecutive_failures or 0,
+            next_fetch_at=s.next_fetch_at,
+        )
+        for s in sources
+    ]

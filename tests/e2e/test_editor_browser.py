@@ -1,0 +1,154 @@
+"""The editor in a real browser (Debian's Chromium via Playwright): open an issue, look at
+its preview, drop and move items, approve it; lists and sources pages on a phone and a desktop.
+
+Screenshots land in the test's tmp dir (or DIGEST_TEST_SCREENSHOTS when set) for a human.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from digest.config import reset_settings
+from digest.models import Issue, Source
+from digest.web.app import create_app
+from tests.e2e import test_web_browser as web
+from tests.integration.test_editor_api import PASSWORD, TITLES, order, seed_issue
+from tests.integration.test_web_http import live_server
+
+DESKTOP, LOCAL, PHONE = web.DESKTOP, web.LOCAL, web.PHONE
+browser = web.browser  # the module's Chromium fixture
+WIDE = {"width": 1440, "height": 1000}
+
+
+def editor_page(browser: Any, viewport: dict[str, int], password: str = PASSWORD) -> Any:
+    """A signed-in page in a fresh context that can reach nothing beyond 127.0.0.1."""
+    context = browser.new_context(
+        viewport=viewport, http_credentials={"username": "admin", "password": password}
+    )
+    blocked: list[str] = []
+
+    def guard(route: Any) -> None:
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    page.blocked = blocked
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    return page
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    yield folder
+    if keep := os.environ.get("DIGEST_TEST_SCREENSHOTS"):
+        shutil.copytree(folder, keep, dirs_exist_ok=True)
+
+
+@pytest.fixture
+def admin(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
+    reset_settings()
+
+
+def test_open_an_issue_drop_an_item_and_approve(
+    browser, admin, session: Session, shots: Path
+) -> None:
+    seeded = seed_issue(session, subscribers=12)
+    with live_server(create_app()) as base_url:
+        page = editor_page(browser, WIDE)
+        page.goto(f"{base_url}/editor")
+        page.get_by_role("heading", name="Issues").wait_for()
+        page.screenshot(path=shots / "issues-desktop.png", full_page=True)
+        page.get_by_role("link", name="#1 · Co-op News").click()
+        page.get_by_role("heading", name="Items").wait_for()
+
+        # The preview frame shows the email as a subscriber gets it.
+        frame = page.frame_locator("iframe[title^='Desktop preview']")
+        frame.get_by_text(TITLES[0]).first.wait_for()
+        page.screenshot(path=shots / "issue-desktop.png", full_page=True)
+
+        # Drop the second item.
+        page.get_by_role("button", name=f"Drop: {TITLES[1]}").click()
+        page.get_by_role("status").filter(has_text="Item dropped").wait_for()
+        a, _, c, d, e = seeded.item_ids
+        assert order(session, seeded.issue_id) == [a, c, d, e]
+        assert page.get_by_role("button", name=f"Drop: {TITLES[1]}").count() == 0
+
+        # Move the last one up, edit the intro.
+        page.get_by_role("button", name=f"Move up: {TITLES[4]}").click()
+        page.get_by_role("status").filter(has_text="Item moved").wait_for()
+        assert order(session, seeded.issue_id) == [a, c, e, d]
+        page.get_by_role("textbox", name="Intro").fill("Four stories from the movement this month.")
+        page.get_by_role("button", name="Save changes").click()
+        page.get_by_role("status").filter(has_text="Changes saved").wait_for()
+        frame = page.frame_locator("iframe[title^='Desktop preview']")
+        frame.get_by_text("Four stories from the movement").wait_for()
+
+        page.get_by_role("link", name="Mobile").click()
+        mobile = page.frame_locator("iframe[title^='Mobile preview']")
+        mobile.get_by_text(TITLES[0]).first.wait_for()
+        page.screenshot(path=shots / "issue-mobile-preview-desktop.png", full_page=True)
+        page.get_by_role("link", name="Plain text").click()
+        assert TITLES[0] in page.locator("pre.text-part").inner_text()
+
+        page.get_by_role("button", name="Approve issue").click()
+        page.get_by_role("status").filter(has_text="Approved").wait_for()
+        session.expire_all()
+        assert session.get(Issue, seeded.issue_id).status == "approved"
+        assert page.get_by_role("button", name="Send issue").is_visible()
+        page.screenshot(path=shots / "issue-approved-desktop.png", full_page=True)
+        assert page.blocked == [] and page.console_errors == []
+        page.context.close()
+
+        # The same issue on a phone, then lists and sources.
+        page = editor_page(browser, PHONE)
+        page.goto(f"{base_url}/editor/issues/{seeded.issue_id}?view=mobile")
+        page.frame_locator("iframe[title^='Mobile preview']").get_by_text(TITLES[0]).wait_for()
+        page.screenshot(path=shots / "issue-phone.png", full_page=True)
+        page.goto(f"{base_url}/editor/lists")
+        page.screenshot(path=shots / "lists-phone.png", full_page=True)
+        assert page.blocked == [] and page.console_errors == []
+        page.context.close()
+
+        session.add(
+            Source(
+                name="Regional network",
+                url="https://network.example.org/feed.xml",
+                kind="feed",
+                consecutive_failures=3,
+                last_error="HTTP 503 Service Unavailable",
+            )
+        )
+        session.commit()
+        page = editor_page(browser, DESKTOP)
+        page.goto(f"{base_url}/editor/lists")
+        page.screenshot(path=shots / "lists-desktop.png", full_page=True)
+        page.goto(f"{base_url}/editor/sources")
+        page.get_by_text("Failing · 3 in a row").wait_for()
+        page.screenshot(path=shots / "sources-desktop.png", full_page=True)
+        assert page.blocked == [] and page.console_errors == []
+        page.context.close()
+
+
+def test_wrong_password_gets_no_editor(browser, admin, session: Session) -> None:
+    seed_issue(session)
+    with live_server(create_app()) as base_url:
+        page = editor_page(browser, DESKTOP, password="wrong")
+        response = page.goto(f"{base_url}/editor/issues")
+        assert response is not None and response.status == 401
+        assert TITLES[0] not in page.content()
+        page.context.close()

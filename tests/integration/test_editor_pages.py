@@ -1,0 +1,228 @@
+"""The editor's HTML pages on both stores: auth, CSRF, and each form an editor submits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.config import get_settings, reset_settings
+from digest.models import Delivery, Issue, Source
+from digest.web.app import create_app
+from digest.web.auth import csrf_token
+from tests.integration.test_editor_api import PASSWORD, TITLES, Seeded, basic, order, seed_issue
+
+AUTH = basic()
+
+
+@pytest.fixture
+def seeded(session: Session) -> Seeded:
+    return seed_issue(session)
+
+
+@pytest.fixture
+def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
+    reset_settings()
+    with TestClient(create_app(), follow_redirects=False, headers=AUTH) as c:
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def post(client: TestClient, path: str, data: dict[str, str] | None = None):
+    token = csrf_token(get_settings())
+    return client.post(path, data={"csrf": token, **(data or {})})
+
+
+def test_sign_in_required(db_url: str, monkeypatch: pytest.MonkeyPatch, seeded: Seeded) -> None:
+    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
+    reset_settings()
+    client = TestClient(create_app(), follow_redirects=False)
+    for headers in ({}, basic("guess")):
+        response = client.get(f"/editor/issues/{seeded.issue_id}", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Basic ")
+        assert "Sign in to the editor" in response.text
+        assert TITLES[0] not in response.text
+    assert client.get("/editor/issues", headers=AUTH).status_code == 200
+
+
+def test_issue_page_shows_items_preview_and_forms(client: TestClient, seeded: Seeded) -> None:
+    page = client.get(f"/editor/issues/{seeded.issue_id}")
+    assert page.status_code == 200
+    html = page.text
+    positions = [html.index(t) for t in TITLES]
+    assert positions == sorted(positions)  # in the issue's order
+    assert f'src="/editor/issues/{seeded.issue_id}/preview" width="600"' in html
+    assert "Approve issue" in html and "Send a proof" in html
+    csp = page.headers["content-security-policy"]
+    assert "script-src" not in csp and "default-src 'none'" in csp and "frame-src 'self'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+
+    mobile = client.get(f"/editor/issues/{seeded.issue_id}?view=mobile").text
+    assert 'width="375"' in mobile
+    text = client.get(f"/editor/issues/{seeded.issue_id}?view=text").text
+    assert '<pre class="text-part"' in text and "Alex Reader" in text
+    assert client.get(f"/editor/issues/{seeded.issue_id}?view=print").status_code == 400
+
+    preview = client.get(f"/editor/issues/{seeded.issue_id}/preview")
+    assert preview.status_code == 200
+    assert TITLES[0] in preview.text and "[[digest:" not in preview.text
+    assert "sandbox" in preview.headers["content-security-policy"]
+    assert "frame-ancestors 'self'" in preview.headers["content-security-policy"]
+    assert preview.headers["x-frame-options"] == "SAMEORIGIN"
+    assert client.get("/editor/issues/424242").status_code == 404
+
+
+def test_forms_refuse_a_missing_forged_or_foreign_token(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
+    first = seeded.item_ids[0]
+    path = f"/editor/issues/{seeded.issue_id}/items/{first}/drop"
+    assert client.post(path).status_code == 403
+    assert client.post(path, data={"csrf": "forged"}).status_code == 403
+    token = csrf_of(client.get(f"/editor/issues/{seeded.issue_id}").text)
+    foreign = client.post(path, data={"csrf": token}, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    assert "another site" in foreign.text
+    assert order(session, seeded.issue_id) == seeded.item_ids
+
+
+def test_token_from_an_old_password_is_refused(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, session: Session, seeded: Seeded
+) -> None:
+    token = csrf_of(client.get(f"/editor/issues/{seeded.issue_id}").text)
+    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", "a new password")
+    reset_settings()
+    fresh = TestClient(create_app(), follow_redirects=False, headers=basic("a new password"))
+    path = f"/editor/issues/{seeded.issue_id}/approve"
+    assert fresh.post(path, data={"csrf": token}).status_code == 403
+    session.expire_all()
+    assert session.get(Issue, seeded.issue_id).status == "draft"
+
+
+def test_drop_move_edit(client: TestClient, session: Session, seeded: Seeded) -> None:
+    a, b, c, d, e = seeded.item_ids
+    base = f"/editor/issues/{seeded.issue_id}"
+    moved = post(client, f"{base}/items/{c}/move", {"position": "1"})
+    assert moved.status_code == 303
+    assert moved.headers["location"] == f"{base}?done=moved#item-{c}"
+    assert order(session, seeded.issue_id) == [a, c, b, d, e]
+    assert "Item moved." in client.get(moved.headers["location"]).text
+
+    assert post(client, f"{base}/items/{a}/drop").status_code == 303
+    assert order(session, seeded.issue_id) == [c, b, d, e]
+
+    refused = post(client, f"{base}/items/{e}/move", {"position": "7"})
+    assert refused.status_code == 409
+    assert 'role="alert"' in refused.text and "position must be between" in refused.text
+    assert post(client, f"{base}/items/{e}/move", {"position": "x"}).status_code == 400
+
+    saved = post(
+        client,
+        f"{base}/edit",
+        {"subject": "Spring news", "preheader": "Four stories", "intro": "Dear members,"},
+    )
+    assert saved.status_code == 303
+    session.expire_all()
+    issue = session.get(Issue, seeded.issue_id)
+    assert (issue.subject, issue.preheader, issue.intro) == (
+        "Spring news",
+        "Four stories",
+        "Dear members,",
+    )
+    empty = post(client, f"{base}/edit", {"subject": " "})
+    assert empty.status_code == 409 and "subject cannot be empty" in empty.text
+
+
+def test_proof_approve_send(client: TestClient, session: Session, seeded: Seeded, tmp_path) -> None:
+    base = f"/editor/issues/{seeded.issue_id}"
+    proof = post(client, f"{base}/proof", {"addresses": "ed@example.org, chief@example.org"})
+    assert proof.status_code == 303 and "done=proof&n=2" in proof.headers["location"]
+    assert "Proof sent to 2 addresses." in client.get(proof.headers["location"]).text
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 2
+    bad = post(client, f"{base}/proof", {"addresses": "nobody"})
+    assert bad.status_code == 400 and "invalid address" in bad.text
+
+    assert post(client, f"{base}/approve").status_code == 303
+    session.expire_all()
+    assert session.get(Issue, seeded.issue_id).status == "approved"
+    page = client.get(base).text
+    assert "Send issue" in page and "Approve issue" not in page
+    assert "Move up" not in page  # an approved issue's items are frozen
+
+    unconfirmed = post(client, f"{base}/send")
+    assert unconfirmed.status_code == 400
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    sent = post(client, f"{base}/send", {"confirm": "yes"})
+    assert sent.status_code == 303
+    assert sent.headers["location"] == f"{base}?done=sending-in-process"
+    session.expire_all()
+    assert session.get(Issue, seeded.issue_id).status == "sent"
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 3
+    page = client.get(sent.headers["location"]).text
+    assert '<progress max="3" value="3"' in page
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 5
+
+
+def test_pause_resume_cancel_discard(client: TestClient, session: Session, seeded: Seeded) -> None:
+    base = f"/editor/issues/{seeded.issue_id}"
+    post(client, f"{base}/approve")
+    issue = session.get(Issue, seeded.issue_id)
+    issue.status = "sending"
+    session.commit()
+    assert post(client, f"{base}/pause").status_code == 303
+    session.expire_all()
+    assert session.get(Issue, seeded.issue_id).status == "paused"
+    assert "Resume sending" in client.get(base).text
+    resumed = post(client, f"{base}/resume")
+    assert resumed.headers["location"] == f"{base}?done=sending-in-process"
+    session.expire_all()
+    assert session.get(Issue, seeded.issue_id).status == "sent"  # 3 sent in the background
+    cancel = post(client, f"{base}/cancel")
+    assert cancel.status_code == 409 and "is sent" in cancel.text
+
+
+def test_lists_compose_sources(client: TestClient, session: Session, seeded: Seeded) -> None:
+    lists = client.get("/editor/lists").text
+    assert "Co-op News" in lists and "Open draft" in lists
+    assert post(client, f"/editor/issues/{seeded.issue_id}/discard").headers["location"] == (
+        "/editor/issues?done=discarded"
+    )
+    assert "Compose issue" in client.get("/editor/lists").text
+    composed = post(client, "/editor/lists/coop-news/compose")
+    assert composed.status_code == 303 and "done=composed" in composed.headers["location"]
+    new_id = session.scalar(select(Issue.id))
+    assert composed.headers["location"].startswith(f"/editor/issues/{new_id}?")
+    post(client, f"/editor/issues/{new_id}/approve")
+    nothing = post(client, "/editor/lists/coop-news/compose")
+    assert nothing.headers["location"] == "/editor/lists?done=nothing-new"
+    assert "Nothing new since the last issue" in client.get(nothing.headers["location"]).text
+    assert post(client, "/editor/lists/nope/compose").status_code == 404
+
+    session.add(
+        Source(
+            name="Broken feed",
+            url="https://broken.example.org/rss",
+            kind="feed",
+            consecutive_failures=2,
+            last_error="timed out after 20 s",
+        )
+    )
+    session.commit()
+    sources = client.get("/editor/sources").text
+    assert "Failing · 2 in a row" in sources and "timed out after 20 s" in sources
+    assert "Co-op Federation" in sources
+
+    issues = client.get("/editor/issues").text
+    assert "Approved" in issues and "Co-op News" in issues
+    assert "No issues sent yet" in client.get("/editor/issues?status=sent").text
