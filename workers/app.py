@@ -1,3 +1,5 @@
+# Celery and kombu ship no type hints.
+# mypy: disallow-untyped-calls=False
 """The Celery app: JSON only, late acks, one message prefetched, collect and send queues apart.
 
 Tasks are thin (ids in, ids out); the work is in `digest`. Sending is never starved by a slow
@@ -6,8 +8,10 @@ feed: collection has its own queue.
 
 from __future__ import annotations
 
-from celery import Celery
-from kombu import Queue
+from typing import Any
+
+from celery import Celery, bootsteps
+from kombu.entity import Queue
 
 from digest.config import get_settings
 
@@ -32,6 +36,9 @@ app.conf.update(
         "workers.tasks.send_batch": {"queue": "send"},
     },
     broker_connection_retry_on_startup=True,
+    # A lost broker connection must not abort batches in progress: their results reach the
+    # ledger in PostgreSQL, and the chasers are re-kicked when the connection is back.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     # Redis re-delivers an unacked task after this long; longer than any batch takes.
     broker_transport_options={"visibility_timeout": 3600},
     timezone="UTC",
@@ -41,3 +48,23 @@ app.conf.update(
         "resume-stalled-sends": {"task": "workers.tasks.kick_sending_issues", "schedule": 60.0},
     },
 )
+
+
+class KickOnConnect(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Each time a worker's consumer (re)connects to the broker, kick the issues still sending
+    with one batch chaser per pool process of this worker.
+
+    Batch chasers live only in the broker: a restarted Redis (nothing kept on disk) loses them,
+    and those held unacked by a worker killed with -9 come back only after the visibility
+    timeout. So a worker that starts or reconnects re-kicks, and the issue goes on at once
+    instead of at the next beat tick; a worker joining a send mid-way gets its share of it.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, parent: Any) -> None:
+        chasers = int(getattr(parent.controller, "concurrency", 0) or 1)
+        parent.app.send_task("workers.tasks.kick_sending_issues", kwargs={"chasers": chasers})
+
+
+app.steps["consumer"].add(KickOnConnect)

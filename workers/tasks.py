@@ -1,3 +1,5 @@
+# Celery ships no type hints: its decorators would make every task "untyped".
+# mypy: disallow-untyped-decorators=False
 """Thin Celery tasks: ids in, ids out. Follow-up work is enqueued only after a commit."""
 
 from __future__ import annotations
@@ -5,20 +7,24 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_process_shutdown
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
 
 from digest.config import get_settings
 from digest.db import session_factory, session_scope
-from digest.delivery.ledger import finish_issue_if_done, issue_progress
+from digest.delivery.ledger import finish_issue_if_done, has_open_deliveries, next_attempt_at
 from digest.delivery.send import send_batch as send_one_batch
 from digest.delivery.transports import Transport, make_transport
 from digest.issues.compose import compose_issue
 from digest.issues.lifecycle import get_issue
 from digest.issues.schedule import claim_due_lists
-from digest.models import Issue, MailingList
+from digest.models import Issue, MailingList, utcnow
 from digest.pipeline import approve_issue, start_sending
 from digest.sources.collect import collect_source as collect_one
 from digest.sources.due import due_source_ids
@@ -26,6 +32,8 @@ from workers.app import app
 
 log = logging.getLogger(__name__)
 _transport: dict[int, Transport] = {}
+MIN_CHASE_SECONDS = 0.2
+MAX_CHASE_SECONDS = 30.0
 
 
 def transport() -> Transport:
@@ -34,6 +42,17 @@ def transport() -> Transport:
     if pid not in _transport:
         _transport[pid] = make_transport(get_settings())
     return _transport[pid]
+
+
+@worker_process_shutdown.connect
+def close_transport(**_: Any) -> None:
+    """A pool process that stops (SIGTERM's warm shutdown) says QUIT on its SMTP sessions."""
+    kept = _transport.pop(os.getpid(), None)
+    if kept is not None:
+        try:
+            kept.close()
+        except Exception:  # the process is going anyway; a hung relay must not keep it
+            log.warning("closing the transport failed", exc_info=True)
 
 
 def owner() -> str:
@@ -100,32 +119,49 @@ def send_issue(issue_id: int) -> int:
 
 @app.task(name="workers.tasks.send_batch", bind=True)
 def send_batch(self: Task, issue_id: int) -> dict[str, int]:
-    """Claim and send one batch, then chase the next; the last one closes the issue."""
+    """Claim and send one batch, then chase the next; the last one closes the issue.
+    With nothing claimable now but rows still open, come back when they can be."""
     settings = get_settings()
     result = send_one_batch(session_factory(), issue_id, owner(), transport(), settings.batch_size)
     if result.claimed:
-        send_batch.delay(issue_id)
+        chase(issue_id)
     else:
         with session_scope() as session:
             done = finish_issue_if_done(session, issue_id)
-            counts = issue_progress(session, issue_id)
             state = get_issue(session, issue_id).status
-        if not done and state == "sending" and counts.get("pending", 0) + counts.get("sending", 0):
-            # Retries wait for their back-off, or leases of a dead worker for expiry.
-            send_batch.apply_async((issue_id,), countdown=min(settings.retry_base_seconds, 30) or 1)
-    return {
-        "claimed": result.claimed,
-        "sent": result.sent,
-        "retried": result.retried,
-        "failed": result.failed,
-    }
+            waiting = has_open_deliveries(session, issue_id)
+            due = next_attempt_at(session, issue_id)
+        if not done and state == "sending" and waiting:
+            chase(issue_id, chase_delay(due, settings.lease_seconds))
+    return asdict(result)
+
+
+def chase(issue_id: int, countdown: float | None = None) -> None:
+    """Enqueue the next batch chaser. With the broker gone the chaser is lost, which is no
+    failure of this batch (its results are in the ledger): a worker re-kicks sending issues
+    when it reconnects, and beat does every minute."""
+    try:
+        send_batch.apply_async((issue_id,), countdown=countdown)
+    except BrokerError as exc:
+        log.warning("issue %s: chaser not enqueued (%s); the next kick restores it", issue_id, exc)
+
+
+def chase_delay(due: datetime | None, lease_seconds: float) -> float:
+    """Seconds until a chaser that found nothing should look again: when the earliest retry
+    (or deferred row) is due; with only leased rows left, half a lease, so a dead worker's
+    rows are reclaimed soon after their lease runs out. Never busy, never over 30 s."""
+    wait = (due - utcnow()).total_seconds() if due is not None else lease_seconds / 2
+    return min(max(wait, MIN_CHASE_SECONDS), MAX_CHASE_SECONDS)
 
 
 @app.task(name="workers.tasks.kick_sending_issues")
-def kick_sending_issues() -> list[int]:
-    """Safety net: an issue still sending gets a batch chaser, whatever tasks were lost."""
+def kick_sending_issues(chasers: int = 1) -> list[int]:
+    """Safety net: each issue still sending gets `chasers` more batch chasers, whatever
+    tasks were lost. Extra chasers are harmless: claims are leased, and a chaser with
+    nothing left to claim ends once the issue is done or paused."""
     with session_scope() as session:
         ids = list(session.scalars(select(Issue.id).where(Issue.status == "sending")))
     for issue_id in ids:
-        send_batch.delay(issue_id)
+        for _ in range(max(chasers, 1)):
+            send_batch.delay(issue_id)
     return ids

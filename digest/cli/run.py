@@ -87,7 +87,15 @@ def worker(
     """Start a Celery worker (needs DIGEST_BROKER_URL)."""
     app = _celery_app()
     app.worker_main(
-        ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
+        [
+            "worker",
+            f"--queues={queues}",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            # Workers share work through the database leases, not through each other.
+            "--without-gossip",
+            "--without-mingle",
+        ]
     )
 
 

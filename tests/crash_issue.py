@@ -1,0 +1,85 @@
+"""An approved issue with N confirmed subscribers, and ledger reads, for the crash tests."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from digest.db import session_scope
+from digest.delivery.ledger import issue_progress
+from digest.issues.compose import compose_issue
+from digest.models import Delivery, Issue, Item, Source, utcnow
+from digest.pipeline import approve_issue
+from digest.subscribers.lists import create_list, link_source
+from digest.subscribers.service import import_csv
+
+
+def address(n: int) -> str:
+    return f"user{n}@example.org"
+
+
+def make_issue(url: str, recipients: int, items: int = 20) -> int:
+    """A list of `recipients` confirmed subscribers and an approved (frozen) issue of it."""
+    with session_scope(url) as session:
+        lst = create_list(session, slug="news", name="News", lookback_days=30)
+        source = Source(name="Site", url="http://127.0.0.1/news", kind="html")
+        session.add(source)
+        session.flush()
+        link_source(session, lst.id, source.id)
+        now = utcnow()
+        for n in range(items):
+            session.add(
+                Item(
+                    source_id=source.id,
+                    guid=f"g{n}",
+                    url=f"http://127.0.0.1/n/{n}",
+                    canonical_url=f"http://127.0.0.1/n/{n}",
+                    title=f"Story {n} — é",
+                    summary_text="Some words about the story.",
+                    summary_html="<p>Some words about the story.</p>",
+                    published_at=now - timedelta(days=1, minutes=n),
+                    first_seen_at=now,
+                )
+            )
+        rows = "".join(f"{address(i)},User {i}\n" for i in range(recipients))
+        imported = import_csv(session, lst.id, io.StringIO("email,name\n" + rows))
+        assert imported.added == recipients, imported
+        issue = compose_issue(session, lst.id)
+        assert issue is not None
+        issue_id = issue.id
+    with session_scope(url) as session:
+        approve_issue(session, issue_id)
+    return issue_id
+
+
+def issue_state(url: str, issue_id: int) -> tuple[str, dict[str, int]]:
+    with session_scope(url) as session:
+        status = session.scalar(select(Issue.status).where(Issue.id == issue_id))
+        return str(status), issue_progress(session, issue_id)
+
+
+def planned_addresses(url: str, issue_id: int) -> set[str]:
+    with session_scope(url) as session:
+        return set(session.scalars(select(Delivery.email).where(Delivery.issue_id == issue_id)))
+
+
+def leased_by(url: str, issue_id: int, pids: set[int]) -> set[str]:
+    """Addresses whose delivery is 'sending' under a lease of one of these processes
+    (a worker's lease owner is `host:pid`): the batches in flight in those processes."""
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Delivery.email, Delivery.lease_owner).where(
+                Delivery.issue_id == issue_id, Delivery.status == "sending"
+            )
+        ).all()
+    return {email for email, owner in rows if owner and int(owner.split(":")[1]) in pids}
+
+
+def attempts_by_address(url: str, issue_id: int) -> dict[str, int]:
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Delivery.email, Delivery.attempts).where(Delivery.issue_id == issue_id)
+        ).all()
+    return {email: int(attempts) for email, attempts in rows}

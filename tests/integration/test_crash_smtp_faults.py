@@ -1,0 +1,127 @@
+"""The SMTP server misbehaves under a real worker: it answers 421 or 451 to one message in
+ten (all are delivered after retries, once each), or it is down (the issue pauses itself after
+DIGEST_PAUSE_AFTER_ERRORS transport errors in a row; once the server is up, `digest issues resume`
+completes it)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import select
+
+from digest.db import session_scope
+from digest.models import Issue
+from tests.conftest import truncate_all
+from tests.crash_issue import attempts_by_address, issue_state, make_issue, planned_addresses
+from tests.faulty_smtp import CopyHandler, FlakyHandler, RestartableSMTPServer
+from tests.helpers import run_digest
+from tests.processes import (
+    RedisServer,
+    WorkerProcess,
+    digest_env,
+    require_redis_server,
+    wait_until,
+)
+
+RECIPIENTS = 2000
+PAUSE_AFTER = 30
+
+
+def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
+    pg_url: str, tmp_path: Path
+) -> None:
+    require_redis_server()
+    truncate_all(pg_url)
+    issue_id = make_issue(pg_url, RECIPIENTS)
+    handler = FlakyHandler(every=10)
+    worker: WorkerProcess | None = None
+    with RedisServer(tmp_path / "redis") as broker, RestartableSMTPServer(handler) as smtp:
+        env = digest_env(pg_url, broker.url, smtp.port, retry_base_seconds="0.5")
+        try:
+            worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2)
+            worker.wait_ready()
+            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+            assert queued.returncode == 0, queued.stdout + queued.stderr
+            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 50, 0.2, "issue sent")
+            status, counts = issue_state(pg_url, issue_id)
+            assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
+        finally:
+            if worker is not None and worker.proc.poll() is None:
+                worker.kill9()
+
+    planned = planned_addresses(pg_url, issue_id)
+    per_rcpt = handler.log.per_recipient()
+    attempts = attempts_by_address(pg_url, issue_id)
+    refused = dict(handler.refused)
+    codes = Counter(refused.values())
+    print(
+        f"\nplanned {len(planned)}, refused first attempts {len(refused)} ({dict(codes)}), "
+        f"copies {len(handler.log)}, attempts {dict(Counter(attempts.values()))}, ledger {counts}"
+    )
+    assert len(refused) == RECIPIENTS // 10 and codes["421"] and codes["451"]
+    assert status == "sent" and counts["sent"] == RECIPIENTS and counts["failed"] == 0
+    assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
+    assert set(per_rcpt.values()) == {1}, "someone got the issue twice"
+    # The refused ones took exactly one retry; nobody else was tried twice.
+    assert {a for a, n in attempts.items() if n > 1} == set(refused)
+    assert {attempts[a] for a in refused} == {2}
+
+
+def test_smtp_down_pauses_issue_then_resume_completes_it(pg_url: str, tmp_path: Path) -> None:
+    require_redis_server()
+    truncate_all(pg_url)
+    issue_id = make_issue(pg_url, RECIPIENTS)
+    handler = CopyHandler()
+    smtp = RestartableSMTPServer(handler)  # not started: the server is down
+    worker: WorkerProcess | None = None
+    with RedisServer(tmp_path / "redis") as broker:
+        env = digest_env(
+            pg_url,
+            broker.url,
+            smtp.port,
+            retry_base_seconds="0.5",
+            pause_after_errors=str(PAUSE_AFTER),
+        )
+        try:
+            worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2)
+            worker.wait_ready()
+            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+            assert queued.returncode == 0, queued.stdout + queued.stderr
+            wait_until(
+                lambda: issue_state(pg_url, issue_id)[0] == "paused", 30, 0.1, "a self-pause"
+            )
+            with session_scope(pg_url) as session:
+                errors = session.scalar(
+                    select(Issue.consecutive_errors).where(Issue.id == issue_id)
+                )
+            time.sleep(2)  # longer than the back-off: a paused issue must stay untouched
+            status_paused, counts_paused = issue_state(pg_url, issue_id)
+
+            smtp.start()
+            resumed = run_digest("issues", "resume", str(issue_id), env=env, timeout=60)
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 45, 0.2, "issue sent")
+            status, counts = issue_state(pg_url, issue_id)
+            assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
+        finally:
+            smtp.stop()
+            if worker is not None and worker.proc.poll() is None:
+                worker.kill9()
+
+    planned = planned_addresses(pg_url, issue_id)
+    per_rcpt = handler.log.per_recipient()
+    attempts = attempts_by_address(pg_url, issue_id)
+    print(
+        f"\nplanned {len(planned)}, paused after {errors} transport errors in a row "
+        f"(limit {PAUSE_AFTER}), ledger while paused {counts_paused}, tried while down "
+        f"{sum(n > 1 for n in attempts.values())}, copies {len(handler.log)}, ledger {counts}"
+    )
+    assert errors is not None and errors >= PAUSE_AFTER
+    assert status_paused == "paused" and counts_paused["sent"] == 0
+    assert counts_paused["sending"] == 0 and counts_paused["failed"] == 0
+    assert counts_paused["pending"] == RECIPIENTS, "the outage lost or gave up on someone"
+    assert status == "sent" and counts["sent"] == RECIPIENTS and counts["failed"] == 0
+    assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
+    assert set(per_rcpt.values()) == {1}, "someone got the issue twice"

@@ -1,0 +1,66 @@
+"""Two `digest worker` processes (2 pool processes each) on one issue share it and never
+send the same delivery: each row is claimed once, each subscriber gets one copy."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import truncate_all
+from tests.crash_issue import attempts_by_address, issue_state, make_issue, planned_addresses
+from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
+from tests.helpers import run_digest
+from tests.processes import (
+    RedisServer,
+    WorkerProcess,
+    digest_env,
+    require_redis_server,
+    wait_until,
+)
+
+RECIPIENTS = 4000
+CLAIMED = re.compile(r"send_batch\[[^]]+\] succeeded in [\d.]+s: \{'claimed': (\d+)")
+
+
+def test_two_workers_on_one_issue_never_send_the_same_delivery(pg_url: str, tmp_path: Path) -> None:
+    require_redis_server()
+    truncate_all(pg_url)
+    issue_id = make_issue(pg_url, RECIPIENTS)
+    handler = CopyHandler()
+    workers: list[WorkerProcess] = []
+    with RedisServer(tmp_path / "redis") as broker, RestartableSMTPServer(handler) as smtp:
+        # More chasers than pool processes, so both workers claim batches all the time.
+        env = digest_env(pg_url, broker.url, smtp.port, send_fanout="8")
+        try:
+            workers = [
+                WorkerProcess(env, tmp_path / f"worker{n}.log", concurrency=2) for n in (1, 2)
+            ]
+            for w in workers:
+                w.wait_ready()
+            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+            assert queued.returncode == 0, queued.stdout + queued.stderr
+            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 50, 0.2, "issue sent")
+            status, counts = issue_state(pg_url, issue_id)
+            for w in workers:
+                assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
+        finally:
+            for w in workers:
+                if w.proc.poll() is None:
+                    w.kill9()
+
+    claimed = [sum(map(int, CLAIMED.findall(w.output()))) for w in workers]
+    planned = planned_addresses(pg_url, issue_id)
+    per_rcpt = handler.log.per_recipient()
+    attempts = Counter(attempts_by_address(pg_url, issue_id).values())
+    print(
+        f"\nplanned {len(planned)}, claimed per worker {claimed}, copies {len(handler.log)}, "
+        f"max copies per recipient {max(per_rcpt.values())}, claims per delivery "
+        f"{dict(attempts)}, ledger {counts}"
+    )
+    assert all(claimed), "one worker never got a batch: the issue was not shared"
+    assert sum(claimed) == RECIPIENTS, "a delivery was claimed twice (or never)"
+    assert attempts == {1: RECIPIENTS}
+    assert status == "sent" and counts["sent"] == RECIPIENTS
+    assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
+    assert set(per_rcpt.values()) == {1}, "someone got the issue twice"

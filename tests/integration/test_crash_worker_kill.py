@@ -1,0 +1,154 @@
+"""kill -9 mid-send, then the issue completes: every planned subscriber gets it, and the only
+duplicates are messages the dead processes had in flight (claimed under their lease, not yet
+written to the ledger), each with its first copy's Message-ID. Three ways to die: the whole
+`digest worker` (pool included) with a new worker started after it, the whole worker with a
+second one still running, and one pool process of a worker. Real processes: workers, a
+private redis-server, PostgreSQL, an SMTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import truncate_all
+from tests.crash_issue import issue_state, leased_by, make_issue, planned_addresses
+from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
+from tests.helpers import run_digest
+from tests.processes import (
+    RedisServer,
+    WorkerProcess,
+    digest_env,
+    require_redis_server,
+    wait_until,
+)
+
+RECIPIENTS = 3000
+BATCH = 100
+CONCURRENCY = 2
+
+
+@pytest.mark.parametrize("finisher", ["new worker", "remaining worker", "same worker"])
+def test_kill9_worker_mid_send_then_issue_completes(
+    pg_url: str, tmp_path: Path, finisher: str
+) -> None:
+    """finisher: who completes the issue after the kill -9. 'same worker': only one pool
+    process of the worker is killed; its main process re-queues the lost task."""
+    require_redis_server()
+    truncate_all(pg_url)
+    issue_id = make_issue(pg_url, RECIPIENTS)
+    handler = CopyHandler()
+    workers: list[WorkerProcess] = []
+    with RedisServer(tmp_path / "redis") as broker, RestartableSMTPServer(handler) as smtp:
+        # 'new worker': as many chasers as the victim has processes, so it holds them all and
+        # they die with it (unacked in Redis for an hour): the newcomer must re-kick the issue.
+        fanout = CONCURRENCY if finisher == "new worker" else 2 * CONCURRENCY
+        env = digest_env(
+            pg_url, broker.url, smtp.port, batch_size=str(BATCH), send_fanout=str(fanout)
+        )
+        try:
+            victim = WorkerProcess(env, tmp_path / "victim.log", CONCURRENCY)
+            workers.append(victim)
+            if finisher == "remaining worker":
+                workers.append(WorkerProcess(env, tmp_path / "survivor.log", CONCURRENCY))
+            for w in workers:
+                w.wait_ready()
+
+            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+            assert queued.returncode == 0, queued.stdout + queued.stderr
+            wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 40, 0.02, "30% delivered")
+
+            at_kill = len(handler.log)
+            if finisher == "same worker":
+                dead = victim.kill9_pool_process()
+            else:
+                dead = victim.kill9()
+                workers.remove(victim)
+            # The dead processes' leases stay put until they expire: that is what was in flight,
+            # at most one claimed batch per dead pool process.
+            in_flight = leased_by(pg_url, issue_id, dead)
+            bound = BATCH * (1 if finisher == "same worker" else CONCURRENCY)
+            if finisher == "new worker":
+                workers.append(WorkerProcess(env, tmp_path / "newcomer.log", CONCURRENCY))
+            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 45, 0.2, "issue sent")
+            status, counts = issue_state(pg_url, issue_id)
+            for w in workers:
+                assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
+        finally:
+            for w in workers:
+                if w.proc.poll() is None:
+                    w.kill9()
+
+    planned = planned_addresses(pg_url, issue_id)
+    per_rcpt = handler.log.per_recipient()
+    duplicates = handler.log.duplicates()
+    # In flight and already accepted by the server: the ledger never heard, so sent again.
+    resent = in_flight & {c.rcpt for c in handler.log.snapshot()[:at_kill]}
+    print(
+        f"\n[{finisher}] killed {len(dead)} processes, planned {len(planned)}, delivered "
+        f"before the kill {at_kill}, in flight at the kill {len(in_flight)} (bound "
+        f"{bound}), of which delivered before the kill {len(resent)}, "
+        f"copies {len(handler.log)}, duplicates {len(duplicates)}, ledger {counts}"
+    )
+    assert 0 < at_kill < RECIPIENTS, "the kill did not land mid-send"
+    assert in_flight, "the dead worker held no lease: nothing was reclaimed"
+    assert len(in_flight) <= bound
+    assert status == "sent" and counts["sent"] == RECIPIENTS and counts["failed"] == 0
+    assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
+    assert set(duplicates) <= in_flight, "a duplicate that was not in flight at the kill"
+    assert resent <= set(duplicates), "an in-flight copy was not sent again: lease not reclaimed?"
+    for rcpt, message_ids in duplicates.items():
+        assert len(set(message_ids)) == 1, f"{rcpt}: copies with different Message-IDs"
+        assert len(message_ids) == 2, f"{rcpt} got {len(message_ids)} copies"
+
+
+def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(pg_url: str, tmp_path: Path) -> None:
+    """SIGTERM (a deploy, `docker stop`) mid-send: Celery's warm shutdown lets the batches in
+    progress finish and reach the ledger, the worker exits 0, and its queued chasers go back
+    to Redis, so the next worker completes the issue with nobody served twice."""
+    require_redis_server()
+    truncate_all(pg_url)
+    issue_id = make_issue(pg_url, RECIPIENTS)
+    handler = CopyHandler()
+    workers: list[WorkerProcess] = []
+    with RedisServer(tmp_path / "redis") as broker, RestartableSMTPServer(handler) as smtp:
+        env = digest_env(pg_url, broker.url, smtp.port, batch_size=str(BATCH))
+        try:
+            first = WorkerProcess(env, tmp_path / "first.log", CONCURRENCY)
+            workers.append(first)
+            first.wait_ready()
+            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+            assert queued.returncode == 0, queued.stdout + queued.stderr
+            wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 40, 0.02, "30% delivered")
+
+            at_term = len(handler.log)
+            started = time.monotonic()
+            code = first.stop(timeout=30)
+            stop_seconds = time.monotonic() - started
+            workers.remove(first)
+            quits = handler.quits
+            _, counts_stopped = issue_state(pg_url, issue_id)
+
+            workers.append(WorkerProcess(env, tmp_path / "second.log", CONCURRENCY))
+            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 45, 0.2, "issue sent")
+            status, counts = issue_state(pg_url, issue_id)
+            for w in workers:
+                assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
+        finally:
+            for w in workers:
+                if w.proc.poll() is None:
+                    w.kill9()
+
+    per_rcpt = handler.log.per_recipient()
+    print(
+        f"\nSIGTERM after {at_term} delivered: exit code {code} in {stop_seconds:.1f} s, "
+        f"SMTP sessions closed with QUIT {quits}, ledger "
+        f"then {counts_stopped}; finally copies {len(handler.log)}, ledger {counts}"
+    )
+    assert code == 0, first.output()[-3000:]
+    assert quits > 0, "the stopping worker left its SMTP sessions without QUIT"
+    assert at_term < RECIPIENTS and counts_stopped["sent"] < RECIPIENTS, "stopped too late"
+    assert counts_stopped["sending"] == 0, "a batch was left leased: warm shutdown cut it short"
+    assert status == "sent" and counts["sent"] == RECIPIENTS
+    assert len(per_rcpt) == RECIPIENTS and set(per_rcpt.values()) == {1}

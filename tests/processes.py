@@ -1,0 +1,201 @@
+"""Real processes for the crash tests: `digest worker` in a process group of its own (so a test
+can kill -9 the whole worker, pool children included) and a private redis-server that a test
+may kill and start again on the same port without touching the machine's Redis on 6379."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.helpers import DIGEST
+from tests.smtp_server import free_port
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """The test process's environment without its DIGEST_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(extra)
+    return env
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, poll: float = 0.1, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+def _pgid_of(pid: int) -> int | None:
+    """The process group of a live process (None: gone or a zombie, i.e. dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces; fields after its closing paren are fixed.
+    state, _ppid, pgid = stat.rsplit(")", 1)[1].split()[:3]
+    return None if state in ("Z", "X") else int(pgid)
+
+
+class WorkerProcess:
+    """`digest worker` as a subprocess; its log goes to a file the test can print."""
+
+    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
+        self.log = log
+        self.handle = log.open("w")
+        self.proc = subprocess.Popen(
+            [DIGEST, "worker", "--concurrency", str(concurrency), "--loglevel", "INFO"],
+            env=clean_env(env),
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill -9 takes the pool too
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.output()[-3000:]}")
+            return " ready." in self.output()
+
+        wait_until(ready, timeout, what="the worker to be ready")
+
+    def group_pids(self) -> set[int]:
+        """The main process and its pool children (same process group)."""
+        pids = {int(p) for p in os.listdir("/proc") if p.isdigit()}
+        return {p for p in pids if _pgid_of(p) == self.proc.pid}
+
+    def kill9(self) -> set[int]:
+        """kill -9 of the whole worker, as a machine losing power would; returns the pids."""
+        pids = self.group_pids()
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        wait_until(lambda: not (self.group_pids() & pids), 10, what="the pool to die")
+        self.handle.close()
+        return pids
+
+    def kill9_pool_process(self) -> set[int]:
+        """kill -9 of one pool process only (the out-of-memory killer's way): Celery's main
+        process sees it die and re-queues its task (acks_late, reject_on_worker_lost)."""
+        children = sorted(self.group_pids() - {self.proc.pid})
+        assert children, "the worker has no pool processes"
+        os.kill(children[0], signal.SIGKILL)
+        # Dead, not just signalled: until then it could still write its results.
+        wait_until(lambda: children[0] not in self.group_pids(), 10, 0.01, "the kill")
+        return {children[0]}
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (Celery's warm shutdown); returns the exit code, kill -9 if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+                self.handle.close()
+                raise AssertionError(
+                    f"worker ignored SIGTERM for {timeout} s:\n{self.output()[-3000:]}"
+                ) from None
+        self.handle.close()
+        return int(self.proc.returncode)
+
+
+def require_redis_server() -> None:
+    """The crash tests start their own redis-server; without the binary they cannot run."""
+    if shutil.which("redis-server"):
+        return
+    if IN_CI:
+        pytest.fail("redis-server is not installed (CI must run the crash tests)")
+    pytest.skip("redis-server is not installed")
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port; nothing kept on disk, like the
+    machine's, so a restart loses every queued task."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self._answers, 10, what=f"redis-server on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    def kill9(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def digest_env(db_url: str, broker_url: str, smtp_port: int, **overrides: str) -> dict[str, str]:
+    """DIGEST_* settings for workers and CLI runs of a crash test: SMTP on 127.0.0.1, small
+    batches, and a short lease so a dead worker's batch is reclaimed within seconds."""
+    env = {
+        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_BROKER_URL": broker_url,
+        "DIGEST_TRANSPORT": "smtp",
+        "DIGEST_SMTP_HOST": "127.0.0.1",
+        "DIGEST_SMTP_PORT": str(smtp_port),
+        "DIGEST_SMTP_TIMEOUT": "10",
+        "DIGEST_SECRET_KEY": "test-secret",
+        "DIGEST_BATCH_SIZE": "100",
+        "DIGEST_LEASE_SECONDS": "5",
+        "DIGEST_RETRY_BASE_SECONDS": "0.5",
+    }
+    env.update({f"DIGEST_{k.upper()}": v for k, v in overrides.items()})
+    return env
