@@ -1,40 +1,39 @@
-"""Send one personalised issue to N recipients through K worker processes into smtp-sink.
+"""Send one personalised issue to N recipients through K real `digest worker` processes.
 
-PostgreSQL store, Postfix's smtp-sink on 127.0.0.1 as the receiver (it is not the bottleneck,
-unlike aiosmtpd), and smtp-source against the same sink with messages of the same size over
-the same number of sessions as the reference. Workers are processes running the library's
-send path (`send_issue_inline`: claim with SKIP LOCKED, pipelined SMTP, grouped ledger
-writes), the same code a Celery send task runs. Prints one JSON line:
+PostgreSQL store (a scratch database), a private redis-server on a free port as the Celery
+broker, Postfix's smtp-sink on 127.0.0.1 as the receiver (aiosmtpd tops out near 850 msg/s
+and would be the bottleneck), a realistic 20-item digest rendered through MJML. Then
+smtp-source against the same sink with messages of the same size over the same number of
+sessions, as the reference. Prints one JSON line:
 {"recipients", "seconds", "msgs_per_s", "reference_msgs_per_s", "ratio", "peak_rss_mb",
- "plan_seconds", ...}
+ "plan_seconds", ...}; peak_rss_mb is the largest VmHWM of the workers' pool processes.
 
-    .venv/bin/python benchmarks/send.py --recipients 100000 --workers 2 --sessions 8
+    .venv/bin/python benchmarks/send.py --recipients 100000 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import resource
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ADMIN_URL = os.environ.get(
-    "DIGEST_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+from benchmarks.common import load_subscribers, scratch_database
+
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+DIGEST = str(Path(sys.executable).with_name("digest"))
 
 
 def free_port() -> int:
@@ -43,231 +42,246 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def issue_bodies() -> tuple[str, str]:
-    """A realistic 20-item digest, about 40 KB of HTML, with every placeholder."""
-    from digest import placeholders as P
-
-    items_html, items_text = [], []
-    for i in range(20):
-        summary = (
-            f"Researchers of department {i} published results on topic {i}, with quotes, "
-            "figures and a link to the full story on the university's news pages. " * 6
-        )
-        items_html.append(
-            '<tr><td style="padding:16px 24px;font-family:Arial,sans-serif;font-size:15px;'
-            'line-height:22px;color:#222222;">'
-            f'<a href="https://news.example.org/2024/02/item-{i}?utm_source=digest" '
-            'style="color:#0b5394;font-weight:bold;font-size:18px;text-decoration:none;">'
-            f"News item number {i}: a headline of reasonable length</a>"
-            f'<div style="color:#666666;font-size:13px;">21 February 2024</div>'
-            f"<p>{summary}</p></td></tr>\n"
-        )
-        items_text.append(
-            f"News item number {i}\nhttps://news.example.org/2024/02/item-{i}\n{summary}\n"
-        )
-    html = (
-        '<!doctype html><html><head><meta charset="utf-8"><title>Digest</title></head>'
-        f'<body style="margin:0;background:#f4f4f4;"><a href="{P.VIEW_ONLINE_URL}">View online</a>'
-        f'<table role="presentation" width="600" align="center"><tr><td>Hello {P.NAME},</td></tr>\n'
-        + "".join(items_html)
-        + f'<tr><td><a href="{P.PREFERENCES_URL}">Preferences</a> | '
-        f'<a href="{P.UNSUBSCRIBE_URL}">Unsubscribe</a> ({P.EMAIL})</td></tr></table></body></html>'
-    )
-    text_body = (
-        f"Hello {P.NAME},\n\n" + "\n".join(items_text)
-        + f"\nView online: {P.VIEW_ONLINE_URL}\nUnsubscribe: {P.UNSUBSCRIBE_URL}\n"
-    )  # fmt: skip
-    return html, text_body
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    for _ in range(400):
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not start")
 
 
-def setup_store(url: str, recipients: int) -> tuple[int, float]:
-    """Schema, a list with `recipients` confirmed subscribers, a prepared issue; then plan."""
-    from digest.db import Base, get_engine, session_factory
-    from digest.delivery.ledger import plan_deliveries
+@contextmanager
+def running(args: list[str], port: int, what: str) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc, what)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def sink_args(port: int) -> list[str]:
+    # -u: smtp-sink refuses to run as root without a user to switch to.
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    return [SINK, *user, f"127.0.0.1:{port}", "1024"]
+
+
+def redis_args(port: int, workdir: str) -> list[str]:
+    return [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", workdir]  # fmt: skip
+
+
+def make_issue(url: str, recipients: int, items: int = 20) -> tuple[int, float, float]:
+    """A list of `recipients` confirmed subscribers and an approved, frozen issue of `items`
+    news items, then planned. Returns (issue id, load seconds, plan seconds)."""
+    from digest.db import session_scope
     from digest.delivery.prepare import prepare_issue_message
     from digest.models import Issue, MailingList
+    from digest.pipeline import start_sending
+    from digest.render.issue import render_issue
+    from digest.render.sample import sample_issue_view
 
-    engine = get_engine(url)
-    Base.metadata.create_all(engine)
-    sf = session_factory(url)
-    with sf.begin() as s:
-        mailing_list = MailingList(slug="bench", name="Bench News")
-        s.add(mailing_list)
+    view = sample_issue_view(items=items)
+    rendered = render_issue(view)
+    with session_scope(url) as s:
+        lst = MailingList(slug="bench", name=view.list_name, from_email="news@example.org")
+        s.add(lst)
         s.flush()
-        s.execute(
-            text(
-                "INSERT INTO subscribers (email, name, attributes, created_at) "
-                "SELECT 'reader' || g || '@example.com', 'Reader ' || g, '{}', now() "
-                "FROM generate_series(1, :n) g"
-            ),
-            {"n": recipients},
-        )
-        s.execute(
-            text(
-                "INSERT INTO subscriptions"
-                " (list_id, subscriber_id, status, preferences, created_at) "
-                "SELECT :list_id, id, 'confirmed', '{}', now() FROM subscribers"
-            ),
-            {"list_id": mailing_list.id},
-        )
-        html, text_body = issue_bodies()
-        issue = Issue(list_id=mailing_list.id, number=1, subject="Bench News: February 2024",
-                      status="sending", html=html, text=text_body)  # fmt: skip
+        issue = Issue(list_id=lst.id, number=1, subject=view.subject, status="approved",
+                      html=rendered.html, text=rendered.text)  # fmt: skip
         s.add(issue)
         s.flush()
         prepare_issue_message(s, issue.id)
-        issue_id = issue.id
-    with engine.connect() as conn:
-        conn.execute(text("ANALYZE"))
-        conn.commit()
+        list_id, issue_id = lst.id, issue.id
+    load_seconds = load_subscribers(url, list_id, recipients)
     started = time.perf_counter()
-    with sf.begin() as s:
-        planned = plan_deliveries(s, issue_id)
+    with session_scope(url) as s:
+        planned = start_sending(s, issue_id)
     plan_seconds = time.perf_counter() - started
     assert planned == recipients, (planned, recipients)
-    with engine.connect() as conn:
-        conn.execute(text("ANALYZE deliveries"))
-        conn.commit()
-    return issue_id, plan_seconds
+    return issue_id, load_seconds, plan_seconds
 
 
-def worker(url: str, issue_id: int, port: int, sessions: int, out: Any) -> None:
-    os.environ["DIGEST_DATABASE_URL"] = url
-    from digest.db import session_factory
-    from digest.delivery.send import send_issue_inline
-    from digest.delivery.smtp import SmtpTransport
-    from digest.delivery.smtp_client import SmtpConfig
+def message_size(url: str, issue_id: int) -> int:
+    from digest.db import session_scope
+    from digest.delivery.message import MessageTemplate
+    from digest.delivery.recipient import Recipient
+    from digest.models import Issue
+    from digest.subscribers.tokens import Signer
 
-    transport = SmtpTransport(SmtpConfig(port=port, local_hostname="bench.local"), sessions)
+    with session_scope(url) as s:
+        issue = s.get(Issue, issue_id)
+        assert issue is not None and issue.message_template is not None
+        template = MessageTemplate.from_bytes(issue.message_template, Signer())
+    return len(template.personalise(Recipient(1, 1, "reader1@example.org", "Reader 1")))
+
+
+def pool_pids(worker_pid: int) -> list[int]:
+    """The Celery pool processes (children) of one `digest worker`."""
     try:
-        totals = send_issue_inline(session_factory(url), issue_id, transport)
-    finally:
-        transport.close()
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.put(
-        {"sent": totals.sent, "retried": totals.retried, "failed": totals.failed, "rss_mb": rss_mb}
-    )
+        text = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
 
 
-def start_sink(port: int) -> subprocess.Popen[bytes]:
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen([SINK, *user, f"127.0.0.1:{port}", "1024"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("smtp-sink did not start")
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of a live process, from the kernel (VmHWM)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
-def reference_rate(port: int, count: int, size: int, sessions: int) -> float | None:
-    """smtp-source: same sink, same message size, same sessions, reused connections."""
-    if not Path(SOURCE).exists():
-        return None
+def reference_rate(port: int, count: int, size: int, sessions: int) -> float:
+    """smtp-source: same sink, same message size, same sessions, reused connections (-d)."""
     started = time.perf_counter()
     subprocess.run(
         [SOURCE, "-d", "-s", str(sessions), "-l", str(size), "-m", str(count), "-M", "bench.local",
-         "-f", "bounces@example.org", "-t", "reader@example.com", f"127.0.0.1:{port}"],
+         "-f", "bounces@example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return count / (time.perf_counter() - started)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sessions", type=int, default=8, help="SMTP sessions per worker")
-    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--workers", type=int, default=2, help="`digest worker` processes")
+    parser.add_argument("--concurrency", type=int, default=1, help="pool processes per worker")
+    parser.add_argument("--sessions", type=int, default=8, help="SMTP sessions per process")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--items", type=int, default=20, help="news items in the digest")
+    parser.add_argument(
+        "--reference-count",
+        type=int,
+        default=0,
+        help="smtp-source's messages (default: N, <= 200k)",
+    )
     args = parser.parse_args()
-    if not Path(SINK).exists():
-        raise SystemExit("smtp-sink (Debian package postfix) is needed for this benchmark")
+    for tool in (SINK, SOURCE, REDIS):
+        if not Path(tool).exists():
+            raise SystemExit(f"{tool} is needed (Debian packages postfix and redis-server)")
 
-    os.environ.setdefault("DIGEST_SECRET_KEY", "bench-secret")
-    from digest.db import dispose_engines, get_engine
+    os.environ["DIGEST_SECRET_KEY"] = "bench-secret"
+    sink_port, redis_port = free_port(), free_port()
+    procs = args.workers * args.concurrency
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        scratch_database(f"digest_bench_send_{os.getpid()}") as url,
+        running(sink_args(sink_port), sink_port, "smtp-sink"),
+        running(redis_args(redis_port, workdir), redis_port, "redis-server"),
+    ):
+        broker = f"redis://127.0.0.1:{redis_port}/0"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {
+            "DIGEST_DATABASE_URL": url,
+            "DIGEST_BROKER_URL": broker,
+            "DIGEST_SECRET_KEY": "bench-secret",
+            "DIGEST_TRANSPORT": "smtp",
+            "DIGEST_SMTP_HOST": "127.0.0.1",
+            "DIGEST_SMTP_PORT": str(sink_port),
+            "DIGEST_SMTP_CONNECTIONS": str(args.sessions),
+            "DIGEST_BATCH_SIZE": str(args.batch_size),
+            "DIGEST_SEND_FANOUT": str(procs),
+        }
+        os.environ.update(env)
+        from digest.config import reset_settings
 
-    db = f"digest_bench_{os.getpid()}"
-    with get_engine(ADMIN_URL).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
-    os.environ["DIGEST_DATABASE_URL"] = url
-    port = free_port()
-    sink = start_sink(port)
-    try:
-        issue_id, plan_seconds = setup_store(url, args.recipients)
-        from digest.db import session_factory
-        from digest.delivery.message import MessageTemplate
-        from digest.delivery.recipient import Recipient
-        from digest.models import Issue
+        reset_settings()
+        issue_id, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
+        size = message_size(url, issue_id)
 
-        with session_factory(url)() as s:
-            issue = s.get(Issue, issue_id)
-            assert issue is not None and issue.message_template is not None
-            template = MessageTemplate.from_bytes(issue.message_template)
-        size = len(template.personalise(Recipient(1, 1, "reader1@example.com", "Reader 1")))
-        personalise_us = timed_personalise(template)
-        dispose_engines()
+        workers = [
+            subprocess.Popen(
+                [
+                    DIGEST,
+                    "worker",
+                    "--queues",
+                    "send",
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--loglevel",
+                    "WARNING",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(args.workers)
+        ]
+        try:
+            from workers.app import app
+            from workers.tasks import send_issue
 
-        sessions = args.workers * args.sessions
-        ctx = mp.get_context("spawn")
-        out = ctx.Queue()
-        procs = [ctx.Process(target=worker, args=(url, issue_id, port, args.sessions, out))
-                 for _ in range(args.workers)]  # fmt: skip
-        started = time.perf_counter()
-        for p in procs:
-            p.start()
-        results = [out.get() for _ in procs]
-        for p in procs:
-            p.join()
-        seconds = time.perf_counter() - started
-        sent = sum(r["sent"] for r in results)
-
-        from digest.delivery.ledger import issue_progress
-
-        with session_factory(url)() as s:
-            progress = issue_progress(s, issue_id)
-        reference = reference_rate(port, min(args.recipients, 50_000), size, sessions)
-        rate = sent / seconds
-        print(json.dumps({
-            "recipients": args.recipients,
-            "seconds": round(seconds, 2),
-            "msgs_per_s": round(rate),
-            "reference_msgs_per_s": round(reference) if reference else None,
-            "ratio": round(rate / reference, 3) if reference else None,
-            "peak_rss_mb": round(max(r["rss_mb"] for r in results), 1),
-            "plan_seconds": round(plan_seconds, 2),
-            "workers": args.workers,
-            "sessions": sessions,
-            "message_bytes": size,
-            "personalise_us": round(personalise_us, 1),
-            "ledger": progress,
-        }))  # fmt: skip
-    finally:
-        sink.terminate()
-        sink.wait(timeout=10)
-        dispose_engines()
-        if not args.keep:
-            with (
-                get_engine(ADMIN_URL)
-                .connect()
-                .execution_options(isolation_level="AUTOCOMMIT") as conn
-            ):
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            dispose_engines()
+            deadline = time.monotonic() + 60
+            while len(app.control.ping(timeout=0.5) or []) < args.workers:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the workers did not come up")
+            started = time.perf_counter()
+            send_issue.delay(issue_id)
+            status, progress = wait_sent(url, issue_id)
+            seconds = time.perf_counter() - started
+            peak_rss = max(vm_hwm_mb(p) for w in workers for p in pool_pids(w.pid))
+        finally:
+            for w in workers:
+                w.terminate()
+            for w in workers:
+                try:
+                    w.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+        reference = reference_rate(
+            sink_port,
+            args.reference_count or min(args.recipients, 200_000),
+            size,
+            procs * args.sessions,
+        )
+    rate = progress["sent"] / seconds
+    print(json.dumps({
+        "recipients": args.recipients,
+        "seconds": round(seconds, 2),
+        "msgs_per_s": round(rate),
+        "reference_msgs_per_s": round(reference),
+        "ratio": round(rate / reference, 3),
+        "peak_rss_mb": round(peak_rss, 1),
+        "plan_seconds": round(plan_seconds, 2),
+        "load_seconds": round(load_seconds, 2),
+        "workers": args.workers,
+        "processes": procs,
+        "sessions": procs * args.sessions,
+        "batch_size": args.batch_size,
+        "items": args.items,
+        "message_bytes": size,
+        "issue_status": status,
+        "ledger": progress,
+    }))  # fmt: skip
 
 
-def timed_personalise(template: Any, n: int = 20_000) -> float:
-    """Microseconds per personalised copy (tokens, encoding, join), in this process."""
-    from digest.delivery.recipient import Recipient
+def wait_sent(url: str, issue_id: int, timeout: float = 3600) -> tuple[str, dict[str, int]]:
+    from sqlalchemy import select
 
-    recipients = [Recipient(i, i, f"reader{i}@example.com", f"Reader {i}") for i in range(n)]
-    started = time.perf_counter()
-    for r in recipients:
-        template.personalise(r)
-    return (time.perf_counter() - started) / n * 1e6
+    from digest.db import session_scope
+    from digest.delivery.ledger import issue_progress
+    from digest.models import Issue
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope(url) as s:
+            status = s.scalar(select(Issue.status).where(Issue.id == issue_id)) or ""
+            if status in ("sent", "paused", "cancelled") or time.monotonic() > deadline:
+                return status, issue_progress(s, issue_id)
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,9 @@ def wait_until_done(issue_id: int, poll: float = 0.5) -> dict[str, int]:
 
 
 def describe(counts: dict[str, int]) -> str:
-    """'1000 of 1000 sent, 2 failed' from the ledger's counts."""
+    """'990 of 1000 sent, 2 failed, 8 skipped' from the ledger's counts (skipped: no longer
+    confirmed or suppressed when their turn came)."""
     parts = [f"{counts.get('sent', 0)} of {counts.get('total', 0)} sent"]
-    parts += [f"{counts[k]} {k}" for k in ("pending", "sending", "failed") if counts.get(k)]
+    keys = ("pending", "sending", "failed", "skipped")
+    parts += [f"{counts[k]} {k}" for k in keys if counts.get(k)]
     return ", ".join(parts)

@@ -8,19 +8,25 @@ claims use `FOR UPDATE SKIP LOCKED` so any number of workers share an issue with
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
     DateTime,
     Integer,
     String,
     Table,
     and_,
+    any_,
+    bindparam,
     exists,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
 )
@@ -43,7 +49,9 @@ from digest.models import (
 )
 from digest.subscribers.suppression import suppress
 
-STATUSES = ("pending", "sending", "sent", "failed")
+# skipped: not sent because, by the time its turn came, the subscription was no longer
+# confirmed or the address was suppressed. Settled, like sent and failed.
+STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 MAX_BACKOFF = timedelta(hours=6)
 _CHUNK = 500  # ids per grouped statement: within SQLite's variable limit, cheap for PostgreSQL
 
@@ -53,9 +61,12 @@ _deliveries = cast(Table, Delivery.__table__)
 def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None) -> int:
     """Snapshot the issue's recipients: one INSERT ... SELECT of the list's confirmed,
     unsuppressed subscribers. Rerunning adds only those not planned yet. Returns rows added."""
-    list_id = session.scalar(select(Issue.list_id).where(Issue.id == issue_id))
+    # The row lock serialises planners of one issue, so "nothing planned yet" stays true
+    # until this insert commits.
+    list_id = session.scalar(select(Issue.list_id).where(Issue.id == issue_id).with_for_update())
     if list_id is None:
         raise LedgerError(f"issue {issue_id} does not exist")
+    first = not session.scalar(select(exists().where(Delivery.issue_id == issue_id)))
     rows = (
         select(
             literal(issue_id, Integer()),
@@ -86,13 +97,13 @@ def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None
     ]
     # Idempotence comes from the (issue_id, subscriber_id) unique key, not an anti-join on
     # deliveries: PostgreSQL may plan that as a scan of the table being filled (quadratic).
+    # The first plan of an issue needs no conflict check: a plain insert skips PostgreSQL's
+    # speculative insertion (measured 7.1-7.9 s against 8.0-8.7 s for 1M rows).
     stmt: Any
     if is_postgres(session):
-        stmt = (
-            postgresql.insert(_deliveries)
-            .from_select(columns, rows)
-            .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-        )
+        stmt = postgresql.insert(_deliveries).from_select(columns, rows)
+        if not first:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     else:
         stmt = insert(_deliveries).from_select(columns, rows).prefix_with("OR IGNORE")
     # An INSERT's rowcount is only kept when asked for (SQLAlchemy 2).
@@ -100,16 +111,26 @@ def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def claim_batch(
+@dataclass(frozen=True, slots=True)
+class Claim:
+    recipients: list[Recipient]  # leased, to be sent
+    skipped: int = 0  # settled as 'skipped' on the way
+
+
+def claim(
     session: Session,
     issue_id: int,
     owner: str,
     size: int,
     now: datetime | None = None,
     lease_seconds: int | None = None,
-) -> list[Recipient]:
+) -> Claim:
     """Lease up to `size` deliveries that are due: pending ones whose next attempt has come,
-    then 'sending' ones whose lease expired (their worker died). Commit promptly after."""
+    then 'sending' ones whose lease expired (their worker died). Commit promptly after.
+
+    Those whose subscription is no longer confirmed (unsubscribed, bounced, deleted since
+    planning) or whose address is now suppressed are settled as 'skipped' instead: the claim
+    reads both in its RETURNING clause, so the check costs no extra round trip."""
     now = now or utcnow()
     lease_until = now + timedelta(seconds=lease_seconds or get_settings().lease_seconds)
     due = and_(
@@ -117,9 +138,18 @@ def claim_batch(
         or_(Delivery.next_attempt_at <= now, Delivery.next_attempt_at.is_(None)),
     )
     expired = and_(Delivery.status == "sending", Delivery.lease_until < now)
+    # Spelled out: SQLAlchemy writes RETURNING columns unqualified on SQLite, which would
+    # turn these correlations into `email = email` inside the subqueries.
+    subscription_status = (
+        select(Subscription.status)
+        .where(Subscription.id == literal_column("deliveries.subscription_id"))
+        .scalar_subquery()
+    )
+    suppressed = exists().where(Suppression.email == literal_column("deliveries.email"))
     claimed: list[Recipient] = []
+    reasons: dict[str, list[int]] = {}
     for condition in (expired, due):
-        wanted = size - len(claimed)
+        wanted = size - len(claimed) - sum(map(len, reasons.values()))
         if wanted <= 0:
             break
         ids = select(Delivery.id).where(Delivery.issue_id == issue_id, condition).limit(wanted)
@@ -139,27 +169,87 @@ def claim_batch(
                 _deliveries.c.subscription_id,
                 _deliveries.c.email,
                 _deliveries.c.name,
+                subscription_status,
+                suppressed,
             )
         )
-        claimed.extend(Recipient(*row) for row in session.execute(stmt))
+        for delivery_id, subscription_id, email, name, status, blocked in session.execute(stmt):
+            if blocked:
+                reasons.setdefault("address suppressed", []).append(delivery_id)
+            elif status != "confirmed":
+                reasons.setdefault(f"subscription {status or 'deleted'}", []).append(delivery_id)
+            else:
+                claimed.append(Recipient(delivery_id, subscription_id, email, name))
+    for reason, skipped in reasons.items():
+        for group in _id_groups(session, skipped):
+            session.execute(
+                sql_update(_deliveries)
+                .where(group, _deliveries.c.status == "sending")
+                .values(status="skipped", last_error=reason, lease_owner=None, lease_until=None)
+            )
     claimed.sort(key=lambda r: r.delivery_id)
-    return claimed
+    return Claim(claimed, sum(map(len, reasons.values())))
 
 
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+def claim_batch(
+    session: Session,
+    issue_id: int,
+    owner: str,
+    size: int,
+    now: datetime | None = None,
+    lease_seconds: int | None = None,
+) -> list[Recipient]:
+    """`claim`'s recipients: leased and to be sent."""
+    return claim(session, issue_id, owner, size, now, lease_seconds).recipients
+
+
+def _id_groups(session: Session, ids: Sequence[int]) -> Iterable[ColumnElement[bool]]:
+    """`id IN ids` in as few statements as the database allows: one array parameter on
+    PostgreSQL (nothing to expand, the same cached statement whatever the count), chunks
+    within SQLite's variable limit."""
+    if not ids:
+        return
+    if is_postgres(session):
+        yield _deliveries.c.id == any_(bindparam("ids", list(ids), postgresql.ARRAY(BigInteger())))
+        return
     for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]
+        yield _deliveries.c.id.in_(ids[start : start + _CHUNK])
 
 
 def mark_sent(session: Session, ids: Sequence[int], now: datetime | None = None) -> int:
     """Record the server's 250 for a group of deliveries, in a few statements."""
     now = now or utcnow()
     done = 0
-    for chunk in _chunks(ids):
+    for group in _id_groups(session, ids):
         stmt = (
             sql_update(_deliveries)
-            .where(_deliveries.c.id.in_(chunk), _deliveries.c.status != "sent")
+            .where(group, _deliveries.c.status != "sent")
             .values(status="sent", sent_at=now, lease_owner=None, lease_until=None, last_error=None)
+        )
+        done += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    return done
+
+
+def mark_deferred(
+    session: Session, ids: Sequence[int], until: datetime, reason: str = "deferred"
+) -> int:
+    """Put deliveries that were claimed but not tried (a rate limit ran out, the batch's time
+    was up) back to pending until `until`, giving back the attempt their claim counted."""
+    done = 0
+    for group in _id_groups(session, ids):
+        stmt = (
+            sql_update(_deliveries)
+            .where(group, _deliveries.c.status == "sending")
+            .values(
+                status="pending",
+                next_attempt_at=until,
+                attempts=func.greatest(_deliveries.c.attempts - 1, 0)
+                if is_postgres(session)
+                else func.max(_deliveries.c.attempts - 1, 0),
+                lease_owner=None,
+                lease_until=None,
+                last_error=reason,
+            )
         )
         done += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
     return done

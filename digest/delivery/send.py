@@ -9,12 +9,14 @@ FLUSH_SECONDS), so a crash duplicates only what was acknowledged but not yet wri
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import Table, select, update
@@ -23,8 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import get_settings
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.ledger import (
-    claim_batch,
+    claim,
     finish_issue_if_done,
+    mark_deferred,
     mark_failed,
     mark_retry,
     mark_sent,
@@ -37,9 +40,6 @@ from digest.subscribers.tokens import Signer
 
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.2
-# Transport errors in a row (refused, dropped sessions, refused sender) before the issue
-# pauses itself: the server is down or refuses us, and retrying everything would burn attempts.
-PAUSE_AFTER_ERRORS = 50
 SENDABLE = ("approved", "sending")
 
 
@@ -49,6 +49,8 @@ class BatchResult:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    skipped: int = 0  # claimed, but no longer confirmed or now suppressed
+    deferred: int = 0  # claimed, not tried: back to pending without using an attempt
 
     def __add__(self, other: BatchResult) -> BatchResult:
         return BatchResult(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -67,8 +69,12 @@ class _LedgerWriter:
         self.issue_id = issue_id
         self.buffer: list[SendResult] = []
         self.flushed_at = time.monotonic()
-        self.sent = self.retried = self.failed = 0
+        self.sent = self.retried = self.failed = self.deferred = 0
         self.errors_seen = False
+        # Transport errors in a row (refused, dropped sessions, refused sender) before the
+        # issue pauses itself: the relay is down or refuses us, and retrying everything would
+        # burn attempts.
+        self.pause_after = get_settings().pause_after_errors
 
     def add(self, chunk: Sequence[SendResult]) -> None:
         self.buffer.extend(chunk)
@@ -86,6 +92,14 @@ class _LedgerWriter:
             sent_ids = [r.delivery_id for r in results if r.outcome == "sent"]
             mark_sent(session, sent_ids, now)
             self.sent += len(sent_ids)
+            deferred: dict[tuple[int, str], list[int]] = {}
+            for r in results:
+                if r.outcome == "deferred":
+                    # Never before the window opens.
+                    key = (math.ceil(r.retry_after), r.detail)
+                    deferred.setdefault(key, []).append(r.delivery_id)
+            for (after, detail), ids in deferred.items():
+                self.deferred += mark_deferred(session, ids, now + timedelta(seconds=after), detail)
             for r in results:
                 if r.outcome == "retry":
                     if mark_retry(session, r.delivery_id, r.detail, now) == "failed":
@@ -102,6 +116,8 @@ class _LedgerWriter:
         trailing = 0
         any_ok = False
         for r in results:
+            if r.outcome == "deferred":
+                continue  # not tried: says nothing about the relay
             if r.transport_error:
                 trailing += 1
             else:
@@ -114,12 +130,14 @@ class _LedgerWriter:
         session.execute(
             update(issue).where(issue.c.id == self.issue_id).values(consecutive_errors=errors)
         )
+        if not self.pause_after:
+            return
         session.execute(
             update(issue)
             .where(
                 issue.c.id == self.issue_id,
                 issue.c.status == "sending",
-                issue.c.consecutive_errors >= PAUSE_AFTER_ERRORS,
+                issue.c.consecutive_errors >= self.pause_after,
             )
             .values(status="paused")
         )
@@ -147,17 +165,25 @@ def send_batch(
         if issue.status not in SENDABLE:
             return BatchResult()
         template = _load_template(issue)
-        recipients = claim_batch(session, issue_id, owner, size or get_settings().batch_size)
+        claimed = claim(session, issue_id, owner, size or get_settings().batch_size)
         session.commit()
+    recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
-        return BatchResult()
+        return BatchResult(claimed=skipped, skipped=skipped)
     writer = _LedgerWriter(sf, issue_id)
     try:
         for chunk in transport.send(template.bounce_address, recipients, template.personalise):
             writer.add(chunk)
     finally:
         writer.flush()
-    return BatchResult(len(recipients), writer.sent, writer.retried, writer.failed)
+    return BatchResult(
+        len(recipients) + skipped,
+        writer.sent,
+        writer.retried,
+        writer.failed,
+        skipped,
+        writer.deferred,
+    )
 
 
 def start_issue(sf: sessionmaker[Session], issue_id: int) -> str:

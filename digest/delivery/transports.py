@@ -13,7 +13,9 @@ from typing import Literal, Protocol
 from digest.config import Settings, get_settings
 from digest.delivery.recipient import Recipient
 
-Outcome = Literal["sent", "retry", "failed"]
+# deferred: not tried (a rate limit ran out, the batch ran past its time); back to pending
+# without using up an attempt.
+Outcome = Literal["sent", "retry", "failed", "deferred"]
 Render = Callable[[Recipient], bytes]  # DATA-ready bytes (dot-stuffed, CRLF) for a recipient
 
 
@@ -24,6 +26,7 @@ class SendResult:
     detail: str = ""  # the server's reply or the error, for the ledger
     # The transport itself failed (connection refused, dropped, timed out), not this message.
     transport_error: bool = False
+    retry_after: float = 0.0  # deferred: seconds until it may be tried again
 
 
 class Transport(Protocol):

@@ -142,6 +142,7 @@ def test_sent_progress_and_finish(session: Session) -> None:
         "sending": 4,
         "sent": 0,
         "failed": 0,
+        "skipped": 0,
         "total": 4,
     }
     assert mark_sent(session, [r.delivery_id for r in batch[:3]], NOW) == 3

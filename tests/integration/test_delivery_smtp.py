@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from digest.config import reset_settings
 from digest.db import session_factory
-from digest.delivery import send as send_module
 from digest.delivery.ledger import issue_progress
 from digest.delivery.message import MessageTemplate, build_template
 from digest.delivery.recipient import Recipient
@@ -292,7 +291,8 @@ def test_implicit_tls(
 def test_server_down_pauses_the_issue(
     session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(send_module, "PAUSE_AFTER_ERRORS", 10)
+    monkeypatch.setenv("DIGEST_PAUSE_AFTER_ERRORS", "10")
+    reset_settings()
     issue_id = ready_issue(session, 30, others=False)
     transport = SmtpTransport(SmtpConfig(port=free_port(), timeout=2), connections=4)
     result = send_all(db_url, issue_id, transport)
