@@ -73,7 +73,7 @@ def wait_until_done(issue_id: int, poll: float = 0.5) -> dict[str, int]:
             with unit_of_work() as session:
                 state = get_issue(session, issue_id).status
                 counts = issue_progress(session, issue_id)
-            done = counts.get("sent", 0) + counts.get("failed", 0)
+            done = counts.get("sent", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
             bar.update(task, total=counts["total"], completed=done)
             if state in ("sent", "cancelled", "paused"):
                 return counts

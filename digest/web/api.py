@@ -76,6 +76,7 @@ class Progress(Out):
     sending: int
     sent: int
     failed: int
+    skipped: int = 0  # unsubscribed or suppressed after planning
     total: int
 
 
