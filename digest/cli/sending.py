@@ -48,8 +48,7 @@ def send_inline(issue_id: int) -> dict[str, int]:
         state = get_issue(session, issue_id).status
     seconds = time.perf_counter() - started
     console.print(
-        f"issue {issue_id} [{state}]: {describe(counts)}"
-        + f" in {seconds:.1f} s",
+        f"issue {issue_id} [{state}]: {describe(counts)}" + f" in {seconds:.1f} s",
         markup=False,
     )
     return counts

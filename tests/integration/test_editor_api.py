@@ -135,7 +135,14 @@ def test_list_and_show_issues(client: TestClient, seeded: Seeded) -> None:
     assert summary["items"] == 5
     assert summary["list_slug"] == "coop-news"
     assert summary["created_at"].endswith("Z")
-    assert summary["progress"] == {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 0, "total": 0}
+    assert summary["progress"] == {
+        "pending": 0,
+        "sending": 0,
+        "sent": 0,
+        "failed": 0,
+        "skipped": 0,
+        "total": 0,
+    }
     assert client.get("/api/issues?status=sent", headers=API).json() == []
     assert len(client.get("/api/issues?list=coop-news", headers=API).json()) == 1
     assert client.get("/api/issues?list=nope", headers=API).status_code == 404
@@ -224,7 +231,14 @@ def test_preview_proof_approve_and_send(
     )
     assert len(list(outbox.iterdir())) == 4
     progress = client.get(f"{url}/progress", headers=API).json()
-    assert progress == {"pending": 0, "sending": 0, "sent": 3, "failed": 0, "skipped": 0, "total": 3}
+    assert progress == {
+        "pending": 0,
+        "sending": 0,
+        "sent": 3,
+        "failed": 0,
+        "skipped": 0,
+        "total": 3,
+    }
     assert client.post(f"{url}/send", headers=API).status_code == 400
 
 

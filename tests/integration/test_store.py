@@ -18,7 +18,7 @@ def _list_with_item(session: Session) -> tuple[MailingList, Item]:
 
 
 def test_item_guid_unique_per_source(session: Session) -> None:
-    lst, item = _list_with_item(session)
+    _lst, item = _list_with_item(session)
     session.add(Item(source_id=item.source_id, guid="g1", title="again"))
     with pytest.raises(IntegrityError):
         session.flush()

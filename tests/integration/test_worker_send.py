@@ -100,9 +100,7 @@ def test_issue_to_5000_subscribers_through_a_worker(pg_url: str, redis_url: str)
     assert set(per_rcpt.values()) == {1}, "someone got the issue twice"
 
     with session_scope(pg_url) as session:
-        owner = dict(
-            session.execute(select(Subscription.id, Subscription.subscriber_id)).all()
-        )
+        owner = dict(session.execute(select(Subscription.id, Subscription.subscriber_id)).all())
         emails = dict(session.execute(select(Subscriber.id, Subscriber.email)).all())
     message_ids = set()
     for received in smtp.messages:

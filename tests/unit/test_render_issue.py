@@ -90,7 +90,7 @@ def test_sanitised_summary_html_is_kept_as_markup():
 
 def test_placeholders_come_out_byte_for_byte_in_both_parts():
     rendered = render_issue(issue())
-    for placeholder in placeholders.REQUIRED + (placeholders.GREETING_NAME,):
+    for placeholder in (*placeholders.REQUIRED, placeholders.GREETING_NAME):
         assert placeholder in rendered.html
         assert placeholder in rendered.text
     hrefs = parse(rendered.html).xpath("//a/@href")

@@ -99,7 +99,7 @@ def test_lines_wrap_at_72_columns_but_urls_and_placeholders_never_break():
         assert len(line) <= WIDTH or line.strip() == long_url, line
         assert line == line.rstrip()
     assert f"   {long_url}" in text.splitlines()
-    for placeholder in placeholders.REQUIRED + (placeholders.GREETING_NAME,):
+    for placeholder in (*placeholders.REQUIRED, placeholders.GREETING_NAME):
         assert placeholder in text
 
 
