@@ -1,25 +1,20 @@
 """An issue to 5,000 subscribers through a real `digest worker` over Redis and PostgreSQL,
 delivered to an SMTP server on 127.0.0.1: everyone gets exactly one copy with their own link."""
 
-import io
 import os
 import re
 import subprocess
 import time
 from collections import Counter
-from datetime import timedelta
 
 import redis
 from sqlalchemy import select
 
 from digest.db import session_scope
-from digest.issues.compose import compose_issue
-from digest.models import Item, Source, Subscriber, Subscription, utcnow
-from digest.pipeline import approve_issue
-from digest.subscribers.lists import create_list, link_source
-from digest.subscribers.service import import_csv
+from digest.models import Subscriber, Subscription
 from digest.subscribers.tokens import read_token
 from tests.conftest import truncate_all
+from tests.crash_issue import make_issue
 from tests.helpers import DIGEST, parse, parts, run_digest
 from tests.smtp_server import SMTPServer
 
@@ -27,42 +22,10 @@ RECIPIENTS = 5000
 UNSUB = re.compile(r"/u/([A-Za-z0-9_.-]+)")
 
 
-def _make_issue(url: str) -> int:
-    with session_scope(url) as session:
-        lst = create_list(session, slug="news", name="News", lookback_days=30)
-        source = Source(name="Site", url="http://127.0.0.1/news", kind="html")
-        session.add(source)
-        session.flush()
-        link_source(session, lst.id, source.id)
-        now = utcnow()
-        for n in range(20):
-            session.add(
-                Item(
-                    source_id=source.id,
-                    guid=f"g{n}",
-                    url=f"http://127.0.0.1/n/{n}",
-                    canonical_url=f"http://127.0.0.1/n/{n}",
-                    title=f"Story {n} — é",
-                    summary_text="Some words.",
-                    summary_html="<p>Some words.</p>",
-                    published_at=now - timedelta(days=1, minutes=n),
-                    first_seen_at=now,
-                )
-            )
-        rows = "".join(f"user{i}@example.org,User {i}\n" for i in range(RECIPIENTS))
-        import_csv(session, lst.id, io.StringIO("email,name\n" + rows))
-        issue = compose_issue(session, lst.id)
-        assert issue is not None
-        issue_id = issue.id
-    with session_scope(url) as session:
-        approve_issue(session, issue_id)
-    return issue_id
-
-
 def test_issue_to_5000_subscribers_through_a_worker(pg_url: str, redis_url: str) -> None:
     truncate_all(pg_url)
     redis.Redis.from_url(redis_url).flushdb()
-    issue_id = _make_issue(pg_url)
+    issue_id = make_issue(pg_url, RECIPIENTS)
     with SMTPServer() as smtp:
         env = {
             "DIGEST_DATABASE_URL": pg_url,
