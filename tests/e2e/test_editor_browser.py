@@ -29,21 +29,8 @@ WIDE = {"width": 1440, "height": 1000}
 
 def editor_page(browser: Any, viewport: dict[str, int], password: str = PASSWORD) -> Any:
     """A signed-in page in a fresh context that can reach nothing beyond 127.0.0.1."""
-    context = browser.new_context(
-        viewport=viewport, http_credentials={"username": "admin", "password": password}
-    )
-    blocked: list[str] = []
-
-    def guard(route: Any) -> None:
-        if route.request.url.startswith(LOCAL):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", guard)
-    page = context.new_page()
-    page.blocked = blocked
+    credentials = {"username": "admin", "password": password}
+    page = web.new_page(browser, viewport, http_credentials=credentials)
     page.console_errors = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     return page

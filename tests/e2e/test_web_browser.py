@@ -58,9 +58,11 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-def new_page(browser: Any, viewport: dict[str, int], color_scheme: str = "light") -> Any:
+def new_page(
+    browser: Any, viewport: dict[str, int], color_scheme: str = "light", **context_options: Any
+) -> Any:
     """A page in a fresh context (no cookies) that can reach nothing beyond 127.0.0.1."""
-    context = browser.new_context(viewport=viewport, color_scheme=color_scheme)
+    context = browser.new_context(viewport=viewport, color_scheme=color_scheme, **context_options)
     blocked: list[str] = []
 
     def guard(route: Any) -> None:
