@@ -174,6 +174,8 @@ class Issue(Base):
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
     render_warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What compose wants the editor to know (e.g. items left out by the list's max_items).
+    compose_notes: Mapped[list[str]] = mapped_column(JSON, default=list)
     message_template: Mapped[bytes | None] = mapped_column(LargeBinary)
     consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
 

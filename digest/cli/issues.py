@@ -36,6 +36,8 @@ def compose(list_slug: Annotated[str, typer.Argument(help="The list's slug.")]) 
             f"{len(issue.issue_items)} items: {issue.subject}",
             markup=False,
         )
+        for note in issue.compose_notes:
+            err.print(f"note: {note}", markup=False)
 
 
 @app.command("show")

@@ -70,8 +70,7 @@ def select_candidates(session: Session, lst: MailingList, now: datetime) -> list
         # Same date: the order the source listed them in (collection keeps document order).
         .order_by(func.coalesce(Item.published_at, Item.first_seen_at).desc(), Item.id)
     )
-    found = [Candidate(*row) for row in rows]
-    return found[: lst.max_items]
+    return [Candidate(*row) for row in rows]
 
 
 def month_label(when: datetime, lst: MailingList) -> str:
@@ -127,9 +126,18 @@ def compose_issue(
         raise DigestError(
             f"list {lst.slug!r} has a draft issue #{open_draft}: approve or discard it first"
         )
-    candidates = order_for_grouping(select_candidates(session, lst, now), lst)
-    if not candidates:
+    found = select_candidates(session, lst, now)
+    if not found:
         return None
+    # The newest max_items go in; the editor is told what was left out rather than losing it
+    # silently (a later issue starts after this one, so they would not come back).
+    candidates = order_for_grouping(found[: lst.max_items], lst)
+    notes = []
+    if len(found) > lst.max_items:
+        notes.append(
+            f"{len(found) - lst.max_items} older items were left out: the list takes at most "
+            f"{lst.max_items} per issue"
+        )
     prev = previous_issue(session, lst.id)
     number = (
         session.scalar(select(func.max(Issue.number)).where(Issue.list_id == lst.id)) or 0
@@ -142,6 +150,7 @@ def compose_issue(
         preheader=fill_template(lst.preheader_template, lst, len(candidates), number, now),
         period_start=prev.period_end if prev else now - timedelta(days=lst.lookback_days),
         period_end=now,
+        compose_notes=notes,
     )
     session.add(issue)
     session.flush()

@@ -18,7 +18,10 @@ def render_preview(session: Session, issue_id: int) -> RenderedIssue:
     if issue.html is not None and issue.text is not None and issue.status != "draft":
         return RenderedIssue(issue.html, issue.text, tuple(issue.render_warnings or ()))
     view = build_issue_view(session, issue_id)
-    return render_issue(view, size_warning_bytes=get_settings().html_size_warning_bytes)
+    rendered = render_issue(view, size_warning_bytes=get_settings().html_size_warning_bytes)
+    # A draft's preview also carries what compose noted, so the editor sees it before approving.
+    notes = tuple(issue.compose_notes or ())
+    return RenderedIssue(rendered.html, rendered.text, notes + rendered.warnings)
 
 
 def freeze_issue(session: Session, issue_id: int) -> RenderedIssue:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from digest.errors import DigestError
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
-from digest.models import Issue, IssueItem, Item, Source
+from digest.models import Issue, IssueItem, Item, MailingList, Source
 from digest.subscribers.lists import create_list, link_source
 
 NOW = datetime(2024, 3, 1, 9, 0)
@@ -125,3 +125,19 @@ def test_discarded_draft_frees_items(session: Session) -> None:
     again = compose_issue(session, list_id, now=NOW)
     assert again is not None and [ii.item_id for ii in again.issue_items] == [item.id]
     assert again.number == 1
+
+
+def test_items_past_max_items_are_reported_not_silently_lost(session: Session) -> None:
+    list_id, src = _setup(session)
+    for n in range(1, 6):
+        _item(session, src, n, NOW - timedelta(days=n), NOW)
+    lst = session.get(MailingList, list_id)
+    assert lst is not None
+    lst.max_items = 3
+    issue = compose_issue(session, list_id, now=NOW)
+    assert issue is not None
+    titles = [ii.item.title for ii in sorted(issue.issue_items, key=lambda i: i.position)]
+    assert titles == ["Item 1", "Item 2", "Item 3"]
+    assert issue.compose_notes == [
+        "2 older items were left out: the list takes at most 3 per issue"
+    ]
