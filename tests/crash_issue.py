@@ -14,6 +14,7 @@ from digest.models import Delivery, Issue, Item, Source, utcnow
 from digest.pipeline import approve_issue
 from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import import_csv
+from tests.processes import wait_until
 
 
 def address(n: int) -> str:
@@ -58,6 +59,12 @@ def issue_state(url: str, issue_id: int) -> tuple[str, dict[str, int]]:
     with session_scope(url) as session:
         status = session.scalar(select(Issue.status).where(Issue.id == issue_id))
         return str(status), issue_progress(session, issue_id)
+
+
+def wait_sent(url: str, issue_id: int, timeout: float) -> tuple[str, dict[str, int]]:
+    """Wait until the issue is sent; its final status and ledger counts."""
+    wait_until(lambda: issue_state(url, issue_id)[0] == "sent", timeout, 0.2, "issue sent")
+    return issue_state(url, issue_id)
 
 
 def planned_addresses(url: str, issue_id: int) -> set[str]:

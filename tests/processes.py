@@ -117,6 +117,19 @@ class WorkerProcess:
         return int(self.proc.returncode)
 
 
+def stop_all(workers: list[WorkerProcess]) -> None:
+    """SIGTERM each worker; each must exit 0 (a warm shutdown)."""
+    for w in workers:
+        assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
+
+
+def reap(workers: list[WorkerProcess | None]) -> None:
+    """Kill -9 whatever is still running (a test's cleanup, whatever failed)."""
+    for w in workers:
+        if w is not None and w.proc.poll() is None:
+            w.kill9()
+
+
 def require_redis_server() -> None:
     """The crash tests start their own redis-server; without the binary they cannot run."""
     if shutil.which("redis-server"):

@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 from tests.conftest import truncate_all
-from tests.crash_issue import issue_state, make_issue, planned_addresses
+from tests.crash_issue import make_issue, planned_addresses, wait_sent
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
 from tests.helpers import run_digest
 from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    reap,
     require_redis_server,
     wait_until,
 )
@@ -45,12 +46,10 @@ def test_redis_restarted_mid_send_issue_completes(pg_url: str, tmp_path: Path) -
             broker = RedisServer(tmp_path / "redis", port=broker.port).start()
             at_restart = len(handler.log)
 
-            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 45, 0.2, "issue sent")
-            status, counts = issue_state(pg_url, issue_id)
+            status, counts = wait_sent(pg_url, issue_id, 45)
             assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
     finally:
-        if worker is not None and worker.proc.poll() is None:
-            worker.kill9()
+        reap([worker])
         broker.__exit__()
 
     planned = planned_addresses(pg_url, issue_id)

@@ -14,13 +14,20 @@ from sqlalchemy import select
 from digest.db import session_scope
 from digest.models import Issue
 from tests.conftest import truncate_all
-from tests.crash_issue import attempts_by_address, issue_state, make_issue, planned_addresses
+from tests.crash_issue import (
+    attempts_by_address,
+    issue_state,
+    make_issue,
+    planned_addresses,
+    wait_sent,
+)
 from tests.faulty_smtp import CopyHandler, FlakyHandler, RestartableSMTPServer
 from tests.helpers import run_digest
 from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    reap,
     require_redis_server,
     wait_until,
 )
@@ -44,12 +51,10 @@ def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
             worker.wait_ready()
             queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
             assert queued.returncode == 0, queued.stdout + queued.stderr
-            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 50, 0.2, "issue sent")
-            status, counts = issue_state(pg_url, issue_id)
+            status, counts = wait_sent(pg_url, issue_id, 50)
             assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
         finally:
-            if worker is not None and worker.proc.poll() is None:
-                worker.kill9()
+            reap([worker])
 
     planned = planned_addresses(pg_url, issue_id)
     per_rcpt = handler.log.per_recipient()
@@ -102,13 +107,11 @@ def test_smtp_down_pauses_issue_then_resume_completes_it(pg_url: str, tmp_path: 
             smtp.start()
             resumed = run_digest("issues", "resume", str(issue_id), env=env, timeout=60)
             assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 45, 0.2, "issue sent")
-            status, counts = issue_state(pg_url, issue_id)
+            status, counts = wait_sent(pg_url, issue_id, 45)
             assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
         finally:
             smtp.stop()
-            if worker is not None and worker.proc.poll() is None:
-                worker.kill9()
+            reap([worker])
 
     planned = planned_addresses(pg_url, issue_id)
     per_rcpt = handler.log.per_recipient()

@@ -8,15 +8,21 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import truncate_all
-from tests.crash_issue import attempts_by_address, issue_state, make_issue, planned_addresses
+from tests.crash_issue import (
+    attempts_by_address,
+    make_issue,
+    planned_addresses,
+    wait_sent,
+)
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
 from tests.helpers import run_digest
 from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    reap,
     require_redis_server,
-    wait_until,
+    stop_all,
 )
 
 RECIPIENTS = 4000
@@ -40,14 +46,10 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(pg_url: str, tmp_
                 w.wait_ready()
             queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
             assert queued.returncode == 0, queued.stdout + queued.stderr
-            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 50, 0.2, "issue sent")
-            status, counts = issue_state(pg_url, issue_id)
-            for w in workers:
-                assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
+            status, counts = wait_sent(pg_url, issue_id, 50)
+            stop_all(workers)
         finally:
-            for w in workers:
-                if w.proc.poll() is None:
-                    w.kill9()
+            reap(workers)
 
     claimed = [sum(map(int, CLAIMED.findall(w.output()))) for w in workers]
     planned = planned_addresses(pg_url, issue_id)

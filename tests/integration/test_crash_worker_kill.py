@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import truncate_all
-from tests.crash_issue import issue_state, leased_by, make_issue, planned_addresses
+from tests.crash_issue import issue_state, leased_by, make_issue, planned_addresses, wait_sent
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
 from tests.helpers import run_digest
 from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    reap,
     require_redis_server,
+    stop_all,
     wait_until,
 )
 
@@ -71,14 +73,10 @@ def test_kill9_worker_mid_send_then_issue_completes(
             bound = BATCH * (1 if finisher == "same worker" else CONCURRENCY)
             if finisher == "new worker":
                 workers.append(WorkerProcess(env, tmp_path / "newcomer.log", CONCURRENCY))
-            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 45, 0.2, "issue sent")
-            status, counts = issue_state(pg_url, issue_id)
-            for w in workers:
-                assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
+            status, counts = wait_sent(pg_url, issue_id, 45)
+            stop_all(workers)
         finally:
-            for w in workers:
-                if w.proc.poll() is None:
-                    w.kill9()
+            reap(workers)
 
     planned = planned_addresses(pg_url, issue_id)
     per_rcpt = handler.log.per_recipient()
@@ -131,14 +129,10 @@ def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(pg_url: str, tmp_path:
             _, counts_stopped = issue_state(pg_url, issue_id)
 
             workers.append(WorkerProcess(env, tmp_path / "second.log", CONCURRENCY))
-            wait_until(lambda: issue_state(pg_url, issue_id)[0] == "sent", 45, 0.2, "issue sent")
-            status, counts = issue_state(pg_url, issue_id)
-            for w in workers:
-                assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
+            status, counts = wait_sent(pg_url, issue_id, 45)
+            stop_all(workers)
         finally:
-            for w in workers:
-                if w.proc.poll() is None:
-                    w.kill9()
+            reap(workers)
 
     per_rcpt = handler.log.per_recipient()
     print(
