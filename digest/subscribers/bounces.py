@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from digest.models import Event, Issue, Subscriber, Subscription, utcnow
-from digest.subscribers.suppression import normalise_email, suppress
+from digest.subscribers.suppression import address_key, suppress
 
 OUR_MESSAGE_ID = re.compile(rb"<d(\d+)\.i(\d+)@[^>\s]+>")
 
@@ -53,11 +53,11 @@ def _complaint_recipients(msg: Message) -> list[str]:
             headers = inner[0] if isinstance(inner, list) and inner else None
             if isinstance(headers, Message) and headers.get("To"):
                 found += [a for _, a in email.utils.getaddresses([str(headers["To"])]) if a]
-    return sorted({normalise_email(a.strip("<>")) for a in found})
+    return sorted({address_key(a.strip("<>")) for a in found})
 
 
 def _addresses(found: frozenset[bytes]) -> list[str]:
-    return sorted({normalise_email(a.decode("utf-8", "replace")) for a in found})
+    return sorted({address_key(a.decode("utf-8", "replace")) for a in found})
 
 
 def read_report(raw: bytes) -> BounceResult:

@@ -13,14 +13,16 @@ from digest.db import is_postgres
 from digest.models import Suppression, utcnow
 
 
-def normalise_email(email: str) -> str:
+def address_key(email: str) -> str:
+    """The form suppressions are kept and looked up in. Unlike `service.normalise_email` it
+    does not validate: a bounce report or the ledger hands over addresses as they were."""
     return email.strip().lower()
 
 
 def suppress(session: Session, email: str, reason: str, detail: str = "") -> bool:
     """Add an address; True when it was not suppressed before. Safe under concurrent calls."""
     values = {
-        "email": normalise_email(email),
+        "email": address_key(email),
         "reason": reason,
         "detail": detail[:2000],
         "created_at": utcnow(),
@@ -36,11 +38,11 @@ def suppress(session: Session, email: str, reason: str, detail: str = "") -> boo
 
 
 def is_suppressed(session: Session, email: str) -> bool:
-    query = select(exists().where(Suppression.email == normalise_email(email)))
+    query = select(exists().where(Suppression.email == address_key(email)))
     return bool(session.scalar(query))
 
 
 def unsuppress(session: Session, email: str) -> bool:
     """Lift a suppression (an operator's decision); True when there was one."""
-    stmt = delete(Suppression).where(Suppression.email == normalise_email(email))
+    stmt = delete(Suppression).where(Suppression.email == address_key(email))
     return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
