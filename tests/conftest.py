@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -120,3 +121,26 @@ def session(db_url: str) -> Iterator[Session]:
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+_COUNTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def report_counts(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record a test's counts (deliveries, duplicates, in flight ...) for the run's summary:
+    `pytest -q` hides a passing test's output, and CI's log should show the crash figures."""
+    lines = request.config.stash.setdefault(_COUNTS, [])
+
+    def report(line: str) -> None:
+        lines.append(f"{request.node.nodeid}: {line.strip()}")
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash.get(_COUNTS, [])
+    if lines:
+        terminalreporter.section("counts reported by tests")
+        for line in lines:
+            terminalreporter.write_line(line)

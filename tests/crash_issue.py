@@ -84,6 +84,17 @@ def leased_by(url: str, issue_id: int, pids: set[int]) -> set[str]:
     return {email for email, owner in rows if owner and int(owner.split(":")[1]) in pids}
 
 
+def leasing_pids(url: str, issue_id: int) -> set[int]:
+    """The processes holding a lease on some of the issue's deliveries right now."""
+    with session_scope(url) as session:
+        owners = session.scalars(
+            select(Delivery.lease_owner)
+            .where(Delivery.issue_id == issue_id, Delivery.status == "sending")
+            .distinct()
+        ).all()
+    return {int(owner.split(":")[1]) for owner in owners if owner}
+
+
 def attempts_by_address(url: str, issue_id: int) -> dict[str, int]:
     with session_scope(url) as session:
         rows = session.execute(

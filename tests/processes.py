@@ -90,15 +90,21 @@ class WorkerProcess:
         self.handle.close()
         return pids
 
-    def kill9_pool_process(self) -> set[int]:
+    def kill9_pool_process(self, busy: Callable[[], set[int]] | None = None) -> set[int]:
         """kill -9 of one pool process only (the out-of-memory killer's way): Celery's main
-        process sees it die and re-queues its task (acks_late, reject_on_worker_lost)."""
+        process sees it die and re-queues its task (acks_late, reject_on_worker_lost).
+        busy: the pids holding work right now; the victim is one of them, not a process
+        caught between two batches."""
         children = sorted(self.group_pids() - {self.proc.pid})
         assert children, "the worker has no pool processes"
-        os.kill(children[0], signal.SIGKILL)
+        victim = children[0]
+        if busy is not None:
+            wait_until(lambda: bool(busy() & set(children)), 10, 0.005, "a busy pool process")
+            victim = min(busy() & set(children) or {victim})
+        os.kill(victim, signal.SIGKILL)
         # Dead, not just signalled: until then it could still write its results.
-        wait_until(lambda: children[0] not in self.group_pids(), 10, 0.01, "the kill")
-        return {children[0]}
+        wait_until(lambda: victim not in self.group_pids(), 10, 0.01, "the kill")
+        return {victim}
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM (Celery's warm shutdown); returns the exit code, kill -9 if it hangs."""

@@ -5,6 +5,7 @@ everyone served exactly once. Our own redis-server: the machine's Redis on 6379 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import truncate_all
@@ -23,7 +24,9 @@ from tests.processes import (
 RECIPIENTS = 3000
 
 
-def test_redis_restarted_mid_send_issue_completes(pg_url: str, tmp_path: Path) -> None:
+def test_redis_restarted_mid_send_issue_completes(
+    pg_url: str, tmp_path: Path, report_counts: Callable[[str], None]
+) -> None:
     require_redis_server()
     truncate_all(pg_url)
     issue_id = make_issue(pg_url, RECIPIENTS)
@@ -55,7 +58,7 @@ def test_redis_restarted_mid_send_issue_completes(pg_url: str, tmp_path: Path) -
     planned = planned_addresses(pg_url, issue_id)
     per_rcpt = handler.log.per_recipient()
     duplicates = handler.log.duplicates()
-    print(
+    report_counts(
         f"\nplanned {len(planned)}, delivered at Redis kill {at_kill}, during the 2 s outage "
         f"{during_outage}, after restart {len(handler.log) - at_restart}, copies "
         f"{len(handler.log)}, duplicates {len(duplicates)}, ledger {counts}"

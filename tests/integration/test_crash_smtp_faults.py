@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -37,7 +38,7 @@ PAUSE_AFTER = 30
 
 
 def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, report_counts: Callable[[str], None]
 ) -> None:
     require_redis_server()
     truncate_all(pg_url)
@@ -61,7 +62,7 @@ def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
     attempts = attempts_by_address(pg_url, issue_id)
     refused = dict(handler.refused)
     codes = Counter(refused.values())
-    print(
+    report_counts(
         f"\nplanned {len(planned)}, refused first attempts {len(refused)} ({dict(codes)}), "
         f"copies {len(handler.log)}, attempts {dict(Counter(attempts.values()))}, ledger {counts}"
     )
@@ -74,7 +75,9 @@ def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
     assert {attempts[a] for a in refused} == {2}
 
 
-def test_smtp_down_pauses_issue_then_resume_completes_it(pg_url: str, tmp_path: Path) -> None:
+def test_smtp_down_pauses_issue_then_resume_completes_it(
+    pg_url: str, tmp_path: Path, report_counts: Callable[[str], None]
+) -> None:
     require_redis_server()
     truncate_all(pg_url)
     issue_id = make_issue(pg_url, RECIPIENTS)
@@ -116,7 +119,7 @@ def test_smtp_down_pauses_issue_then_resume_completes_it(pg_url: str, tmp_path: 
     planned = planned_addresses(pg_url, issue_id)
     per_rcpt = handler.log.per_recipient()
     attempts = attempts_by_address(pg_url, issue_id)
-    print(
+    report_counts(
         f"\nplanned {len(planned)}, paused after {errors} transport errors in a row "
         f"(limit {PAUSE_AFTER}), ledger while paused {counts_paused}, tried while down "
         f"{sum(n > 1 for n in attempts.values())}, copies {len(handler.log)}, ledger {counts}"

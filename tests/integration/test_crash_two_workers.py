@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import truncate_all
@@ -29,7 +30,9 @@ RECIPIENTS = 4000
 CLAIMED = re.compile(r"send_batch\[[^]]+\] succeeded in [\d.]+s: \{'claimed': (\d+)")
 
 
-def test_two_workers_on_one_issue_never_send_the_same_delivery(pg_url: str, tmp_path: Path) -> None:
+def test_two_workers_on_one_issue_never_send_the_same_delivery(
+    pg_url: str, tmp_path: Path, report_counts: Callable[[str], None]
+) -> None:
     require_redis_server()
     truncate_all(pg_url)
     issue_id = make_issue(pg_url, RECIPIENTS)
@@ -55,7 +58,7 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(pg_url: str, tmp_
     planned = planned_addresses(pg_url, issue_id)
     per_rcpt = handler.log.per_recipient()
     attempts = Counter(attempts_by_address(pg_url, issue_id).values())
-    print(
+    report_counts(
         f"\nplanned {len(planned)}, claimed per worker {claimed}, copies {len(handler.log)}, "
         f"max copies per recipient {max(per_rcpt.values())}, claims per delivery "
         f"{dict(attempts)}, ledger {counts}"

@@ -8,12 +8,20 @@ private redis-server, PostgreSQL, an SMTP server on 127.0.0.1."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import truncate_all
-from tests.crash_issue import issue_state, leased_by, make_issue, planned_addresses, wait_sent
+from tests.crash_issue import (
+    issue_state,
+    leased_by,
+    leasing_pids,
+    make_issue,
+    planned_addresses,
+    wait_sent,
+)
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
 from tests.helpers import run_digest
 from tests.processes import (
@@ -33,7 +41,7 @@ CONCURRENCY = 2
 
 @pytest.mark.parametrize("finisher", ["new worker", "remaining worker", "same worker"])
 def test_kill9_worker_mid_send_then_issue_completes(
-    pg_url: str, tmp_path: Path, finisher: str
+    pg_url: str, tmp_path: Path, finisher: str, report_counts: Callable[[str], None]
 ) -> None:
     """finisher: who completes the issue after the kill -9. 'same worker': only one pool
     process of the worker is killed; its main process re-queues the lost task."""
@@ -63,7 +71,7 @@ def test_kill9_worker_mid_send_then_issue_completes(
 
             at_kill = len(handler.log)
             if finisher == "same worker":
-                dead = victim.kill9_pool_process()
+                dead = victim.kill9_pool_process(lambda: leasing_pids(pg_url, issue_id))
             else:
                 dead = victim.kill9()
                 workers.remove(victim)
@@ -83,7 +91,7 @@ def test_kill9_worker_mid_send_then_issue_completes(
     duplicates = handler.log.duplicates()
     # In flight and already accepted by the server: the ledger never heard, so sent again.
     resent = in_flight & {c.rcpt for c in handler.log.snapshot()[:at_kill]}
-    print(
+    report_counts(
         f"\n[{finisher}] killed {len(dead)} processes, planned {len(planned)}, delivered "
         f"before the kill {at_kill}, in flight at the kill {len(in_flight)} (bound "
         f"{bound}), of which delivered before the kill {len(resent)}, "
@@ -101,7 +109,9 @@ def test_kill9_worker_mid_send_then_issue_completes(
         assert len(message_ids) == 2, f"{rcpt} got {len(message_ids)} copies"
 
 
-def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(pg_url: str, tmp_path: Path) -> None:
+def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(
+    pg_url: str, tmp_path: Path, report_counts: Callable[[str], None]
+) -> None:
     """SIGTERM (a deploy, `docker stop`) mid-send: Celery's warm shutdown lets the batches in
     progress finish and reach the ledger, the worker exits 0, and its queued chasers go back
     to Redis, so the next worker completes the issue with nobody served twice."""
@@ -135,7 +145,7 @@ def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(pg_url: str, tmp_path:
             reap(workers)
 
     per_rcpt = handler.log.per_recipient()
-    print(
+    report_counts(
         f"\nSIGTERM after {at_term} delivered: exit code {code} in {stop_seconds:.1f} s, "
         f"SMTP sessions closed with QUIT {quits}, ledger "
         f"then {counts_stopped}; finally copies {len(handler.log)}, ledger {counts}"
