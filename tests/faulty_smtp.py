@@ -4,6 +4,7 @@ started late or stopped and started again on the same port (a server that is dow
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections import Counter
@@ -57,16 +58,20 @@ class CopyLog:
 
 @dataclass
 class CopyHandler:
-    """Accepts everything, keeps only who got which Message-ID (cheap at thousands)."""
+    """Accepts everything, keeps only who got which Message-ID (cheap at thousands).
+    While `held` is set, no DATA is answered: senders stall mid-batch, holding their leases."""
 
     log: CopyLog = field(default_factory=CopyLog)
     quits: int = 0  # sessions the client closed politely
+    held: threading.Event = field(default_factory=threading.Event)
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
         self.quits += 1
         return "221 Bye"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        while self.held.is_set():
+            await asyncio.sleep(0.005)
         self.log.add(list(envelope.rcpt_tos), bytes(envelope.content))
         return "250 Message accepted"
 

@@ -9,14 +9,17 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.conftest import IN_CI
 from tests.helpers import DIGEST
 from tests.smtp_server import free_port
+
+T = TypeVar("T")
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -27,13 +30,15 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def wait_until(
-    check: Callable[[], bool], timeout: float, poll: float = 0.1, what: str = "condition"
-) -> None:
+    check: Callable[[], T], timeout: float, poll: float = 0.1, what: str = "condition"
+) -> T:
+    """Poll until `check` returns something truthy, and return it."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not (found := check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(poll)
+    return found
 
 
 def _pgid_of(pid: int) -> int | None:
@@ -90,21 +95,17 @@ class WorkerProcess:
         self.handle.close()
         return pids
 
-    def kill9_pool_process(self, busy: Callable[[], set[int]] | None = None) -> set[int]:
+    def pool_pids(self) -> set[int]:
+        return self.group_pids() - {self.proc.pid}
+
+    def kill9_pool_process(self, pid: int) -> set[int]:
         """kill -9 of one pool process only (the out-of-memory killer's way): Celery's main
-        process sees it die and re-queues its task (acks_late, reject_on_worker_lost).
-        busy: the pids holding work right now; the victim is one of them, not a process
-        caught between two batches."""
-        children = sorted(self.group_pids() - {self.proc.pid})
-        assert children, "the worker has no pool processes"
-        victim = children[0]
-        if busy is not None:
-            wait_until(lambda: bool(busy() & set(children)), 10, 0.005, "a busy pool process")
-            victim = min(busy() & set(children) or {victim})
-        os.kill(victim, signal.SIGKILL)
+        process sees it die and re-queues its task (acks_late, reject_on_worker_lost)."""
+        assert pid in self.pool_pids(), f"{pid} is not a pool process of this worker"
+        os.kill(pid, signal.SIGKILL)
         # Dead, not just signalled: until then it could still write its results.
-        wait_until(lambda: victim not in self.group_pids(), 10, 0.01, "the kill")
-        return {victim}
+        wait_until(lambda: pid not in self.group_pids(), 10, 0.01, "the kill")
+        return {pid}
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM (Celery's warm shutdown); returns the exit code, kill -9 if it hangs."""
@@ -129,7 +130,7 @@ def stop_all(workers: list[WorkerProcess]) -> None:
         assert w.stop() == 0, "a worker did not exit cleanly on SIGTERM"
 
 
-def reap(workers: list[WorkerProcess | None]) -> None:
+def reap(workers: Sequence[WorkerProcess | None]) -> None:
     """Kill -9 whatever is still running (a test's cleanup, whatever failed)."""
     for w in workers:
         if w is not None and w.proc.poll() is None:

@@ -69,12 +69,24 @@ def test_kill9_worker_mid_send_then_issue_completes(
             assert queued.returncode == 0, queued.stdout + queued.stderr
             wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 40, 0.02, "30% delivered")
 
-            at_kill = len(handler.log)
-            if finisher == "same worker":
-                dead = victim.kill9_pool_process(lambda: leasing_pids(pg_url, issue_id))
-            else:
-                dead = victim.kill9()
-                workers.remove(victim)
+            # Hold the server's answers so the victim is caught mid-batch, not between two
+            # batches (a batch's send phase is a few ms here, too short to aim a kill at).
+            handler.held.set()
+            try:
+                busy = wait_until(
+                    lambda: leasing_pids(pg_url, issue_id) & victim.pool_pids(),
+                    10,
+                    0.01,
+                    "a pool process of the victim holding a lease",
+                )
+                at_kill = len(handler.log)
+                if finisher == "same worker":
+                    dead = victim.kill9_pool_process(min(busy))
+                else:
+                    dead = victim.kill9()
+                    workers.remove(victim)
+            finally:
+                handler.held.clear()
             # The dead processes' leases stay put until they expire: that is what was in flight,
             # at most one claimed batch per dead pool process.
             in_flight = leased_by(pg_url, issue_id, dead)
