@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     smtp_per_day: int | None = Field(default=None, ge=1)
     # Several relays with weights and failover; when set, the smtp_* relay above is not used.
     smtp_transports: list[SmtpTransportSettings] = Field(default_factory=list)
-    # Messages in flight to one recipient domain from one sending process (0: no limit).
+    # Messages in flight to one recipient domain (0: no limit): across every sending process
+    # when Redis is there (the rate-limit Redis, else a Redis broker), else per process.
     domain_concurrency: int = Field(default=0, ge=0)
     # Rate-limit counters shared by every process; default: the broker when it is Redis,
     # else counted in-process (embedded mode).

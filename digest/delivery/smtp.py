@@ -12,7 +12,8 @@ Control, all per sending process unless said otherwise:
 - rate limits per relay (see ratelimit.py; shared across processes through Redis): a session
   waits briefly for a grant; when the relay's window is spent its jobs go to another relay,
   or come back as 'deferred' with the time the window opens;
-- at most `domain_concurrency` messages in flight to one recipient domain;
+- at most `domain_concurrency` messages in flight to one recipient domain: across every
+  sending process when Redis is there (see domains.py), else in this process;
 - a batch stops starting messages after `max_batch_seconds` (under the lease, so no other
   worker reclaims rows still being sent) and defers the rest.
 """
@@ -20,6 +21,7 @@ Control, all per sending process unless said otherwise:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from digest.config import Settings, SmtpTransportSettings, get_settings
+from digest.delivery.domains import DomainSlots, make_slots
 from digest.delivery.ratelimit import RateLimit, RateLimiter, make_counter
 from digest.delivery.recipient import Recipient
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection, SmtpError
@@ -40,6 +43,9 @@ WAIT_SECONDS = 0.2  # the longest the caller waits for results before getting an
 REPORT_EVERY = 64  # results handed to the caller's thread at once ...
 REPORT_SECONDS = 0.02  # ... or after this long
 RATE_WAIT_SECONDS = 5.0  # the longest a session sleeps for a rate-limit grant
+# How often a session waiting for a domain slot looks again: other processes free shared
+# slots without waking this one.
+DOMAIN_POLL_SECONDS = 0.05
 
 _SESSION_ERRORS = (OSError, SmtpError, TimeoutError, asyncio.IncompleteReadError)
 
@@ -77,14 +83,20 @@ class _BatchState:
     render: Render
     report: Callable[[SendResult], None]
     deadline: float
-    domain_limit: int
-    inflight: Counter[str] = field(default_factory=Counter)
+    slots: DomainSlots | None = None
+    pending: Counter[str] = field(default_factory=Counter)  # jobs not started, per domain
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def put_back(self, jobs: deque[Recipient], recipient: Recipient) -> None:
+        """A taken job goes back to the front of its queue, not started."""
+        jobs.appendleft(recipient)
+        if self.slots is not None:
+            self.pending[_domain(recipient.email)] += 1
+
     def release(self, domain: str | None) -> None:
-        if domain is None:
+        if domain is None or self.slots is None:
             return
-        self.inflight[domain] -= 1
+        self.slots.give_back(domain, more_coming=self.pending[domain] > 0)
         self.changed.set()  # wake sessions waiting for a domain slot
         self.changed = asyncio.Event()
 
@@ -134,15 +146,19 @@ class SmtpTransport:
         *,
         routes: Sequence[Route] | None = None,
         domain_concurrency: int = 0,
+        domain_redis: Any | None = None,
         max_batch_seconds: float = 150.0,
         route_retry_seconds: float = 30.0,
     ) -> None:
+        """domain_redis: a Redis client to share the per-domain limit with every process
+        sending with it (None: the limit holds in this process)."""
         if routes is None:
             routes = [Route(config or SmtpConfig(), max(1, connections))]
         if not routes:
             raise ValueError("an SMTP transport needs at least one relay")
         self.routes = list(routes)
         self.domain_concurrency = domain_concurrency
+        self.domain_redis = domain_redis
         self.max_batch_seconds = max_batch_seconds
         self.route_retry_seconds = route_retry_seconds
         self._current = [0] * len(self.routes)  # smooth weighted round robin state
@@ -195,9 +211,15 @@ class SmtpTransport:
             routes.append(
                 Route(replace(config, **overrides), relay.connections, relay.weight, name, limiter)
             )
+        domain_redis = None
+        if s.domain_concurrency and redis_url:
+            import redis
+
+            domain_redis = redis.Redis.from_url(redis_url)
         return cls(
             routes=routes,
             domain_concurrency=s.domain_concurrency,
+            domain_redis=domain_redis,
             # Stop starting messages well before the lease runs out.
             max_batch_seconds=s.lease_seconds / 2,
         )
@@ -279,12 +301,16 @@ class SmtpTransport:
         out: queue.SimpleQueue[list[SendResult] | None],
     ) -> None:
         report = _Reporter(out, asyncio.get_running_loop())
+        # A dead process's shared slots expire once its batch could no longer be sending.
+        slots_ttl = self.max_batch_seconds + max(r.config.timeout for r in self.routes) + 30
+        slots = make_slots(self.domain_concurrency, self.domain_redis, slots_ttl)
         state = _BatchState(
             envelope_from,
             render,
             report,
             deadline=time.monotonic() + self.max_batch_seconds,
-            domain_limit=self.domain_concurrency,
+            slots=slots,
+            pending=Counter(_domain(r.email) for r in jobs) if slots else Counter(),
         )
         try:
             # Each round but the last ends with a relay blocked, so a few rounds are enough.
@@ -299,6 +325,8 @@ class SmtpTransport:
                 jobs = deque(job for q in plan.values() for job in q)  # left by blocked relays
             self._settle_leftovers(jobs, state)
         finally:
+            if slots is not None:
+                slots.close()
             report.close()
 
     def _settle_leftovers(self, jobs: deque[Recipient], state: _BatchState) -> None:
@@ -345,14 +373,17 @@ class SmtpTransport:
 
     def _next_job(self, jobs: deque[Recipient], state: _BatchState) -> Recipient | None:
         """The next job whose domain has a free slot (None: none has), its slot taken."""
-        if not state.domain_limit:
+        if state.slots is None:
             return jobs.popleft()
+        full: set[str] = set()  # asked once per scan: a shared slot costs a Redis call
         for _ in range(len(jobs)):
             recipient = jobs.popleft()
             domain = _domain(recipient.email)
-            if state.inflight[domain] < state.domain_limit:
-                state.inflight[domain] += 1
-                return recipient
+            if domain not in full:
+                if state.slots.take(domain):
+                    state.pending[domain] -= 1
+                    return recipient
+                full.add(domain)
             jobs.append(recipient)
         return None
 
@@ -364,14 +395,17 @@ class SmtpTransport:
                     return
                 recipient = self._next_job(jobs, state)
                 if recipient is None:
-                    await state.changed.wait()  # every job left waits for a busy domain
+                    # Every job left waits for a busy domain: a slot freed here wakes us at
+                    # once, one freed by another process is seen at the next look.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(state.changed.wait(), DOMAIN_POLL_SECONDS)
                     continue
-                domain = _domain(recipient.email) if state.domain_limit else None
+                domain = _domain(recipient.email) if state.slots else None
                 try:
                     if route.limiter is not None:
                         wait = await route.limiter.acquire(RATE_WAIT_SECONDS)
                         if wait:
-                            jobs.appendleft(recipient)
+                            state.put_back(jobs, recipient)
                             route.block("rate", wait)
                             return
                     if conn is None or not conn.usable:
@@ -380,7 +414,7 @@ class SmtpTransport:
                             await conn.quit()
                         conn = await self._session(route)
                         if conn is None:
-                            jobs.appendleft(recipient)
+                            state.put_back(jobs, recipient)
                             if route.live == 0:
                                 # Not just a cap on sessions: the relay is down or refuses us.
                                 route.block("down", self.route_retry_seconds)

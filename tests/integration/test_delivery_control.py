@@ -1,7 +1,7 @@
 """Delivery control against real SMTP servers on 127.0.0.1 (aiosmtpd): per-relay rate limits
-(in-process and shared through the real Redis), per-domain concurrency, weighted relays with
-failover and a standby, the batch time limit, skipping unsubscribed or suppressed recipients
-at claim time, and relays read from DIGEST_SMTP_TRANSPORTS."""
+and per-domain concurrency (in-process and shared through the real Redis), weighted relays
+with failover and a standby, the batch time limit, skipping unsubscribed or suppressed
+recipients at claim time, and relays read from DIGEST_SMTP_TRANSPORTS."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from digest.cli.sending import describe
 from digest.config import get_settings, reset_settings
 from digest.db import session_factory
+from digest.delivery.domains import LocalSlots, RedisSlots, make_slots
 from digest.delivery.ledger import issue_progress
 from digest.delivery.message import build_template
 from digest.delivery.ratelimit import (
@@ -198,6 +200,79 @@ def test_domain_concurrency_caps_messages_in_flight_per_domain(servers: Any) -> 
     assert rec2.peak["big.example"] > 2
 
 
+def test_domain_slots_in_redis_are_shared_kept_while_needed_and_given_back(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    domain = f"{uuid.uuid4().hex[:12]}.example"
+    key = f"digest:domain:{domain}"
+    a, b = RedisSlots(2, client, ttl=30), RedisSlots(2, client, ttl=30)
+    assert a.take(domain) and b.take(domain)
+    assert not a.take(domain) and not b.take(domain)  # two in flight, whoever sends them
+    a.give_back(domain, more_coming=True)  # kept for a's next message to the domain
+    assert not b.take(domain) and a.take(domain)
+    a.give_back(domain, more_coming=False)  # a has none left for it: handed back at once
+    assert client.zcard(key) == 1 and b.take(domain) and not a.take(domain)
+    assert 0 < client.ttl(key) <= 31  # the set goes away on its own too
+    b.close()  # the batch ends: everything it held goes back
+    assert client.zcard(key) == 0
+
+    # A process that dies holding slots loses them at their expiry.
+    dead = RedisSlots(2, client, ttl=0.5)
+    assert dead.take(domain) and dead.take(domain)
+    alive = RedisSlots(2, client, ttl=30)
+    assert not alive.take(domain)
+    time.sleep(0.6)
+    assert alive.take(domain) and alive.take(domain) and not alive.take(domain)
+    alive.close()
+
+    # Redis gone mid-batch: the process keeps sending under its own count, and says so once.
+    lost = RedisSlots(1, redis.Redis(port=free_port(), socket_connect_timeout=0.2), ttl=30)
+    assert lost.take(domain) and not lost.take(domain)
+    lost.give_back(domain, more_coming=False)
+    assert lost.take(domain)
+    lost.close()
+    assert isinstance(make_slots(2, None, 30), LocalSlots) and make_slots(0, client, 30) is None
+
+
+def test_domain_concurrency_holds_across_sending_processes_through_redis(
+    servers: Any, redis_url: str
+) -> None:
+    """Two transports, each with its own event loop thread and sessions, as two worker
+    processes would have: with Redis the limit is for both together, without it for each."""
+    tag = uuid.uuid4().hex[:8]
+    big, small = f"big-{tag}.example", f"small-{tag}.example"
+
+    def batch(start: int) -> list[Recipient]:
+        return [
+            Recipient(start + i, start + i, f"r{start + i}@{small if i % 4 == 0 else big}")
+            for i in range(48)
+        ]
+
+    def run(shared: bool) -> Recorder:
+        rec = Recorder(delay=0.03)
+        port = servers(rec)
+        client = redis.Redis.from_url(redis_url) if shared else None
+        transports = [
+            SmtpTransport(
+                SmtpConfig(port=port), connections=4, domain_concurrency=2, domain_redis=client
+            )
+            for _ in range(2)
+        ]
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(send, transports, [batch(0), batch(100)]))
+        assert [len(r) for r in results] == [48, 48]
+        assert {r.outcome for rs in results for r in rs} == {"sent"}
+        if client is not None:
+            assert client.zcard(f"digest:domain:{big}") == 0  # all handed back
+        return rec
+
+    shared, apart = run(shared=True), run(shared=False)
+    print(f"peak in flight to {big}: shared {shared.peak[big]}, per process {apart.peak[big]}")
+    assert shared.peak[big] == 2 and shared.peak[small] <= 2
+    assert apart.peak[big] > 2  # each process alone keeps to 2: together they do not
+
+
 def test_weighted_relays_share_a_batch_by_weight(servers: Any) -> None:
     heavy, light = Recorder(), Recorder()
     routes = [
@@ -361,6 +436,7 @@ def test_relays_from_settings(monkeypatch: pytest.MonkeyPatch, redis_url: str) -
     assert (spare.name, spare.weight, spare.limiter) == ("127.0.0.2:2526", 0, None)
     assert spare.config.security == "starttls" and spare.config.username == "u"
     assert transport.domain_concurrency == 5 and transport.max_batch_seconds == 60
+    assert transport.domain_redis is not None  # the domain limit is shared through the broker
 
     # The single-relay settings still work, with an in-process counter without a broker.
     monkeypatch.delenv("DIGEST_SMTP_TRANSPORTS")
@@ -368,6 +444,8 @@ def test_relays_from_settings(monkeypatch: pytest.MonkeyPatch, redis_url: str) -
     monkeypatch.setenv("DIGEST_SMTP_PORT", "2727")
     monkeypatch.setenv("DIGEST_SMTP_PER_HOUR", "1000")
     reset_settings()
-    (only,) = SmtpTransport.from_settings().routes
+    alone = SmtpTransport.from_settings()
+    (only,) = alone.routes
     assert only.config.port == 2727 and only.limiter is not None
     assert isinstance(only.limiter.counter, LocalCounter)
+    assert alone.domain_concurrency == 5 and alone.domain_redis is None

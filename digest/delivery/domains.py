@@ -1,0 +1,148 @@
+"""Per-destination-domain concurrency: at most N messages in flight to one recipient domain.
+
+`LocalSlots` counts in this sending process (the embedded mode: one sender). `RedisSlots`
+makes the limit hold across every sending process and machine: a slot is a member of a sorted
+set per domain in Redis, scored by its expiry. A batch takes a slot with one Lua call when it
+has no free slot of its own for the domain, keeps it while more of its messages go to that
+domain (so a busy domain costs a few Redis calls per batch, not one per message), and gives it
+back as soon as it has none left, or when the batch ends. A process that dies holding slots
+loses them at their expiry (the batch's time limit plus the SMTP timeout), never for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "digest:domain"
+
+# KEYS[1]: the domain's slots; ARGV: limit, ttl (s), member. Redis's clock, so machines with
+# skewed clocks agree on what expired. Returns 1 when the slot was taken.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
+return 1
+"""
+
+
+class DomainSlots(Protocol):
+    limit: int
+
+    def take(self, domain: str) -> bool:
+        """A slot for one more message to `domain` now (False: the domain is at its limit)."""
+        ...
+
+    def give_back(self, domain: str, more_coming: bool) -> None:
+        """One message to `domain` is done; `more_coming`: the batch has more for it."""
+        ...
+
+    def close(self) -> None:
+        """The batch is over: give back every slot still held."""
+        ...
+
+
+class LocalSlots:
+    """Messages in flight per domain, counted in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inflight: Counter[str] = Counter()
+
+    def take(self, domain: str) -> bool:
+        if self.inflight[domain] >= self.limit:
+            return False
+        self.inflight[domain] += 1
+        return True
+
+    def give_back(self, domain: str, more_coming: bool) -> None:
+        self.inflight[domain] -= 1
+
+    def close(self) -> None:
+        self.inflight.clear()
+
+
+class RedisSlots:
+    """Slots shared through Redis by every process sending with the same limit. One object per
+    batch, used from one event loop (the Redis calls are short and synchronous, like the rate
+    limiter's)."""
+
+    def __init__(self, limit: int, client: Any, ttl: float) -> None:
+        self.limit = limit
+        self.ttl = ttl
+        self.inflight: Counter[str] = Counter()
+        self.held: dict[str, list[str]] = {}
+        self._client = client
+        self._script = client.register_script(_TAKE)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._seq = 0
+        self._degraded = False
+
+    def take(self, domain: str) -> bool:
+        held = self.held.setdefault(domain, [])
+        if self.inflight[domain] < len(held):
+            self.inflight[domain] += 1
+            return True
+        if self.inflight[domain] >= self.limit:
+            return False
+        self._seq += 1
+        member = f"{self._owner}:{self._seq}"
+        try:
+            key = f"{KEY_PREFIX}:{domain}"
+            taken = bool(self._script(keys=[key], args=[self.limit, self.ttl, member]))
+        except Exception as exc:  # Redis away: keep sending under this process's own count
+            self._warn(exc)
+            taken = True
+            member = ""
+        if taken:
+            held.append(member)
+            self.inflight[domain] += 1
+        return taken
+
+    def give_back(self, domain: str, more_coming: bool) -> None:
+        self.inflight[domain] -= 1
+        if not more_coming:
+            held = self.held.get(domain, [])
+            spare = held[self.inflight[domain] :]
+            del held[self.inflight[domain] :]
+            self._release(domain, spare)
+
+    def close(self) -> None:
+        for domain, held in self.held.items():
+            self._release(domain, held)
+        self.held.clear()
+        self.inflight.clear()
+
+    def _release(self, domain: str, members: list[str]) -> None:
+        members = [m for m in members if m]  # "" stands for a slot counted locally only
+        if not members:
+            return
+        try:
+            self._client.zrem(f"{KEY_PREFIX}:{domain}", *members)
+        except Exception as exc:  # they expire on their own
+            self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._degraded:
+            self._degraded = True
+            log.warning("domain slots: Redis unavailable (%s); counting in this process", exc)
+
+
+def make_slots(limit: int, redis_client: Any | None, ttl: float) -> DomainSlots | None:
+    """The slots for one batch: none without a limit, shared ones when Redis is there."""
+    if not limit:
+        return None
+    if redis_client is not None:
+        return RedisSlots(limit, redis_client, ttl)
+    return LocalSlots(limit)
