@@ -34,6 +34,16 @@ def _mount_sources() -> None:
 _mount_sources()
 
 
+# typer >= 0.2x carries its own copy of click: its usage errors, Exit and Abort are not click's
+# classes. Catch both, whichever typer is installed.
+_USAGE_ERRORS: tuple[type[Exception], ...] = tuple(
+    {click.ClickException}
+    | {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
+)
+_EXITS: tuple[type[Exception], ...] = (click.exceptions.Exit, typer.Exit)
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
@@ -44,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode, click returns a typer.Exit code instead of exiting.
         code = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except _EXITS as exc:
+        return int(getattr(exc, "exit_code", 1))
+    except _ABORTS:
         err.print("aborted")
         return 1
-    except click.ClickException as exc:
-        err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+    except _USAGE_ERRORS as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err.print(f"error: {message}", markup=False, highlight=False)
         return 2
     except (DigestError, UsageProblem, ValueError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)

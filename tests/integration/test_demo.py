@@ -50,10 +50,16 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ["subscribers", "import", "missing.csv", "--list", "x"],
         ["lists", "create", "Bad Slug", "--name", "x"],
         ["issues", "preview", "1", "--format", "pdf"],
+        # Usage errors come from typer's own copy of click in newer typers, not from click.
+        ["issues", "status", "1", "--json"],
+        ["issues", "status"],
+        ["issues", "status", "abc"],
+        ["no-such-command"],
     ):
         result = run_digest(*args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: "), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
