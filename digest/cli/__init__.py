@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except _USAGE_ERRORS as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        err.print(f"error: {message}", markup=False, highlight=False)
+        if message:  # empty: a group run bare, whose help is already printed
+            err.print(f"error: {message}", markup=False, highlight=False)
         return 2
     except (DigestError, UsageProblem, ValueError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)

@@ -31,7 +31,7 @@ def init() -> None:
 
 
 def demo(
-    subscribers: Annotated[int, typer.Option(help="Sample subscribers to create.")] = 1000,
+    subscribers: Annotated[int, typer.Option(min=1, help="Sample subscribers to create.")] = 1000,
 ) -> None:
     """Run the whole job on embedded defaults: collect, compose, approve, preview, deliver."""
     from digest.cli.demo import run_demo

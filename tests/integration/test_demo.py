@@ -55,12 +55,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ["issues", "status"],
         ["issues", "status", "abc"],
         ["no-such-command"],
+        ["demo", "--subscribers", "0"],
     ):
         result = run_digest(*args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
         assert result.stderr.startswith("error: "), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+    bare = run_digest("lists", cwd=tmp_path)  # a group without a command: its help, no error
+    assert bare.returncode == 2 and "Usage: digest lists" in bare.stdout
+    assert "error" not in bare.stderr and "Traceback" not in bare.stderr
 
 
 def test_preview_reads_like_a_real_copy(tmp_path: Path) -> None:
