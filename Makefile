@@ -27,5 +27,12 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# The headline figures, one JSON line each (needs PostgreSQL, and Postfix's smtp-sink/smtp-source).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/collect.py
+	$(BIN)/python benchmarks/conformance.py
+	$(BIN)/python benchmarks/plan.py
+	$(BIN)/python benchmarks/send.py --recipients 100000 --workers 2
+
 clean:
 	rm -rf $(VENV) digest.db digest.db-* outbox preview .pytest_cache .mypy_cache .ruff_cache
