@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 
 from digest.render.errors import RenderError
+from digest.render.language import month_heading
 
 AUTOESCAPED_EXTENSIONS = ("mjml", "html", "htm", "xml")
 LINKABLE_SCHEMES = frozenset({"http", "https"})
@@ -56,8 +57,7 @@ def month_filter(context: Context, value: date | datetime | None) -> str:
     """Month and year as a heading: "February 2024", "Février 2024"."""
     if value is None:
         return ""
-    text = format_date(value, "LLLL y", locale=_locale(context))
-    return text[:1].upper() + text[1:]
+    return month_heading(value, _locale(context))
 
 
 def paragraphs_filter(value: str) -> list[str]:

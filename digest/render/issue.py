@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 from babel import Locale
 from jinja2 import TemplateError
@@ -39,14 +38,7 @@ def _render_mjml(view: IssueView, locale: Locale, templates_dir: Path | None) ->
         "lang": html_lang(locale),
         "dir": text_direction(locale),
         "accent": accent if _HEX_COLOR.fullmatch(accent) else DEFAULT_ACCENT,
-        "ph": SimpleNamespace(
-            NAME=placeholders.NAME,
-            GREETING_NAME=placeholders.GREETING_NAME,
-            EMAIL=placeholders.EMAIL,
-            UNSUBSCRIBE_URL=placeholders.UNSUBSCRIBE_URL,
-            PREFERENCES_URL=placeholders.PREFERENCES_URL,
-            VIEW_ONLINE_URL=placeholders.VIEW_ONLINE_URL,
-        ),
+        "ph": placeholders,
     }
     try:
         return get_environment(templates_dir).get_template(TEMPLATE).render(context)

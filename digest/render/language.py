@@ -7,8 +7,10 @@ and HTML parts say the same thing; a language without its own strings falls back
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
 
 DEFAULT_LANGUAGE = "en"
 
@@ -101,3 +103,9 @@ def html_lang(locale: Locale) -> str:
 
 def text_direction(locale: Locale) -> str:
     return "rtl" if locale.character_order == "right-to-left" else "ltr"
+
+
+def month_heading(value: date | datetime, locale: Locale) -> str:
+    """Month and year as a group heading: "February 2024", "Février 2024"."""
+    text = format_date(value, "LLLL y", locale=locale)
+    return text[:1].upper() + text[1:]

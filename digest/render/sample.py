@@ -8,8 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from babel.dates import format_date
-
+from digest.render.language import month_heading, resolve_locale
 from digest.render.view import GroupView, IssueView, ItemView
 
 # (title, published, summary): the seed's news and more of the same kind.
@@ -180,12 +179,10 @@ def sample_issue_view(
                 source_name="ILO News" if index % 3 else "UNTFSSE",
             )
         )
+    locale, _ = resolve_locale(language)
     groups: dict[str, list[ItemView]] = {}
     for item in chosen:
-        label = "Upcoming"
-        if item.published_at:
-            month = format_date(item.published_at, "LLLL y", locale=language.replace("-", "_"))
-            label = month[:1].upper() + month[1:]
+        label = month_heading(item.published_at, locale) if item.published_at else "Upcoming"
         groups.setdefault(label, []).append(item)
     return IssueView(
         list_name="News on Social and Solidarity Economy",

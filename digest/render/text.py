@@ -19,11 +19,12 @@ WIDTH = 72
 RULE = "-" * WIDTH
 
 
-def _wrap(text: str, indent: str = "") -> list[str]:
+def _wrap(text: str, indent: str = "", first: str | None = None) -> list[str]:
+    """Lines of at most WIDTH under `indent`; `first` replaces the indent on the first line."""
     return textwrap.wrap(
         text,
         width=WIDTH,
-        initial_indent=indent,
+        initial_indent=indent if first is None else first,
         subsequent_indent=indent,
         break_long_words=False,
         break_on_hyphens=False,
@@ -38,14 +39,7 @@ def _underlined(title: str, char: str) -> list[str]:
 def _item(number: int, item: ItemView, locale: Locale) -> list[str]:
     marker = f"{number}. "
     indent = " " * len(marker)
-    title = textwrap.wrap(
-        item.title,
-        width=WIDTH,
-        initial_indent=marker,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    ) or [marker.rstrip()]
+    title = _wrap(item.title, indent, first=marker) or [marker.rstrip()]
     meta = [format_date(item.published_at, "long", locale=locale)] if item.published_at else []
     if item.source_name:
         meta.append(item.source_name)
