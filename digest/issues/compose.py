@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError
 from digest.models import Issue, IssueItem, Item, ListSource, MailingList, Source, utcnow
+from digest.render.language import month_heading, resolve_locale
 from digest.subscribers.lists import get_list
 
 
@@ -43,8 +43,10 @@ def previous_issue(session: Session, list_id: int) -> Issue | None:
     )
 
 
-def select_candidates(session: Session, lst: MailingList, now: datetime) -> list[Candidate]:
-    prev = previous_issue(session, lst.id)
+def select_candidates(
+    session: Session, lst: MailingList, prev: Issue | None, now: datetime
+) -> list[Candidate]:
+    """The list's items for the issue after `prev` (None: the list's first issue)."""
     lookback = timedelta(days=lst.lookback_days)
     in_an_issue = select(IssueItem.item_id).where(IssueItem.list_id == lst.id)
     if prev is None:
@@ -75,8 +77,9 @@ def select_candidates(session: Session, lst: MailingList, now: datetime) -> list
 
 def month_label(when: datetime, lst: MailingList) -> str:
     local = when.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(lst.timezone))
-    label = format_date(local.date(), "LLLL yyyy", locale=lst.language)
-    return label[:1].upper() + label[1:]
+    # The locale render uses: "en-GB" works, an unknown language falls back to English.
+    locale, _ = resolve_locale(lst.language)
+    return month_heading(local.date(), locale)
 
 
 def group_label(candidate: Candidate, lst: MailingList) -> str:
@@ -126,7 +129,8 @@ def compose_issue(
         raise DigestError(
             f"list {lst.slug!r} has a draft issue #{open_draft}: approve or discard it first"
         )
-    found = select_candidates(session, lst, now)
+    prev = previous_issue(session, lst.id)
+    found = select_candidates(session, lst, prev, now)
     if not found:
         return None
     # The newest max_items go in; the editor is told what was left out rather than losing it
@@ -138,7 +142,6 @@ def compose_issue(
             f"{len(found) - lst.max_items} older items were left out: the list takes at most "
             f"{lst.max_items} per issue"
         )
-    prev = previous_issue(session, lst.id)
     number = (
         session.scalar(select(func.max(Issue.number)).where(Issue.list_id == lst.id)) or 0
     ) + 1

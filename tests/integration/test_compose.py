@@ -108,12 +108,35 @@ def test_editor_drops_reorders_and_sets_intro(session: Session) -> None:
     assert compose_issue(session, list_id, now=NOW + timedelta(days=1)) is None
 
 
-def test_group_by_source_and_french_months(session: Session) -> None:
-    list_id, src = _setup(session, grouping="month", language="fr")
+@pytest.mark.parametrize(
+    ("language", "label"),
+    [("fr", "Février 2024"), ("en-GB", "February 2024"), ("xx-nope", "February 2024")],
+)
+def test_month_labels_speak_the_lists_language(session: Session, language: str, label: str) -> None:
+    # Any language render accepts composes too; an unknown one falls back to English.
+    list_id, src = _setup(session, grouping="month", language=language)
     _item(session, src, 1, datetime(2024, 2, 21), NOW)
     issue = compose_issue(session, list_id, now=NOW)
     assert issue is not None
-    assert issue.issue_items[0].group_label == "Février 2024"
+    assert issue.issue_items[0].group_label == label
+
+
+def test_group_by_source_keeps_each_sources_items_together(session: Session) -> None:
+    list_id, site = _setup(session, grouping="source")
+    wire = Source(name="Wire", url="http://127.0.0.1/wire", kind="html")
+    session.add(wire)
+    session.flush()
+    link_source(session, list_id, wire.id)
+    w1 = _item(session, wire, 1, datetime(2024, 2, 20), NOW)
+    s1 = _item(session, site, 2, datetime(2024, 2, 15), NOW)
+    w2 = _item(session, wire, 3, datetime(2024, 2, 10), NOW)
+    s2 = _item(session, site, 4, datetime(2024, 2, 5), NOW)
+    issue = compose_issue(session, list_id, now=NOW)
+    assert issue is not None
+    ordered = sorted(issue.issue_items, key=lambda i: i.position)
+    # Sources in the order of their newest item, each one's items newest first.
+    assert [ii.item_id for ii in ordered] == [w1.id, w2.id, s1.id, s2.id]
+    assert [ii.group_label for ii in ordered] == ["Wire", "Wire", "Site", "Site"]
 
 
 def test_discarded_draft_frees_items(session: Session) -> None:
