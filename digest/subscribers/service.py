@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from digest.errors import DigestError
 from digest.models import Event, Subscriber, Subscription, utcnow
+from digest.subscribers.actions import clean_name
 
 STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
 # An import never brings back someone who left or whose mail bounced.
@@ -45,16 +46,21 @@ class _Row:
     attributes: dict[str, str]
 
 
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise DigestError(f"status must be one of {', '.join(STATUSES)}")
+
+
 def add_subscriber(
     session: Session, list_id: int, email: str, name: str = "", status: str = "confirmed"
 ) -> Subscription:
-    result = _upsert(session, list_id, [_Row(0, normalise_email(email), name.strip(), {})], status)
-    if result.errors:
-        raise DigestError(result.errors[0][1])
+    _check_status(status)
+    address = normalise_email(email)
+    _upsert(session, list_id, [_Row(0, address, clean_name(name), {})], status, ImportResult())
     sub = session.scalar(
         select(Subscription)
         .join(Subscriber)
-        .where(Subscription.list_id == list_id, Subscriber.email == normalise_email(email))
+        .where(Subscription.list_id == list_id, Subscriber.email == address)
     )
     assert sub is not None
     return sub
@@ -67,8 +73,7 @@ def import_csv(
 
     A malformed row is reported with its line number and skipped; the rest are imported.
     """
-    if status not in STATUSES:
-        raise DigestError(f"status must be one of {', '.join(STATUSES)}")
+    _check_status(status)
     reader = csv.DictReader(stream)
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     if "email" not in fields:
@@ -76,11 +81,7 @@ def import_csv(
     reader.fieldnames = fields
     total = ImportResult()
     for chunk in _chunks(_rows(reader, total), CHUNK):
-        part = _upsert(session, list_id, chunk, status)
-        total.added += part.added
-        total.updated += part.updated
-        total.unchanged += part.unchanged
-        total.errors.extend(part.errors)
+        _upsert(session, list_id, chunk, status, total)
     total.errors.sort()
     return total
 
@@ -106,7 +107,7 @@ def _rows(reader: csv.DictReader[str], result: ImportResult) -> Iterator[_Row]:
             continue
         seen.add(email)
         attrs = {k: (v or "").strip() for k, v in record.items() if k not in ("email", "name")}
-        yield _Row(line, email, (record.get("name") or "").strip()[:200], attrs)
+        yield _Row(line, email, clean_name(record.get("name") or ""), attrs)
 
 
 def _chunks(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
@@ -120,8 +121,10 @@ def _chunks(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
         yield chunk
 
 
-def _upsert(session: Session, list_id: int, rows: list[_Row], status: str) -> ImportResult:
-    result = ImportResult()
+def _upsert(
+    session: Session, list_id: int, rows: list[_Row], status: str, result: ImportResult
+) -> None:
+    """Add or update one chunk of rows, counting into `result`."""
     emails = [r.email for r in rows]
     existing = {
         s.email: s for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(emails)))
@@ -177,7 +180,6 @@ def _upsert(session: Session, list_id: int, rows: list[_Row], status: str) -> Im
                 current.confirmed_at = now
             result.updated += 1
     session.flush()
-    return result
 
 
 def export_csv(session: Session, list_id: int, out: IO[str]) -> int:

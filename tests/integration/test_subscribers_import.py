@@ -44,6 +44,15 @@ def test_reimport_does_not_resubscribe_the_unsubscribed(session: Session) -> Non
     assert session.scalar(select(Subscription.status)) == "unsubscribed"
 
 
+def test_add_refuses_an_unknown_status_and_cleans_the_name(session: Session) -> None:
+    lst = create_list(session, slug="l", name="L")
+    with pytest.raises(DigestError, match="status"):
+        add_subscriber(session, lst.id, "ada@example.org", status="vip")
+    sub = add_subscriber(session, lst.id, "ada@example.org", "  Ada\n Lovelace" + " x" * 150)
+    # The same rule as sign-up's: one line, capped to the column's 200 characters.
+    assert sub.subscriber.name == ("Ada Lovelace" + " x" * 150)[:200]
+
+
 def test_header_without_email_column_is_refused(session: Session) -> None:
     lst = create_list(session, slug="l", name="L")
     with pytest.raises(DigestError, match="email"):
