@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from digest.models import Event, Issue, Subscriber, Subscription, utcnow
+from digest.subscribers.actions import RECEIVING
 from digest.subscribers.suppression import address_key, suppress
 
 OUR_MESSAGE_ID = re.compile(rb"<d(\d+)\.i(\d+)@[^>\s]+>")
@@ -86,15 +87,12 @@ def process_report(session: Session, raw: bytes) -> BounceResult:
     result = read_report(raw)
     if result.issue_id is not None and session.get(Issue, result.issue_id) is None:
         result.issue_id = result.delivery_id = None  # quoted from elsewhere, or forged
+    # Only a bounce or a complaint has permanent failures; its kind is the suppression reason.
     status = "complained" if result.kind == "complaint" else "bounced"
     now = utcnow()
+    detail = f"issue {result.issue_id}" if result.issue_id else ""
     for address in result.permanent:
-        suppress(
-            session,
-            address,
-            "complaint" if status == "complained" else "bounce",
-            f"issue {result.issue_id}" if result.issue_id else "",
-        )
+        suppress(session, address, result.kind, detail)
         subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
         if subscriber_id is None:
             continue
@@ -102,7 +100,7 @@ def process_report(session: Session, raw: bytes) -> BounceResult:
             update(Subscription)
             .where(
                 Subscription.subscriber_id == subscriber_id,
-                Subscription.status.in_(("pending", "confirmed")),
+                Subscription.status.in_(RECEIVING),
             )
             .values(status=status, unsubscribed_at=now)
         )
