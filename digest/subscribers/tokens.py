@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous import Signer as HmacSigner
@@ -67,7 +67,7 @@ class Signer:
     def __init__(self, secret: str | None = None) -> None:
         self._secret = secret
         self._by_purpose: dict[str, hmac.HMAC] = {}
-        for purpose in ("unsubscribe", "preferences", "confirm", "view"):
+        for purpose in get_args(Purpose):
             signer = _serializer(purpose, secret).make_signer()
             self._by_purpose[purpose] = hmac.new(
                 signer.derive_key(), digestmod=signer.digest_method
