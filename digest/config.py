@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # Sender identity; the Message-ID domain is taken from from_email.
     from_email: str = "digest@example.org"
     from_name: str = "Digest"
-    unsubscribe_mailbox: str | None = None  # default: unsubscribe@<from domain>
+    unsubscribe_mailbox: str | None = None  # default: unsubscribe@<the list's from domain>
 
     transport: Literal["maildir", "smtp"] = "maildir"
     outbox_dir: Path = Path("outbox")
@@ -105,10 +105,6 @@ class Settings(BaseSettings):
     @property
     def sender_domain(self) -> str:
         return self.from_email.rsplit("@", 1)[-1]
-
-    @property
-    def unsubscribe_address(self) -> str:
-        return self.unsubscribe_mailbox or f"unsubscribe@{self.sender_domain}"
 
 
 @lru_cache(maxsize=1)
