@@ -8,7 +8,7 @@ import click
 import typer
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from digest.cli import bounces, issues, lists, run, subscribers
+from digest.cli import bounces, issues, lists, run, sources, subscribers
 from digest.cli.common import UsageProblem, err
 from digest.errors import DigestError
 
@@ -23,15 +23,7 @@ app.add_typer(lists.app, name="lists")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(issues.app, name="issues")
 app.add_typer(bounces.app, name="bounces")
-
-
-def _mount_sources() -> None:
-    from digest.cli import sources
-
-    app.add_typer(sources.app, name="sources")
-
-
-_mount_sources()
+app.add_typer(sources.app, name="sources")
 
 
 # typer >= 0.2x carries its own copy of click: its usage errors, Exit and Abort are not click's

@@ -7,15 +7,16 @@ import time
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from digest.cli.common import console, unit_of_work
 from digest.cli.sending import send_inline
 from digest.config import get_settings
+from digest.delivery.ledger import issue_progress
 from digest.issues.compose import compose_issue, previous_issue
 from digest.issues.rendering import personalise_for_preview, render_preview
 from digest.migrate import upgrade
-from digest.models import Delivery, MailingList, Source
+from digest.models import MailingList, Source
 from digest.pipeline import approve_issue, start_sending
 from digest.sample import SAMPLE_LISTING, SAMPLE_SELECTORS
 from digest.sources.collect import collect_source
@@ -108,11 +109,7 @@ def run_demo(subscribers: int) -> None:
         if issue is None:
             prev = previous_issue(session, list_id)
             when = prev.period_end.strftime("%Y-%m-%d %H:%M") if prev else "-"
-            sent = session.scalar(
-                select(func.count())
-                .select_from(Delivery)
-                .where(Delivery.issue_id == (prev.id if prev else -1), Delivery.status == "sent")
-            )
+            sent = issue_progress(session, prev.id)["sent"] if prev else 0
             console.print(
                 f"nothing new since issue #{prev.number if prev else '?'} ({when} UTC, "
                 f"{sent} sent): no issue composed, nothing sent. Outbox: {settings.outbox_dir}/",

@@ -7,16 +7,17 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from digest.cli.common import UsageProblem, console, err, unit_of_work
-from digest.cli.sending import describe, send_inline, send_on_workers
+from digest.cli.sending import deliver, describe
 from digest.config import get_settings
 from digest.delivery.ledger import issue_progress
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.rendering import personalise_for_preview, render_preview
-from digest.models import Issue
+from digest.models import Issue, IssueItem
 from digest.pipeline import approve_issue, start_sending
 from digest.subscribers.lists import get_list
 
@@ -71,17 +72,24 @@ def show(issue_id: int) -> None:
 def list_issues(list_slug: Annotated[str | None, typer.Option("--list", "-l")] = None) -> None:
     """Show issues, newest first."""
     with unit_of_work() as session:
-        stmt = select(Issue).order_by(Issue.id.desc()).limit(50)
+        # Item counts in the query and every list in one more, not two lazy loads per issue.
+        items = select(func.count()).where(IssueItem.issue_id == Issue.id).scalar_subquery()
+        stmt = (
+            select(Issue, items)
+            .options(selectinload(Issue.mailing_list))
+            .order_by(Issue.id.desc())
+            .limit(50)
+        )
         if list_slug:
             stmt = stmt.where(Issue.list_id == get_list(session, list_slug).id)
         table = Table("id", "list", "#", "status", "items", "subject")
-        for issue in session.scalars(stmt):
+        for issue, count in session.execute(stmt):
             table.add_row(
                 str(issue.id),
                 issue.mailing_list.slug,
                 str(issue.number),
                 issue.status,
-                str(len(issue.issue_items)),
+                str(count),
                 issue.subject,
             )
         console.print(table)
@@ -190,10 +198,7 @@ def send(
     with unit_of_work() as session:
         planned = start_sending(session, issue_id)
     console.print(f"issue {issue_id}: {planned} recipients planned")
-    if get_settings().broker_url:
-        send_on_workers(issue_id, wait=wait)
-    else:
-        send_inline(issue_id)
+    deliver(issue_id, wait=wait)
 
 
 @app.command("status")
@@ -221,10 +226,7 @@ def pause(issue_id: int) -> None:
 def resume(issue_id: int) -> None:
     """Resume a paused issue."""
     _control("resume", issue_id)
-    if get_settings().broker_url:
-        send_on_workers(issue_id, wait=False)
-    else:
-        send_inline(issue_id)
+    deliver(issue_id)
 
 
 @app.command("cancel")

@@ -54,6 +54,14 @@ def send_inline(issue_id: int) -> dict[str, int]:
     return counts
 
 
+def deliver(issue_id: int, *, wait: bool = False) -> None:
+    """Send the issue's planned deliveries: on the workers with a broker, else in-process."""
+    if get_settings().broker_url:
+        send_on_workers(issue_id, wait=wait)
+    else:
+        send_inline(issue_id)
+
+
 def send_on_workers(issue_id: int, *, wait: bool) -> None:
     """Hand the issue to the Celery workers (the deliveries are already planned and committed)."""
     from workers.tasks import send_issue
