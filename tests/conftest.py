@@ -94,14 +94,14 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The store on both back ends: tests using it run twice."""
     if request.param == "sqlite":
         url: str = request.getfixturevalue("sqlite_url")
     else:
         url = request.getfixturevalue("pg_url")
         truncate_all(url)
-    os.environ["DIGEST_DATABASE_URL"] = url
+    monkeypatch.setenv("DIGEST_DATABASE_URL", url)
     reset_settings()
     return url
 
