@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,8 +76,6 @@ class HostLimiter:
         self.per_host = per_host
         self._total = asyncio.Semaphore(total)
         self._hosts: dict[str, asyncio.Semaphore] = {}
-        self.active: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
 
     @asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
@@ -85,12 +83,7 @@ class HostLimiter:
         semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
         # The host's slot first: waiting for a busy host must not hold a global slot.
         async with semaphore, self._total:
-            self.active[host] = self.active.get(host, 0) + 1
-            self.peak[host] = max(self.peak.get(host, 0), self.active[host])
-            try:
-                yield
-            finally:
-                self.active[host] -= 1
+            yield
 
 
 def make_client(settings: Settings | None = None) -> httpx.AsyncClient:
@@ -184,12 +177,10 @@ async def fetch_async(
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     total = settings.fetch_timeout * TOTAL_TIMEOUT_FACTOR
+    slot = limiter.slot(target) if limiter else nullcontext()
     try:
-        async with asyncio.timeout(total):
-            if limiter is None:
-                return await _read_http(client, target, headers, settings.fetch_max_bytes)
-            async with limiter.slot(target):
-                return await _read_http(client, target, headers, settings.fetch_max_bytes)
+        async with asyncio.timeout(total), slot:
+            return await _read_http(client, target, headers, settings.fetch_max_bytes)
     except FetchError:
         raise
     except httpx.TooManyRedirects as exc:
