@@ -23,12 +23,12 @@ from digest.models import Source, utcnow
 from digest.sources.errors import SourceError
 from digest.sources.fetch import HostLimiter, make_client, run_sync
 from digest.sources.health import is_due, record_failure, record_success
-from digest.sources.reader import ReadResult, as_selectors, read_source, try_source
+from digest.sources.reader import ReadResult, as_selectors, read_source
 from digest.sources.store import TitleIndex, store_items
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CollectResult", "collect_due", "collect_source", "try_source"]
+__all__ = ["CollectResult", "collect_due", "collect_source"]
 
 
 @dataclass(slots=True)
@@ -194,24 +194,22 @@ def collect_due(
     session_factory: sessionmaker[Session],
     now: datetime | None = None,
     *,
-    source_ids: list[int] | None = None,
     concurrency: int = 16,
     per_host: int = 2,
     settings: Settings | None = None,
     on_result: Callable[[CollectResult], None] | None = None,
 ) -> list[CollectResult]:
-    """Collect every due source (or the given ones), each committed in its own transaction."""
+    """Collect every due source, each committed in its own transaction."""
     now = now or utcnow()
     settings = settings or get_settings()
-    query = select(Source).order_by(Source.id)
-    query = query.where(Source.id.in_(source_ids)) if source_ids else query.where(is_due(now))
+    query = select(Source).where(is_due(now)).order_by(Source.id)
     with session_factory() as session:
         specs = [SourceSpec.of(source) for source in session.scalars(query)]
     if not specs:
         return []
     outcomes = run_sync(_read_all(specs, settings, concurrency, per_host))
     titles = None
-    if any(isinstance(o, ReadResult) and o.items for o in outcomes.values()):
+    if any(_has_items(o) for o in outcomes.values()):
         with session_factory() as session:
             titles = TitleIndex(session, now)  # read once for the run, grown as items are stored
     by_id: dict[int, CollectResult] = {}

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import lxml.html
 from cssselect import SelectorError
 from lxml import etree
+from lxml.cssselect import CSSSelector
 
 from digest.sources.encoding import decode
 from digest.sources.errors import SourceError
@@ -85,20 +87,12 @@ class Selectors:
         return DEFAULT_MAX_PAGES if (self.next or self.page_param) else 1
 
 
-_compiled: dict[str, Any] = {}
-
-
+@lru_cache(maxsize=1024)  # bounded: inference tries many candidates on every page
 def compile_css(selector: str) -> Any:
-    from lxml.cssselect import CSSSelector
-
-    found = _compiled.get(selector)
-    if found is None:
-        try:
-            found = CSSSelector(selector)
-        except (SelectorError, etree.XPathError, ValueError) as exc:
-            raise SourceError(f"invalid CSS selector {selector!r}: {exc}") from exc
-        _compiled[selector] = found
-    return found
+    try:
+        return CSSSelector(selector)
+    except (SelectorError, etree.XPathError, ValueError) as exc:
+        raise SourceError(f"invalid CSS selector {selector!r}: {exc}") from exc
 
 
 def select(element: Any, selector: str) -> list[Any]:
@@ -116,7 +110,6 @@ def select_one(element: Any, selector: str | None) -> Any | None:
 class ListingPage:
     items: list[ParsedItem]
     next_url: str | None
-    base_url: str
 
 
 def parse_html(content: bytes, content_type: str | None = None) -> Any:
@@ -232,10 +225,8 @@ def page_url(url: str, param: str, value: int) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def next_page_url(
-    document: Any, selectors: Selectors, base: str, url: str, page_index: int
-) -> str | None:
-    """The URL of page `page_index + 1` (0-based index of the page just read), if any."""
+def next_page_url(document: Any, selectors: Selectors, base: str, url: str) -> str | None:
+    """The URL of the page after `url` (the page `document` was read from), if any."""
     if selectors.next:
         element = select_one(document, selectors.next)
         href = _href_of(element) if element is not None else None
@@ -251,20 +242,25 @@ def next_page_url(
     return None
 
 
+def read_page(
+    document: Any, url: str, selectors: Selectors, language: str | None = None
+) -> ListingPage:
+    """The items of one parsed listing page, in page order, and where the next page is."""
+    base = base_of(document, url)
+    items = [
+        item
+        for block in select(document, selectors.item)
+        if (item := read_item(block, selectors, base, language)) is not None
+    ]
+    return ListingPage(items, next_page_url(document, selectors, base, url))
+
+
 def parse_listing(
     content: bytes,
     url: str,
     selectors: Selectors,
     language: str | None = None,
     content_type: str | None = None,
-    page_index: int = 0,
 ) -> ListingPage:
-    """The items of one listing page, in page order, and where the next page is."""
-    document = parse_html(content, content_type)
-    base = base_of(document, url)
-    items: list[ParsedItem] = []
-    for block in select(document, selectors.item):
-        item = read_item(block, selectors, base, language)
-        if item is not None:
-            items.append(item)
-    return ListingPage(items, next_page_url(document, selectors, base, url, page_index), base)
+    """`read_page` for a page's bytes."""
+    return read_page(parse_html(content, content_type), url, selectors, language)

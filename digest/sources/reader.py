@@ -19,7 +19,7 @@ from digest.sources.errors import SourceError
 from digest.sources.feeds import looks_like, not_a_feed, parse_feed
 from digest.sources.fetch import Fetched, HostLimiter, fetch_async, make_client, run_sync
 from digest.sources.infer import infer_selectors
-from digest.sources.listing import Selectors, base_of, next_page_url, parse_html, read_item, select
+from digest.sources.listing import Selectors, parse_html, read_page
 from digest.sources.normalise import clean_title
 from digest.sources.parsed import ParsedItem
 
@@ -66,15 +66,14 @@ async def _read_listing(
     visited = {first.url}
     page_url, pages = first.url, 1
     while True:
-        base = base_of(document, page_url)
+        page = read_page(document, page_url, selectors, language)
         fresh = 0
-        for block in select(document, selectors.item):
-            item = read_item(block, selectors, base, language)
-            if item is not None and item.guid not in seen:
+        for item in page.items:
+            if item.guid not in seen:
                 seen.add(item.guid)
                 items.append(item)
                 fresh += 1
-        next_url = next_page_url(document, selectors, base, page_url, pages - 1)
+        next_url = page.next_url
         # A page with nothing new ends the walk: page/offset URLs run on past the last page.
         if fresh == 0 or not next_url or next_url in visited or pages >= selectors.page_cap:
             break
@@ -82,13 +81,13 @@ async def _read_listing(
             break
         visited.add(next_url)
         try:
-            page = await fetch_async(client, next_url, settings=settings, limiter=limiter)
-            document = parse_html(page.content, page.content_type)
+            fetched = await fetch_async(client, next_url, settings=settings, limiter=limiter)
+            document = parse_html(fetched.content, fetched.content_type)
         except SourceError as exc:
             # The pages read so far stand; a broken later page is worth a warning, no more.
             warnings.append(f"page {pages + 1} not read: {exc}")
             break
-        page_url, pages = page.url, pages + 1
+        page_url, pages = fetched.url, pages + 1
     if not items and pages == 1:
         raise SourceError(f"the selector {selectors.item!r} found no items on {first.url}")
     return items, selectors, pages
@@ -124,18 +123,16 @@ async def read_source(
         result.kind = "feed"
         result.items = parse_feed(first.content, first.url, first.content_type)
         return _capped(result)
+    document = parse_html(first.content, first.content_type)
+    result.title = _page_title(document)
     if kind == "auto" and sniffed == "html" and selectors is None:
-        document = parse_html(first.content, first.content_type)
         feeds = discover_feeds(document, first.url)
         feed = await _first_readable_feed(client, feeds, settings, limiter)
         if feed is not None:
             result.kind, result.feed_url = "feed", feed[0].url
             result.items = feed[1]
-            result.title = _page_title(document)
             return _capped(result)
-    document = parse_html(first.content, first.content_type)
     result.kind = "html"
-    result.title = _page_title(document)
     try:
         items, used, pages = await _read_listing(
             client, first, document, selectors, language, settings, limiter, result.warnings
@@ -177,18 +174,6 @@ def _capped(result: ReadResult) -> ReadResult:
     return result
 
 
-def try_source(
-    url_or_path: str,
-    kind: str = "auto",
-    selectors: dict[str, Any] | Selectors | None = None,
-    language: str | None = None,
-    *,
-    settings: Settings | None = None,
-) -> list[ParsedItem]:
-    """The items a source gives now, without storing anything (`digest sources try`)."""
-    return read_once(url_or_path, kind, selectors, language, settings=settings).items
-
-
 def read_once(
     url_or_path: str,
     kind: str = "auto",
@@ -197,7 +182,8 @@ def read_once(
     *,
     settings: Settings | None = None,
 ) -> ReadResult:
-    """`read_source` for one target from synchronous code, with its own HTTP client."""
+    """`read_source` for one target from synchronous code, with its own HTTP client: what a
+    source gives now, without storing anything (`digest sources try`)."""
     chosen = as_selectors(selectors)
 
     async def once() -> ReadResult:

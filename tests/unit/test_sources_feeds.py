@@ -9,7 +9,7 @@ import pytest
 
 from digest.sources.errors import SourceError
 from digest.sources.feeds import looks_like, parse_feed
-from digest.sources.reader import read_once, try_source
+from digest.sources.reader import read_once
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "sources" / "feeds"
 URL = "https://coop.example.org/feed.xml"
@@ -98,7 +98,7 @@ def test_html_page_is_a_clear_error_not_zero_items() -> None:
     # Through the reader too, whatever kind is asked for.
     for kind in ("auto", "feed", "html"):
         with pytest.raises(SourceError):
-            try_source(str(FEEDS / "not_a_feed.html"), kind=kind)
+            read_once(str(FEEDS / "not_a_feed.html"), kind=kind)
 
 
 def test_empty_and_garbage_are_errors() -> None:
@@ -164,6 +164,8 @@ def test_illformed_feeds_never_crash(name: str) -> None:
 def test_html_in_title_is_dropped_and_summary_sanitised() -> None:
     (item,) = parse_feed(ILLFORMED["html_in_cdata"], "https://x.org/feed")
     assert item.title == "Real title"
+    # The handler is gone; the picture stays, resolved against the feed.
+    assert item.summary_html == '<img src="https://x.org/x">' and item.summary_text == ""
 
 
 def test_read_once_auto_detects_feeds_from_disk() -> None:
