@@ -34,7 +34,8 @@ _STATE_CLASSES = {
     "is-active", "is-first", "is-last", "featured", "sticky", "new", "hidden",
 }  # fmt: skip
 _CSS_IDENT = re.compile(r"^-?[_a-zA-Z][_a-zA-Z0-9-]*$")
-_HEADING = {"h1", "h2", "h3", "h4", "h5", "h6"}
+# In rank order: a link holding two headings is titled by the higher one.
+_HEADING = ("h1", "h2", "h3", "h4", "h5", "h6")
 _STOP_AT = {"body", "html", "main"}
 _DATEISH = re.compile(
     r"\d{4}|\d{1,2}[./-]\d{1,2}[./-]\d{2}|(jan|feb|m[aä]r|apr|ma[iy]|jun|jul|aug|sep|o[ck]t|nov|d[eé]c"
@@ -101,9 +102,7 @@ def _headline_links(document: Any, base: str) -> list[tuple[Any, str]]:
 
 def _title_score(link: Any) -> tuple[int, int]:
     in_heading = any(str(a.tag).lower() in _HEADING for a in link.iterancestors())
-    has_heading = link.find(".//h1") is not None or any(
-        link.find(f".//{h}") is not None for h in _HEADING
-    )
+    has_heading = any(link.find(f".//{h}") is not None for h in _HEADING)
     titled = (
         "title" in (link.get("class") or "").lower()
         or "headline" in (link.get("class") or "").lower()

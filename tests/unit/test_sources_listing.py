@@ -125,6 +125,20 @@ def test_cards_whose_link_wraps_label_and_heading() -> None:
     assert items[2].published_at is None
 
 
+def test_a_link_holding_two_headings_is_titled_by_the_higher_one() -> None:
+    # Whatever the process's hash seed: the headings are tried in rank order, not set order.
+    cards = "".join(
+        f'<div class="card"><a href="/n/{n}"><h5 class="kicker">News</h5>'
+        f'<h3 class="card-title">Card number {n} tells its story</h3></a></div>'
+        for n in range(3)
+    )
+    page = f"<html><body><section>{cards}</section></body></html>".encode()
+    selectors = infer_selectors(parse_html(page), "https://cards.example.org/")
+    assert selectors.title == "h3.card-title"
+    items = parse_listing(page, "https://cards.example.org/", selectors).items
+    assert [i.title for i in items] == [f"Card number {n} tells its story" for n in range(3)]
+
+
 def test_discovery_prefers_the_main_atom_feed() -> None:
     document = parse_html((PAGES / "cards.html").read_bytes())
     feeds = discover_feeds(document, "https://cards.example.org/news")
