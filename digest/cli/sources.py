@@ -9,35 +9,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from digest.db import session_scope
-from digest.models import ListSource, MailingList, Source
-from digest.sources.errors import SourceError
+from digest.cli.common import UsageProblem, console, unit_of_work
+from digest.errors import DigestError
+from digest.models import Source
 from digest.sources.fetch import normalise_target
 from digest.sources.listing import Selectors
 from digest.sources.parsed import ParsedItem
 from digest.sources.reader import ReadResult, read_once
+from digest.subscribers.lists import get_list, link_source
 
 app = typer.Typer(
     help="Try a feed or listing page, add it as a source, list the sources' health.",
     no_args_is_help=True,
 )
-console = Console()
 
 
 class Kind(StrEnum):
     auto = "auto"
     feed = "feed"
     html = "html"
-
-
-def fail(message: str) -> typer.Exit:
-    """One clear line on stderr; the caller raises the returned Exit (code 2)."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def iso_utc(value: datetime | None) -> str | None:
@@ -77,11 +70,8 @@ def _selectors(
     if not chosen:
         return None
     if not item:
-        raise fail("--item is needed with the other selectors (or give none to infer them)")
-    try:
-        return Selectors.from_dict(chosen)
-    except SourceError as exc:
-        raise fail(str(exc)) from exc
+        raise UsageProblem("--item is needed with the other selectors (or give none to infer them)")
+    return Selectors.from_dict(chosen)
 
 
 # Options shared by `try` and `add`.
@@ -100,13 +90,6 @@ MAX_PAGES = typer.Option(None, "--max-pages", min=1, max=50, help="Pages to read
 PAGE_PARAM = typer.Option(None, "--page-param", help="Query parameter counting pages: page.")
 PAGE_STEP = typer.Option(None, "--page-step", min=1, help="Its step, e.g. 20 for offsets.")
 LANGUAGE = typer.Option(None, "--language", help="Language of the dates, e.g. fr (a hint).")
-
-
-def _read(target: str, kind: Kind, selectors: Selectors | None, language: str | None) -> ReadResult:
-    try:
-        return read_once(target, kind.value, selectors, language)
-    except SourceError as exc:
-        raise fail(str(exc)) from exc
 
 
 def _selector_line(selectors: Selectors) -> str:
@@ -150,7 +133,7 @@ def try_(
     selectors = _selectors(
         item, title, link, date, summary, next_, max_pages, page_param, page_step
     )
-    result = _read(target, kind, selectors, language)
+    result = read_once(target, kind.value, selectors, language)
     if as_json:
         typer.echo(json.dumps([item_json(i) for i in result.items], ensure_ascii=False, indent=2))
         if result.kind == "html" and result.selectors and result.selectors.inferred:
@@ -191,21 +174,14 @@ def add(
     selectors = _selectors(
         item, title, link, date, summary, next_, max_pages, page_param, page_step
     )
-    try:
-        url = normalise_target(target)
-    except SourceError as exc:
-        raise fail(str(exc)) from exc
-    result = _read(url, kind, selectors, language)
+    url = normalise_target(target)
+    result = read_once(url, kind.value, selectors, language)
     stored_url = result.feed_url or url
-    with session_scope() as session:
+    with unit_of_work() as session:
         existing = session.scalar(select(Source).where(Source.url == stored_url))
         if existing is not None:
-            raise fail(f"{stored_url} is already source {existing.id} ({existing.name})")
-        mailing_list = None
-        if list_slug is not None:
-            mailing_list = session.scalar(select(MailingList).where(MailingList.slug == list_slug))
-            if mailing_list is None:
-                raise fail(f"there is no list {list_slug!r}")
+            raise DigestError(f"{stored_url} is already source {existing.id} ({existing.name})")
+        mailing_list = get_list(session, list_slug) if list_slug is not None else None
         source = Source(
             name=(name or result.title or urlsplit(stored_url).netloc or stored_url)[:200],
             url=stored_url,
@@ -217,7 +193,7 @@ def add(
         session.add(source)
         session.flush()
         if mailing_list is not None:
-            session.add(ListSource(list_id=mailing_list.id, source_id=source.id))
+            link_source(session, mailing_list.id, source.id)
         source_id, source_name = source.id, source.name
     linked = f", linked to list {list_slug}" if list_slug else ""
     console.print(f"added source {source_id} {source_name!r}{linked}", markup=False)
@@ -229,7 +205,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print the sources as a JSON array."),
 ) -> None:
     """The sources with their health: last success, failures in a row, last error, next fetch."""
-    with session_scope() as session:
+    with unit_of_work() as session:
         query = select(Source.id, func.count()).join(Source.items).group_by(Source.id)
         counts: dict[int, int] = {source_id: n for source_id, n in session.execute(query)}
         rows: list[dict[str, Any]] = [
@@ -269,7 +245,3 @@ def list_(
             str(row["last_error"] or ""),
         )
     console.print(table)
-
-
-if __name__ == "__main__":
-    app()

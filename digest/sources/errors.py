@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from digest.errors import DigestError
 
-class SourceError(Exception):
+
+class SourceError(DigestError):
     """A source could not be read: fetch failed, not a feed, no items found, bad selectors.
 
     The message is written for the editor ("HTTP 404 Not Found for https://…"), one line,
-    because it is shown in `digest sources list` and stored in `Source.last_error`.
+    because it is shown in `digest sources list` and stored in `Source.last_error`; the
+    edges tell it as they tell any `DigestError`.
     """
 
 

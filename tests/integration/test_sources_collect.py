@@ -206,16 +206,23 @@ def test_listing_sources_from_disk_and_inferred(session: Session, server: Source
     assert undated[0].first_seen_at == NOW  # dated by first-seen
 
 
-def test_cli_try_add_and_list(db_url: str, server: SourceServer, session: Session) -> None:
-    from typer.testing import CliRunner
+def sources_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`digest sources ARGS` through the real entry point: (exit code, stdout, stderr)."""
+    from digest.cli import main
 
-    from digest.cli.sources import app
+    capsys.readouterr()
+    code = main(["sources", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
-    runner = CliRunner()
+
+def test_cli_try_add_and_list(
+    db_url: str, server: SourceServer, session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
     feed_url = server.add("/feed.xml", Page(FEED, "application/rss+xml"))
-    tried = runner.invoke(app, ["try", feed_url, "--json"])
-    assert tried.exit_code == 0, tried.output
-    assert json.loads(tried.stdout) == [
+    code, out, err = sources_cli(capsys, "try", feed_url, "--json")
+    assert code == 0, err
+    assert json.loads(out) == [
         {
             "title": "Cooperatives grow in the region this year",
             "url": "https://ex.org/a?utm_source=rss",
@@ -231,9 +238,9 @@ def test_cli_try_add_and_list(db_url: str, server: SourceServer, session: Sessio
             "guid": "https://ex.org/b",
         },
     ]
-    table = runner.invoke(app, ["try", str(SAMPLE_LISTING), "--kind", "html"])
-    assert table.exit_code == 0 and "selectors (inferred)" in table.stdout
-    assert "li.news-item" in table.stdout
+    code, out, _err = sources_cli(capsys, "try", str(SAMPLE_LISTING), "--kind", "html")
+    assert code == 0 and "selectors (inferred)" in out
+    assert "li.news-item" in out
 
     session.add(MailingList(slug="sse", name="SSE news"))
     session.commit()
@@ -241,24 +248,26 @@ def test_cli_try_add_and_list(db_url: str, server: SourceServer, session: Sessio
     server.add(
         "/feed.atom", Page((FIXTURES / "feeds" / "atom.xml").read_bytes(), "application/atom+xml")
     )
-    added = runner.invoke(app, ["add", server.url("/"), "--list", "sse"])
-    assert added.exit_code == 0, added.output
+    code, _out, err = sources_cli(capsys, "add", server.url("/"), "--list", "sse")
+    assert code == 0, err
     source = session.scalar(select(Source))
     assert source is not None and source.url == server.url("/feed.atom") and source.kind == "feed"
     assert session.scalar(select(ListSource.source_id)) == source.id
-    listing = runner.invoke(app, ["add", str(SAMPLE_LISTING), "--name", "Sample", "--kind", "html"])
-    assert listing.exit_code == 0, listing.output
+    code, _out, err = sources_cli(
+        capsys, "add", str(SAMPLE_LISTING), "--name", "Sample", "--kind", "html"
+    )
+    assert code == 0, err
     stored = session.scalar(select(Source).where(Source.name == "Sample"))
     assert stored is not None and stored.selectors == SAMPLE_SELECTORS
     assert stored.url == SAMPLE_LISTING.resolve().as_uri()
 
     source.last_error, source.consecutive_failures = "HTTP 500 for the feed", 3
     session.commit()
-    shown = runner.invoke(app, ["list", "--json"])
-    rows = {row["name"]: row for row in json.loads(shown.stdout)}
+    _code, out, _err = sources_cli(capsys, "list", "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
     assert rows["Sample"]["kind"] == "html"
     assert [r["consecutive_failures"] for r in rows.values()] == [3, 0]
-    assert runner.invoke(app, ["list"]).exit_code == 0
+    assert sources_cli(capsys, "list")[0] == 0
 
     for args in (
         ["add", str(SAMPLE_LISTING), "--kind", "html"],  # already a source
@@ -267,7 +276,7 @@ def test_cli_try_add_and_list(db_url: str, server: SourceServer, session: Sessio
         ["try", "--kind", "feed", str(FIXTURES / "feeds" / "not_a_feed.html")],
         ["try", str(SAMPLE_LISTING), "--item", "li["],
     ):
-        bad = runner.invoke(app, args)
-        assert bad.exit_code == 2, (args, bad.output)
-        assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
-        assert "Traceback" not in bad.output
+        code, out, err = sources_cli(capsys, *args)
+        assert code == 2, (args, out, err)
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert "Traceback" not in out + err
