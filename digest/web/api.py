@@ -9,6 +9,7 @@ Times are UTC, ISO 8601 with "Z".
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -20,7 +21,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from digest.config import Settings
 from digest.delivery.ledger import issue_progress
 from digest.errors import NotFound
 from digest.issues import lifecycle
@@ -30,7 +30,8 @@ from digest.pipeline import approve_issue
 from digest.subscribers.lists import get_list
 from digest.web import dispatch, overview
 from digest.web.auth import require_admin, require_api_header
-from digest.web.guarded import GuardedRoute, Handled, SessionDep
+from digest.web.deps import SessionDep, SettingsDep
+from digest.web.guarded import GuardedRoute, Handled
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -188,17 +189,12 @@ class SourceOut(Out):
     next_fetch_at: UtcTime | None
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def issue_detail(session: Session, issue_id: int) -> IssueDetail:
     issue = lifecycle.get_issue(session, issue_id)
     row = overview.issue_row(session, issue)
     return IssueDetail.model_validate(
         {
-            **IssueSummary.model_validate(row).model_dump(),
+            **asdict(row),
             "preheader": issue.preheader,
             "intro": issue.intro,
             "period_start": issue.period_start,
@@ -286,13 +282,12 @@ def progress(session: SessionDep, issue_id: int) -> Progress:
 
 @router.post("/issues/{issue_id}/proof", response_model=list[ProofOutcome])
 def proof(
-    request: Request, session: SessionDep, issue_id: int, body: ProofRequest
+    session: SessionDep, settings: SettingsDep, issue_id: int, body: ProofRequest
 ) -> list[ProofOutcome]:
     """Send a proof copy (drafts too) to up to 20 addresses; no ledger is touched."""
     from digest.delivery.transports import make_transport
     from digest.issues.proof import send_proof
 
-    settings = _settings(request)
     transport = make_transport(settings)
     try:
         results = send_proof(session, issue_id, body.addresses, transport, settings)
@@ -314,12 +309,16 @@ def approve(session: SessionDep, issue_id: int) -> Approval:
 
 @router.post("/issues/{issue_id}/send", response_model=Sending, status_code=202)
 def send(
-    request: Request, session: SessionDep, background: BackgroundTasks, issue_id: int
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    issue_id: int,
 ) -> Sending:
     """Approved -> sending: one delivery per confirmed subscriber, then sent by the workers
     (with a broker) or by this server process after the response (without one)."""
     sf = request.app.state.sessionmaker
-    return _sending(dispatch.send(session, issue_id, _settings(request), background, sf))
+    return _sending(dispatch.send(session, issue_id, settings, background, sf))
 
 
 @router.post("/issues/{issue_id}/pause", response_model=IssueDetail)
@@ -330,10 +329,14 @@ def pause(session: SessionDep, issue_id: int) -> IssueDetail:
 
 @router.post("/issues/{issue_id}/resume", response_model=Sending, status_code=202)
 def resume(
-    request: Request, session: SessionDep, background: BackgroundTasks, issue_id: int
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    issue_id: int,
 ) -> Sending:
     sf = request.app.state.sessionmaker
-    return _sending(dispatch.resume(session, issue_id, _settings(request), background, sf))
+    return _sending(dispatch.resume(session, issue_id, settings, background, sf))
 
 
 @router.post("/issues/{issue_id}/cancel", response_model=IssueDetail)

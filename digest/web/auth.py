@@ -24,6 +24,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from digest.config import Settings
+from digest.web.deps import SettingsDep, app_settings
 
 ADMIN_USER = "admin"
 REALM = "digest editor"
@@ -56,17 +57,12 @@ class CsrfRefused(HTTPException):
         super().__init__(status_code=403, detail=detail)
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def require_admin(
-    request: Request,
+    settings: SettingsDep,
     credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> str:
     """The signed-in user's name; 404 when the feature is off, 401 without the password."""
-    password = _settings(request).admin_password
+    password = settings.admin_password
     if not password:
         raise FeatureOff()
     if credentials is None:
@@ -120,7 +116,7 @@ async def require_form_csrf(request: Request) -> None:
         raise CsrfRefused("this form was sent from another site")
     form = await request.form()  # Starlette caches it: the endpoint's Form() fields reuse it
     token = form.get(CSRF_FIELD)
-    if not csrf_valid(_settings(request), token if isinstance(token, str) else None):
+    if not csrf_valid(app_settings(request), token if isinstance(token, str) else None):
         raise CsrfRefused("this form has expired or did not come from the editor; reload the page")
 
 

@@ -11,12 +11,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 
 
+def app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def mark_failed(request: Request) -> None:
+    """The endpoint answered an error itself: roll the request's session back, not commit."""
+    request.state.rolled_back = True
+
+
 def _session(request: Request) -> Iterator[Session]:
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     session = factory()
     try:
         yield session
-        session.commit()
+        if getattr(request.state, "rolled_back", False):
+            session.rollback()
+        else:
+            session.commit()
     except BaseException:
         session.rollback()
         raise
@@ -24,12 +37,7 @@ def _session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 # scope="function": the commit happens before the response leaves, so a page never says
 # "unsubscribed" for a change that failed to commit.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]

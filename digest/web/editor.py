@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +20,6 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from digest.config import Settings
 from digest.delivery.ledger import issue_progress
 from digest.errors import DigestError, NotFound
 from digest.issues import lifecycle
@@ -31,7 +30,8 @@ from digest.pipeline import approve_issue
 from digest.subscribers.service import count_by_status
 from digest.web import dispatch, overview
 from digest.web.auth import csrf_token, require_admin, require_form_csrf
-from digest.web.guarded import GuardedRoute, Handled, SessionDep, mark_failed
+from digest.web.deps import SessionDep, SettingsDep, app_settings, mark_failed
+from digest.web.guarded import GuardedRoute, Handled
 from digest.web.templating import TEMPLATES_DIR, render, root_path
 
 EDITOR_CSP = (
@@ -68,6 +68,7 @@ TITLES = {
     403: "This form can’t be sent",
     404: "Not found",
 }
+T = TypeVar("T")
 
 
 def when(value: datetime | None) -> str:
@@ -83,9 +84,8 @@ def page(
     *,
     signed_in: bool = True,
 ) -> HTMLResponse:
-    settings: Settings = request.app.state.settings
     values = {
-        "csrf": csrf_token(settings) if signed_in else "",
+        "csrf": csrf_token(app_settings(request)) if signed_in else "",
         "signed_in": signed_in,
         "when": when,
         "section": "",
@@ -180,10 +180,15 @@ def issue_page(
     context = {
         "section": "issues",
         "issue": issue,
-        "row": overview.issue_row(session, issue),
         "list": lst,
         "items": overview.issue_items(session, issue_id),
-        "receiving": count_by_status(session, lst.id).get("confirmed", 0),
+        # Only an approved issue's send form shows it: no count of the whole list on each
+        # refresh while sending.
+        "receiving": (
+            count_by_status(session, lst.id).get("confirmed", 0)
+            if issue.status == "approved"
+            else 0
+        ),
         "progress": issue_progress(session, issue_id),
         "view": view,
         "width": WIDTHS.get(view, 600),
@@ -226,20 +231,26 @@ def _act(
     request: Request,
     session: Session,
     issue_id: int,
-    action: Callable[[], object],
-    done: str,
+    action: Callable[[], T],
+    done: str | Callable[[T], str],
     anchor: str = "",
 ) -> Response:
-    """Run a change; redirect to the issue with a notice, or show the page with the reason."""
+    """Run a change; redirect to the issue with its notice (`done`, or `done(result)` when
+    the notice depends on the outcome), or show the page with the reason it was refused."""
     try:
-        action()
+        result = action()
     except NotFound:
         raise
     except DigestError as exc:
         session.rollback()
         mark_failed(request)
         return issue_page(request, session, issue_id, error=str(exc), status_code=409)
-    return _redirect(request, f"/issues/{issue_id}?done={done}{anchor}")
+    notice = done(result) if callable(done) else done
+    return _redirect(request, f"/issues/{issue_id}?done={notice}{anchor}")
+
+
+def _sending(result: dispatch.Dispatch) -> str:
+    return f"sending-{result.mode}"
 
 
 @router.post("/issues/{issue_id}/items/{item_id}/move")
@@ -283,6 +294,7 @@ def edit_issue(
 def send_proof(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     issue_id: int,
     addresses: Annotated[str, Form(max_length=10_000)],
 ) -> Response:
@@ -291,9 +303,9 @@ def send_proof(
     from digest.issues import proof
 
     emails = [a for a in addresses.replace(",", "\n").split() if a]
-    transport = make_transport(request.app.state.settings)
+    transport = make_transport(settings)
     try:
-        results = proof.send_proof(session, issue_id, emails, transport)
+        results = proof.send_proof(session, issue_id, emails, transport, settings)
     except NotFound:
         raise
     except DigestError as exc:
@@ -323,6 +335,7 @@ def approve(request: Request, session: SessionDep, issue_id: int) -> Response:
 def send(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     background: BackgroundTasks,
     issue_id: int,
     confirm: Annotated[str | None, Form()] = None,
@@ -331,16 +344,13 @@ def send(
         error = "Tick the box to confirm that the issue should go to every subscriber."
         return issue_page(request, session, issue_id, error=error, status_code=400)
     sf = request.app.state.sessionmaker
-    settings = request.app.state.settings
-    result: list[dispatch.Dispatch] = []
-
-    def start() -> None:
-        result.append(dispatch.send(session, issue_id, settings, background, sf))
-
-    response = _act(request, session, issue_id, start, "sending")
-    if result:
-        return _redirect(request, f"/issues/{issue_id}?done=sending-{result[0].mode}")
-    return response
+    return _act(
+        request,
+        session,
+        issue_id,
+        lambda: dispatch.send(session, issue_id, settings, background, sf),
+        _sending,
+    )
 
 
 @router.post("/issues/{issue_id}/pause")
@@ -350,19 +360,20 @@ def pause(request: Request, session: SessionDep, issue_id: int) -> Response:
 
 @router.post("/issues/{issue_id}/resume")
 def resume(
-    request: Request, session: SessionDep, background: BackgroundTasks, issue_id: int
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    issue_id: int,
 ) -> Response:
     sf = request.app.state.sessionmaker
-    settings = request.app.state.settings
-    result: list[dispatch.Dispatch] = []
-
-    def start() -> None:
-        result.append(dispatch.resume(session, issue_id, settings, background, sf))
-
-    response = _act(request, session, issue_id, start, "sending")
-    if result:
-        return _redirect(request, f"/issues/{issue_id}?done=sending-{result[0].mode}")
-    return response
+    return _act(
+        request,
+        session,
+        issue_id,
+        lambda: dispatch.resume(session, issue_id, settings, background, sf),
+        _sending,
+    )
 
 
 @router.post("/issues/{issue_id}/cancel")

@@ -1,52 +1,27 @@
-"""What the editor and the API routes share: errors answered by the route, and a session
-that is rolled back when the answer is an error.
+"""What the editor and the API routes share: errors answered by the route itself.
 
 The app's exception handlers speak to subscribers (HTML pages, no headers kept), so the
 editor and API routes answer their own errors: a 401 must keep its WWW-Authenticate header,
 the API answers JSON. An error answered that way leaves the endpoint normally, so the session
-dependency is told (request.state) to roll back instead of committing.
+dependency is told (`deps.mark_failed`) to roll back instead of committing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Annotated, Any
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from digest.errors import DigestError
 from digest.web.auth import FeatureOff
+from digest.web.deps import mark_failed
 
 Handled = HTTPException | RequestValidationError | DigestError
-
-
-def mark_failed(request: Request) -> None:
-    request.state.rolled_back = True
-
-
-def _session(request: Request) -> Iterator[Session]:
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
-    session = factory()
-    try:
-        yield session
-        if getattr(request.state, "rolled_back", False):
-            session.rollback()
-        else:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-# scope="function": committed before the response leaves, as for the public pages.
-SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 
 class GuardedRoute(APIRoute):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
@@ -48,7 +48,7 @@ class IssueRow:
     created_at: datetime
     approved_at: datetime | None
     sent_at: datetime | None
-    progress: dict[str, int] = field(default_factory=empty_progress)
+    progress: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +72,6 @@ class ListRow:
     sources: int
     last_issue: IssueRow | None
     draft_issue_id: int | None
-
-    @property
-    def receiving(self) -> int:
-        return self.subscribers.get("confirmed", 0)
 
 
 @dataclass(frozen=True, slots=True)
