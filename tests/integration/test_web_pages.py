@@ -8,8 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.types import Message, Receive, Scope, Send
 
 from digest import placeholders as ph
+from digest.db import session_factory
 from digest.models import Event, Issue, MailingList, Subscriber, Subscription
 from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
@@ -253,11 +255,25 @@ def test_unknown_path_is_a_404_page(client) -> None:
     assert "couldn’t find" in response.text
 
 
-def test_request_commits_before_answering(client, session, seeded) -> None:
+def test_request_commits_before_answering(db_url, seeded) -> None:
     """The page only says "unsubscribed" for a change another connection can already see."""
-    client.post(unsubscribe_path(seeded.subscription_id))
-    session.expire_all()
-    count = session.scalar(
-        select(func.count()).select_from(Subscription).where(Subscription.status == "unsubscribed")
-    )
-    assert count == 1
+    app = create_app()
+    seen_at_response_start: list[int] = []
+
+    def unsubscribed() -> int:
+        with session_factory(db_url)() as other:
+            query = select(func.count()).where(Subscription.status == "unsubscribed")
+            return int(other.scalar(query) or 0)
+
+    # TestClient returns only once the app is done, commit or not: look when the answer starts.
+    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+        async def watching_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen_at_response_start.append(unsubscribed())
+            await send(message)
+
+        await app(scope, receive, watching_send)
+
+    response = TestClient(watched).post(unsubscribe_path(seeded.subscription_id))
+    assert response.status_code == 200
+    assert seen_at_response_start == [1]
