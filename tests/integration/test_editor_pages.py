@@ -174,7 +174,7 @@ def test_proof_approve_send(client: TestClient, session: Session, seeded: Seeded
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 5
 
 
-def test_pause_resume_cancel_discard(client: TestClient, session: Session, seeded: Seeded) -> None:
+def test_pause_resume_cancel(client: TestClient, session: Session, seeded: Seeded) -> None:
     base = f"/editor/issues/{seeded.issue_id}"
     post(client, f"{base}/approve")
     issue = session.get(Issue, seeded.issue_id)
