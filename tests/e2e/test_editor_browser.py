@@ -1,14 +1,11 @@
 """The editor in a real browser (Debian's Chromium via Playwright): open an issue, look at
 its preview, drop and move items, approve it; lists and sources pages on a phone and a desktop.
 
-Screenshots land in the test's tmp dir (or DIGEST_TEST_SCREENSHOTS when set) for a human.
+The browser and the screenshot folder come from tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,7 @@ from tests.e2e import test_web_browser as web
 from tests.integration.test_editor_api import PASSWORD, TITLES, order, seed_issue
 from tests.integration.test_web_http import live_server
 
-DESKTOP, LOCAL, PHONE = web.DESKTOP, web.LOCAL, web.PHONE
-browser = web.browser  # the module's Chromium fixture
+DESKTOP, PHONE = web.DESKTOP, web.PHONE
 WIDE = {"width": 1440, "height": 1000}
 
 
@@ -34,15 +30,6 @@ def editor_page(browser: Any, viewport: dict[str, int], password: str = PASSWORD
     page.console_errors = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     return page
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "screenshots"
-    folder.mkdir()
-    yield folder
-    if keep := os.environ.get("DIGEST_TEST_SCREENSHOTS"):
-        shutil.copytree(folder, keep, dirs_exist_ok=True)
 
 
 @pytest.fixture

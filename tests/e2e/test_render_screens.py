@@ -1,38 +1,26 @@
 """The rendered issue in a real headless Chromium at 375 px and 600 px: no horizontal overflow.
 
 Page and images come from an HTTP server this test starts on 127.0.0.1; every other request is
-aborted, so nothing leaves the machine. Screenshots go to the test's tmp dir, or to
-$DIGEST_TEST_SCREENSHOT_DIR when set (to look at the design).
+aborted, so nothing leaves the machine. The browser and the screenshot folder (copied to
+$DIGEST_TEST_SCREENSHOTS when set, to look at the design) come from tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from digest.render.issue import render_issue
 from digest.render.sample import sample_issue_view
-from tests.conftest import IN_CI
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 IMAGE = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="600" viewBox="0 0 1200 600">
 <defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1">
 <stop offset="0" stop-color="#2d6cdf"/><stop offset="1" stop-color="#7fb3ff"/>
@@ -46,15 +34,6 @@ WIDE_SUMMARY = (
     "<p>https://www.example.org/a/really/long/unbreakable/address/that/goes/on/and/on/forever/"
     "and-on-and-on-and-on-and-on</p>"
 )
-
-
-@pytest.fixture
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing (CI must run the browser tests)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    return CHROMIUM
 
 
 @pytest.fixture
@@ -96,53 +75,43 @@ def _write_issue(base: str, root: Path) -> Path:
 
 
 @pytest.mark.service
-def test_issue_fits_375_and_600_px_without_horizontal_scroll(chromium_path, served, tmp_path):
-    from playwright.sync_api import Route, sync_playwright
-
+def test_issue_fits_375_and_600_px_without_horizontal_scroll(browser, served, shots):
     base, root = served
     _write_issue(base, root)
     outside: list[str] = []
 
-    def only_local(route: Route) -> None:
+    def only_local(route: Any) -> None:
         if route.request.url.startswith(base + "/"):
             route.continue_()
         else:
             outside.append(route.request.url)
             route.abort()
 
-    shots = Path(os.environ.get("DIGEST_TEST_SCREENSHOT_DIR") or tmp_path / "shots")
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium_path), args=FLAGS)
-        try:
-            for width in (375, 600):
-                page = browser.new_page(viewport={"width": width, "height": 1000})
-                page.route("**/*", only_local)
-                page.goto(f"{base}/issue.html", wait_until="load")
-                metrics = page.evaluate(
-                    """() => ({
-                        scroll: document.documentElement.scrollWidth,
-                        body: document.body.scrollWidth,
-                        lang: document.documentElement.lang,
-                        images: [...document.images].map(i => [i.alt, i.naturalWidth,
-                                 i.getBoundingClientRect().right]),
-                        h1: document.querySelector('h1').textContent,
-                    })"""
-                )
-                page.screenshot(path=str(shots / f"issue-{width}.png"), full_page=True)
-                page.close()
-                assert metrics["scroll"] <= width, metrics
-                assert metrics["body"] <= width, metrics
-                assert metrics["lang"] == "en"
-                assert metrics["h1"] == "News on Social and Solidarity Economy"
-                # Every image loaded from the local server, has alt text and stays in view.
-                assert metrics["images"], "the sample issue has images"
-                for alt, natural_width, right in metrics["images"]:
-                    assert alt and natural_width > 0 and right <= width, metrics["images"]
-        finally:
-            browser.close()
+    for width in (375, 600):
+        page = browser.new_page(viewport={"width": width, "height": 1000})
+        page.route("**/*", only_local)
+        page.goto(f"{base}/issue.html", wait_until="load")
+        metrics = page.evaluate(
+            """() => ({
+                scroll: document.documentElement.scrollWidth,
+                body: document.body.scrollWidth,
+                lang: document.documentElement.lang,
+                images: [...document.images].map(i => [i.alt, i.naturalWidth,
+                         i.getBoundingClientRect().right]),
+                h1: document.querySelector('h1').textContent,
+            })"""
+        )
+        page.screenshot(path=str(shots / f"issue-{width}.png"), full_page=True)
+        page.close()
+        assert metrics["scroll"] <= width, metrics
+        assert metrics["body"] <= width, metrics
+        assert metrics["lang"] == "en"
+        assert metrics["h1"] == "News on Social and Solidarity Economy"
+        # Every image loaded from the local server, has alt text and stays in view.
+        assert metrics["images"], "the sample issue has images"
+        for alt, natural_width, right in metrics["images"]:
+            assert alt and natural_width > 0 and right <= width, metrics["images"]
     assert outside == [], f"the email asked for outside resources: {outside}"
     for width in (375, 600):
         assert (shots / f"issue-{width}.png").stat().st_size > 10_000
-    if os.environ.get("DIGEST_TEST_SCREENSHOT_DIR"):
-        shutil.copy(root / "issue.html", shots / "issue.html")
+    shutil.copy(root / "issue.html", shots / "issue.html")  # beside its screenshots

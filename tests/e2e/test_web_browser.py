@@ -1,19 +1,14 @@
 """Every link in a message, clicked in a real browser: Debian's Chromium driven by Playwright.
 
 uvicorn serves the app on a free port of 127.0.0.1; the test opens an unsubscribe link,
-clicks the button, checks the store, then opens the issue's view-online page. Screenshots
-land in the test's tmp dir (or DIGEST_TEST_SCREENSHOTS when set) for a human to look at.
+clicks the button, checks the store, then opens the issue's view-online page. The browser and
+the screenshot folder come from tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from digest.models import Event, Issue, Subscription
@@ -21,41 +16,12 @@ from digest.render.issue import render_issue
 from digest.render.sample import sample_issue_view
 from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
-from tests.conftest import IN_CI
 from tests.integration.test_web_http import live_server
 from tests.integration.test_web_pages import seed
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
 LOCAL = ("http://127.0.0.1:", "data:", "about:")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        message = f"{CHROMIUM} is not installed (Debian package chromium)"
-        if IN_CI:
-            pytest.fail(message + "; CI must run the browser tests")
-        pytest.skip(message)
-    if IN_CI:
-        import playwright.sync_api as sync_api  # CI must have it: no skip
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def new_page(
@@ -76,15 +42,6 @@ def new_page(
     page = context.new_page()
     page.blocked = blocked
     return page
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "screenshots"
-    folder.mkdir()
-    yield folder
-    if keep := os.environ.get("DIGEST_TEST_SCREENSHOTS"):
-        shutil.copytree(folder, keep, dirs_exist_ok=True)
 
 
 def test_unsubscribe_by_clicking_the_button(browser, db_url, session, shots) -> None:
