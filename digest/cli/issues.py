@@ -106,7 +106,7 @@ def preview(
         raise UsageProblem("--format must be html or text")
     with unit_of_work() as session:
         rendered = render_preview(session, issue_id)
-    body = personalise_for_preview(rendered.html if fmt == "html" else rendered.text, fmt)
+    body = personalise_for_preview(rendered.html if fmt == "html" else rendered.text)
     for warning in rendered.warnings:
         err.print(f"warning: {warning}", markup=False)
     if out is None:

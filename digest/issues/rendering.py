@@ -46,7 +46,7 @@ PREVIEW_VALUES = {
 }
 
 
-def personalise_for_preview(body: str, fmt: str) -> str:
+def personalise_for_preview(body: str) -> str:
     """Fill the placeholders with a sample reader, so a preview reads like a real copy."""
     for placeholder, value in PREVIEW_VALUES.items():
         body = body.replace(placeholder, value)
