@@ -17,10 +17,12 @@ GROUPINGS = ("month", "source", "none")
 
 
 def get_list(session: Session, slug_or_id: str | int) -> MailingList:
-    if isinstance(slug_or_id, int) or str(slug_or_id).isdigit():
-        found = session.get(MailingList, int(slug_or_id))
-    else:
+    """A list by slug, else by id: a slug may be all digits ("2024"), and then it wins."""
+    found = None
+    if isinstance(slug_or_id, str):
         found = session.scalar(select(MailingList).where(MailingList.slug == slug_or_id))
+    if found is None and str(slug_or_id).isdigit():
+        found = session.get(MailingList, int(slug_or_id))
     if found is None:
         raise NotFound(f"no list {slug_or_id!r}")
     return found

@@ -5,7 +5,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from digest.errors import NotFound
 from digest.models import Issue, IssueItem, Item, MailingList, Source
+from digest.subscribers.lists import create_list, get_list
 
 
 def _list_with_item(session: Session) -> tuple[MailingList, Item]:
@@ -46,3 +48,14 @@ def test_json_columns_round_trip(session: Session) -> None:
     session.expire_all()
     got = session.scalars(select(Source)).one()
     assert got.selectors == {"item": "li", "max_pages": 3}
+
+
+def test_get_list_by_slug_or_id_and_an_all_digit_slug_wins(session: Session) -> None:
+    first = create_list(session, slug="news", name="News")
+    year = create_list(session, slug="2024", name="Year")
+    session.flush()
+    assert get_list(session, "news") is first and get_list(session, first.id) is first
+    assert get_list(session, str(first.id)) is first  # an id given as text (a CLI argument)
+    assert get_list(session, "2024") is year  # the slug, not a list with id 2024
+    with pytest.raises(NotFound):
+        get_list(session, "9999")
