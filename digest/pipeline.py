@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from digest.delivery.errors import DeliveryError
 from digest.delivery.ledger import plan_deliveries
 from digest.delivery.prepare import prepare_issue_message
 from digest.issues.lifecycle import get_issue, mark_approved, mark_sending
@@ -38,6 +39,6 @@ def start_sending(session: Session, issue_id: int) -> int:
     """
     issue = get_issue(session, issue_id)
     if issue.message_template is None:
-        raise RuntimeError(f"issue {issue_id} was not rendered; approve it first")
+        raise DeliveryError(f"issue {issue_id} was not rendered; approve it first")
     mark_sending(session, issue_id)
     return plan_deliveries(session, issue_id)

@@ -64,13 +64,15 @@ def new_owner() -> str:
 class _LedgerWriter:
     """Groups results and commits them promptly; keeps the counts."""
 
-    def __init__(self, sf: sessionmaker[Session], issue_id: int) -> None:
+    def __init__(self, sf: sessionmaker[Session], issue_id: int, errors_before: int) -> None:
         self.sf = sf
         self.issue_id = issue_id
         self.buffer: list[SendResult] = []
         self.flushed_at = time.monotonic()
         self.sent = self.retried = self.failed = self.deferred = 0
-        self.errors_seen = False
+        # The issue's count of errors in a row may be above 0 (from an earlier batch too):
+        # the next success must write it back to 0.
+        self.errors_seen = errors_before > 0
         # Transport errors in a row (refused, dropped sessions, refused sender) before the
         # issue pauses itself: the relay is down or refuses us, and retrying everything would
         # burn attempts.
@@ -122,8 +124,8 @@ class _LedgerWriter:
                 trailing += 1
             else:
                 any_ok, trailing = True, 0
-        if not trailing and not self.errors_seen:
-            return  # the common case costs no statement
+        if not trailing and not (any_ok and self.errors_seen):
+            return  # no error and no count to reset: the common case costs no statement
         self.errors_seen = trailing > 0
         issue = cast(Table, Issue.__table__)
         errors = trailing if any_ok else issue.c.consecutive_errors + trailing
@@ -165,12 +167,13 @@ def send_batch(
         if issue.status not in SENDABLE:
             return BatchResult()
         template = _load_template(issue)
+        errors_before = issue.consecutive_errors
         claimed = claim(session, issue_id, owner, size or get_settings().batch_size)
         session.commit()
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)
-    writer = _LedgerWriter(sf, issue_id)
+    writer = _LedgerWriter(sf, issue_id, errors_before)
     try:
         for chunk in transport.send(template.bounce_address, recipients, template.personalise):
             writer.add(chunk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mailbox
 import re
+from collections.abc import Iterator, Sequence
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
@@ -16,12 +17,17 @@ from sqlalchemy.orm import Session
 
 from digest import placeholders as P
 from digest.db import session_factory
+from digest.delivery import send as send_module
 from digest.delivery.errors import DeliveryError
 from digest.delivery.ledger import issue_progress, plan_deliveries
 from digest.delivery.maildir import MaildirTransport
 from digest.delivery.prepare import prepare_issue_message
+from digest.delivery.recipient import Recipient
 from digest.delivery.send import BatchResult, send_batch, send_issue_inline
+from digest.delivery.transports import Outcome, Render, SendResult
+from digest.errors import DigestError, NotFound
 from digest.models import Delivery, Issue
+from digest.pipeline import start_sending
 from digest.subscribers.tokens import read_token
 from tests.integration.test_delivery_ledger import seed_issue
 
@@ -132,8 +138,49 @@ def test_paused_cancelled_or_draft_issue_sends_nothing(
 
 
 def test_unprepared_issue_is_a_clear_error(session: Session, db_url: str, tmp_path: Path) -> None:
+    """Clear errors are DigestErrors: the CLI prints one line, the API answers 4xx."""
     issue_id = seed_issue(session, 1, others=False)
     with pytest.raises(DeliveryError, match="not rendered"):
         prepare_issue_message(session, issue_id)
     with pytest.raises(DeliveryError, match="prepare it"):
         send_batch(session_factory(db_url), issue_id, "w", MaildirTransport(tmp_path / "o"))
+    with pytest.raises(DeliveryError, match="approve it first"):
+        start_sending(session, issue_id)
+    with pytest.raises(NotFound, match="does not exist"):
+        send_batch(session_factory(db_url), issue_id + 1, "w", MaildirTransport(tmp_path / "o"))
+    assert issubclass(DeliveryError, DigestError)
+
+
+class Scripted:
+    """A transport that answers the batch's messages with the given results, in order."""
+
+    def __init__(self, *results: tuple[Outcome, bool]) -> None:
+        self.results = results
+
+    def send(
+        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+    ) -> Iterator[list[SendResult]]:
+        for r, (outcome, transport_error) in zip(batch, self.results, strict=True):
+            yield [SendResult(r.delivery_id, outcome, outcome, transport_error)]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_success_resets_the_errors_in_a_row_left_by_an_earlier_batch(
+    session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only errors in a row count towards the self-pause: the next success resets the count,
+    in a later batch too, and a deferred (untried) message in between changes nothing."""
+    monkeypatch.setattr(send_module, "FLUSH_EVERY", 1)  # one ledger write per result
+    issue_id = ready_issue(session, 4, others=False)
+    sf = session_factory(db_url)
+
+    def errors_in_a_row() -> int:
+        session.expire_all()
+        return session.scalars(select(Issue.consecutive_errors).where(Issue.id == issue_id)).one()
+
+    send_batch(sf, issue_id, "w", Scripted(("retry", True), ("retry", True)), size=2)
+    assert errors_in_a_row() == 2
+    send_batch(sf, issue_id, "w", Scripted(("deferred", False), ("sent", False)), size=2)
+    assert errors_in_a_row() == 0
