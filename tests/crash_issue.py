@@ -74,7 +74,7 @@ def planned_addresses(url: str, issue_id: int) -> set[str]:
 
 def leased_by(url: str, issue_id: int, pids: set[int]) -> set[str]:
     """Addresses whose delivery is 'sending' under a lease of one of these processes
-    (a worker's lease owner is `host:pid`): the batches in flight in those processes."""
+    (a lease owner is `host:pid:nonce`): the batches in flight in those processes."""
     with session_scope(url) as session:
         rows = session.execute(
             select(Delivery.email, Delivery.lease_owner).where(

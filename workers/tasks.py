@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,8 @@ from sqlalchemy import select
 
 from digest.config import get_settings
 from digest.db import session_factory, session_scope
-from digest.delivery.ledger import finish_issue_if_done, has_open_deliveries, next_attempt_at
+from digest.delivery.ledger import finish_issue_if_done, next_attempt_at
+from digest.delivery.send import new_owner
 from digest.delivery.send import send_batch as send_one_batch
 from digest.delivery.transports import Transport, make_transport
 from digest.issues.compose import compose_issue
@@ -53,10 +53,6 @@ def close_transport(**_: Any) -> None:
             kept.close()
         except Exception:  # the process is going anyway; a hung relay must not keep it
             log.warning("closing the transport failed", exc_info=True)
-
-
-def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @app.task(name="workers.tasks.collect_due_sources")
@@ -122,17 +118,18 @@ def send_batch(self: Task, issue_id: int) -> dict[str, int]:
     """Claim and send one batch, then chase the next; the last one closes the issue.
     With nothing claimable now but rows still open, come back when they can be."""
     settings = get_settings()
-    result = send_one_batch(session_factory(), issue_id, owner(), transport(), settings.batch_size)
+    owner = new_owner()
+    result = send_one_batch(session_factory(), issue_id, owner, transport(), settings.batch_size)
     if result.claimed:
         chase(issue_id)
-    else:
-        with session_scope() as session:
-            done = finish_issue_if_done(session, issue_id)
-            state = get_issue(session, issue_id).status
-            waiting = has_open_deliveries(session, issue_id)
-            due = next_attempt_at(session, issue_id)
-        if not done and state == "sending" and waiting:
-            chase(issue_id, chase_delay(due, settings.lease_seconds))
+        return asdict(result)
+    with session_scope() as session:
+        done = finish_issue_if_done(session, issue_id)
+        # Not done while sending: some rows are still open (retries waiting, or leased).
+        sending = not done and get_issue(session, issue_id).status == "sending"
+        due = next_attempt_at(session, issue_id) if sending else None
+    if sending:
+        chase(issue_id, chase_delay(due, settings.lease_seconds))
     return asdict(result)
 
 
