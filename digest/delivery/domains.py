@@ -38,8 +38,6 @@ return 1
 
 
 class DomainSlots(Protocol):
-    limit: int
-
     def take(self, domain: str) -> bool:
         """A slot for one more message to `domain` now (False: the domain is at its limit)."""
         ...

@@ -152,10 +152,8 @@ class RateLimiter:
             waited += wait
 
 
-def make_counter(limit: RateLimit, name: str, redis_url: str | None) -> Counter:
-    """Redis counters when a Redis URL is given, else in-process ones."""
-    if redis_url:
-        import redis
-
-        return RedisCounter(limit, name, redis.Redis.from_url(redis_url))
+def make_counter(limit: RateLimit, name: str, redis_client: Any | None) -> Counter:
+    """Redis counters when a Redis client is given, else in-process ones."""
+    if redis_client is not None:
+        return RedisCounter(limit, name, redis_client)
     return LocalCounter(limit)

@@ -36,7 +36,7 @@ from digest.delivery.domains import DomainSlots, make_slots
 from digest.delivery.ratelimit import RateLimit, RateLimiter, make_counter
 from digest.delivery.recipient import Recipient
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection, SmtpError
-from digest.delivery.transports import Render, SendResult
+from digest.delivery.transports import Outcome, Render, SendResult
 
 IDLE_CHECK_SECONDS = 2.0  # an idle session older than this is checked with NOOP before use
 WAIT_SECONDS = 0.2  # the longest the caller waits for results before getting an empty chunk
@@ -165,14 +165,6 @@ class SmtpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    @property
-    def config(self) -> SmtpConfig:
-        return self.routes[0].config
-
-    @property
-    def _idle(self) -> list[SmtpConnection]:
-        return self.routes[0].idle
-
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> SmtpTransport:
         """The relays Settings name: DIGEST_SMTP_TRANSPORTS, else the single DIGEST_SMTP_*.
@@ -195,6 +187,11 @@ class SmtpTransport:
         redis_url = s.rate_limit_redis_url
         if redis_url is None and (s.broker_url or "").startswith(("redis://", "rediss://")):
             redis_url = s.broker_url
+        redis_client = None  # one client (and connection pool) for every shared counter
+        if redis_url:
+            import redis
+
+            redis_client = redis.Redis.from_url(redis_url)
         routes = []
         for relay in relays:
             config = SmtpConfig(
@@ -207,19 +204,14 @@ class SmtpTransport:
             )
             name = relay.name or f"{relay.host}:{relay.port}"
             limit = RateLimit(relay.per_second, relay.per_hour, relay.per_day)
-            limiter = RateLimiter(limit, make_counter(limit, name, redis_url)) if limit else None
+            limiter = RateLimiter(limit, make_counter(limit, name, redis_client)) if limit else None
             routes.append(
                 Route(replace(config, **overrides), relay.connections, relay.weight, name, limiter)
             )
-        domain_redis = None
-        if s.domain_concurrency and redis_url:
-            import redis
-
-            domain_redis = redis.Redis.from_url(redis_url)
         return cls(
             routes=routes,
             domain_concurrency=s.domain_concurrency,
-            domain_redis=domain_redis,
+            domain_redis=redis_client,
             # Stop starting messages well before the lease runs out.
             max_batch_seconds=s.lease_seconds / 2,
         )
@@ -333,23 +325,19 @@ class SmtpTransport:
         """What no relay could take: deferred past a spent rate limit or the batch's time,
         else a transport error to retry (every relay is down)."""
         now = time.monotonic()
-        rate_open = [
-            r.blocked_until - now
-            for r in self.routes
-            if r.blocked_by == "rate" and not r.available(now)
-        ]
-        down = [r for r in self.routes if r.blocked_by == "down" and not r.available(now)]
+        blocked = [r for r in self.routes if not r.available(now)]
+        rate_open = [r.blocked_until - now for r in blocked if r.blocked_by == "rate"]
+        outcome: Outcome
+        if now >= state.deadline:
+            outcome, detail, error, wait = "deferred", "batch time is up", False, 0.0
+        elif rate_open:
+            outcome, detail, error, wait = "deferred", "rate limit reached", False, min(rate_open)
+        else:
+            down = "; ".join(f"{r.name}: {r.last_error}" for r in blocked if r.blocked_by == "down")
+            detail = f"no SMTP session: {down or 'unknown error'}"
+            outcome, error, wait = "retry", True, 0.0
         for recipient in jobs:
-            if now >= state.deadline:
-                state.report(SendResult(recipient.delivery_id, "deferred", "batch time is up"))
-            elif rate_open:
-                wait = max(min(rate_open), 0.0)
-                detail = "rate limit reached"
-                state.report(SendResult(recipient.delivery_id, "deferred", detail, False, wait))
-            else:
-                error = "; ".join(f"{r.name}: {r.last_error}" for r in down) or "unknown error"
-                detail = f"no SMTP session: {error}"
-                state.report(SendResult(recipient.delivery_id, "retry", detail, True))
+            state.report(SendResult(recipient.delivery_id, outcome, detail, error, wait))
 
     async def _run_route(self, index: int, jobs: deque[Recipient], state: _BatchState) -> None:
         route = self.routes[index]

@@ -27,19 +27,14 @@ from digest.delivery.ledger import issue_progress
 from digest.delivery.message import MessageTemplate, build_template
 from digest.delivery.recipient import Recipient
 from digest.delivery.send import BatchResult, send_batch, send_issue_inline
-from digest.delivery.smtp import SmtpTransport
+from digest.delivery.smtp import IDLE_CHECK_SECONDS, SmtpTransport
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection
 from digest.models import Delivery, Issue
 from digest.subscribers.suppression import is_suppressed
 from tests.integration.test_delivery_send import check_copies, parse, ready_issue
+from tests.smtp_server import free_port
 
 USER, PASSWORD = "mailer", "s3cret-pässword"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -50,10 +45,12 @@ class Handler:
     script: dict[str, list[str]] = field(default_factory=dict)
     received: list[tuple[str, bytes]] = field(default_factory=list)
     rcpt_seen: Counter[str] = field(default_factory=Counter)
+    ehlos: int = 0  # sessions opened
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
+        self.ehlos += 1
         session.host_name = hostname
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
@@ -309,7 +306,7 @@ def test_server_down_pauses_the_issue(
 
 
 def test_sessions_are_reused_across_batches(smtp_server: Any) -> None:
-    """Connections stay open between batches; an idle one the server dropped is replaced."""
+    """Connections stay open between batches; an idle one that died is replaced."""
     handler = Handler()
     port = smtp_server(handler)
     template = build_template(
@@ -317,8 +314,16 @@ def test_sessions_are_reused_across_batches(smtp_server: Any) -> None:
         from_name="F", from_email="f@example.org", public_url="https://x.example.org",
     )  # fmt: skip
     transport = SmtpTransport(SmtpConfig(port=port), connections=2)
+    idle = transport.routes[0].idle
     try:
-        for batch in range(3):
+        for batch in range(4):
+            if batch == 3:
+                # One idle session dies (its socket is closed under it) and has been idle long
+                # enough to be checked: the NOOP fails and a fresh session takes its place.
+                dead = idle[0]
+                assert dead._writer is not None
+                dead._writer.transport.abort()
+                dead.last_used -= IDLE_CHECK_SECONDS
             recipients = [
                 Recipient(batch * 10 + i, i, f"r{batch}-{i}@example.com") for i in range(10)
             ]
@@ -329,12 +334,16 @@ def test_sessions_are_reused_across_batches(smtp_server: Any) -> None:
             ]
             assert sorted(r.delivery_id for r in results) == [r.delivery_id for r in recipients]
             assert {r.outcome for r in results} == {"sent"}
-            assert len(transport._idle) == 2
-        first = transport._idle[0]
-        assert isinstance(first, SmtpConnection) and first.pipelining
+            assert len(idle) == 2
+            if batch == 0:
+                first = set(idle)
+            if batch < 3:
+                assert set(idle) == first and handler.ehlos == 2  # the same two sessions
+        assert dead not in idle and len(set(idle) & first) == 1 and handler.ehlos == 3
+        assert all(isinstance(conn, SmtpConnection) and conn.pipelining for conn in idle)
     finally:
         transport.close()
-    assert len(handler.received) == 30
+    assert len(handler.received) == 40
 
 
 def smtp_sink(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
