@@ -191,18 +191,6 @@ def claim(
     return Claim(claimed, sum(map(len, reasons.values())))
 
 
-def claim_batch(
-    session: Session,
-    issue_id: int,
-    owner: str,
-    size: int,
-    now: datetime | None = None,
-    lease_seconds: int | None = None,
-) -> list[Recipient]:
-    """`claim`'s recipients: leased and to be sent."""
-    return claim(session, issue_id, owner, size, now, lease_seconds).recipients
-
-
 def _id_groups(session: Session, ids: Sequence[int]) -> Iterable[ColumnElement[bool]]:
     """`id IN ids` in as few statements as the database allows: one array parameter on
     PostgreSQL (nothing to expand, the same cached statement whatever the count), chunks

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import session_factory
 from digest.delivery.ledger import (
-    claim_batch,
+    claim,
     finish_issue_if_done,
     issue_progress,
     mark_failed,
@@ -19,6 +19,7 @@ from digest.delivery.ledger import (
     mark_sent,
     plan_deliveries,
 )
+from digest.delivery.recipient import Recipient
 from digest.models import (
     Delivery,
     Event,
@@ -31,6 +32,18 @@ from digest.models import (
 from digest.subscribers.suppression import is_suppressed, suppress, unsuppress
 
 NOW = datetime(2024, 2, 21, 10, 0, 0)
+
+
+def claim_batch(
+    session: Session,
+    issue_id: int,
+    owner: str,
+    size: int,
+    now: datetime,
+    lease_seconds: int | None = None,
+) -> list[Recipient]:
+    """The recipients `claim` leased, to be sent."""
+    return claim(session, issue_id, owner, size, now, lease_seconds).recipients
 
 
 def seed_issue(
