@@ -13,16 +13,21 @@ from pathlib import Path
 DIGEST = str(Path(sys.executable).with_name("digest"))
 
 
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without its DIGEST_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(extra or {})
+    return env
+
+
 def run_digest(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    full_env.update(env or {})
     return subprocess.run(
         [DIGEST, *args],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=clean_env(env),
         cwd=cwd,
         timeout=timeout,
         check=False,

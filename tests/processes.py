@@ -16,17 +16,10 @@ from typing import TypeVar
 import pytest
 
 from tests.conftest import IN_CI
-from tests.helpers import DIGEST
+from tests.helpers import DIGEST, clean_env, run_digest
 from tests.smtp_server import free_port
 
 T = TypeVar("T")
-
-
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """The test process's environment without its DIGEST_* settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(extra)
-    return env
 
 
 def wait_until(
@@ -122,6 +115,12 @@ class WorkerProcess:
                 ) from None
         self.handle.close()
         return int(self.proc.returncode)
+
+
+def queue_send(issue_id: int, env: dict[str, str]) -> None:
+    """`digest issues send ISSUE` with a broker: plan the issue and hand it to the workers."""
+    queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+    assert queued.returncode == 0, queued.stdout + queued.stderr
 
 
 def stop_all(workers: list[WorkerProcess]) -> None:

@@ -11,13 +11,14 @@ from pathlib import Path
 from tests.conftest import truncate_all
 from tests.crash_issue import make_issue, planned_addresses, wait_sent
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
-from tests.helpers import run_digest
 from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    queue_send,
     reap,
     require_redis_server,
+    stop_all,
     wait_until,
 )
 
@@ -38,8 +39,7 @@ def test_redis_restarted_mid_send_issue_completes(
             env = digest_env(pg_url, broker.url, smtp.port)
             worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2)
             worker.wait_ready()
-            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
-            assert queued.returncode == 0, queued.stdout + queued.stderr
+            queue_send(issue_id, env)
             wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 40, 0.02, "30% delivered")
 
             broker.kill9()
@@ -50,7 +50,7 @@ def test_redis_restarted_mid_send_issue_completes(
             at_restart = len(handler.log)
 
             status, counts = wait_sent(pg_url, issue_id, 45)
-            assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
+            stop_all([worker])
     finally:
         reap([worker])
         broker.__exit__()

@@ -28,8 +28,10 @@ from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    queue_send,
     reap,
     require_redis_server,
+    stop_all,
     wait_until,
 )
 
@@ -46,14 +48,13 @@ def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
     handler = FlakyHandler(every=10)
     worker: WorkerProcess | None = None
     with RedisServer(tmp_path / "redis") as broker, RestartableSMTPServer(handler) as smtp:
-        env = digest_env(pg_url, broker.url, smtp.port, retry_base_seconds="0.5")
+        env = digest_env(pg_url, broker.url, smtp.port)
         try:
             worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2)
             worker.wait_ready()
-            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
-            assert queued.returncode == 0, queued.stdout + queued.stderr
+            queue_send(issue_id, env)
             status, counts = wait_sent(pg_url, issue_id, 50)
-            assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
+            stop_all([worker])
         finally:
             reap([worker])
 
@@ -85,18 +86,11 @@ def test_smtp_down_pauses_issue_then_resume_completes_it(
     smtp = RestartableSMTPServer(handler)  # not started: the server is down
     worker: WorkerProcess | None = None
     with RedisServer(tmp_path / "redis") as broker:
-        env = digest_env(
-            pg_url,
-            broker.url,
-            smtp.port,
-            retry_base_seconds="0.5",
-            pause_after_errors=str(PAUSE_AFTER),
-        )
+        env = digest_env(pg_url, broker.url, smtp.port, pause_after_errors=str(PAUSE_AFTER))
         try:
             worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2)
             worker.wait_ready()
-            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
-            assert queued.returncode == 0, queued.stdout + queued.stderr
+            queue_send(issue_id, env)
             wait_until(
                 lambda: issue_state(pg_url, issue_id)[0] == "paused", 30, 0.1, "a self-pause"
             )
@@ -111,7 +105,7 @@ def test_smtp_down_pauses_issue_then_resume_completes_it(
             resumed = run_digest("issues", "resume", str(issue_id), env=env, timeout=60)
             assert resumed.returncode == 0, resumed.stdout + resumed.stderr
             status, counts = wait_sent(pg_url, issue_id, 45)
-            assert worker.stop() == 0, "the worker did not exit cleanly on SIGTERM"
+            stop_all([worker])
         finally:
             smtp.stop()
             reap([worker])

@@ -16,11 +16,11 @@ from tests.crash_issue import (
     wait_sent,
 )
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
-from tests.helpers import run_digest
 from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    queue_send,
     reap,
     require_redis_server,
     stop_all,
@@ -47,8 +47,7 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(
             ]
             for w in workers:
                 w.wait_ready()
-            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
-            assert queued.returncode == 0, queued.stdout + queued.stderr
+            queue_send(issue_id, env)
             status, counts = wait_sent(pg_url, issue_id, 50)
             stop_all(workers)
         finally:

@@ -23,11 +23,11 @@ from tests.crash_issue import (
     wait_sent,
 )
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
-from tests.helpers import run_digest
 from tests.processes import (
     RedisServer,
     WorkerProcess,
     digest_env,
+    queue_send,
     reap,
     require_redis_server,
     stop_all,
@@ -65,8 +65,7 @@ def test_kill9_worker_mid_send_then_issue_completes(
             for w in workers:
                 w.wait_ready()
 
-            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
-            assert queued.returncode == 0, queued.stdout + queued.stderr
+            queue_send(issue_id, env)
             wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 40, 0.02, "30% delivered")
 
             # Hold the server's answers so the victim is caught mid-batch, not between two
@@ -138,8 +137,7 @@ def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(
             first = WorkerProcess(env, tmp_path / "first.log", CONCURRENCY)
             workers.append(first)
             first.wait_ready()
-            queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
-            assert queued.returncode == 0, queued.stdout + queued.stderr
+            queue_send(issue_id, env)
             wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 40, 0.02, "30% delivered")
 
             at_term = len(handler.log)

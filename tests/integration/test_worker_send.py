@@ -1,11 +1,10 @@
 """An issue to 5,000 subscribers through a real `digest worker` over Redis and PostgreSQL,
 delivered to an SMTP server on 127.0.0.1: everyone gets exactly one copy with their own link."""
 
-import os
 import re
-import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import redis
 from sqlalchemy import select
@@ -15,14 +14,17 @@ from digest.models import Subscriber, Subscription
 from digest.subscribers.tokens import read_token
 from tests.conftest import truncate_all
 from tests.crash_issue import make_issue
-from tests.helpers import DIGEST, parse, parts, run_digest
+from tests.helpers import parse, parts, run_digest
+from tests.processes import WorkerProcess, reap
 from tests.smtp_server import SMTPServer
 
 RECIPIENTS = 5000
 UNSUB = re.compile(r"/u/([A-Za-z0-9_.-]+)")
 
 
-def test_issue_to_5000_subscribers_through_a_worker(pg_url: str, redis_url: str) -> None:
+def test_issue_to_5000_subscribers_through_a_worker(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
     truncate_all(pg_url)
     redis.Redis.from_url(redis_url).flushdb()
     issue_id = make_issue(pg_url, RECIPIENTS)
@@ -36,26 +38,16 @@ def test_issue_to_5000_subscribers_through_a_worker(pg_url: str, redis_url: str)
             "DIGEST_SECRET_KEY": "test-secret",
             "DIGEST_BATCH_SIZE": "250",
         }
-        worker_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
-        worker = subprocess.Popen(
-            [DIGEST, "worker", "--concurrency", "2", "--loglevel", "WARNING"],
-            env=worker_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        worker = WorkerProcess(env, tmp_path / "worker.log")
         try:
             sent = run_digest("issues", "send", str(issue_id), "--wait", env=env, timeout=240)
             assert sent.returncode == 0, sent.stdout + sent.stderr
             deadline = time.monotonic() + 30
             while len(smtp.messages) < RECIPIENTS and time.monotonic() < deadline:
                 time.sleep(0.2)
+            worker.stop()
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            reap([worker])
         print(f"worker delivered {len(smtp.messages)} messages")
 
     per_rcpt = Counter(r for m in smtp.messages for r in m.rcpt_tos)
