@@ -123,15 +123,11 @@ def test_send(
     to: Annotated[list[str], typer.Option("--to", help="An address; repeat for more.")],
 ) -> None:
     """Send a proof copy of the issue as it stands (drafts too) to a few addresses."""
-    from digest.delivery.transports import make_transport
+    from digest.delivery.transports import open_transport
     from digest.issues.proof import send_proof
 
-    transport = make_transport(get_settings())
-    try:
-        with unit_of_work() as session:
-            results = send_proof(session, issue_id, to, transport)
-    finally:
-        transport.close()
+    with open_transport(get_settings()) as transport, unit_of_work() as session:
+        results = send_proof(session, issue_id, to, transport)
     for r in results:
         console.print(f"{r.email}: {r.outcome} {r.detail}".rstrip(), markup=False)
     if any(r.outcome != "sent" for r in results):

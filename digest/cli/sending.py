@@ -26,10 +26,8 @@ def progress_bar() -> Progress:
 def send_inline(issue_id: int) -> dict[str, int]:
     """Send every pending delivery of the issue in this process, with a progress bar."""
     from digest.delivery.send import BatchResult, send_issue_inline
-    from digest.delivery.transports import make_transport
+    from digest.delivery.transports import open_transport
 
-    settings = get_settings()
-    transport = make_transport(settings)
     started = time.perf_counter()
     with unit_of_work() as session:
         total = issue_progress(session, issue_id)["total"]
@@ -39,10 +37,8 @@ def send_inline(issue_id: int) -> dict[str, int]:
         def on_progress(totals: BatchResult) -> None:
             bar.update(task, completed=totals.sent + totals.failed)
 
-        try:
+        with open_transport(get_settings()) as transport:
             send_issue_inline(session_factory(), issue_id, transport, on_progress=on_progress)
-        finally:
-            transport.close()
     with unit_of_work() as session:
         counts = issue_progress(session, issue_id)
         state = get_issue(session, issue_id).status

@@ -7,6 +7,7 @@ the server's 250 while the rest of the batch is still on the wire.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -52,3 +53,13 @@ def make_transport(settings: Settings | None = None) -> Transport:
     if s.transport == "smtp":
         return SmtpTransport.from_settings(s)
     return MaildirTransport(s.outbox_dir)
+
+
+@contextmanager
+def open_transport(settings: Settings | None = None) -> Iterator[Transport]:
+    """make_transport, closed when the block ends, however it ends."""
+    transport = make_transport(settings)
+    try:
+        yield transport
+    finally:
+        transport.close()

@@ -285,14 +285,11 @@ def proof(
     session: SessionDep, settings: SettingsDep, issue_id: int, body: ProofRequest
 ) -> list[ProofOutcome]:
     """Send a proof copy (drafts too) to up to 20 addresses; no ledger is touched."""
-    from digest.delivery.transports import make_transport
+    from digest.delivery.transports import open_transport
     from digest.issues.proof import send_proof
 
-    transport = make_transport(settings)
-    try:
+    with open_transport(settings) as transport:
         results = send_proof(session, issue_id, body.addresses, transport, settings)
-    finally:
-        transport.close()
     return [ProofOutcome.model_validate(r) for r in results]
 
 

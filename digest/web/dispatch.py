@@ -34,16 +34,14 @@ class Dispatch:
 def send_in_process(sf: sessionmaker[Session], issue_id: int, settings: Settings) -> None:
     """The background task: send every pending delivery in this process."""
     from digest.delivery.send import send_issue_inline
-    from digest.delivery.transports import make_transport
+    from digest.delivery.transports import open_transport
 
-    transport = make_transport(settings)
     try:
-        totals = send_issue_inline(sf, issue_id, transport)
+        with open_transport(settings) as transport:
+            totals = send_issue_inline(sf, issue_id, transport)
         log.info("issue %s: %s sent, %s failed in-process", issue_id, totals.sent, totals.failed)
     except Exception:
         log.exception("issue %s: in-process sending stopped; `digest issues resume`", issue_id)
-    finally:
-        transport.close()
 
 
 def _hand_over(

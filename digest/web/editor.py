@@ -299,21 +299,19 @@ def send_proof(
     addresses: Annotated[str, Form(max_length=10_000)],
 ) -> Response:
     """A proof copy to a few addresses (one a line or separated by commas)."""
-    from digest.delivery.transports import make_transport
+    from digest.delivery.transports import open_transport
     from digest.issues import proof
 
     emails = [a for a in addresses.replace(",", "\n").split() if a]
-    transport = make_transport(settings)
     try:
-        results = proof.send_proof(session, issue_id, emails, transport, settings)
+        with open_transport(settings) as transport:
+            results = proof.send_proof(session, issue_id, emails, transport, settings)
     except NotFound:
         raise
     except DigestError as exc:
         session.rollback()
         mark_failed(request)
         return issue_page(request, session, issue_id, error=str(exc), status_code=400)
-    finally:
-        transport.close()
     if all(r.outcome == "sent" for r in results):
         return _redirect(request, f"/issues/{issue_id}?done=proof&n={len(results)}#proof")
     return issue_page(
