@@ -69,6 +69,12 @@ def _stuff(segment: bytes, at_line_start: bool) -> bytes:
     return segment.replace(b"\n.", b"\n..")
 
 
+def data_ready(message: EmailMessage) -> bytes:
+    """A message built with the email package as a transport takes it: CRLF, dot-stuffed.
+    For the one-off messages (confirmations); an issue's copies come from its template."""
+    return _stuff(message.as_bytes(policy=SMTP), at_line_start=True)
+
+
 def unstuff(data: bytes) -> bytes:
     """The RFC 5322 message from DATA-ready bytes (for a maildir, or a parser)."""
     return data.replace(b"\r\n..", b"\r\n.")

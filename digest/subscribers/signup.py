@@ -15,6 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings, get_settings
+from digest.delivery.message import data_ready
+from digest.delivery.recipient import Recipient
+from digest.delivery.transports import SendResult, Transport
 from digest.models import Event, MailingList, Subscriber, Subscription, utcnow
 from digest.subscribers.actions import clean_name
 from digest.subscribers.service import normalise_email
@@ -82,3 +85,15 @@ def confirmation_message(
         "If it was not you, ignore this message: nothing will be sent.\n"
     )
     return msg
+
+
+def send_confirmation(
+    lst: MailingList, signup: SignUp, transport: Transport, settings: Settings | None = None
+) -> SendResult | None:
+    """Send the confirmation message; its result (None: the transport reported none)."""
+    s = settings or get_settings()
+    data = data_ready(confirmation_message(lst, signup, s))
+    recipient = Recipient(0, signup.subscription_id, signup.email, "")
+    chunks = transport.send(f"bounces@{s.sender_domain}", [recipient], lambda _r: data)
+    results = [result for chunk in chunks for result in chunk]  # to the end: the batch closes
+    return results[0] if results else None

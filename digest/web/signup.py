@@ -9,11 +9,10 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from digest.delivery.recipient import Recipient
-from digest.delivery.transports import make_transport
+from digest.delivery.transports import open_transport
 from digest.errors import DigestError
 from digest.models import MailingList
-from digest.subscribers.signup import confirmation_message, sign_up
+from digest.subscribers.signup import send_confirmation, sign_up
 from digest.web.deps import SessionDep, SettingsDep
 from digest.web.templating import render
 
@@ -61,22 +60,13 @@ def signup(
         )
     if result.send_confirmation:
         session.commit()  # the confirmation link must find the row
-        message = confirmation_message(lst, result, settings).as_bytes().replace(b"\n", b"\r\n")
-        transport = make_transport(settings)
-        try:
-            chunks = transport.send(
-                f"bounces@{settings.sender_domain}",
-                [Recipient(0, result.subscription_id, result.email, "")],
-                lambda _r: message,
-            )
-            outcome = [r for chunk in chunks for r in chunk]
-        finally:
-            transport.close()
-        if not outcome or outcome[0].outcome != "sent":
+        with open_transport(settings) as transport:
+            outcome = send_confirmation(lst, result, transport, settings)
+        if outcome is None or outcome.outcome != "sent":
             log.warning(
                 "confirmation to %s not sent: %s",
                 result.email,
-                outcome[0].detail if outcome else "no result",
+                outcome.detail if outcome else "no result",
             )
             return render(
                 request,

@@ -9,7 +9,7 @@ import re
 from email.header import decode_header, make_header
 from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
-from email.policy import default
+from email.policy import SMTP, default
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -20,6 +20,7 @@ from digest.delivery.message import (
     MessageTemplate,
     TemplateError,
     build_template,
+    data_ready,
     personalise,
     unstuff,
 )
@@ -238,3 +239,14 @@ def test_corrupt_templates_are_refused() -> None:
         MessageTemplate.from_bytes(b"garbage")
     with pytest.raises(TemplateError):
         MessageTemplate.from_bytes(data[:-10])
+
+
+def test_data_ready_dot_stuffs_a_one_off_message_and_unstuff_restores_it() -> None:
+    msg = EmailMessage()
+    msg["Subject"] = "Confirm"
+    msg.set_content(".hidden line\n.\nthe end\n", cte="7bit")
+    data = data_ready(msg)
+    assert b"\r\n..hidden line\r\n..\r\nthe end\r\n" in data
+    assert b"\r\n.\r\n" not in data  # a lone dot would end DATA early
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF line ends only
+    assert unstuff(data) == msg.as_bytes(policy=SMTP)
