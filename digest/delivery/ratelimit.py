@@ -6,6 +6,9 @@ grants a block of messages atomically across all windows); counted in-process fo
 embedded mode. A sender takes a small block of grants at a time and drops what it did not use
 when the shortest limited window it was granted in is over, so a per-second limit holds across
 processes; grants are never handed back, so a limit can be undershot, never exceeded.
+With Redis unreachable a limited relay sends nothing: the batch fails and its rows wait out
+their lease, rather than every process sending as if it were alone (domains.py, a cap on
+concurrency rather than a quota, falls back to counting in-process instead).
 """
 
 from __future__ import annotations

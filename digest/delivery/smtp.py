@@ -43,6 +43,7 @@ WAIT_SECONDS = 0.2  # the longest the caller waits for results before getting an
 REPORT_EVERY = 64  # results handed to the caller's thread at once ...
 REPORT_SECONDS = 0.02  # ... or after this long
 RATE_WAIT_SECONDS = 5.0  # the longest a session sleeps for a rate-limit grant
+REDIS_TIMEOUT = 2.0  # seconds for a shared counter's Redis call
 # How often a session waiting for a domain slot looks again: other processes free shared
 # slots without waking this one.
 DOMAIN_POLL_SECONDS = 0.05
@@ -191,7 +192,11 @@ class SmtpTransport:
         if redis_url:
             import redis
 
-            redis_client = redis.Redis.from_url(redis_url)
+            # The calls run on the sessions' event loop: a Redis host that does not answer
+            # must fail them in seconds, not hold every session for a TCP timeout.
+            redis_client = redis.Redis.from_url(
+                redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+            )
         routes = []
         for relay in relays:
             config = SmtpConfig(
