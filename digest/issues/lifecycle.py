@@ -111,8 +111,10 @@ def mark_approved(session: Session, issue_id: int) -> Issue:
 
 
 def mark_sending(session: Session, issue_id: int) -> Issue:
+    """Approved -> sending (sending again: a re-plan). A paused issue goes on with `resume`,
+    which also clears its count of transport errors."""
     issue = get_issue(session, issue_id, for_update=True)
-    _require(issue, "approved", "sending", "paused")
+    _require(issue, "approved", "sending")
     issue.status = "sending"
     session.flush()
     return issue

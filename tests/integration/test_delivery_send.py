@@ -135,6 +135,9 @@ def test_paused_cancelled_or_draft_issue_sends_nothing(
     assert send_batch(sf, issue_id, "w", transport) == BatchResult()
     assert issue_progress(session, issue_id)["pending"] == 5
     assert read_maildir(tmp_path / "outbox") == []
+    if status == "paused":  # only `resume` goes on, clearing the count of transport errors
+        with pytest.raises(DigestError, match="is paused"):
+            start_sending(session, issue_id)
 
 
 def test_unprepared_issue_is_a_clear_error(session: Session, db_url: str, tmp_path: Path) -> None:
