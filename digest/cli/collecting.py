@@ -22,7 +22,10 @@ def collect_now(source_id: int | None) -> None:
     else:
         with progress_bar() as bar:
             task = bar.add_task("collecting sources", total=None)
-            results = collect_due(session_factory(), on_result=lambda _r: bar.advance(task))
+            results = collect_due(
+                session_factory(),
+                on_progress=lambda done, due: bar.update(task, completed=done, total=due),
+            )
     if not results:
         console.print("no source is due yet; `digest collect --source ID` fetches one now")
         return

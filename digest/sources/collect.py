@@ -158,13 +158,28 @@ def collect_source(
 
 
 async def _read_all(
-    specs: list[SourceSpec], settings: Settings, concurrency: int, per_host: int
+    specs: list[SourceSpec],
+    settings: Settings,
+    concurrency: int,
+    per_host: int,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, ReadResult | BaseException]:
     limiter = HostLimiter(per_host=per_host, total=concurrency)
+    fetched = 0
+
+    async def read(spec: SourceSpec) -> ReadResult:
+        nonlocal fetched
+        try:
+            return await _read(client, spec, settings, limiter)
+        finally:
+            fetched += 1
+            if on_progress is not None:
+                on_progress(fetched, len(specs))
+
+    if on_progress is not None:
+        on_progress(0, len(specs))
     async with make_client(settings) as client:
-        outcomes = await asyncio.gather(
-            *(_read(client, spec, settings, limiter) for spec in specs), return_exceptions=True
-        )
+        outcomes = await asyncio.gather(*(read(spec) for spec in specs), return_exceptions=True)
     return {spec.id: outcome for spec, outcome in zip(specs, outcomes, strict=True)}
 
 
@@ -197,9 +212,11 @@ def collect_due(
     concurrency: int = 16,
     per_host: int = 2,
     settings: Settings | None = None,
-    on_result: Callable[[CollectResult], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[CollectResult]:
-    """Collect every due source, each committed in its own transaction."""
+    """Collect every due source, each committed in its own transaction.
+    on_progress(fetched, due): at the start and as each source's fetch ends, for a progress bar
+    (fetching is the long part)."""
     now = now or utcnow()
     settings = settings or get_settings()
     query = select(Source).where(is_due(now)).order_by(Source.id)
@@ -207,7 +224,7 @@ def collect_due(
         specs = [SourceSpec.of(source) for source in session.scalars(query)]
     if not specs:
         return []
-    outcomes = run_sync(_read_all(specs, settings, concurrency, per_host))
+    outcomes = run_sync(_read_all(specs, settings, concurrency, per_host, on_progress))
     titles = None
     if any(_has_items(o) for o in outcomes.values()):
         with session_factory() as session:
@@ -219,11 +236,7 @@ def collect_due(
     for spec in specs:
         if spec.id not in by_id:
             by_id[spec.id] = _store(session_factory, spec, outcomes[spec.id], now, titles)
-    results = [by_id[spec.id] for spec in specs]
-    if on_result is not None:
-        for result in results:
-            on_result(result)
-    return results
+    return [by_id[spec.id] for spec in specs]
 
 
 def _has_items(outcome: ReadResult | BaseException) -> bool:

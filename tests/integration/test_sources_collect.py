@@ -139,8 +139,11 @@ def test_one_broken_source_never_stops_the_others(
     hostile = add_source(session, server.add("/hostile.xml", Page(b"\x00\xff" * 1000, "text/xml")))
     add_source(session, "https://ex.org/manual", kind="manual")
     later = add_source(session, server.url("/later.xml"), next_fetch_at=NOW + timedelta(days=1))
-    results = {r.source_id: r for r in collect_due(session_factory(db_url), NOW)}
+    progress: list[tuple[int, int]] = []
+    collected = collect_due(session_factory(db_url), NOW, on_progress=lambda *p: progress.append(p))
+    results = {r.source_id: r for r in collected}
     assert set(results) == {good, missing, not_feed, hostile}  # manual and not-due skipped
+    assert progress == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # broken fetches count too
     assert results[good].new == 2 and results[good].error is None
     assert "HTTP 404" in (results[missing].error or "")
     assert "is an HTML page ('Document Moved'), not a feed" in (results[not_feed].error or "")
