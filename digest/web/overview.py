@@ -14,9 +14,8 @@ from typing import Literal, get_args
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from digest.delivery.ledger import STATUSES as DELIVERY_STATUSES
+from digest.delivery.ledger import progress_by_issue
 from digest.models import (
-    Delivery,
     Issue,
     IssueItem,
     Item,
@@ -30,10 +29,6 @@ from digest.subscribers.service import STATUSES as SUBSCRIPTION_STATUSES
 IssueStatus = Literal["draft", "approved", "sending", "paused", "sent", "cancelled"]
 ISSUE_STATUSES: tuple[str, ...] = get_args(IssueStatus)
 Health = Literal["ok", "failing", "new", "manual"]
-
-
-def empty_progress() -> dict[str, int]:
-    return dict.fromkeys((*DELIVERY_STATUSES, "total"), 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,23 +83,6 @@ class SourceRow:
     last_error: str | None
     consecutive_failures: int
     next_fetch_at: datetime | None
-
-
-def progress_by_issue(session: Session, issue_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Deliveries by status for several issues in one grouped query."""
-    found: dict[int, dict[str, int]] = defaultdict(empty_progress)
-    if not issue_ids:
-        return found
-    rows = session.execute(
-        select(Delivery.issue_id, Delivery.status, func.count())
-        .where(Delivery.issue_id.in_(issue_ids))
-        .group_by(Delivery.issue_id, Delivery.status)
-    )
-    for issue_id, status, count in rows:
-        counts = found[int(issue_id)]
-        counts[status] = int(count)
-        counts["total"] += int(count)
-    return found
 
 
 def _item_counts(session: Session, issue_ids: Sequence[int]) -> dict[int, int]:
