@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     fetch_timeout: float = 20.0
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_max_redirects: int = 5
+    # Let the collector connect to loopback, private, link-local and other non-public
+    # addresses (a feed on the intranet, the tests' servers on 127.0.0.1). Off: a stranger's
+    # page or redirect cannot make us read the operator's own network.
+    allow_private_fetch: bool = False
     user_agent: str = "digest/0.1 (+https://example.org/digest-bot)"
 
     html_size_warning_bytes: int = 100 * 1024
