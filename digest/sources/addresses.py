@@ -3,8 +3,9 @@
 A remote document picks the URLs the collector fetches next (next links, redirects, the feeds
 a page announces), so without a check a stranger could make us read our own network: the cloud
 metadata service on 169.254.169.254, an admin page on 127.0.0.1, a database on 10.0.0.5. Only
-globally reachable unicast addresses pass, unless the operator allows the others
-(DIGEST_ALLOW_PRIVATE_FETCH=1).
+globally reachable unicast addresses pass, unless the operator allows the others: all of them
+(DIGEST_ALLOW_PRIVATE_FETCH=1) or a few (DIGEST_ALLOW_PRIVATE_FETCH_TO, e.g. an intranet feed
+server "10.0.0.5:8080", without opening the cloud metadata service).
 
 An address is judged as the system resolver reads it (http://2130706433/ and http://0x7f.1/ are
 127.0.0.1), and IPv6 forms that carry an IPv4 address (::ffff:127.0.0.1, IPv4-compatible,
@@ -15,13 +16,29 @@ from __future__ import annotations
 
 import re
 import socket
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 IPAddress = IPv4Address | IPv6Address
 
-ALLOW_SETTING = "DIGEST_ALLOW_PRIVATE_FETCH=1"
+ALLOW_HINT = (
+    "set DIGEST_ALLOW_PRIVATE_FETCH=1 to allow it, or list it in DIGEST_ALLOW_PRIVATE_FETCH_TO"
+)
 
 _SHARED = ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
+# Special-purpose blocks some Python versions still call global (IANA registries): IETF
+# protocol assignments, documentation, discard-only, deprecated site-local, local-use NAT64.
+_SPECIAL = tuple(
+    ip_network(n)
+    for n in (
+        "192.0.0.0/24",
+        "2001::/23",
+        "2001:db8::/32",
+        "100::/64",
+        "fec0::/10",
+        "64:ff9b:1::/48",
+    )
+)
 _NAT64 = (ip_network("64:ff9b::/96"), ip_network("64:ff9b:1::/48"))
 _METADATA = {IPv4Address("169.254.169.254"), IPv6Address("fd00:ec2::254")}
 # What inet_aton reads as an IPv4 address: 1 to 4 parts, decimal, octal (0...) or hex (0x...).
@@ -77,9 +94,9 @@ def _kind(address: IPAddress) -> str | None:
         return "a shared (carrier-grade NAT) address"
     if address.is_reserved:
         return "a reserved address"
-    if address.is_private or (isinstance(address, IPv6Address) and address.is_site_local):
+    if address.is_private and not any(address in n for n in _SPECIAL):
         return "a private address"
-    if not address.is_global:
+    if not address.is_global or any(address in network for network in _SPECIAL):
         return "a special-purpose address"
     return None
 
@@ -112,4 +129,52 @@ def refused_message(host: str, address: IPAddress, reason: str, *, resolved: boo
         what = f"{host} is {reason}"
     else:
         what = f"{host} is {address}, {reason}"
-    return f"refused: {what}; set {ALLOW_SETTING} to allow it"
+    return f"refused: {what}; {ALLOW_HINT}"
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """A network, and maybe one port, the operator lets the collector reach though private."""
+
+    network: IPv4Network | IPv6Network
+    port: int | None = None
+
+    def admits(self, address: IPAddress, port: int) -> bool:
+        return address in self.network and self.port in (None, port)
+
+
+def parse_allowance(entry: str) -> Allowance:
+    """ "10.0.0.5", "10.0.0.0/8", "10.0.0.5:8080", "fd00::/8" or "[fd00::1]:8080"."""
+    text, port = entry.strip(), None
+    if text.startswith("["):
+        text, _, rest = text[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        text, port = text.split(":")
+    try:
+        network = ip_network(text, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"{entry!r} is not an address or network: {exc}") from exc
+    if port is None:
+        return Allowance(network)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{entry!r} has no valid port after the address")
+    return Allowance(network, int(port))
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """Where the collector may connect: public addresses, plus what the operator allowed."""
+
+    allow_private: bool = False
+    allowed: tuple[Allowance, ...] = ()
+
+    def refusal(self, address: IPAddress, port: int) -> str | None:
+        """Why connecting to `address`:`port` is refused, or None when it is allowed."""
+        if self.allow_private:
+            return None
+        reason = refusal(address)
+        if reason is None or any(a.admits(address, port) for a in self.allowed):
+            return None
+        return reason

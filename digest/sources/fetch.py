@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +28,12 @@ from urllib.request import url2pathname
 import httpx
 
 from digest.config import Settings, get_settings
-from digest.sources.addresses import literal_address, refusal, refused_message
+from digest.sources.addresses import (
+    AddressPolicy,
+    literal_address,
+    parse_allowance,
+    refused_message,
+)
 from digest.sources.errors import FetchError, FetchRefused
 from digest.sources.normalise import one_line
 from digest.sources.transport import GuardedTransport, Resolver
@@ -103,7 +108,7 @@ def make_client(
     connections go through `GuardedTransport` (no proxy from the environment either)."""
     settings = settings or get_settings()
     transport = GuardedTransport(
-        allow_private=settings.allow_private_fetch,
+        policy=address_policy(settings),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         resolver=resolver,
     )
@@ -120,6 +125,11 @@ def make_client(
     )
 
 
+def address_policy(settings: Settings) -> AddressPolicy:
+    allowed = tuple(parse_allowance(entry) for entry in settings.allow_private_fetch_to)
+    return AddressPolicy(settings.allow_private_fetch, allowed)
+
+
 def _shown(url: str) -> str:
     """A URL from a document, fit for a one-line error message."""
     url = one_line(url)
@@ -134,6 +144,11 @@ def web_url(url: str, settings: Settings, *, via: str | None = None) -> str:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
+        # httpx will not fetch it; still, "0177.0.0.1" is better refused as 127.0.0.1.
+        with suppress(ValueError):
+            parts = urlsplit(url)
+            if parts.scheme.lower() in ("http", "https"):
+                _check_literal(parts.hostname or "", parts.port, parts.scheme, settings, came)
         raise FetchError(f"invalid URL {_shown(url)!r}{came}: {exc}") from exc
     if parsed.scheme not in ("http", "https"):
         raise FetchRefused(
@@ -142,13 +157,19 @@ def web_url(url: str, settings: Settings, *, via: str | None = None) -> str:
         )
     if not parsed.host:
         raise FetchError(f"invalid URL {_shown(url)!r}{came}: it names no host")
-    address = literal_address(parsed.host)
-    if address is not None and not settings.allow_private_fetch:
-        reason = refusal(address)
-        if reason is not None:
-            message = refused_message(parsed.host, address, reason, resolved=False)
-            raise FetchRefused(message + came)
+    _check_literal(parsed.host, parsed.port, parsed.scheme, settings, came)
     return url
+
+
+def _check_literal(host: str, port: int | None, scheme: str, settings: Settings, came: str) -> None:
+    """Refuse a host written as an address the policy refuses (a name waits for connect)."""
+    address = literal_address(host)
+    if address is None:
+        return
+    port = port or (443 if scheme.lower() == "https" else 80)
+    reason = address_policy(settings).refusal(address, port)
+    if reason is not None:
+        raise FetchRefused(refused_message(host, address, reason, resolved=False) + came)
 
 
 def _megabytes(size: int) -> str:

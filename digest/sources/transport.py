@@ -18,7 +18,7 @@ import anyio
 import httpcore
 import httpx
 
-from digest.sources.addresses import IPAddress, refusal, refused_message
+from digest.sources.addresses import AddressPolicy, IPAddress, refused_message
 from digest.sources.errors import FetchRefused
 
 # (host, port) -> the addresses it resolves to, in the resolver's order.
@@ -33,8 +33,8 @@ async def system_resolver(host: str, port: int) -> list[str]:
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's AnyIO backend behind the address policy."""
 
-    def __init__(self, *, allow_private: bool, resolver: Resolver | None = None) -> None:
-        self.allow_private = allow_private
+    def __init__(self, *, policy: AddressPolicy, resolver: Resolver | None = None) -> None:
+        self.policy = policy
         self._resolve = resolver or system_resolver
         self._inner = httpcore.AnyIOBackend()
 
@@ -64,12 +64,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         addresses = await self._addresses(host, port, timeout)
-        if not self.allow_private:
-            # One refused address refuses the name: a mixed answer is how rebinding starts.
-            for address in addresses:
-                reason = refusal(address)
-                if reason is not None:
-                    raise FetchRefused(refused_message(host, address, reason, resolved=True))
+        # One refused address refuses the name: a mixed answer is how rebinding starts.
+        for address in addresses:
+            reason = self.policy.refusal(address, port)
+            if reason is not None:
+                raise FetchRefused(refused_message(host, address, reason, resolved=True))
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
         for address in addresses:
             try:
@@ -100,13 +99,13 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(
         self,
         *,
-        allow_private: bool,
+        policy: AddressPolicy,
         limits: httpx.Limits,
         verify: ssl.SSLContext | bool = True,
         resolver: Resolver | None = None,
     ) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
-        self.backend = GuardedBackend(allow_private=allow_private, resolver=resolver)
+        self.backend = GuardedBackend(policy=policy, resolver=resolver)
         # httpx 0.28 takes no network backend (encode/httpx#3749): its pool is made again with
         # the same options and ours.
         self._pool = httpcore.AsyncConnectionPool(
