@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digest.sources.addresses import parse_allowance
+
 DEV_SECRET = "dev-insecure-secret-change-me"
 
 
@@ -83,6 +85,12 @@ class Settings(BaseSettings):
     fetch_timeout: float = 20.0
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_max_redirects: int = 5
+    # Let the collector connect to loopback, private, link-local and other non-public
+    # addresses (a feed on the intranet, the tests' servers on 127.0.0.1). Off: a stranger's
+    # page or redirect cannot make us read the operator's own network.
+    allow_private_fetch: bool = False
+    # Or only these (JSON list): "10.0.0.5", "10.0.0.0/8", "10.0.0.5:8080", "[fd00::1]:8080".
+    allow_private_fetch_to: list[str] = Field(default_factory=list)
     user_agent: str = "digest/0.1 (+https://example.org/digest-bot)"
 
     html_size_warning_bytes: int = 100 * 1024
@@ -95,6 +103,13 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             # psycopg 3 is the driver we ship.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("allow_private_fetch_to")
+    @classmethod
+    def _allowances(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_allowance(entry)  # a ValueError names the entry
         return value
 
     @field_validator("broker_url")

@@ -51,6 +51,8 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
         if key.startswith("DIGEST_") and not key.startswith("DIGEST_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("DIGEST_SECRET_KEY", "test-secret")
+    # The tests' HTTP servers listen on 127.0.0.1; tests of the address policy unset this.
+    monkeypatch.setenv("DIGEST_ALLOW_PRIVATE_FETCH", "1")
     monkeypatch.setenv("DIGEST_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.chdir(tmp_path)
     reset_settings()
