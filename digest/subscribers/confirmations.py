@@ -24,7 +24,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
@@ -41,6 +41,9 @@ from digest.subscribers.tokens import Signer
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+# Handled requests are kept this long: a stopped subscription's confirmation link works for
+# as long as the request that mailed it is kept (actions.confirm).
+KEEP = timedelta(days=30)
 MAX_ATTEMPTS = 3
 RETRY_AFTER = timedelta(minutes=2)  # doubled after each attempt
 BATCH = 100
@@ -96,6 +99,11 @@ def send_confirmations(
                     totals.update(_record(session, chunk, utcnow()))
     with sf.begin() as session:
         prune_counters(session)
+        session.execute(
+            delete(SignupRequest).where(
+                SignupRequest.outcome.is_not(None), SignupRequest.created_at < utcnow() - KEEP
+            )
+        )
     return totals
 
 

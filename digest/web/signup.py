@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from kombu.exceptions import KombuError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +44,8 @@ def send_in_background(sf: sessionmaker[Session], request_id: int, settings: Set
     Whatever fails is logged; the request stays open and the next run (the workers' sweep,
     or this server's next sign-up) picks it up."""
     if settings.broker_url:
+        from kombu.exceptions import KombuError
+
         from workers.tasks import send_confirmations as task  # Celery only with a broker
 
         try:
