@@ -21,6 +21,21 @@ from digest.models import Delivery, Item, MailingList, Source, utcnow
 from digest.pipeline import approve_issue, start_sending
 from digest.subscribers.lists import create_list, link_source
 
+# The header fields of every copy of an issue, in order: a test that finds another has found
+# an injected (or lost) header.
+ISSUE_HEADERS = [
+    "From",
+    "Date",
+    "Message-ID",
+    "To",
+    "List-Unsubscribe",
+    "Subject",
+    "List-Id",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+]
+
 
 def news_list(session: Session, slug: str = "news", name: str = "News") -> MailingList:
     """A list with one source and two fresh items, so composing it gives an issue."""

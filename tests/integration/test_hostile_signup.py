@@ -9,6 +9,7 @@ path (a relay that never answers does not slow the answer), and the Celery path.
 
 from __future__ import annotations
 
+import csv
 import html
 import io
 import json
@@ -41,9 +42,10 @@ from digest.subscribers.actions import unsubscribe
 from digest.subscribers.addresses import display_email
 from digest.subscribers.service import add_subscriber
 from digest.subscribers.suppression import suppress
+from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
 from tests.conftest import truncate_all
-from tests.flows import header_names, news_list, parse_copy, planned_issue
+from tests.flows import ISSUE_HEADERS, header_names, news_list, parse_copy, planned_issue
 from tests.helpers import run_digest
 from tests.processes import WorkerProcess, reap, wait_until
 from tests.smtp_server import Received, SMTPServer, free_port
@@ -52,18 +54,6 @@ CORPUS = Path(__file__).parents[1] / "fixtures" / "hostile" / "signup"
 POSTS: list[dict[str, Any]] = json.loads((CORPUS / "posts.json").read_text())
 ADDRESSES: list[dict[str, Any]] = json.loads((CORPUS / "addresses.json").read_text())
 LINK = re.compile(r"/c/([A-Za-z0-9_.-]+)")
-ISSUE_HEADERS = [
-    "From",
-    "Date",
-    "Message-ID",
-    "To",
-    "List-Unsubscribe",
-    "Subject",
-    "List-Id",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
-]
 CONFIRMATION_HEADERS = {
     "From",
     "To",
@@ -171,8 +161,6 @@ def test_hostile_addresses_through_import_and_add(session: Session, db_url: str)
     lst = news_list(session)
     session.commit()
     rows = io.StringIO()
-    import csv
-
     writer = csv.writer(rows)
     writer.writerow(["email", "name"])
     for row in ADDRESSES:
@@ -262,8 +250,6 @@ def test_a_stopped_subscription_comes_back_only_through_a_new_confirmation(
     unsubscribe(session, subscription.id, via="web")
     session.commit()
     client = _client()
-    from digest.subscribers.tokens import make_token
-
     # The confirm link of this subscription (as in any earlier confirmation) does nothing yet.
     link = f"/c/{make_token('confirm', subscription.id)}"
     assert "no longer confirms" in client.post(link).text

@@ -29,6 +29,7 @@ from digest.models import Delivery, Issue, Subscriber
 from digest.subscribers.service import add_subscriber, export_csv, import_csv
 from digest.subscribers.suppression import is_suppressed
 from tests.flows import (
+    ISSUE_HEADERS,
     deliveries,
     header_names,
     maildir_copies,
@@ -50,18 +51,6 @@ PEOPLE = [
 ]
 ASCII = [stored for _, _, stored in PEOPLE if stored.isascii()]
 UTF8 = [stored for _, _, stored in PEOPLE if not stored.isascii()]
-EXPECTED_HEADERS = [
-    "From",
-    "Date",
-    "Message-ID",
-    "To",
-    "List-Unsubscribe",
-    "Subject",
-    "List-Id",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
-]
 
 
 def _issue(session: Session) -> int:
@@ -73,7 +62,7 @@ def _issue(session: Session) -> int:
 
 
 def _check_copy(data: bytes, stored: str, name: str) -> None:
-    assert header_names(data) == EXPECTED_HEADERS  # nothing injected, nothing lost
+    assert header_names(data) == ISSUE_HEADERS  # nothing injected, nothing lost
     msg = parse_copy(data)
     (to,) = msg["To"].addresses
     assert to.addr_spec == stored
