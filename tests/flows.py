@@ -5,6 +5,7 @@ Maildir (headers in RFC 6532 UTF-8 read as text, which the bytes parser cannot).
 from __future__ import annotations
 
 import mailbox
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -114,3 +115,12 @@ def maildir_copies(path: Path) -> list[Copy]:
         msg = parse_copy(body)
         found.append(Copy(msg["To"].addresses[0].addr_spec, body))
     return found
+
+
+def listening(port: int) -> bool:
+    """Does something accept connections on 127.0.0.1:port yet?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -16,6 +16,7 @@ import json
 import re
 import socket
 import statistics
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -45,8 +46,8 @@ from digest.subscribers.suppression import suppress
 from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
 from tests.conftest import truncate_all
-from tests.flows import ISSUE_HEADERS, header_names, news_list, parse_copy, planned_issue
-from tests.helpers import run_digest
+from tests.flows import ISSUE_HEADERS, header_names, listening, news_list, parse_copy, planned_issue
+from tests.helpers import DIGEST, clean_env, run_digest
 from tests.processes import WorkerProcess, reap, wait_until
 from tests.smtp_server import Received, SMTPServer, free_port
 
@@ -415,10 +416,16 @@ def test_the_answer_never_waits_for_the_relay(
 
 
 def test_with_a_broker_a_worker_sends_the_confirmation(
-    pg_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, redis_url: str, tmp_path: Path
 ) -> None:
+    """`digest serve` and `digest worker` as the processes they are in production: the web
+    process enqueues the request's id after its commit, a worker mails it."""
     truncate_all(pg_url)
     redis.Redis.from_url(redis_url).flushdb()
+    with session_factory(pg_url)() as session:
+        news_list(session)
+        session.commit()
+    port = free_port()
     with SMTPServer() as relay:
         env = {
             "DIGEST_DATABASE_URL": pg_url,
@@ -427,18 +434,21 @@ def test_with_a_broker_a_worker_sends_the_confirmation(
             "DIGEST_SMTP_PORT": str(relay.port),
             "DIGEST_SECRET_KEY": "test-secret",
         }
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        reset_settings()
-        with session_factory(pg_url)() as session:
-            news_list(session)
-            session.commit()
         worker = WorkerProcess(env, tmp_path / "worker.log")
+        web = subprocess.Popen(
+            [DIGEST, "serve", "--port", str(port)],
+            env=clean_env(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             worker.wait_ready()
-            page = _client().post("/s/news", data={"email": "ada@example.org"})
-            assert page.status_code == 200
-            wait_until(lambda: _confirmations(relay), 30, what="the worker's confirmation")
+            wait_until(lambda: listening(port), 30, what="digest serve to listen")
+            page = httpx.post(
+                f"http://127.0.0.1:{port}/s/news", data={"email": "ada@example.org"}, timeout=30
+            )
+            assert page.status_code == 200 and "Check your inbox" in page.text
+            wait_until(lambda: _confirmations(relay), 60, what="the worker's confirmation")
             # A request whose enqueue was lost (the broker was down) goes out with the sweep.
             with session_factory(pg_url)() as session:
                 session.add(SignupRequest(list_id=1, email="late@example.org", name=""))
@@ -446,9 +456,11 @@ def test_with_a_broker_a_worker_sends_the_confirmation(
             Celery(broker=redis_url).send_task(
                 "workers.tasks.send_confirmations", args=[None], queue="default"
             )
-            wait_until(lambda: len(_confirmations(relay)) == 2, 30, what="the sweep")
+            wait_until(lambda: len(_confirmations(relay)) == 2, 60, what="the sweep")
             worker.stop()
         finally:
+            web.terminate()
+            web.wait(30)
             reap([worker])
     assert sorted(m.rcpt_tos[0] for m in _confirmations(relay)) == [
         "ada@example.org",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.flows import (
     ISSUE_HEADERS,
     deliveries,
     header_names,
+    listening,
     maildir_copies,
     news_list,
     parse_copy,
@@ -236,7 +236,7 @@ def test_postfix_smtp_sink_gets_ascii_envelopes_only(
     dumps = Path(tempfile.mkdtemp(prefix="digest-sink-"))
     sink = _sink(port, dumps)
     try:
-        wait_until(lambda: _listening(port), 10, what="smtp-sink to listen")
+        wait_until(lambda: listening(port), 10, what="smtp-sink to listen")
         with SmtpTransport(SmtpConfig(port=port, timeout=10)) as transport:
             send_issue_inline(session_factory(db_url), issue_id, transport)
         wait_until(lambda: len(list(dumps.iterdir())) >= len(ASCII), 10, what="the dumps")
@@ -253,14 +253,6 @@ def test_postfix_smtp_sink_gets_ascii_envelopes_only(
     assert sorted(rcpts) == sorted(f"<{a}>" for a in ASCII)
     rows = _settled(session, issue_id)
     assert [rows[a].last_error for a in UTF8] == [NO_SMTPUTF8] * len(UTF8)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_the_upgrade_moves_unicode_domains_to_idna(tmp_path: Path) -> None:
