@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 
 from digest.db import get_engine, session_factory
 from digest.delivery.maildir import MaildirTransport
-from digest.delivery.send import send_issue_inline
+from digest.delivery.recipient import Recipient
+from digest.delivery.send import send_batch, send_issue_inline
 from digest.delivery.smtp import SmtpTransport
 from digest.delivery.smtp_client import NO_SMTPUTF8, SmtpConfig
+from digest.delivery.transports import Render, SendResult
 from digest.migrate import alembic_config, upgrade
 from digest.models import Delivery, Issue, Subscriber
 from digest.subscribers.service import add_subscriber, export_csv, import_csv
@@ -281,3 +283,30 @@ def test_the_upgrade_moves_unicode_domains_to_idna(tmp_path: Path) -> None:
         ]
         suppressed = conn.execute(text("SELECT email FROM suppressions ORDER BY email"))
         assert suppressed.scalars().all() == ["y@xn--bcher-kva.example", "z@xn--bcher-kva.example"]
+
+
+class StopsMidBatch(MaildirTransport):
+    """The Maildir transport with a fault injected: it dies after its second copy, as a bug
+    in a transport would (per-recipient errors come back as results instead)."""
+
+    def _deliver(self, envelope_from: str, recipient: Recipient, render: Render) -> SendResult:
+        self.done = getattr(self, "done", 0) + 1
+        if self.done > 2:
+            raise RuntimeError("transport bug")
+        return super()._deliver(envelope_from, recipient, render)
+
+
+def test_a_transport_that_stops_mid_batch_leaves_nothing_in_sending(
+    session: Session, db_url: str, tmp_path: Path
+) -> None:
+    issue_id = _issue(session)
+    transport = StopsMidBatch(tmp_path / "out")
+    result = send_batch(session_factory(db_url), issue_id, "owner", transport)
+    transport.close()
+    # The two copies it wrote were never reported: like a crash, they go again (the only
+    # duplicates there can be, recognisable by their Message-ID); nothing waits for a lease.
+    assert result.retried == len(PEOPLE) and len(maildir_copies(tmp_path / "out")) == 2
+    rows = deliveries(session, issue_id).values()
+    assert {(d.status, d.last_error) for d in rows} == {
+        ("pending", "batch stopped: RuntimeError: transport bug")
+    }
