@@ -5,6 +5,7 @@ Nothing here does I/O at import: `get_settings()` builds and caches one validate
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -95,6 +96,18 @@ class Settings(BaseSettings):
 
     html_size_warning_bytes: int = 100 * 1024
 
+    # Sign-up throttles (Redis when there is one, else the database). Throttled posts get the
+    # same answer as the others, and no mail.
+    # At most one confirmation per address and list per this many minutes ...
+    signup_address_minutes: int = Field(default=10, ge=1)
+    # ... and this many per address per day, all lists together.
+    signup_address_per_day: int = Field(default=5, ge=1)
+    # Sign-up posts per client per hour (an IPv6 client is its /64).
+    signup_client_per_hour: int = Field(default=30, ge=1)
+    # Reverse proxies (IPs or networks) whose X-Forwarded-For names the client; empty: the
+    # peer is the client and X-Forwarded-For is ignored.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -116,6 +129,28 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"DIGEST_TRUSTED_PROXIES: {entry!r} is not an IP or network"
+                ) from exc
+        return value
+
+    @property
+    def shared_redis_url(self) -> str | None:
+        """The Redis for counters every process shares: the rate-limit Redis, else a Redis
+        broker (None: count in-process or in the database)."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        if (self.broker_url or "").startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def sender_domain(self) -> str:
