@@ -420,6 +420,12 @@ class SmtpTransport:
                         conn = None
                 finally:
                     state.release(domain)
+        except asyncio.CancelledError:
+            # The caller stopped the batch (its lease was taken over): a session cut off
+            # mid-transaction must not be reused.
+            if conn is not None:
+                conn.abort()
+            raise
         finally:
             if conn is not None:
                 route.live -= 1
