@@ -14,8 +14,8 @@ Control, all per sending process unless said otherwise:
   or come back as 'deferred' with the time the window opens;
 - at most `domain_concurrency` messages in flight to one recipient domain: across every
   sending process when Redis is there (see domains.py), else in this process;
-- a batch stops starting messages after `max_batch_seconds` (under the lease, so no other
-  worker reclaims rows still being sent) and defers the rest.
+- a batch stops starting messages after `max_batch_seconds` and defers the rest (its lease is
+  renewed meanwhile: the limit only keeps one batch from holding its rows for long).
 """
 
 from __future__ import annotations
@@ -217,8 +217,7 @@ class SmtpTransport:
             routes=routes,
             domain_concurrency=s.domain_concurrency,
             domain_redis=redis_client,
-            # Stop starting messages well before the lease runs out.
-            max_batch_seconds=s.lease_seconds / 2,
+            max_batch_seconds=s.max_batch_seconds,
         )
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
