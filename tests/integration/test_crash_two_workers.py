@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from tests.conftest import truncate_all
@@ -29,7 +30,7 @@ from tests.processes import (
     stop_all,
 )
 
-RECIPIENTS = 4000
+RECIPIENTS = 2000
 
 
 def test_two_workers_on_one_issue_never_send_the_same_delivery(
@@ -41,7 +42,7 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(
     handler = CopyHandler()
     workers: list[WorkerProcess] = []
     with (
-        cpu_hogs(),
+        ExitStack() as loaded,
         RedisServer(tmp_path / "redis") as broker,
         RestartableSMTPServer(handler) as smtp,
     ):
@@ -54,6 +55,7 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(
             for w in workers:
                 w.wait_ready()
             queue_send(issue_id, env)
+            loaded.enter_context(cpu_hogs())  # the whole send on a loaded machine
             status, counts = wait_sent(pg_url, issue_id, 150)
             load_average = os.getloadavg()[0]
             stop_all(workers)
@@ -62,8 +64,6 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(
 
     results = [w.batch_results() for w in workers]
     claimed = [sum(r["claimed"] for r in rs) for rs in results]
-    # A batch that ran out of time gives back what it had not tried (its attempt too), and
-    # that is claimed again: the only expected second claims.
     deferred = sum(r["deferred"] for rs in results for r in rs)
     refused = sum(r.get("refused", 0) for rs in results for r in rs)
     planned = planned_addresses(pg_url, issue_id)
@@ -76,8 +76,10 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(
         f"delivery {dict(attempts)}, ledger {counts}"
     )
     assert all(claimed), "one worker never got a batch: the issue was not shared"
+    # Each delivery claimed once: none taken over from a live worker (its attempts would
+    # count two claims), none given back untried by a slow batch and claimed again.
     assert attempts == {1: RECIPIENTS}, "a delivery was taken over from a live worker"
-    assert sum(claimed) == RECIPIENTS + deferred, "a claim that is neither a send nor given back"
+    assert sum(claimed) == RECIPIENTS, "a delivery was claimed twice (or never)"
     assert refused == 0, "a live worker lost its lease"
     assert status == "sent" and counts["sent"] == RECIPIENTS
     assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
