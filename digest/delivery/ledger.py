@@ -126,6 +126,10 @@ class Claim:
     skipped: int = 0  # settled as 'skipped' on the way
 
 
+def _lease_until(now: datetime, lease_seconds: int | None) -> datetime:
+    return now + timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+
+
 def _held(lease: str) -> ColumnElement[bool]:
     """The fence: the row is still leased by this claim. Every settling write matches it."""
     return and_(_deliveries.c.status == "sending", _deliveries.c.lease_owner == lease)
@@ -154,7 +158,7 @@ def claim(
     planning) or whose address is now suppressed are settled as 'skipped' instead: the claim
     reads both in its RETURNING clause, so the check costs no extra round trip."""
     now = now or utcnow()
-    lease_until = now + timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+    lease_until = _lease_until(now, lease_seconds)
     due = and_(
         Delivery.status == "pending",
         or_(Delivery.next_attempt_at <= now, Delivery.next_attempt_at.is_(None)),
@@ -224,8 +228,7 @@ def renew_lease(
     a batch that is slow, not dead, keeps them. One statement whatever the batch's size.
     Returns how many rows the claim still holds: fewer than it has not settled yet means some
     ran out and were taken over by another worker."""
-    now = now or utcnow()
-    until = now + timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+    until = _lease_until(now or utcnow(), lease_seconds)
     stmt = (
         sql_update(_deliveries)
         .where(_deliveries.c.issue_id == issue_id, _held(lease))

@@ -60,8 +60,9 @@ class BatchResult:
     failed: int = 0
     skipped: int = 0  # claimed, but no longer confirmed or now suppressed
     deferred: int = 0  # claimed, not tried: back to pending without using an attempt
-    # Results the ledger refused: the batch's lease on those rows had run out and another
-    # worker holds them now. Any refusal stops the batch (the rest may be taken over too).
+    # Rows lost to another worker (the batch stalled past its lease and they were claimed
+    # again): results the ledger refused, and rows found taken over before their result.
+    # Any loss stops the batch: the rest may be taken over too.
     refused: int = 0
 
     def __add__(self, other: BatchResult) -> BatchResult:
