@@ -77,9 +77,14 @@ class Settings(BaseSettings):
     pause_after_errors: int = Field(default=50, ge=0)
 
     batch_size: int = Field(default=500, ge=1, le=100_000)
-    # How many send_batch tasks chase one issue at once (each re-enqueues itself until done).
+    # At most this many send_batch tasks chase one issue at once (each re-enqueues itself
+    # until done; kicks only fill free slots): match it to the workers' total concurrency.
     send_fanout: int = Field(default=4, ge=1, le=1000)
+    # A claim's lease; a batch still working renews it three times a lease, so the lease only
+    # says how soon a dead worker's rows are claimed again.
     lease_seconds: int = Field(default=300, ge=5)
+    # A batch stops starting messages after this long and gives back the rest untried.
+    max_batch_seconds: float = Field(default=150.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)
     retry_base_seconds: float = Field(default=30.0, ge=0)
 

@@ -4,12 +4,16 @@ may kill and start again on the same port without touching the machine's Redis o
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +24,8 @@ from tests.helpers import DIGEST, clean_env, run_digest
 from tests.smtp_server import free_port
 
 T = TypeVar("T")
+
+_BATCH_RESULT = re.compile(r"send_batch\[[^]]+\] succeeded in [\d.]+s: (\{[^}]*\})")
 
 
 def wait_until(
@@ -65,6 +71,10 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def batch_results(self) -> list[dict[str, int]]:
+        """What each send_batch task of this worker returned (its BatchResult's counts)."""
+        return [ast.literal_eval(found) for found in _BATCH_RESULT.findall(self.output())]
 
     def wait_ready(self, timeout: float = 30) -> None:
         def ready() -> bool:
@@ -218,3 +228,32 @@ def digest_env(db_url: str, broker_url: str, smtp_port: int, **overrides: str) -
     }
     env.update({f"DIGEST_{k.upper()}": v for k, v in overrides.items()})
     return env
+
+
+# Spins until its parent (the test) is gone, so a test killed mid-way leaves no hog behind.
+_HOG = """
+import os
+parent = os.getppid()
+while os.getppid() == parent:
+    for _ in range(200_000):
+        pass
+"""
+
+
+@contextmanager
+def cpu_hogs(per_core: int = 2) -> Iterator[list[int]]:
+    """A loaded machine for the block: `per_core` processes per usable core spinning on the
+    CPU (4 on a 2-core machine), so workers, PostgreSQL and the SMTP server get a fraction of
+    a core each and every step of a send is slow. Yields the hogs' pids."""
+    cores = len(os.sched_getaffinity(0))
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", _HOG], stdin=subprocess.DEVNULL)
+        for _ in range(per_core * cores)
+    ]
+    try:
+        yield [h.pid for h in hogs]
+    finally:
+        for h in hogs:
+            h.kill()
+        for h in hogs:
+            h.wait(timeout=10)

@@ -52,20 +52,21 @@ app.conf.update(
 
 
 class KickOnConnect(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Each time a worker's consumer (re)connects to the broker, kick the issues still sending
-    with one batch chaser per pool process of this worker.
+    """Each time a worker's consumer (re)connects to the broker, kick the issues still sending:
+    their free chaser slots get a chaser (see workers/chasers.py; never more than
+    `send_fanout` per issue, however many workers connect).
 
-    Batch chasers live only in the broker: a restarted Redis (nothing kept on disk) loses them,
-    and those held unacked by a worker killed with -9 come back only after the visibility
-    timeout. So a worker that starts or reconnects re-kicks, and the issue goes on at once
-    instead of at the next beat tick; a worker joining a send mid-way gets its share of it.
+    Batch chasers live only in the broker: a restarted Redis (nothing kept on disk) loses them
+    with their slots, so the kick refills them at once instead of at the next beat tick. Those
+    held unacked by a worker killed with -9 come back only after the visibility timeout, and
+    their slots stay held until they run out: the kick looks again once they have (a
+    follow-up), so a worker started after another died takes the issue on within seconds.
     """
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, parent: Any) -> None:
-        chasers = int(getattr(parent.controller, "concurrency", 0) or 1)
-        parent.app.send_task("workers.tasks.kick_sending_issues", kwargs={"chasers": chasers})
+        parent.app.send_task("workers.tasks.kick_sending_issues", kwargs={"follow_up": True})
 
 
 app.steps["consumer"].add(KickOnConnect)

@@ -10,7 +10,6 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from celery import Task
 from celery.signals import worker_process_shutdown
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
@@ -18,7 +17,7 @@ from sqlalchemy import select
 from digest.config import get_settings
 from digest.db import session_factory, session_scope
 from digest.delivery.ledger import finish_issue_if_done, next_attempt_at
-from digest.delivery.send import new_owner
+from digest.delivery.send import BatchResult, new_owner
 from digest.delivery.send import send_batch as send_one_batch
 from digest.delivery.transports import Transport, make_transport
 from digest.issues.compose import compose_issue
@@ -30,11 +29,13 @@ from digest.sources.collect import collect_source as collect_one
 from digest.sources.due import due_source_ids
 from digest.subscribers.confirmations import send_confirmations as send_confirmation_mails
 from workers.app import app
+from workers.chasers import Chaser, chaser_slots
 
 log = logging.getLogger(__name__)
 _transport: dict[int, Transport] = {}
 MIN_CHASE_SECONDS = 0.2
 MAX_CHASE_SECONDS = 30.0
+FOLLOW_UP_SECONDS = 0.5  # after the slots held at a worker's connect would run out
 
 
 def transport() -> Transport:
@@ -111,28 +112,52 @@ def compose_list(list_id: int) -> int | None:
 
 @app.task(name="workers.tasks.send_issue")
 def send_issue(issue_id: int) -> int:
-    """Open the issue to senders: plan (idempotent) and start `send_fanout` batch chasers."""
+    """Open the issue to senders: plan (idempotent) and start batch chasers in its free slots
+    (`send_fanout` slots per issue: a chaser already running keeps its own)."""
     with session_scope() as session:
         issue = get_issue(session, issue_id)
         if issue.status == "approved":
             start_sending(session, issue_id)
         elif issue.status != "sending":
             return 0
-    fanout = get_settings().send_fanout
-    for _ in range(fanout):
-        send_batch.delay(issue_id)
-    return fanout
+    return start_chasers(issue_id)
 
 
-@app.task(name="workers.tasks.send_batch", bind=True)
-def send_batch(self: Task, issue_id: int) -> dict[str, int]:
+def start_chasers(issue_id: int) -> int:
+    """Enqueue a chaser in each free slot of the issue; returns how many."""
+    chasers = chaser_slots().start(issue_id)
+    for chaser in chasers:
+        _enqueue(chaser, None)
+    return len(chasers)
+
+
+@app.task(name="workers.tasks.send_batch")
+def send_batch(issue_id: int, slot: int | None = None, token: str | None = None) -> dict[str, int]:
     """Claim and send one batch, then chase the next; the last one closes the issue.
-    With nothing claimable now but rows still open, come back when they can be."""
+    With nothing claimable now but rows still open, come back when they can be.
+    A chaser whose slot another one holds now (it was replaced) ends at once."""
     settings = get_settings()
-    owner = new_owner()
-    result = send_one_batch(session_factory(), issue_id, owner, transport(), settings.batch_size)
+    slots = chaser_slots()
+    if slot is None or token is None:
+        # Enqueued without a slot (by an earlier version): it takes a free one, if any.
+        free = slots.start(issue_id, limit=1)
+        if not free:
+            return asdict(BatchResult())
+        chaser = free[0]
+    else:
+        chaser = Chaser(issue_id, slot, token)
+    if not slots.keep(chaser):
+        return asdict(BatchResult())
+
+    def heartbeat() -> None:
+        slots.keep(chaser)
+
+    sf = session_factory()
+    result = send_one_batch(
+        sf, issue_id, new_owner(), transport(), settings.batch_size, on_renew=heartbeat
+    )
     if result.claimed:
-        chase(issue_id)
+        chase(chaser)
         return asdict(result)
     with session_scope() as session:
         done = finish_issue_if_done(session, issue_id)
@@ -140,18 +165,39 @@ def send_batch(self: Task, issue_id: int) -> dict[str, int]:
         sending = not done and get_issue(session, issue_id).status == "sending"
         due = next_attempt_at(session, issue_id) if sending else None
     if sending:
-        chase(issue_id, chase_delay(due, settings.lease_seconds))
+        chase(chaser, chase_delay(due, settings.lease_seconds))
+    else:
+        end_chaser(chaser)
     return asdict(result)
 
 
-def chase(issue_id: int, countdown: float | None = None) -> None:
-    """Enqueue the next batch chaser. With the broker gone the chaser is lost, which is no
-    failure of this batch (its results are in the ledger): a worker re-kicks sending issues
-    when it reconnects, and beat does every minute."""
+def _enqueue(chaser: Chaser, countdown: float | None) -> None:
     try:
-        send_batch.apply_async((issue_id,), countdown=countdown)
+        send_batch.apply_async((chaser.issue_id, chaser.slot, chaser.token), countdown=countdown)
     except BrokerError as exc:
-        log.warning("issue %s: chaser not enqueued (%s); the next kick restores it", issue_id, exc)
+        log.warning(
+            "issue %s: chaser not enqueued (%s); the next kick restores it", chaser.issue_id, exc
+        )
+        chaser_slots().release(chaser)
+
+
+def chase(chaser: Chaser, countdown: float | None = None) -> None:
+    """Enqueue the chaser's next run, keeping its slot until then. A chaser replaced in its
+    slot ends here. With the broker gone the chaser is lost, which is no failure of this
+    batch (its results are in the ledger): a worker re-kicks sending issues when it
+    reconnects, and beat does every minute."""
+    if chaser_slots().keep(chaser, countdown or 0.0):
+        _enqueue(chaser, countdown)
+
+
+def end_chaser(chaser: Chaser) -> None:
+    """The issue is done, paused or cancelled: free the slot. An issue resumed meanwhile
+    (its kick found this slot still held) is chased on by this chaser."""
+    chaser_slots().release(chaser)
+    with session_scope() as session:
+        status = session.scalar(select(Issue.status).where(Issue.id == chaser.issue_id))
+    if status == "sending":
+        chase(chaser)
 
 
 def chase_delay(due: datetime | None, lease_seconds: float) -> float:
@@ -163,13 +209,24 @@ def chase_delay(due: datetime | None, lease_seconds: float) -> float:
 
 
 @app.task(name="workers.tasks.kick_sending_issues")
-def kick_sending_issues(chasers: int = 1) -> list[int]:
-    """Safety net: each issue still sending gets `chasers` more batch chasers, whatever
-    tasks were lost. Extra chasers are harmless: claims are leased, and a chaser with
-    nothing left to claim ends once the issue is done or paused."""
+def kick_sending_issues(follow_up: bool = False) -> list[int]:
+    """Safety net (beat, every minute; a worker when it connects): each issue still sending
+    gets a chaser in every free slot, whatever tasks were lost. A slot held by a live chaser
+    stays as it is, so kicks never add up.
+
+    With `follow_up`, kick once more when the slots held now have run out, if they are not
+    kept: a worker that starts after another died (kill -9) finds the dead one's slots still
+    held, and would otherwise wait for beat to fill them."""
     with session_scope() as session:
         ids = list(session.scalars(select(Issue.id).where(Issue.status == "sending")))
+    held = 0.0
     for issue_id in ids:
-        for _ in range(max(chasers, 1)):
-            send_batch.delay(issue_id)
+        if follow_up:
+            held = max([held, *chaser_slots().seconds_left(issue_id)])
+        start_chasers(issue_id)
+    if held:
+        try:
+            kick_sending_issues.apply_async(countdown=held + FOLLOW_UP_SECONDS)
+        except BrokerError as exc:
+            log.warning("follow-up kick not enqueued (%s)", exc)
     return ids

@@ -3,12 +3,16 @@
 Every function takes a Session and leaves committing to the caller. Writes are set-based or
 grouped so the ledger never caps the send rate. Works on SQLite and PostgreSQL; on PostgreSQL
 claims use `FOR UPDATE SKIP LOCKED` so any number of workers share an issue without waiting.
+
+Leases are fenced: a claim writes a lease token (unique per claim) into `lease_owner`, and
+every write that settles or releases a claimed row matches that token and status 'sending'.
+A worker whose lease ran out and was taken over changes nothing: its writes count as refused.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -23,6 +27,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -31,6 +36,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -55,6 +61,8 @@ from digest.subscribers.suppression import suppress
 STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 MAX_BACKOFF = timedelta(hours=6)
 _CHUNK = 500  # ids per grouped statement: within SQLite's variable limit, cheap for PostgreSQL
+_MAX_DOUBLINGS = 64  # a back-off base too small to reach the cap in 64 doublings is ~0 anyway
+_RETRY_CHUNK = 250  # rows per retry statement: each carries its own error
 
 _deliveries = cast(Table, Delivery.__table__)
 
@@ -118,10 +126,23 @@ class Claim:
     skipped: int = 0  # settled as 'skipped' on the way
 
 
+def _lease_until(now: datetime, lease_seconds: int | None) -> datetime:
+    return now + timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+
+
+def _held(lease: str) -> ColumnElement[bool]:
+    """The fence: the row is still leased by this claim. Every settling write matches it."""
+    return and_(_deliveries.c.status == "sending", _deliveries.c.lease_owner == lease)
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount)
+
+
 def claim(
     session: Session,
     issue_id: int,
-    owner: str,
+    lease: str,
     size: int,
     now: datetime | None = None,
     lease_seconds: int | None = None,
@@ -129,11 +150,15 @@ def claim(
     """Lease up to `size` deliveries that are due: pending ones whose next attempt has come,
     then 'sending' ones whose lease expired (their worker died). Commit promptly after.
 
+    `lease` is written into each row's `lease_owner` and fences every later write: make it
+    unique per claim (send.lease_token), so even an older batch of the same process cannot
+    write over a newer claim of a row.
+
     Those whose subscription is no longer confirmed (unsubscribed, bounced, deleted since
     planning) or whose address is now suppressed are settled as 'skipped' instead: the claim
     reads both in its RETURNING clause, so the check costs no extra round trip."""
     now = now or utcnow()
-    lease_until = now + timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+    lease_until = _lease_until(now, lease_seconds)
     due = and_(
         Delivery.status == "pending",
         or_(Delivery.next_attempt_at <= now, Delivery.next_attempt_at.is_(None)),
@@ -161,7 +186,7 @@ def claim(
             .where(_deliveries.c.id.in_(ids.scalar_subquery()))
             .values(
                 status="sending",
-                lease_owner=owner,
+                lease_owner=lease,
                 lease_until=lease_until,
                 attempts=_deliveries.c.attempts + 1,
             )
@@ -185,50 +210,81 @@ def claim(
         for group in _id_groups(session, skipped):
             session.execute(
                 sql_update(_deliveries)
-                .where(group, _deliveries.c.status == "sending")
+                .where(group, _held(lease))
                 .values(status="skipped", last_error=reason, lease_owner=None, lease_until=None)
             )
     claimed.sort(key=lambda r: r.delivery_id)
     return Claim(claimed, sum(map(len, reasons.values())))
 
 
+def renew_lease(
+    session: Session,
+    issue_id: int,
+    lease: str,
+    now: datetime | None = None,
+    lease_seconds: int | None = None,
+) -> int:
+    """Extend the lease of the rows this claim still holds (sent rows no longer carry it), so
+    a batch that is slow, not dead, keeps them. One statement whatever the batch's size.
+    Returns how many rows the claim still holds: fewer than it has not settled yet means some
+    ran out and were taken over by another worker."""
+    until = _lease_until(now or utcnow(), lease_seconds)
+    stmt = (
+        sql_update(_deliveries)
+        .where(_deliveries.c.issue_id == issue_id, _held(lease))
+        .values(lease_until=until)
+    )
+    return _rowcount(session.execute(stmt))
+
+
+def _id_in(session: Session, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`id IN ids`: one array parameter on PostgreSQL (nothing to expand, the same cached
+    statement whatever the count), a list of parameters on SQLite."""
+    if is_postgres(session):
+        return _deliveries.c.id == any_(bindparam("ids", list(ids), postgresql.ARRAY(BigInteger())))
+    return _deliveries.c.id.in_(ids)
+
+
 def _id_groups(session: Session, ids: Sequence[int]) -> Iterable[ColumnElement[bool]]:
-    """`id IN ids` in as few statements as the database allows: one array parameter on
-    PostgreSQL (nothing to expand, the same cached statement whatever the count), chunks
+    """`id IN ids` in as few statements as the database allows: one on PostgreSQL, chunks
     within SQLite's variable limit."""
     if not ids:
         return
     if is_postgres(session):
-        yield _deliveries.c.id == any_(bindparam("ids", list(ids), postgresql.ARRAY(BigInteger())))
+        yield _id_in(session, ids)
         return
     for start in range(0, len(ids), _CHUNK):
-        yield _deliveries.c.id.in_(ids[start : start + _CHUNK])
+        yield _id_in(session, ids[start : start + _CHUNK])
 
 
-def mark_sent(session: Session, ids: Sequence[int], now: datetime | None = None) -> int:
-    """Record the server's 250 for a group of deliveries, in a few statements."""
+def mark_sent(
+    session: Session, ids: Sequence[int], now: datetime | None = None, *, lease: str
+) -> int:
+    """Record the server's 250 for a group of deliveries, in a few statements. Returns the
+    rows written: those `lease` no longer holds are left to the claim that holds them."""
     now = now or utcnow()
     done = 0
     for group in _id_groups(session, ids):
         stmt = (
             sql_update(_deliveries)
-            .where(group, _deliveries.c.status != "sent")
+            .where(group, _held(lease))
             .values(status="sent", sent_at=now, lease_owner=None, lease_until=None, last_error=None)
         )
-        done += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        done += _rowcount(session.execute(stmt))
     return done
 
 
 def mark_deferred(
-    session: Session, ids: Sequence[int], until: datetime, reason: str = "deferred"
+    session: Session, ids: Sequence[int], until: datetime, reason: str = "deferred", *, lease: str
 ) -> int:
     """Put deliveries that were claimed but not tried (a rate limit ran out, the batch's time
-    was up) back to pending until `until`, giving back the attempt their claim counted."""
+    was up) back to pending until `until`, giving back the attempt their claim counted.
+    Returns the rows released (only those `lease` still holds)."""
     done = 0
     for group in _id_groups(session, ids):
         stmt = (
             sql_update(_deliveries)
-            .where(group, _deliveries.c.status == "sending")
+            .where(group, _held(lease))
             .values(
                 status="pending",
                 next_attempt_at=until,
@@ -240,7 +296,7 @@ def mark_deferred(
                 last_error=reason,
             )
         )
-        done += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        done += _rowcount(session.execute(stmt))
     return done
 
 
@@ -249,52 +305,80 @@ def backoff(attempts: int, base_seconds: float) -> timedelta:
     return min(timedelta(seconds=base_seconds * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
 
+def _next_attempt(now: datetime, max_attempts: int, base: float) -> ColumnElement[Any]:
+    """`now + backoff(attempts)` per row, in SQL: a CASE over the attempt counts before the
+    cap (the back-off doubles, so there are a few dozen at most), the cap after."""
+    attempts = _deliveries.c.attempts
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+    n = 1
+    while n < min(max_attempts, _MAX_DOUBLINGS) and base > 0 and backoff(n, base) < MAX_BACKOFF:
+        whens.append((attempts <= n, literal(now + backoff(n, base), DateTime())))
+        n += 1
+    last = literal(now + backoff(n, base), DateTime())
+    return case(*whens, else_=last) if whens else last
+
+
 def mark_retry(
     session: Session,
-    delivery_id: int,
-    error: str,
+    errors: Mapping[int, str],
     now: datetime | None = None,
     *,
+    lease: str,
     max_attempts: int | None = None,
     base_seconds: float | None = None,
-) -> str:
-    """A transient failure: back to pending with back-off, or failed once attempts run out
-    (without suppression: the address did nothing wrong). Returns the new status.
-    Only a row still 'sending' changes, so a late report never undoes another worker's 250."""
+) -> dict[int, str]:
+    """Transient failures (delivery id -> error): back to pending with back-off, or failed
+    once attempts run out (without suppression: the address did nothing wrong). A few
+    statements per group, the back-off computed per row in SQL. Only rows `lease` still holds
+    change, so a late report never undoes another worker's 250 or claim.
+    Returns the new status of each row written."""
     settings = get_settings()
     max_attempts = max_attempts or settings.max_attempts
     base = settings.retry_base_seconds if base_seconds is None else base_seconds
     now = now or utcnow()
-    row = session.execute(
-        select(Delivery.attempts, Delivery.status).where(Delivery.id == delivery_id)
-    ).one_or_none()
-    if row is None:
-        raise LedgerError(f"delivery {delivery_id} does not exist")
-    if row.status != "sending":
-        return str(row.status)
-    values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
-    if row.attempts >= max_attempts:
-        values.update(status="failed", last_error=f"gave up after {row.attempts} attempts: {error}")
-    else:
-        values.update(
-            status="pending", last_error=error, next_attempt_at=now + backoff(row.attempts, base)
+    attempts = _deliveries.c.attempts
+    spent = attempts >= max_attempts
+    gave_up = literal("gave up after ") + sql_cast(attempts, String()) + literal(" attempts: ")
+    written: dict[int, str] = {}
+    ids = list(errors)
+    # The error is per row (servers name the recipient in their replies): a CASE on the id
+    # carries it, two parameters a row, so chunks keep within both databases' limits.
+    for start in range(0, len(ids), _RETRY_CHUNK):
+        chunk = ids[start : start + _RETRY_CHUNK]
+        error = case({i: errors[i] for i in chunk}, value=_deliveries.c.id)
+        stmt = (
+            sql_update(_deliveries)
+            .where(_id_in(session, chunk), _held(lease))
+            .values(
+                status=case((spent, "failed"), else_="pending"),
+                last_error=case((spent, gave_up), else_="") + error,
+                next_attempt_at=case(
+                    (spent, _deliveries.c.next_attempt_at),
+                    else_=_next_attempt(now, max_attempts, base),
+                ),
+                lease_owner=None,
+                lease_until=None,
+            )
+            .returning(_deliveries.c.id, _deliveries.c.status)
         )
-    session.execute(
-        sql_update(_deliveries)
-        .where(_deliveries.c.id == delivery_id, _deliveries.c.status == "sending")
-        .values(**values)
-    )
-    return str(values["status"])
+        written.update((int(i), str(status)) for i, status in session.execute(stmt))
+    return written
 
 
 def mark_failed(
-    session: Session, delivery_id: int, error: str, *, suppress_address: bool = True
+    session: Session,
+    delivery_id: int,
+    error: str,
+    *,
+    lease: str,
+    suppress_address: bool = True,
 ) -> bool:
     """A permanent failure (5xx): failed for good, the address suppressed, an event recorded.
-    Returns False when the row was already settled."""
+    Returns False, and suppresses and records nothing, when `lease` no longer holds the row
+    (settled already, or taken over by another worker)."""
     row = session.execute(
         sql_update(_deliveries)
-        .where(_deliveries.c.id == delivery_id, _deliveries.c.status.in_(("sending", "pending")))
+        .where(_deliveries.c.id == delivery_id, _held(lease))
         .values(status="failed", last_error=error, lease_owner=None, lease_until=None)
         .returning(_deliveries.c.email, _deliveries.c.subscriber_id, _deliveries.c.issue_id)
     ).one_or_none()

@@ -5,6 +5,11 @@ depends on when things commit. The claim commits before anything is sent (a cras
 leaves leased rows that another worker reclaims when the lease runs out); results are
 committed in groups right after the server's 250 (every FLUSH_EVERY results or
 FLUSH_SECONDS), so a crash duplicates only what was acknowledged but not yet written.
+
+Each claim holds its rows under a lease token of its own, renewed a few times a lease while
+the batch works (one statement per renewal, not per message). Every ledger write is fenced by
+that token: a batch that stalled past its lease and was taken over writes nothing over the
+new holder, counts the refusal, and stops.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, select, update
@@ -33,6 +38,7 @@ from digest.delivery.ledger import (
     mark_retry,
     mark_sent,
     next_attempt_at,
+    renew_lease,
 )
 from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
@@ -55,6 +61,10 @@ class BatchResult:
     failed: int = 0
     skipped: int = 0  # claimed, but no longer confirmed or now suppressed
     deferred: int = 0  # claimed, not tried: back to pending without using an attempt
+    # Rows lost to another worker (the batch stalled past its lease and they were claimed
+    # again): results the ledger refused, and rows found taken over before their result.
+    # Any loss stops the batch: the rest may be taken over too.
+    refused: int = 0
 
     def __add__(self, other: BatchResult) -> BatchResult:
         return BatchResult(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -62,60 +72,143 @@ class BatchResult:
 
 def new_owner() -> str:
     """A lease owner name that tells operators which process holds a lease."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()[:48]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_token(owner: str) -> str:
+    """A fencing token for one claim: the owner (which process) and a nonce (which claim),
+    so no two claims, even of one process, ever hold a row under the same name."""
+    return f"{owner[:80]}/{uuid.uuid4().hex[:12]}"
 
 
 class _LedgerWriter:
-    """Groups results and commits them promptly; keeps the counts."""
+    """Groups results and commits them promptly, fenced by the batch's lease; renews that
+    lease while the batch is still working; keeps the counts."""
 
-    def __init__(self, sf: sessionmaker[Session], issue_id: int, errors_before: int) -> None:
+    def __init__(
+        self,
+        sf: sessionmaker[Session],
+        issue_id: int,
+        lease: str,
+        claimed: Sequence[int],
+        errors_before: int,
+        on_renew: Callable[[], None] | None = None,
+    ) -> None:
+        settings = get_settings()
         self.sf = sf
         self.issue_id = issue_id
+        self.lease = lease
+        self.unsettled = set(claimed)  # claimed rows whose result is not written yet
         self.buffer: list[SendResult] = []
-        self.flushed_at = time.monotonic()
-        self.sent = self.retried = self.failed = self.deferred = 0
+        self.flushed_at = self.renewed_at = time.monotonic()
+        self.lease_seconds = settings.lease_seconds
+        # Three renewals a lease: a batch held up by a slow relay or a loaded machine keeps
+        # its rows unless it makes no progress at all for two thirds of a lease.
+        self.renew_every = settings.lease_seconds / 3
+        self.on_renew = on_renew
+        self.sent = self.retried = self.failed = self.deferred = self.refused = 0
+        self.lost = False  # some rows were taken over: the batch must stop
         # The issue's count of errors in a row may be above 0 (from an earlier batch too):
         # the next success must write it back to 0.
         self.errors_seen = errors_before > 0
         # Transport errors in a row (refused, dropped sessions, refused sender) before the
         # issue pauses itself: the relay is down or refuses us, and retrying everything would
         # burn attempts.
-        self.pause_after = get_settings().pause_after_errors
+        self.pause_after = settings.pause_after_errors
 
     def add(self, chunk: Sequence[SendResult]) -> None:
+        """Take results (an empty chunk: the transport is waiting); write them when due, and
+        renew the lease when due. Called at least every fraction of a second while sending."""
         self.buffer.extend(chunk)
-        due = time.monotonic() - self.flushed_at >= FLUSH_SECONDS
-        if len(self.buffer) >= FLUSH_EVERY or (self.buffer and due):
-            self.flush()
+        now = time.monotonic()
+        renew = now - self.renewed_at >= self.renew_every
+        due = now - self.flushed_at >= FLUSH_SECONDS
+        if renew or len(self.buffer) >= FLUSH_EVERY or (self.buffer and due):
+            self.flush(renew=renew)
 
-    def flush(self) -> None:
+    def flush(self, *, renew: bool = False) -> None:
         self.flushed_at = time.monotonic()
-        if not self.buffer:
+        if not self.buffer and not renew:
             return
         results, self.buffer = self.buffer, []
         now = utcnow()
         with self.sf.begin() as session:
-            sent_ids = [r.delivery_id for r in results if r.outcome == "sent"]
-            mark_sent(session, sent_ids, now)
-            self.sent += len(sent_ids)
-            deferred: dict[tuple[int, str], list[int]] = {}
-            for r in results:
-                if r.outcome == "deferred":
-                    # Never before the window opens.
-                    key = (math.ceil(r.retry_after), r.detail)
-                    deferred.setdefault(key, []).append(r.delivery_id)
-            for (after, detail), ids in deferred.items():
-                self.deferred += mark_deferred(session, ids, now + timedelta(seconds=after), detail)
-            for r in results:
-                if r.outcome == "retry":
-                    if mark_retry(session, r.delivery_id, r.detail, now) == "failed":
-                        self.failed += 1
-                    else:
-                        self.retried += 1
-                elif r.outcome == "failed":
-                    mark_failed(session, r.delivery_id, r.detail, suppress_address=r.suppress)
-                    self.failed += 1
+            written = self._write(session, results, now)
+            self.unsettled.difference_update(r.delivery_id for r in results)
+            refused = len(results) - written
+            if renew:
+                self.renewed_at = time.monotonic()
+                held = renew_lease(session, self.issue_id, self.lease, now, self.lease_seconds)
+                # Fewer than unsettled: some ran out and were claimed again (counted as
+                # refused by release, which gives back what is still held).
+                self.lost = self.lost or held < len(self.unsettled)
             self._count_errors(session, results)
+        if refused:
+            self.refused += refused
+            self.lost = True
+            log.warning(
+                "issue %s: %d results refused: lease %s was taken over",
+                self.issue_id,
+                refused,
+                self.lease,
+            )
+        if renew and not self.lost and self.on_renew is not None:
+            self.on_renew()
+
+    def _write(self, session: Session, results: list[SendResult], now: datetime) -> int:
+        """Write the results (fenced by the lease, a few statements whatever their number);
+        returns how many the ledger took."""
+        lease = self.lease
+        sent_ids = [r.delivery_id for r in results if r.outcome == "sent"]
+        written = sent = mark_sent(session, sent_ids, now, lease=lease)
+        self.sent += sent
+        deferred: dict[tuple[int, str], list[int]] = {}
+        for r in results:
+            if r.outcome == "deferred":
+                # Never before the window opens.
+                key = (math.ceil(r.retry_after), r.detail)
+                deferred.setdefault(key, []).append(r.delivery_id)
+        for (after, detail), ids in deferred.items():
+            until = now + timedelta(seconds=after)
+            done = mark_deferred(session, ids, until, detail, lease=lease)
+            self.deferred += done
+            written += done
+        retries = {r.delivery_id: r.detail for r in results if r.outcome == "retry"}
+        statuses = mark_retry(session, retries, now, lease=lease)
+        gave_up = sum(1 for status in statuses.values() if status == "failed")
+        self.failed += gave_up
+        self.retried += len(statuses) - gave_up
+        written += len(statuses)
+        for r in results:
+            if r.outcome == "failed" and mark_failed(
+                session, r.delivery_id, r.detail, lease=lease, suppress_address=r.suppress
+            ):
+                self.failed += 1
+                written += 1
+        return written
+
+    def release(self) -> None:
+        """The batch stopped early: rows it still holds and has no result for go back to
+        pending at once (their attempt given back) instead of waiting for the lease to run
+        out. A message cut off mid-transaction may have been accepted: a duplicate bounded,
+        like a crash's, by what was in flight."""
+        if not self.unsettled:
+            return
+        with self.sf.begin() as session:
+            released = mark_deferred(
+                session, sorted(self.unsettled), utcnow(), "batch stopped", lease=self.lease
+            )
+        taken = len(self.unsettled) - released
+        self.deferred += released
+        self.refused += taken
+        self.unsettled.clear()
+        if taken:
+            log.warning(
+                "issue %s: %d rows of lease %s were taken over before their result",
+                self.issue_id,
+                taken,
+                self.lease,
+            )
 
     def _count_errors(self, session: Session, results: list[SendResult]) -> None:
         """Track transport errors in a row on the issue; pause it when they pile up."""
@@ -161,9 +254,17 @@ def send_batch(
     owner: str,
     transport: Transport,
     size: int | None = None,
+    *,
+    on_renew: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Claim up to `size` due deliveries of the issue, send them, record the results.
-    Sends nothing when the issue is not approved/sending (paused, cancelled, ...)."""
+    Sends nothing when the issue is not approved/sending (paused, cancelled, ...).
+
+    The claim's lease is a token of its own (see lease_token), renewed while the batch works
+    (`on_renew` is called after each renewal: a caller's own heartbeat). A batch that finds
+    some of its rows taken over (it stalled for longer than its lease) stops sending: the
+    rest may be someone else's too. What it still holds goes back to pending at once."""
+    lease = lease_token(owner)
     with sf() as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
@@ -172,16 +273,22 @@ def send_batch(
             return BatchResult()
         template = _load_template(issue)
         errors_before = issue.consecutive_errors
-        claimed = claim(session, issue_id, owner, size or get_settings().batch_size)
+        claimed = claim(session, issue_id, lease, size or get_settings().batch_size)
         session.commit()
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)
-    writer = _LedgerWriter(sf, issue_id, errors_before)
+    ids = [r.delivery_id for r in recipients]
+    writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, on_renew)
+    results = transport.send(template.bounce_address, recipients, template.personalise)
     try:
-        _send_all(transport, template, recipients, writer)
+        _send_all(results, recipients, writer)
     finally:
+        if isinstance(results, Generator):
+            results.close()  # stops the transport now (SMTP: cancels what is on the wire)
         writer.flush()
+    if writer.lost:
+        writer.release()
     return BatchResult(
         len(recipients) + skipped,
         writer.sent,
@@ -189,28 +296,27 @@ def send_batch(
         writer.failed,
         skipped,
         writer.deferred,
+        writer.refused,
     )
 
 
 def _send_all(
-    transport: Transport,
-    template: MessageTemplate,
-    recipients: list[Recipient],
-    writer: _LedgerWriter,
+    chunks: Iterator[list[SendResult]], recipients: list[Recipient], writer: _LedgerWriter
 ) -> None:
-    """Feed the transport's results to the writer. Should the transport itself stop with an
-    error (a bug: per-recipient errors come back as results), the recipients it had not
-    reported go back to pending with the reason instead of sitting in 'sending' until their
-    lease runs out; an error of the ledger's own propagates (its rows keep their lease)."""
+    """Feed the transport's results to the writer until they end or the lease is lost.
+    Should the transport itself stop with an error (a bug: per-recipient errors come back as
+    results), the recipients it had not reported are retried with the reason (an attempt
+    used, with back-off, so a bug that recurs ends in 'failed' instead of a loop) rather
+    than sitting in 'sending' until their lease runs out; an error of the ledger's own
+    propagates (its rows keep their lease)."""
     reported: set[int] = set()
-    chunks = transport.send(template.bounce_address, recipients, template.personalise)
-    while True:
+    while not writer.lost:
         try:
             chunk = next(chunks)
         except StopIteration:
             return
         except Exception as exc:
-            log.exception("issue %s: the transport stopped mid-batch", template.issue_id)
+            log.exception("issue %s: the transport stopped mid-batch", writer.issue_id)
             detail = f"batch stopped: {type(exc).__name__}: {exc}"[:1000]
             writer.add(
                 [

@@ -14,8 +14,8 @@ Control, all per sending process unless said otherwise:
   or come back as 'deferred' with the time the window opens;
 - at most `domain_concurrency` messages in flight to one recipient domain: across every
   sending process when Redis is there (see domains.py), else in this process;
-- a batch stops starting messages after `max_batch_seconds` (under the lease, so no other
-  worker reclaims rows still being sent) and defers the rest.
+- a batch stops starting messages after `max_batch_seconds` and defers the rest (its lease is
+  renewed meanwhile: the limit only keeps one batch from holding its rows for long).
 """
 
 from __future__ import annotations
@@ -216,8 +216,7 @@ class SmtpTransport:
             routes=routes,
             domain_concurrency=s.domain_concurrency,
             domain_redis=redis_client,
-            # Stop starting messages well before the lease runs out.
-            max_batch_seconds=s.lease_seconds / 2,
+            max_batch_seconds=s.max_batch_seconds,
         )
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -419,6 +418,12 @@ class SmtpTransport:
                         conn = None
                 finally:
                     state.release(domain)
+        except asyncio.CancelledError:
+            # The caller stopped the batch (its lease was taken over): a session cut off
+            # mid-transaction must not be reused.
+            if conn is not None:
+                conn.abort()
+            raise
         finally:
             if conn is not None:
                 route.live -= 1

@@ -426,7 +426,7 @@ def test_relays_from_settings(monkeypatch: pytest.MonkeyPatch, redis_url: str) -
     monkeypatch.setenv("DIGEST_SMTP_TRANSPORTS", json.dumps(relays))
     monkeypatch.setenv("DIGEST_DOMAIN_CONCURRENCY", "5")
     monkeypatch.setenv("DIGEST_BROKER_URL", redis_url)
-    monkeypatch.setenv("DIGEST_LEASE_SECONDS", "120")
+    monkeypatch.setenv("DIGEST_MAX_BATCH_SECONDS", "60")
     reset_settings()
     transport = SmtpTransport.from_settings(get_settings())
     main, spare = transport.routes

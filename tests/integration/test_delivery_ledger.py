@@ -6,18 +6,21 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from digest.db import session_factory
 from digest.delivery.ledger import (
+    MAX_BACKOFF,
     claim,
     finish_issue_if_done,
     issue_progress,
+    mark_deferred,
     mark_failed,
     mark_retry,
     mark_sent,
     plan_deliveries,
+    renew_lease,
 )
 from digest.delivery.recipient import Recipient
 from digest.models import (
@@ -138,7 +141,7 @@ def test_claim_leases_due_rows_once_and_reclaims_expired_leases(session: Session
 
     # Before the lease runs out nothing is claimable; after it, the dead worker's rows are.
     assert claim_batch(session, issue_id, "w4", 10, NOW + timedelta(seconds=59)) == []
-    mark_sent(session, [first[0].delivery_id], NOW)
+    mark_sent(session, [first[0].delivery_id], NOW, lease="w1")
     again = claim_batch(session, issue_id, "w4", 10, NOW + timedelta(seconds=61))
     session.commit()
     assert len(again) == 4
@@ -158,9 +161,9 @@ def test_sent_progress_and_finish(session: Session) -> None:
         "skipped": 0,
         "total": 4,
     }
-    assert mark_sent(session, [r.delivery_id for r in batch[:3]], NOW) == 3
+    assert mark_sent(session, [r.delivery_id for r in batch[:3]], NOW, lease="w") == 3
     assert finish_issue_if_done(session, issue_id, NOW) is False
-    mark_failed(session, batch[3].delivery_id, "550 5.1.1 no such user")
+    mark_failed(session, batch[3].delivery_id, "550 5.1.1 no such user", lease="w")
     assert finish_issue_if_done(session, issue_id, NOW) is True
     session.commit()
     issue = session.get(Issue, issue_id)
@@ -181,9 +184,15 @@ def test_retry_backs_off_exponentially_then_fails_without_suppression(session: S
     waits = []
     for attempt in range(1, 4):
         (r,) = claim_batch(session, issue_id, "w", 10, now)
-        status = mark_retry(
-            session, r.delivery_id, "451 try later", now, max_attempts=3, base_seconds=10
+        written = mark_retry(
+            session,
+            {r.delivery_id: "451 try later"},
+            now,
+            lease="w",
+            max_attempts=3,
+            base_seconds=10,
         )
+        status = written[r.delivery_id]
         (d,) = rows(session, issue_id)
         assert d.attempts == attempt
         if attempt < 3:
@@ -206,8 +215,8 @@ def test_failed_suppresses_and_records_an_event(session: Session) -> None:
     issue_id = seed_issue(session, 2, others=False)
     plan_deliveries(session, issue_id, NOW)
     batch = claim_batch(session, issue_id, "w", 10, NOW)
-    assert mark_failed(session, batch[0].delivery_id, "550 5.1.1 unknown user") is True
-    assert mark_failed(session, batch[0].delivery_id, "again") is False  # settled already
+    assert mark_failed(session, batch[0].delivery_id, "550 5.1.1 unknown user", lease="w")
+    assert not mark_failed(session, batch[0].delivery_id, "again", lease="w")  # settled already
     session.commit()
     assert is_suppressed(session, batch[0].email)
     event = session.scalars(select(Event).where(Event.kind == "delivery_failed")).one()
@@ -221,9 +230,9 @@ def test_a_late_retry_never_undoes_a_sent_row(session: Session) -> None:
     issue_id = seed_issue(session, 1, others=False)
     plan_deliveries(session, issue_id, NOW)
     (r,) = claim_batch(session, issue_id, "w", 10, NOW)
-    mark_sent(session, [r.delivery_id], NOW)
-    assert mark_retry(session, r.delivery_id, "late 451", NOW) == "sent"
-    assert mark_failed(session, r.delivery_id, "late 550") is False
+    mark_sent(session, [r.delivery_id], NOW, lease="w")
+    assert mark_retry(session, {r.delivery_id: "late 451"}, NOW, lease="w") == {}
+    assert mark_failed(session, r.delivery_id, "late 550", lease="w") is False
     assert rows(session, issue_id)[0].status == "sent"
 
 
@@ -260,3 +269,108 @@ def test_concurrent_claimers_never_share_a_row(session: Session, db_url: str) ->
     assert len(claimed) == len(set(claimed)) == 600
     if db_url.startswith("postgresql"):  # SQLite serialises writers; PostgreSQL overlaps them
         assert sum(1 for ids in got.values() if ids) >= 2
+
+
+def test_a_worker_whose_lease_was_taken_over_changes_nothing(session: Session) -> None:
+    """The fence: once another claim holds a row (the first one's lease ran out), the first
+    claim's writes match nothing (no sent, retry, deferred or failed; no suppression and no
+    event), its renewal holds nothing, and each write says how many rows it changed."""
+    issue_id = seed_issue(session, 4, others=False)
+    plan_deliveries(session, issue_id, NOW)
+    old = claim_batch(session, issue_id, "old", 10, NOW, lease_seconds=60)
+    later = NOW + timedelta(seconds=61)
+    new = claim_batch(session, issue_id, "new", 10, later, lease_seconds=60)
+    session.commit()
+    assert [r.delivery_id for r in old] == [r.delivery_id for r in new]
+    a, b, c, d = (r.delivery_id for r in old)
+
+    assert mark_sent(session, [a], later, lease="old") == 0
+    assert mark_retry(session, {b: "451 late"}, later, lease="old") == {}
+    assert mark_deferred(session, [c], later, "rate limit reached", lease="old") == 0
+    assert mark_failed(session, d, "550 5.1.1 late", lease="old") is False
+    assert renew_lease(session, issue_id, "old", later, 60) == 0
+    session.commit()
+    held = rows(session, issue_id)
+    assert {(x.status, x.lease_owner, x.attempts, x.last_error) for x in held} == {
+        ("sending", "new", 2, None)
+    }
+    assert not is_suppressed(session, old[3].email)
+    assert session.scalar(select(func.count()).select_from(Event)) == 0
+
+    # The holder's own writes go through, and its renewal extends what it still holds.
+    assert renew_lease(session, issue_id, "new", later, 600) == 4
+    assert mark_sent(session, [a], later, lease="new") == 1
+    assert mark_retry(session, {b: "451 try later"}, later, lease="new") == {b: "pending"}
+    assert mark_deferred(session, [c], later, "rate limit reached", lease="new") == 1
+    assert mark_failed(session, d, "550 5.1.1 unknown user", lease="new") is True
+    assert renew_lease(session, issue_id, "new", later, 600) == 0  # nothing left to hold
+    session.commit()
+    assert [x.status for x in rows(session, issue_id)] == ["sent", "pending", "pending", "failed"]
+    assert is_suppressed(session, old[3].email)
+
+
+def test_renewal_extends_only_what_the_claim_still_holds(session: Session) -> None:
+    issue_id = seed_issue(session, 3, others=False)
+    plan_deliveries(session, issue_id, NOW)
+    a, b, c = claim_batch(session, issue_id, "w", 10, NOW, lease_seconds=60)
+    mark_sent(session, [a.delivery_id], NOW, lease="w")
+    assert renew_lease(session, issue_id, "w", NOW + timedelta(seconds=50), 60) == 2
+    session.commit()
+    # Past the first lease, within the renewed one: nothing to reclaim.
+    assert claim_batch(session, issue_id, "x", 10, NOW + timedelta(seconds=100)) == []
+    until = {x.id: x.lease_until for x in rows(session, issue_id)}
+    assert until == {
+        a.delivery_id: None,
+        b.delivery_id: NOW + timedelta(seconds=110),
+        c.delivery_id: NOW + timedelta(seconds=110),
+    }
+
+
+def test_retries_are_grouped_with_the_back_off_per_row(session: Session, db_url: str) -> None:
+    """One UPDATE per 250 rows, whatever their attempts and errors (no SELECT, nothing per
+    row): each row still gets its own back-off, error, and failure once attempts run out."""
+    issue_id = seed_issue(session, 300, others=False)
+    plan_deliveries(session, issue_id, NOW)
+    batch = claim_batch(session, issue_id, "w", 300, NOW)
+    ids = [r.delivery_id for r in batch]
+    attempts = {i: 1 + n % 4 for n, i in enumerate(ids)}  # 1, 2, 3 retry; 4 gives up
+    for n in range(2, 5):
+        chosen = [i for i in ids if attempts[i] == n]
+        session.execute(update(Delivery).where(Delivery.id.in_(chosen)).values(attempts=n))
+    errors = {i: f"451 4.2.0 <p{n}@news.example.com> greylisted" for n, i in enumerate(ids)}
+
+    statements: list[str] = []
+    engine = session.get_bind()
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        written = mark_retry(session, errors, NOW, lease="w", max_attempts=4, base_seconds=10)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    session.commit()
+    assert len(statements) == 2 and all(s.lstrip().startswith("UPDATE") for s in statements)
+    assert written == {i: "failed" if attempts[i] == 4 else "pending" for i in ids}
+    for d in rows(session, issue_id):
+        if attempts[d.id] == 4:
+            assert d.status == "failed"
+            assert d.last_error == f"gave up after 4 attempts: {errors[d.id]}"
+        else:
+            assert d.status == "pending" and d.last_error == errors[d.id]
+            wait = 10 * 2 ** (attempts[d.id] - 1)
+            assert d.next_attempt_at == NOW + timedelta(seconds=wait)
+        assert d.lease_owner is None and d.lease_until is None
+
+
+def test_back_off_is_capped(session: Session) -> None:
+    issue_id = seed_issue(session, 1, others=False)
+    plan_deliveries(session, issue_id, NOW)
+    (r,) = claim_batch(session, issue_id, "w", 10, NOW)
+    session.execute(update(Delivery).values(attempts=30))
+    written = mark_retry(
+        session, {r.delivery_id: "451"}, NOW, lease="w", max_attempts=99, base_seconds=30
+    )
+    assert written == {r.delivery_id: "pending"}
+    assert rows(session, issue_id)[0].next_attempt_at == NOW + MAX_BACKOFF

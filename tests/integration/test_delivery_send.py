@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import mailbox
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
@@ -13,20 +15,21 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from digest import placeholders as P
+from digest.config import get_settings, reset_settings
 from digest.db import session_factory
 from digest.delivery import send as send_module
 from digest.delivery.errors import DeliveryError
-from digest.delivery.ledger import issue_progress, plan_deliveries
+from digest.delivery.ledger import claim, issue_progress, plan_deliveries
 from digest.delivery.maildir import MaildirTransport
 from digest.delivery.prepare import prepare_issue_message
 from digest.delivery.recipient import Recipient
 from digest.delivery.send import BatchResult, send_batch, send_issue_inline
 from digest.delivery.transports import Outcome, Render, SendResult
 from digest.errors import DigestError, NotFound
-from digest.models import Delivery, Issue
+from digest.models import Delivery, Issue, utcnow
 from digest.pipeline import start_sending
 from digest.subscribers.tokens import read_token
 from tests.integration.test_delivery_ledger import seed_issue
@@ -187,3 +190,104 @@ def test_a_success_resets_the_errors_in_a_row_left_by_an_earlier_batch(
     assert errors_in_a_row() == 2
     send_batch(sf, issue_id, "w", Scripted(("deferred", False), ("sent", False)), size=2)
     assert errors_in_a_row() == 0
+
+
+def deliveries(session: Session, issue_id: int) -> list[Delivery]:
+    session.expire_all()
+    query = select(Delivery).where(Delivery.issue_id == issue_id).order_by(Delivery.id)
+    return list(session.scalars(query))
+
+
+class TakenOver:
+    """A transport whose batch stalls after two messages, long enough for its lease to run
+    out and another worker to claim the rest; it then reports the third message as sent and
+    would go on with the rest if the batch let it."""
+
+    def __init__(self, sf: sessionmaker[Session], issue_id: int) -> None:
+        self.sf, self.issue_id = sf, issue_id
+        self.rendered: list[int] = []
+        self.stolen: list[int] = []
+
+    def send(
+        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+    ) -> Iterator[list[SendResult]]:
+        for n, r in enumerate(batch):
+            if n == 2:
+                with self.sf.begin() as s:  # another worker, after the lease ran out
+                    later = utcnow() + timedelta(seconds=get_settings().lease_seconds + 1)
+                    taken = claim(s, self.issue_id, "thief", 100, later).recipients
+                    self.stolen = [t.delivery_id for t in taken]
+            render(r)
+            self.rendered.append(r.delivery_id)
+            yield [SendResult(r.delivery_id, "sent", "250 ok")]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_whose_rows_were_taken_over_writes_nothing_over_them_and_stops(
+    session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(send_module, "FLUSH_EVERY", 1)  # each result written at once
+    issue_id = ready_issue(session, 10, others=False)
+    sf = session_factory(db_url)
+    transport = TakenOver(sf, issue_id)
+    result = send_batch(sf, issue_id, "w", transport)
+
+    rows = deliveries(session, issue_id)
+    assert len(transport.stolen) == 8
+    # The thief's rows are untouched: still its to send, claimed once by it.
+    assert [(d.status, d.attempts) for d in rows[2:]] == [("sending", 2)] * 8
+    assert {d.lease_owner for d in rows[2:]} == {"thief"}
+    assert [d.status for d in rows[:2]] == ["sent", "sent"]
+    # One result refused, seven rows it never reported on lost too; it stopped at once.
+    assert result == BatchResult(claimed=10, sent=2, refused=8)
+    assert transport.rendered == [d.id for d in rows[:3]]
+
+
+class Slow:
+    """A transport that waits `seconds` (reporting empty chunks, like SMTP's waits) before
+    the batch's results; `during` runs while it waits."""
+
+    def __init__(self, seconds: float, during: Callable[[], None]) -> None:
+        self.seconds, self.during = seconds, during
+
+    def send(
+        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+    ) -> Iterator[list[SendResult]]:
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            yield []
+        self.during()
+        yield [SendResult(r.delivery_id, "sent", "250 ok") for r in batch]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_slow_batch_renews_its_lease_so_nobody_takes_its_rows(
+    session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch busy for longer than its lease (a slow relay, a loaded machine) keeps its
+    rows: another worker claiming after the first lease would have run out gets nothing."""
+    monkeypatch.setenv("DIGEST_LEASE_SECONDS", "5")
+    reset_settings()
+    issue_id = ready_issue(session, 6, others=False)
+    sf = session_factory(db_url)
+    stolen: list[Recipient] = []
+    renewals: list[float] = []
+    started = time.monotonic()
+
+    def other_worker() -> None:
+        with sf.begin() as s:
+            stolen.extend(claim(s, issue_id, "other", 100).recipients)
+
+    result = send_batch(
+        sf, issue_id, "w", Slow(6.0, other_worker), on_renew=lambda: renewals.append(1)
+    )
+    assert time.monotonic() - started > 5, "the batch did not outlast its first lease"
+    assert stolen == []
+    assert result == BatchResult(claimed=6, sent=6)
+    assert len(renewals) >= 2
+    assert {(d.status, d.attempts) for d in deliveries(session, issue_id)} == {("sent", 1)}
