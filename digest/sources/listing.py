@@ -1,15 +1,20 @@
 """HTML news-listing pages read with CSS selectors (lxml + cssselect).
 
 A page's items are the elements `item` matches; inside each, `title`, `link`, `date`,
-`summary` and `image` pick the parts. The page may go on: `next` selects a next-page link,
-or `page_param` names a query parameter that counts pages (or offsets, with `page_step`).
+`summary` and `image` pick the parts. With `siblings`, an item is the matched element and the
+siblings that follow it up to the next match (a flat list: a heading, then its date and summary,
+with no element around each item). The page may go on: `next` selects a next-page link, or
+`page_param` names a query parameter that counts pages (or offsets, with `page_step`).
+Titles are the text a reader sees: text hidden with `display:none`, `hidden` or `aria-hidden`
+is left out.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -51,6 +56,7 @@ class Selectors:
     max_pages: int | None = None
     page_param: str | None = None  # e.g. "page" (1, 2, 3 ...) or "offset" with page_step
     page_step: int = 1
+    siblings: bool = False  # an item runs on over the siblings after the matched element
     inferred: bool = field(default=False, compare=False)
 
     @classmethod
@@ -66,7 +72,22 @@ class Selectors:
         data = {k: v for k, v in asdict(self).items() if v is not None and k != "inferred"}
         if data.get("page_step") == 1:
             del data["page_step"]
+        if not data.get("siblings"):
+            data.pop("siblings", None)
         return data
+
+    def with_paging(self, given: Selectors | None) -> Selectors:
+        """These selectors with the paging options `given` sets (next, max_pages, page_param)."""
+        if given is None:
+            return self
+        changed = {
+            name: getattr(given, name)
+            for name in ("next", "max_pages", "page_param")
+            if getattr(given, name) is not None
+        }
+        if given.page_param is not None:
+            changed["page_step"] = given.page_step
+        return replace(self, **changed) if changed else self
 
     def check(self) -> None:
         """Fail early, in words, on a selector cssselect cannot read."""
@@ -104,6 +125,65 @@ def select_one(element: Any, selector: str | None) -> Any | None:
         return None
     found = compile_css(selector)(element)
     return found[0] if found else None
+
+
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_HIDDEN_CLASSES = frozenset({"hidden", "sr-only", "visually-hidden", "screen-reader-text"})
+
+
+def is_hidden(element: Any) -> bool:
+    """Whether the element is hidden from a reader by its own markup (not by a stylesheet)."""
+    if element.get("hidden") is not None or element.get("aria-hidden") == "true":
+        return True
+    style = element.get("style")
+    if style and _HIDDEN_STYLE.search(style):
+        return True
+    classes = element.get("class")
+    return bool(classes) and not _HIDDEN_CLASSES.isdisjoint(classes.split())
+
+
+def visible_text(element: Any) -> str:
+    """`element_text` without the parts the markup hides (a title's hidden author or count)."""
+    if not any(is_hidden(e) for e in element.iter() if isinstance(e.tag, str)):
+        return element_text(element)
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if is_hidden(node):
+            return
+        tag = node.tag.lower()
+        if tag in ("script", "style", "template", "noscript"):
+            return
+        parts.append(" ")
+        parts.append(node.text or "")
+        for child in node:
+            if isinstance(child.tag, str):
+                walk(child)
+            if child.tail:
+                parts.append(child.tail)
+        parts.append(" ")
+
+    walk(element)
+    return "".join(parts)
+
+
+def item_blocks(document: Any, selectors: Selectors) -> list[Any]:
+    """The item elements `selectors.item` matches; with `siblings`, each match and the siblings
+    after it up to the next match, copied under one <div> (the document is not changed)."""
+    matched = select(document, selectors.item)
+    if not selectors.siblings:
+        return matched
+    starts = set(matched)
+    blocks = []
+    for start in matched:
+        block = lxml.html.Element("div")
+        block.append(copy.deepcopy(start))
+        for sibling in start.itersiblings():
+            if sibling in starts:
+                break
+            block.append(copy.deepcopy(sibling))
+        blocks.append(block)
+    return blocks
 
 
 @dataclass(slots=True)
@@ -190,7 +270,7 @@ def read_item(
     """One item block as a ParsedItem; None when it has neither a title nor a link."""
     local_ok = base.startswith("file:")
     title_el = select_one(block, selectors.title) if selectors.title else _default_title(block)
-    title = clean_title(element_text(title_el), is_html=False) if title_el is not None else ""
+    title = clean_title(visible_text(title_el), is_html=False) if title_el is not None else ""
     link_el = select_one(block, selectors.link) if selectors.link else title_el
     href = _href_of(link_el) if link_el is not None else None
     if href is None and not selectors.link:
@@ -252,7 +332,7 @@ def read_page(
     base = base_of(document, url)
     items = [
         item
-        for block in select(document, selectors.item)
+        for block in item_blocks(document, selectors)
         if (item := read_item(block, selectors, base, language)) is not None
     ]
     return ListingPage(items, next_page_url(document, selectors, base, url))
