@@ -24,6 +24,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from digest.sources.errors import SourceError
@@ -36,7 +37,7 @@ from digest.sources.listing import (
     select_one,
     visible_text,
 )
-from digest.sources.normalise import absolute_url, canonical_url, element_text, one_line, parse_date
+from digest.sources.normalise import element_text, one_line, parse_date
 
 MIN_ITEMS = 2
 CANDIDATES = 3  # selector sets offered to the person adding the source
@@ -72,7 +73,7 @@ _NAV_WORDS = frozenset(
      "pager", "pagination", "toolbar", "topbar", "skip", "tabs"}
 )  # fmt: skip
 _ASIDE_WORDS = frozenset(
-    {"sidebar", "aside", "widget", "widgets", "related", "popular", "trending", "tagcloud",
+    {"sidebar", "side", "aside", "widget", "widgets", "related", "popular", "trending", "tagcloud",
      "cloud", "blogroll", "ranking", "rank", "hot", "recommend", "recommended", "promo", "ad",
      "ads", "advert", "banner", "sponsor", "sponsors"}
 )  # fmt: skip
@@ -124,7 +125,18 @@ def _stable_classes(element: Any) -> list[str]:
 
 def key_of(element: Any, classes: int = 1) -> str:
     """A CSS selector for an element's kind: its tag and its first stable class."""
+    if classes == 1:
+        return _key(_tag(element), element.get("class"))
     return _tag(element) + "".join(f".{c}" for c in _stable_classes(element)[:classes])
+
+
+@lru_cache(maxsize=4096)
+def _key(tag: str, classes: str | None) -> str:
+    for name in (classes or "").split():
+        stable = _CSS_IDENT.match(name) and not any(ch.isdigit() for ch in name)
+        if stable and name not in _STATE_CLASSES:
+            return f"{tag}.{name}"
+    return tag
 
 
 def _words(element: Any) -> set[str]:
@@ -139,12 +151,34 @@ def _elements(node: Any) -> list[Any]:
 # ---------------------------------------------------------------- the page, walked once
 
 
-@dataclass(slots=True)
+_NOT_LINKS = ("#", "javascript:", "mailto:", "tel:", "data:")
+
+
 class _Link:
-    element: Any
-    url: str  # canonical
-    title: Any  # the element whose text is the headline (inside a card link: its headline)
-    text: str
+    """A link of the page: its raw href and text for all, the rest worked out when asked."""
+
+    __slots__ = ("_title", "element", "href", "raw_text")
+
+    def __init__(self, element: Any, href: str, raw_text: str) -> None:
+        self.element = element
+        self.href = href.split("#", 1)[0]  # enough to tell two links apart
+        self.raw_text = raw_text
+        self._title: tuple[Any, str] | None = None
+
+    def _headline(self) -> tuple[Any, str]:
+        if self._title is None:
+            title = _title_target(self.element)
+            self._title = (title, one_line(visible_text(title)))
+        return self._title
+
+    @property
+    def title(self) -> Any:
+        """The element whose text is the headline (inside a card link: its headline)."""
+        return self._headline()[0]
+
+    @property
+    def text(self) -> str:
+        return self._headline()[1]
 
 
 class _Page:
@@ -161,28 +195,39 @@ class _Page:
         self._walk(body if body is not None else document)
 
     def _walk(self, root: Any) -> None:
+        self.path[root] = 0
         interned: dict[tuple[int, str], int] = {}
-        local_ok = self.base.startswith("file:")
-        stack = [(root, 0)]
-        while stack:
-            element, parent = stack.pop()
-            path = interned.setdefault((parent, key_of(element)), len(interned) + 1)
-            self.path[element] = path
-            if _tag(element) == "a" and element.get("href"):
-                href = absolute_url(element.get("href"), self.base, local_ok=local_ok)
-                if href is not None:
-                    title = _title_target(element)
-                    text = one_line(self.text(title))
-                    if text:
-                        url = canonical_url(href) or href
-                        self.links.append(_Link(element, url, title, text))
-            for child in reversed(element):
-                if (
-                    isinstance(child.tag, str)
-                    and _tag(child) not in _NO_CONTENT
-                    and not is_hidden(child)
-                ):
-                    stack.append((child, path))
+        for element in root.iter("a"):
+            href = (element.get("href") or "").strip()
+            if not href or href.lower().startswith(_NOT_LINKS):
+                continue
+            if self._path_of(element, interned) < 0:
+                continue
+            text = element.text_content().strip()
+            if text:
+                self.links.append(_Link(element, href, text))
+
+    def _path_of(self, element: Any, interned: dict[tuple[int, str], int]) -> int:
+        """An id for the element's path of tags and classes from the root; -1 for an element
+        a reader does not see (hidden, in a script or a form control, outside the body)."""
+        chain = []
+        node = element
+        while node is not None and node not in self.path:
+            chain.append(node)
+            node = node.getparent()
+        here = -1 if node is None else self.path[node]
+        for node in reversed(chain):
+            tag = node.tag
+            if here < 0 or not isinstance(tag, str) or tag in _NO_CONTENT or is_hidden(node):
+                here = -1
+            else:
+                step = (here, _key(tag, node.get("class")))
+                found = interned.get(step)
+                if found is None:
+                    found = interned[step] = len(interned) + 1
+                here = found
+            self.path[node] = here
+        return here
 
     def text(self, element: Any) -> str:
         cached = self._texts.get(element)
@@ -243,7 +288,22 @@ def _title_target(link: Any) -> Any:
             and element_text(part).strip()
         ):
             return part
-    return link
+    card = _card_headline(link)
+    return link if card is None else card
+
+
+def _card_headline(link: Any) -> Any | None:
+    """In a link whose text is all in parts (headline, byline, date, reading time ...) with no
+    part marked: the first part that reads like a headline."""
+    if (link.text or "").strip() or any((c.tail or "").strip() for c in link):
+        return None
+    parts = [c for c in _elements(link) if not is_hidden(c) and one_line(visible_text(c))]
+    if len(parts) < 2:
+        return None
+    for part in parts:
+        if _META_WORDS.isdisjoint(_words(part)) and _headline_score(one_line(visible_text(part))):
+            return part
+    return None
 
 
 def _in_heading(element: Any, block: Any) -> bool:
@@ -268,14 +328,31 @@ def _meta_part(element: Any, block: Any) -> bool:
     return False
 
 
+def _line_text(holder: Any, link: Any) -> str:
+    """The text of the line a link is on: its block's, without the blocks beside it."""
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        parts.append(node.text or "")
+        for child in node:
+            if isinstance(child.tag, str) and not is_hidden(child):
+                inside = child is link or link in child.iterancestors()
+                if inside or _tag(child) not in _BLOCK_TAGS:
+                    walk(child)
+            parts.append(child.tail or "")
+
+    walk(holder)
+    return one_line(" ".join(parts))
+
+
 def _stands_alone(page: _Page, link: _Link, block: Any) -> bool:
-    """The link is the whole of its line, not a few words of a sentence."""
+    """The link is most of its line (a date or a label beside it), not words of a sentence."""
     holder = link.element
     for ancestor in link.element.iterancestors():
         holder = ancestor
         if ancestor is block or _tag(ancestor) in _BLOCK_TAGS:
             break
-    around = len(one_line(page.text(holder)))
+    around = len(_line_text(holder, link.element))
     return around == 0 or len(link.text) >= 0.5 * around
 
 
@@ -341,36 +418,32 @@ def _spread_sample(values: list[Any], size: int = _SAMPLE) -> list[Any]:
 
 def _group_blocks(links: list[_Link]) -> _Group | None:
     """The blocks of one slot's links: each link's largest ancestor holding no other of them,
-    taken at one depth for all (the depth most links allow), under their common container."""
-    counts: Counter[Any] = Counter()
-    chains = []
-    for link in links:
-        chain = [link.element, *link.element.iterancestors()]
-        chains.append(chain)
-        counts.update(chain[1:])
-    depths = []
-    for chain in chains:
-        depth = 0
-        while (
-            depth + 1 < len(chain)
-            and counts[chain[depth + 1]] == 1
-            and _tag(chain[depth + 1]) not in _STOP_AT
-        ):
-            depth += 1
-        depths.append(depth)
-    depth = sorted(depths)[len(depths) // 10]
+    taken at one depth for all (the depth nine links in ten allow), under their container.
+
+    The links share one path from the root, so their ancestors at one depth are alike: the
+    walk goes up a level at a time, while most of them still hold one link each."""
+    current = [link.element for link in links]
+    allowed = len(current) - len(current) // 10
+    while True:
+        parents = [element.getparent() for element in current]
+        if any(p is None or _tag(p) in _STOP_AT for p in parents):
+            break
+        counts = Counter(parents)
+        if sum(1 for p in parents if counts[p] == 1) < allowed:
+            break
+        current = parents
     members: dict[Any, _Link] = {}
-    for chain, link in zip(chains, links, strict=True):
-        if depth < len(chain):
-            members.setdefault(chain[depth], link)
+    for element, link in zip(current, links, strict=True):
+        members.setdefault(element, link)
     if len(members) < MIN_ITEMS:
         return None
-    container = None
-    for ancestor in chains[0][depth + 1 :]:
-        if counts[ancestor] == len(links):
-            container = ancestor
-            break
-    if container is None:
+    above = set(members)
+    while len(above) > 1:
+        above = {element.getparent() for element in above}
+        if None in above:
+            return None
+    container = above.pop()
+    if container is None or any(b is container for b in members):
         return None
     return _Group(list(members), container, members)
 
@@ -378,7 +451,7 @@ def _group_blocks(links: list[_Link]) -> _Group | None:
 def _date_share(page: _Page, blocks: list[Any]) -> float:
     found = 0
     for block in blocks:
-        if block.find(".//time") is not None or _DATE_IN_TEXT.search(page.text(block)[:600]):
+        if block.find(".//time") is not None or _DATE_IN_TEXT.search(block.text_content()[:600]):
             found += 1
     return found / len(blocks) if blocks else 0.0
 
@@ -386,8 +459,8 @@ def _date_share(page: _Page, blocks: list[Any]) -> float:
 def _score(page: _Page, group: _Group) -> float:
     sample = [(b, group.members[b]) for b in _spread_sample(group.blocks)]
     n = len(group.blocks)
-    distinct = len({group.members[b].url for b in group.blocks}) / n
-    texts = len({group.members[b].text.casefold() for b in group.blocks}) / n
+    distinct = len({group.members[b].href for b in group.blocks}) / n
+    texts = len({group.members[b].raw_text.casefold() for b in group.blocks}) / n
 
     def share(test: Any) -> float:
         return sum(bool(test(block, link)) for block, link in sample) / len(sample)
@@ -396,7 +469,7 @@ def _score(page: _Page, group: _Group) -> float:
     in_heading = share(lambda b, link: _in_heading(link.title, b))
     alone = share(lambda b, link: _stands_alone(page, link, b))
     meta = share(lambda b, link: _meta_part(link.element, b))
-    extra = share(lambda b, link: len(one_line(page.text(b))) - len(link.text) >= 20)
+    extra = share(lambda b, link: len(" ".join(b.text_content().split())) - len(link.text) >= 20)
     dated = _date_share(page, [b for b, _link in sample])
     quality = 1 + 1.2 * in_heading + dated + 0.5 * extra + headline
     return (
@@ -593,16 +666,15 @@ def _best_part_selector(
 def _title_candidates(page: _Page, block: Any) -> list[tuple[Any, Any, str, str | None]]:
     """(element, headline element, text, url) of the links and link-less headings of a block."""
     found = []
-    local_ok = page.base.startswith("file:")
     for element in block.iter("a", *_HEADING):
         if is_hidden(element):
             continue
         if _tag(element) == "a":
-            href = absolute_url(element.get("href"), page.base, local_ok=local_ok)
-            if href is None:
+            href = (element.get("href") or "").strip()
+            if not href or href.lower().startswith(_NOT_LINKS):
                 continue
             title = _title_target(element)
-            url: str | None = canonical_url(href) or href
+            url: str | None = href.split("#", 1)[0]
         else:
             if element.find(".//a[@href]") is not None or any(
                 _tag(a) == "a" for a in element.iterancestors()
@@ -705,7 +777,8 @@ def _title_pairs(page: _Page, blocks: list[Any]) -> list[tuple[Any, Any | None]]
             if holder is not None and one_line(visible_text(holder)) and _tag(holder) != "th":
                 title = holder
         elif title.tag == "a":
-            title = _follow(block, path) or title
+            holder = _follow(block, path)
+            title = title if holder is None else holder
         filled.append((block, title))
     return filled
 
@@ -747,7 +820,7 @@ def _summary_element(page: _Page, block: Any, title: Any | None, date: Any | Non
             continue
         if date is not None and (element is date or date in element.iterdescendants()):
             continue
-        length = len(one_line(page.text(element)))
+        length = len(" ".join(element.text_content().split()))
         if length >= 40 and (best is None or length > best[0]):
             best = (length, element)
     return best[1] if best else None
@@ -803,14 +876,17 @@ def _run_start(group: _Group) -> str | None:
 # ---------------------------------------------------------------- the answer
 
 
-def _next_selector(document: Any) -> str | None:
-    for candidate in _NEXT_SELECTORS:
-        element = select_one(document, candidate)
-        if element is not None and element.get("href"):
-            return candidate
-    for link in document.iter("a"):
-        text = one_line(element_text(link)).lower()
-        if link.get("href") and text in _NEXT_TEXT:
+def _next_selector(page: _Page) -> str | None:
+    if select_one(page.document, ", ".join(_NEXT_SELECTORS)) is not None:  # one pass, mostly
+        for candidate in _NEXT_SELECTORS:
+            element = select_one(page.document, candidate)
+            if element is not None and element.get("href"):
+                return candidate
+    for found in page.links:
+        if len(found.raw_text) > 20:
+            continue
+        link = found.element
+        if " ".join(found.raw_text.split()).lower() in _NEXT_TEXT:
             parent = link.getparent()
             if _stable_classes(link):
                 return key_of(link)
@@ -849,7 +925,7 @@ def infer_candidates(
     groups = _groups(page)
     if not groups:
         raise SourceError("no repeated news items found on the page (give --item and --title)")
-    next_ = _next_selector(document)
+    next_ = _next_selector(page)
     ranked: dict[str, tuple[float, Selectors]] = {}
     for group in groups[:_SCORED_FULLY]:
         if group.score < 0.25 * groups[0].score:

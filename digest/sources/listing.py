@@ -128,7 +128,7 @@ def select_one(element: Any, selector: str | None) -> Any | None:
 
 
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
-_HIDDEN_CLASSES = frozenset({"hidden", "sr-only", "visually-hidden", "screen-reader-text"})
+HIDDEN_CLASSES = frozenset({"hidden", "sr-only", "visually-hidden", "screen-reader-text"})
 
 
 def is_hidden(element: Any) -> bool:
@@ -139,7 +139,7 @@ def is_hidden(element: Any) -> bool:
     if style and _HIDDEN_STYLE.search(style):
         return True
     classes = element.get("class")
-    return bool(classes) and not _HIDDEN_CLASSES.isdisjoint(classes.split())
+    return bool(classes) and not HIDDEN_CLASSES.isdisjoint(classes.split())
 
 
 def visible_text(element: Any) -> str:
