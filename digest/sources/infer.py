@@ -29,6 +29,7 @@ from typing import Any
 
 from digest.sources.errors import SourceError
 from digest.sources.listing import (
+    NUMERIC_DATE,
     Selectors,
     base_of,
     is_hidden,
@@ -421,17 +422,31 @@ def _group_blocks(links: list[_Link]) -> _Group | None:
     taken at one depth for all (the depth nine links in ten allow), under their container.
 
     The links share one path from the root, so their ancestors at one depth are alike: the
-    walk goes up a level at a time, while most of them still hold one link each."""
+    walk goes up a level at a time, while most of them still hold one link each. Rows that
+    each hold the same two or three of them (a category cell, then the title cell) are one
+    block each, held by their first link."""
     current = [link.element for link in links]
     allowed = len(current) - len(current) // 10
+    merged = False
     while True:
         parents = [element.getparent() for element in current]
         if any(p is None or _tag(p) in _STOP_AT for p in parents):
             break
         counts = Counter(parents)
-        if sum(1 for p in parents if counts[p] == 1) < allowed:
+        if sum(1 for p in parents if counts[p] == 1) >= allowed:
+            current = parents
+            continue
+        sizes = Counter(counts.values())
+        size, rows = sizes.most_common(1)[0]
+        if merged or not 2 <= size <= 3 or rows < max(MIN_ITEMS, 0.9 * len(counts)):
             break
-        current = parents
+        merged = True
+        firsts: dict[Any, int] = {}
+        for index, parent in enumerate(parents):
+            firsts.setdefault(parent, index)
+        links = [links[i] for i in firsts.values()]
+        current = list(firsts)
+        allowed = len(current) - len(current) // 10
     members: dict[Any, _Link] = {}
     for element, link in zip(current, links, strict=True):
         members.setdefault(element, link)
@@ -688,11 +703,15 @@ def _title_candidates(page: _Page, block: Any) -> list[tuple[Any, Any, str, str 
 
 
 def _relative_path(block: Any, element: Any) -> tuple[str, ...]:
+    """The element's kinds from the block down, each with its rank among like siblings (so
+    a row's second cell is not its first)."""
     steps = []
     for node in (element, *element.iterancestors()):
         if node is block:
             break
-        steps.append(key_of(node))
+        key = key_of(node)
+        rank = sum(1 for s in node.itersiblings(preceding=True) if key_of(s) == key)
+        steps.append(f"{key}#{rank}")
     return tuple(reversed(steps))
 
 
@@ -838,7 +857,63 @@ def _parts(page: _Page, blocks: list[Any]) -> tuple[dict[str, str | None], float
     summary = _best_part_selector(summaries, 0.25, contain=True, avoid=title_of)
     dated = sum(d is not None for d in dates.values()) / len(sample) if date else 0.0
     summed = sum(s is not None for s in summaries) / len(sample) if summary else 0.0
-    return {"title": title, "date": date, "summary": summary}, dated + 0.5 * summed
+    parts = {
+        "title": title,
+        "link": _link_selector(page, titles),
+        "date": date,
+        "summary": summary,
+        "date_order": _date_order(page, sample, date),
+    }
+    return parts, dated + 0.5 * summed
+
+
+def _has_link(element: Any) -> bool:
+    return (
+        _tag(element) == "a"
+        or element.find(".//a[@href]") is not None
+        or any(_tag(a) == "a" for a in element.iterancestors())
+    )
+
+
+def _link_selector(page: _Page, titles: list[tuple[Any, Any | None]]) -> str | None:
+    """When most titles are not links (a heading, the link elsewhere in the block): the link
+    whose address differs from block to block, the item's own page."""
+    with_title = [(b, t) for b, t in titles if t is not None]
+    if not with_title or sum(_has_link(t) for _b, t in with_title) >= 0.5 * len(with_title):
+        return None
+    slots: dict[tuple[str, ...], dict[Any, tuple[Any, str]]] = {}
+    for block, _title in with_title:
+        for link in block.iter("a"):
+            href = (link.get("href") or "").strip()
+            if href and not href.lower().startswith(_NOT_LINKS) and not is_hidden(link):
+                slot = slots.setdefault(_relative_path(block, link), {})
+                slot.setdefault(block, (link, href.split("#", 1)[0]))
+    best: tuple[float, list[tuple[Any, Any | None]]] | None = None
+    for found in slots.values():
+        distinct = len({href for _link, href in found.values()}) / len(found)
+        score = len(found) / len(with_title) * distinct**2
+        if score >= 0.5 and (best is None or score > best[0]):
+            best = (score, [(b, found[b][0] if b in found else None) for b, _t in with_title])
+    return _best_part_selector(best[1], minimum=0.5) if best else None
+
+
+def _date_order(page: _Page, blocks: list[Any], date: str | None) -> str | None:
+    """MDY or DMY when the page's numeric dates tell (a 19 can only be a day)."""
+    if not date:
+        return None
+    firsts = seconds = 0
+    for block in blocks:
+        element = select_one(block, date)
+        match = NUMERIC_DATE.search(element.text_content()) if element is not None else None
+        if match:
+            firsts += int(match.group(1)) > 12
+            seconds += int(match.group(2)) > 12
+    if seconds and not firsts:
+        return "MDY"
+    lang = (page.document.get("lang") or "").lower().replace("_", "-")
+    if not firsts and lang == "en-us" and not page.language:
+        return "MDY"
+    return None
 
 
 # ---------------------------------------------------------------- flat lists
@@ -911,8 +986,10 @@ def _selectors_for(page: _Page, group: _Group, next_: str | None) -> tuple[Selec
             if flat_parts["title"] and flat_found >= found + 0.25:
                 selectors, parts, found = flat, flat_parts, flat_found
     selectors.title = parts["title"]
+    selectors.link = parts["link"]
     selectors.date = parts["date"]
     selectors.summary = parts["summary"]
+    selectors.date_order = parts["date_order"]
     return selectors, found
 
 

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -57,6 +58,7 @@ class Selectors:
     page_param: str | None = None  # e.g. "page" (1, 2, 3 ...) or "offset" with page_step
     page_step: int = 1
     siblings: bool = False  # an item runs on over the siblings after the matched element
+    date_order: str | None = None  # "MDY" or "DMY": how the page writes 05.06.15
     inferred: bool = field(default=False, compare=False)
 
     @classmethod
@@ -98,6 +100,8 @@ class Selectors:
                     compile_css(value)
                 except SourceError as exc:
                     raise SourceError(f"--{name}: {exc}") from exc
+        if self.date_order not in (None, "MDY", "DMY"):
+            raise SourceError("date_order must be MDY or DMY")
         if self.max_pages is not None and not 1 <= int(self.max_pages) <= MAX_PAGES_LIMIT:
             raise SourceError(f"max_pages must be between 1 and {MAX_PAGES_LIMIT}")
 
@@ -238,6 +242,25 @@ def _date_text(element: Any) -> str:
     return element_text(element)
 
 
+NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,2})[./-](\d{1,2})[./-](\d{4}|\d{2})(?!\d)")
+
+
+def item_date(text: str, language: str | None, order: str | None = None) -> datetime | None:
+    """The date a listing writes, read in the page's own order of day and month when known
+    (05.06.15 is the 6th of May on a page that also writes 05.19.15)."""
+    match = NUMERIC_DATE.search(text) if order else None
+    if match:
+        first, second, year = (int(g) for g in match.groups())
+        month, day = (first, second) if order == "MDY" else (second, first)
+        if year < 100:
+            year += 2000 if year < 70 else 1900
+        try:
+            return datetime(year, month, day, tzinfo=UTC)
+        except ValueError:
+            pass
+    return parse_date(text, language)
+
+
 def _image_of(element: Any | None, base: str) -> str | None:
     if element is None:
         return None
@@ -279,7 +302,11 @@ def read_item(
     if not title and not url:
         return None
     date_el = select_one(block, selectors.date) if selectors.date else block.find(".//time")
-    published = parse_date(_date_text(date_el), language) if date_el is not None else None
+    published = (
+        item_date(_date_text(date_el), language, selectors.date_order)
+        if date_el is not None
+        else None
+    )
     summary_html = summary_text = ""
     summary_el = select_one(block, selectors.summary)
     if summary_el is not None:
