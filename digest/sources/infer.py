@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from digest.sources.errors import SourceError
 from digest.sources.listing import (
@@ -192,6 +193,7 @@ class _Page:
         self.path: dict[Any, int] = {}
         self.links: list[_Link] = []
         self._texts: dict[Any, str] = {}
+        self._slots: dict[tuple[Any, ...], _Slot | None] = {}
         body = document.find("body")
         self._walk(body if body is not None else document)
 
@@ -229,6 +231,13 @@ class _Page:
                 here = found
             self.path[node] = here
         return here
+
+    def title_slot(self, blocks: list[Any]) -> _Slot | None:
+        """`_title_slot`, once per set of blocks (groups of labels share their blocks)."""
+        key = tuple(blocks)
+        if key not in self._slots:
+            self._slots[key] = _title_slot(self, blocks)
+        return self._slots[key]
 
     def text(self, element: Any) -> str:
         cached = self._texts.get(element)
@@ -441,11 +450,17 @@ def _group_blocks(links: list[_Link]) -> _Group | None:
         if merged or not 2 <= size <= 3 or rows < max(MIN_ITEMS, 0.9 * len(counts)):
             break
         merged = True
-        firsts: dict[Any, int] = {}
+        held: dict[Any, list[int]] = {}
         for index, parent in enumerate(parents):
-            firsts.setdefault(parent, index)
-        links = [links[i] for i in firsts.values()]
-        current = list(firsts)
+            held.setdefault(parent, []).append(index)
+        rows_of = {p: i for p, i in held.items() if len(i) == size}
+        # Of the links each row holds, those whose addresses differ most are its own.
+        rank = max(
+            range(size),
+            key=lambda r: len({links[i[r]].href for i in rows_of.values()}),
+        )
+        links = [links[i[rank] if len(i) == size else i[0]] for i in held.values()]
+        current = list(held)
         allowed = len(current) - len(current) // 10
     members: dict[Any, _Link] = {}
     for element, link in zip(current, links, strict=True):
@@ -485,6 +500,13 @@ def _score(page: _Page, group: _Group) -> float:
     alone = share(lambda b, link: _stands_alone(page, link, b))
     meta = share(lambda b, link: _meta_part(link.element, b))
     extra = share(lambda b, link: len(" ".join(b.text_content().split())) - len(link.text) >= 20)
+    if distinct * texts < 0.8 or meta > 0.3 or headline < 0.5:
+        # The links that made the group may be its labels: the blocks' best titles tell.
+        slot = page.title_slot([b for b, _link in sample[:8]])
+        if slot is not None and slot.score > 1.0:
+            distinct, texts = slot.distinct, slot.texts
+            headline, in_heading, meta = slot.headline, slot.marked, slot.meta
+            alone = max(alone, in_heading)
     dated = _date_share(page, [b for b, _link in sample])
     quality = 1 + 1.2 * in_heading + dated + 0.5 * extra + headline
     return (
@@ -509,11 +531,39 @@ def _groups(page: _Page) -> list[_Group]:
         group = _group_blocks(links)
         if group is None:
             continue
-        group.score = _score(page, group)
-        key = tuple(group.blocks)
-        if key not in by_blocks or by_blocks[key].score < group.score:
-            by_blocks[key] = group
+        for part in _split_by_section(group):
+            part.score = _score(page, part)
+            key = tuple(part.blocks)
+            if key not in by_blocks or by_blocks[key].score < part.score:
+                by_blocks[key] = part
     return sorted(by_blocks.values(), key=lambda g: -g.score)
+
+
+def _split_by_section(group: _Group) -> list[_Group]:
+    """A group spread over sections with their own ids (#main and #sidebar, #press and
+    #events, alike inside) is one group per section."""
+    sections: dict[str, list[Any]] = {}
+    for block in group.blocks:
+        named = ""
+        for ancestor in block.iterancestors():
+            if ancestor is group.container:
+                break
+            element_id = ancestor.get("id") or ""
+            if _CSS_IDENT.match(element_id) and not any(c.isdigit() for c in element_id):
+                named = element_id
+        sections.setdefault(named, []).append(block)
+    if len(sections) < 2:
+        return [group]
+    parts = []
+    for blocks in sections.values():
+        if len(blocks) < MIN_ITEMS:
+            continue
+        above = set(blocks)
+        while len(above) > 1:
+            above = {b.getparent() for b in above}
+        container = above.pop()
+        parts.append(_Group(blocks, container, {b: group.members[b] for b in blocks}))
+    return parts
 
 
 # ---------------------------------------------------------------- selectors
@@ -710,24 +760,43 @@ def _relative_path(block: Any, element: Any) -> tuple[str, ...]:
         if node is block:
             break
         key = key_of(node)
-        rank = sum(1 for s in node.itersiblings(preceding=True) if key_of(s) == key)
+        tag = node.tag
+        rank = sum(
+            1 for s in node.itersiblings(tag, preceding=True) if s.tag == tag and key_of(s) == key
+        )
         steps.append(f"{key}#{rank}")
     return tuple(reversed(steps))
 
 
-def _titles(page: _Page, blocks: list[Any]) -> dict[Any, Any]:
-    """block -> its headline element, from the slot that best reads as the blocks' titles."""
+@dataclass(slots=True)
+class _Slot:
+    """The best title slot of some blocks: block -> (rank, element, headline, text, url)."""
+
+    entries: dict[Any, tuple[int, Any, Any, str, str | None]]
+    score: float
+    distinct: float
+    texts: float
+    headline: float
+    marked: float
+    meta: float
+
+
+def _title_slot(page: _Page, blocks: list[Any]) -> _Slot | None:
+    """The slot (a path from the block) whose links or headings best read as the titles."""
     slots: dict[tuple[str, ...], dict[Any, tuple[int, Any, Any, str, str | None]]] = {}
     for block in blocks:
         for index, (element, title, text, url) in enumerate(_title_candidates(page, block)):
             slot = slots.setdefault(_relative_path(block, element), {})
             slot.setdefault(block, (index, element, title, text, url))
-    best: tuple[float, dict[Any, Any]] | None = None
+    best: _Slot | None = None
     for found in slots.values():
         entries = list(found.items())
         coverage = len(entries) / len(blocks)
         urls = [e[4] for _b, e in entries if e[4] is not None]
-        distinct = len(set(urls)) / len(urls) if urls else 0.6
+        if urls:
+            distinct = len(set(urls)) / len(urls)
+        else:  # headings: the block's own link tells the items apart
+            distinct = _link_distinct(page, [(b, e[1]) for b, e in entries])
         texts = len({e[3].casefold() for _b, e in entries}) / len(entries)
         headline = sum(_headline_score(e[3]) for _b, e in entries) / len(entries)
         marked = sum(_in_heading(e[2], b) for b, e in entries) / len(entries)
@@ -740,9 +809,15 @@ def _titles(page: _Page, blocks: list[Any]) -> dict[Any, Any]:
             * (1 - 0.8 * meta)
             / (1 + 0.05 * order)
         )
-        if best is None or score > best[0]:
-            best = (score, {b: e[2] for b, e in entries})
-    return best[1] if best else {}
+        if best is None or score > best.score:
+            best = _Slot(found, score, distinct, texts, headline, marked, meta)
+    return best
+
+
+def _titles(page: _Page, blocks: list[Any]) -> dict[Any, Any]:
+    """block -> its headline element, from the slot that best reads as the blocks' titles."""
+    slot = _title_slot(page, blocks)
+    return {b: e[2] for b, e in slot.entries.items()} if slot else {}
 
 
 def _plain_title(title: Any, block: Any) -> Any:
@@ -811,13 +886,8 @@ def _date_element(block: Any, title: Any | None, language: str | None) -> Any | 
             break
         if not isinstance(element.tag, str) or element is block:
             continue
-        if title is not None and (
-            element is title
-            or title in element.iterdescendants()
-            or element in title.iterancestors()
-            or element in title.iterdescendants()
-        ):
-            continue
+        if title is not None and (element is title or title in element.iterdescendants()):
+            continue  # a date inside the title (a span in the link) is the date
         raw = element.text_content()
         if len(raw) > 400:
             continue
@@ -875,26 +945,60 @@ def _has_link(element: Any) -> bool:
     )
 
 
+def _link_slot(
+    page: _Page, titles: list[tuple[Any, Any]]
+) -> tuple[float, float, list[tuple[Any, Any | None]]] | None:
+    """The block's own link, for titles that are not links: (score, distinct share, pairs).
+    Its address differs from block to block; it points into the site; it often comes twice
+    (a timestamp and a comments link); it is rarely a link in the running text."""
+    host = urlsplit(page.base).netloc
+    slots: dict[tuple[str, ...], dict[Any, tuple[Any, str]]] = {}
+    repeated: Counter[tuple[str, ...]] = Counter()
+    for block, _title in titles:
+        hrefs: Counter[str] = Counter()
+        links = []
+        for link in block.iter("a"):
+            href = (link.get("href") or "").strip().split("#", 1)[0]
+            if href and not href.lower().startswith(_NOT_LINKS) and not is_hidden(link):
+                hrefs[href] += 1
+                links.append((link, href))
+        for link, href in links:
+            path = _relative_path(block, link)
+            if block not in slots.setdefault(path, {}):
+                slots[path][block] = (link, href)
+                repeated[path] += hrefs[href] > 1
+    best: tuple[float, float, list[tuple[Any, Any | None]]] | None = None
+    for path, found in slots.items():
+        addresses = [href for _link, href in found.values()]
+        distinct = len(set(addresses)) / len(addresses)
+        inside = sum(urlsplit(h).netloc in ("", host) for h in addresses) / len(addresses)
+        score = (
+            len(found)
+            / len(titles)
+            * distinct**2
+            * (0.5 + 0.5 * inside)
+            * (1 + 0.5 * repeated[path] / len(found))
+        )
+        if best is None or score > best[0]:
+            pairs = [(b, found[b][0] if b in found else None) for b, _t in titles]
+            best = (score, distinct, pairs)
+    return best
+
+
+def _link_distinct(page: _Page, titles: list[tuple[Any, Any]]) -> float:
+    found = _link_slot(page, titles)
+    return found[1] if found else 0.0
+
+
 def _link_selector(page: _Page, titles: list[tuple[Any, Any | None]]) -> str | None:
-    """When most titles are not links (a heading, the link elsewhere in the block): the link
-    whose address differs from block to block, the item's own page."""
+    """When most titles are not links (a heading, the link elsewhere in the block)."""
     with_title = [(b, t) for b, t in titles if t is not None]
     if not with_title or sum(_has_link(t) for _b, t in with_title) >= 0.5 * len(with_title):
         return None
-    slots: dict[tuple[str, ...], dict[Any, tuple[Any, str]]] = {}
-    for block, _title in with_title:
-        for link in block.iter("a"):
-            href = (link.get("href") or "").strip()
-            if href and not href.lower().startswith(_NOT_LINKS) and not is_hidden(link):
-                slot = slots.setdefault(_relative_path(block, link), {})
-                slot.setdefault(block, (link, href.split("#", 1)[0]))
-    best: tuple[float, list[tuple[Any, Any | None]]] | None = None
-    for found in slots.values():
-        distinct = len({href for _link, href in found.values()}) / len(found)
-        score = len(found) / len(with_title) * distinct**2
-        if score >= 0.5 and (best is None or score > best[0]):
-            best = (score, [(b, found[b][0] if b in found else None) for b, _t in with_title])
-    return _best_part_selector(best[1], minimum=0.5) if best else None
+    found = _link_slot(page, with_title)
+    if found is None or found[0] < 0.3:
+        return None
+    return _best_part_selector(found[2], minimum=0.5)
 
 
 def _date_order(page: _Page, blocks: list[Any], date: str | None) -> str | None:

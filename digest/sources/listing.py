@@ -146,14 +146,17 @@ def is_hidden(element: Any) -> bool:
     return bool(classes) and not HIDDEN_CLASSES.isdisjoint(classes.split())
 
 
-def visible_text(element: Any) -> str:
-    """`element_text` without the parts the markup hides (a title's hidden author or count)."""
-    if not any(is_hidden(e) for e in element.iter() if isinstance(e.tag, str)):
+def visible_text(element: Any, leave_out: Any | None = None) -> str:
+    """`element_text` without the parts the markup hides (a title's hidden author or count),
+    nor `leave_out` (a date inside a title link)."""
+    if leave_out is None and not any(
+        is_hidden(e) for e in element.iter() if isinstance(e.tag, str)
+    ):
         return element_text(element)
     parts: list[str] = []
 
     def walk(node: Any) -> None:
-        if is_hidden(node):
+        if node is leave_out or is_hidden(node):
             return
         tag = node.tag.lower()
         if tag in ("script", "style", "template", "noscript"):
@@ -293,7 +296,12 @@ def read_item(
     """One item block as a ParsedItem; None when it has neither a title nor a link."""
     local_ok = base.startswith("file:")
     title_el = select_one(block, selectors.title) if selectors.title else _default_title(block)
-    title = clean_title(visible_text(title_el), is_html=False) if title_el is not None else ""
+    date_el = select_one(block, selectors.date) if selectors.date else block.find(".//time")
+    # A date inside the title link is the date, not words of the title.
+    inside = date_el if date_el is not None and title_el in date_el.iterancestors() else None
+    title = (
+        clean_title(visible_text(title_el, inside), is_html=False) if title_el is not None else ""
+    )
     link_el = select_one(block, selectors.link) if selectors.link else title_el
     href = _href_of(link_el) if link_el is not None else None
     if href is None and not selectors.link:
@@ -301,7 +309,6 @@ def read_item(
     url = absolute_url(href, base, local_ok=local_ok)
     if not title and not url:
         return None
-    date_el = select_one(block, selectors.date) if selectors.date else block.find(".//time")
     published = (
         item_date(_date_text(date_el), language, selectors.date_order)
         if date_el is not None
