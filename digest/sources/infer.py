@@ -105,6 +105,8 @@ _DATE_IN_TEXT = re.compile(
     r"|\b[^\W\d_]{3,10}\.?\s+\d{1,2}(st|nd|rd|th)?,?\s+\d{4}\b",
     re.IGNORECASE,
 )
+# A release's name: 2.10.2, v2.10.2, 1.0.0-rc.1 (short, few letters, still a title).
+_VERSION = re.compile(r"^[vV]?\d+(\.\d+)+([-+.]?[0-9A-Za-z]+)*$")
 _NEXT_SELECTORS = (
     'a[rel~="next"]', 'link[rel~="next"]', "li.next a", "li.pager-next a", "a.next",
     "a.next-page", ".pagination .next a", ".pager__item--next a",
@@ -251,6 +253,8 @@ class _Page:
 
 def _headline_score(text: str) -> float:
     """How much a text reads like a headline: 1 for a sentence-like line, less for a word."""
+    if _VERSION.match(text):
+        return 0.5
     if _NOT_TITLES.match(text) or sum(ch.isalpha() for ch in text) < 1:
         return 0.0
     if len(text) > 300:
@@ -312,6 +316,10 @@ def _card_headline(link: Any) -> Any | None:
         return None
     for part in parts:
         if _META_WORDS.isdisjoint(_words(part)) and _headline_score(one_line(visible_text(part))):
+            return part
+    for part in parts:  # a version number, a code: not a sentence, still not the date
+        text = one_line(visible_text(part))
+        if _META_WORDS.isdisjoint(_words(part)) and not _looks_like_date_only(text):
             return part
     return None
 
@@ -552,7 +560,11 @@ def _split_by_section(group: _Group) -> list[_Group]:
             if _CSS_IDENT.match(element_id) and not any(c.isdigit() for c in element_id):
                 named = element_id
         sections.setdefault(named, []).append(block)
-    if len(sections) < 2:
+    # Only a section named as a side part splits (months or topics of one list stay one).
+    side = _NAV_WORDS | _ASIDE_WORDS | _FRAME_WORDS | _SOCIAL_WORDS
+    if len(sections) < 2 or not any(
+        not side.isdisjoint(w.lower() for w in _TOKENS.split(name) if w) for name in sections
+    ):
         return [group]
     parts = []
     for blocks in sections.values():
@@ -572,6 +584,7 @@ def _split_by_section(group: _Group) -> list[_Group]:
 def _anchors(container: Any) -> list[str]:
     """Selectors for the container: its id, its classes, then its parent's and so on."""
     found: list[str] = []
+    bare: list[str] = []  # by tags alone: the last resort
     node: Any = container
     suffix = ""
     for _ in range(4):
@@ -584,11 +597,11 @@ def _anchors(container: Any) -> list[str]:
         classes = _stable_classes(node)
         if classes:
             found.append(key_of(node, 2) + suffix)
-        elif _tag(node) == "main":
-            found.append("main" + suffix)
+        else:
+            bare.append(_tag(node) + suffix)
         suffix = f" > {key_of(node, 2) if classes else _tag(node)}{suffix}"
         node = node.getparent()
-    return found
+    return found + bare
 
 
 def _item_selector(document: Any, group: _Group) -> str:

@@ -267,3 +267,33 @@ def test_dates_of_fixtures_are_real_days() -> None:
         truth = json.loads((LISTINGS / f"{name}.json").read_text(encoding="utf-8"))
         for item in truth["items"]:
             date.fromisoformat(item["date"])
+
+
+def test_version_numbers_in_card_links_are_titles() -> None:
+    cards = "".join(
+        f'<div class="release"><a class="card" href="/p/x/1.{n}.0/"><p class="version">1.{n}.0</p>'
+        f'<p class="version-date"><time datetime="2024-03-{n + 1:02d}">Mar {n + 1}, 2024</time>'
+        f"</p></a></div>"
+        for n in range(8)
+    )
+    side = "".join(f'<li><a href="/x/{n}">Project link number {n}</a></li>' for n in range(8))
+    items, _selectors = inferred_items(
+        f'<div class="releases">{cards}</div><aside class="sidebar"><ul>{side}</ul></aside>'
+    )
+    assert [(i.title, day(i)) for i in items] == [
+        (f"1.{n}.0", f"2024-03-{n + 1:02d}") for n in range(8)
+    ]
+
+
+def test_sections_of_one_list_with_their_own_ids_stay_one_list() -> None:
+    months = "".join(
+        f'<div id="{m}"><h2>{m}</h2><ul>'
+        + "".join(
+            f'<li><a href="/{m}/{n}">{t}</a> <span>{n + 1} {m} 2024</span></li>'
+            for n, t in enumerate(TITLES[:4])
+        )
+        + "</ul></div>"
+        for m in ("january", "february", "march")
+    )
+    items, _selectors = inferred_items(f'<div class="archive">{months}</div>')
+    assert len(items) == 12
