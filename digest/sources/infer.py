@@ -88,9 +88,9 @@ _MAIN_WORDS = frozenset({"main", "content", "primary", "posts", "articles", "new
 _META_WORDS = frozenset(
     {"category", "categories", "cat", "tag", "tags", "label", "labels", "author", "byline",
      "meta", "muted", "more", "comment", "comments", "share", "kicker", "eyebrow", "topic",
-     "topics", "section", "avatar", "user", "count", "readmore", "breadcrumb"}
+     "topics", "avatar", "count", "readmore", "breadcrumb"}
 )  # fmt: skip
-_TITLE_WORDS = frozenset({"title", "headline", "heading", "header", "subject", "entry"})
+_TITLE_WORDS = frozenset({"title", "headline", "heading", "header", "subject"})
 _TITLE_PROPS = frozenset({"headline", "name"})
 _DATEISH = re.compile(
     r"\d{4}|\d{1,2}[./-]\d{1,2}[./-]\d{2}|(jan|feb|m[aä]r|apr|ma[iy]|jun|jul|aug|sep|o[ck]t|nov"
@@ -194,7 +194,6 @@ class _Page:
         self.language = language
         self.path: dict[Any, int] = {}
         self.links: list[_Link] = []
-        self._texts: dict[Any, str] = {}
         self._slots: dict[tuple[Any, ...], _Slot | None] = {}
         body = document.find("body")
         self._walk(body if body is not None else document)
@@ -241,11 +240,6 @@ class _Page:
             self._slots[key] = _title_slot(self, blocks)
         return self._slots[key]
 
-    def text(self, element: Any) -> str:
-        cached = self._texts.get(element)
-        if cached is None:
-            cached = self._texts[element] = visible_text(element)
-        return cached
 
 
 # ---------------------------------------------------------------- headlines
