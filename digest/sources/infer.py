@@ -28,6 +28,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from lxml import etree
+
 from digest.sources.errors import SourceError
 from digest.sources.listing import (
     NUMERIC_DATE,
@@ -156,18 +158,26 @@ def _elements(node: Any) -> list[Any]:
 
 
 _NOT_LINKS = ("#", "javascript:", "mailto:", "tel:", "data:")
+_TEXT_LINKS = etree.XPath("descendant::a[normalize-space(@href)][normalize-space(.)]")
 
 
 class _Link:
     """A link of the page: its raw href and text for all, the rest worked out when asked."""
 
-    __slots__ = ("_title", "element", "href", "raw_text")
+    __slots__ = ("_raw", "_title", "element", "href")
 
-    def __init__(self, element: Any, href: str, raw_text: str) -> None:
+    def __init__(self, element: Any, href: str) -> None:
         self.element = element
         self.href = href.split("#", 1)[0]  # enough to tell two links apart
-        self.raw_text = raw_text
+        self._raw: str | None = None
         self._title: tuple[Any, str] | None = None
+
+    @property
+    def raw_text(self) -> str:
+        """All its text, hidden parts too: enough to tell two links apart, and cheap."""
+        if self._raw is None:
+            self._raw = self.element.text_content().strip()
+        return self._raw
 
     def _headline(self) -> tuple[Any, str]:
         if self._title is None:
@@ -201,15 +211,12 @@ class _Page:
     def _walk(self, root: Any) -> None:
         self.path[root] = 0
         interned: dict[tuple[int, str], int] = {}
-        for element in root.iter("a"):
-            href = (element.get("href") or "").strip()
-            if not href or href.lower().startswith(_NOT_LINKS):
+        found: list[Any] = _TEXT_LINKS(root)  # type: ignore[assignment]  # a node-set
+        for element in found:
+            href = str(element.get("href")).strip()
+            if href.lower().startswith(_NOT_LINKS) or self._path_of(element, interned) < 0:
                 continue
-            if self._path_of(element, interned) < 0:
-                continue
-            text = element.text_content().strip()
-            if text:
-                self.links.append(_Link(element, href, text))
+            self.links.append(_Link(element, href))
 
     def _path_of(self, element: Any, interned: dict[tuple[int, str], int]) -> int:
         """An id for the element's path of tags and classes from the root; -1 for an element
@@ -491,7 +498,8 @@ def _score(page: _Page, group: _Group) -> float:
     sample = [(b, group.members[b]) for b in _spread_sample(group.blocks)]
     n = len(group.blocks)
     distinct = len({group.members[b].href for b in group.blocks}) / n
-    texts = len({group.members[b].raw_text.casefold() for b in group.blocks}) / n
+    sampled = [link for _b, link in sample]
+    texts = len({link.raw_text.casefold() for link in sampled}) / len(sampled)
 
     def share(test: Any) -> float:
         return sum(bool(test(block, link)) for block, link in sample) / len(sample)
