@@ -307,16 +307,21 @@ def _title_target(link: Any) -> Any:
 
 
 def _card_headline(link: Any) -> Any | None:
-    """In a link whose text is all in parts (headline, byline, date, reading time ...) with no
-    part marked: the first part that reads like a headline."""
+    """In a link whose text is all in parts (label, headline, byline, date, reading time ...)
+    with no part marked: the part that reads most like a headline, the first of equals."""
     if (link.text or "").strip() or any((c.tail or "").strip() for c in link):
         return None
     parts = [c for c in _elements(link) if not is_hidden(c) and one_line(visible_text(c))]
     if len(parts) < 2:
         return None
-    for part in parts:
-        if _META_WORDS.isdisjoint(_words(part)) and _headline_score(one_line(visible_text(part))):
-            return part
+    scored = [
+        (_headline_score(one_line(visible_text(part))), -rank, part)
+        for rank, part in enumerate(parts)
+        if _META_WORDS.isdisjoint(_words(part))
+    ]
+    best = max(scored, key=lambda s: s[:2], default=None)
+    if best is not None and best[0] > 0:
+        return best[2]  # the part that reads most like a headline ("News" then the title)
     for part in parts:  # a version number, a code: not a sentence, still not the date
         text = one_line(visible_text(part))
         if _META_WORDS.isdisjoint(_words(part)) and not _looks_like_date_only(text):

@@ -297,3 +297,15 @@ def test_sections_of_one_list_with_their_own_ids_stay_one_list() -> None:
     )
     items, _selectors = inferred_items(f'<div class="archive">{months}</div>')
     assert len(items) == 12
+
+
+def test_a_label_before_the_headline_in_a_card_link_is_not_the_title() -> None:
+    cards = "".join(
+        f'<li><a href="/n/{n}"><span>News</span><span>{t}</span><span>{n + 1} May 2024</span>'
+        f"</a></li>"
+        for n, t in enumerate(TITLES[:6])
+    )
+    items, _selectors = inferred_items(f'<ul class="cards">{cards}</ul>')
+    assert [(i.title, day(i)) for i in items] == [
+        (t, f"2024-05-{n + 1:02d}") for n, t in enumerate(TITLES[:6])
+    ]
