@@ -70,7 +70,21 @@ def _selectors(
     if not chosen:
         return None
     if not item:
-        raise UsageProblem("--item is needed with the other selectors (or give none to infer them)")
+        parts = [k for k in ("title", "link", "date", "summary") if k in chosen]
+        if parts:
+            raise UsageProblem(
+                f"--item is needed with --{parts[0]} (or give no selectors to infer them)"
+            )
+        # Paging options only: the item selectors are inferred, the paging is as given.
+        paging = Selectors(
+            item="",
+            next=next_,
+            max_pages=max_pages,
+            page_param=page_param,
+            page_step=page_step or 1,
+        )
+        paging.check()
+        return paging
     return Selectors.from_dict(chosen)
 
 
@@ -90,6 +104,12 @@ MAX_PAGES = typer.Option(None, "--max-pages", min=1, max=50, help="Pages to read
 PAGE_PARAM = typer.Option(None, "--page-param", help="Query parameter counting pages: page.")
 PAGE_STEP = typer.Option(None, "--page-step", min=1, help="Its step, e.g. 20 for offsets.")
 LANGUAGE = typer.Option(None, "--language", help="Language of the dates, e.g. fr (a hint).")
+CANDIDATE = typer.Option(
+    1,
+    "--candidate",
+    min=1,
+    help="Which inferred selector set to use, as `sources try` numbers them (1: the best).",
+)
 
 
 def _selector_line(selectors: Selectors) -> str:
@@ -127,17 +147,33 @@ def try_(
     page_param: str | None = PAGE_PARAM,
     page_step: int | None = PAGE_STEP,
     language: str | None = LANGUAGE,
+    candidate: int = CANDIDATE,
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="For a saved page: the address it was saved from (its links resolve against it).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the items as a JSON array."),
 ) -> None:
-    """Show what a source gives now, without storing anything."""
+    """Show what a source gives now, without storing anything; for a listing page with no
+    selectors given, also the other candidate selector sets with their first items."""
     selectors = _selectors(
         item, title, link, date, summary, next_, max_pages, page_param, page_step
     )
-    result = read_once(target, kind.value, selectors, language)
+    result = read_once(
+        target,
+        kind.value,
+        selectors,
+        language,
+        base_url=_base_url(base_url),
+        candidate=candidate - 1,
+    )
     if as_json:
         typer.echo(json.dumps([item_json(i) for i in result.items], ensure_ascii=False, indent=2))
         if result.kind == "html" and result.selectors and result.selectors.inferred:
             typer.echo(f"selectors (inferred): {_selector_line(result.selectors)}", err=True)
+            for line in _candidate_lines(result, candidate):
+                typer.echo(line, err=True)
         return
     table = Table(title=_describe(result), title_justify="left", show_lines=False)
     table.add_column("#", justify="right", style="dim")
@@ -148,8 +184,31 @@ def try_(
         published = iso_utc(parsed.published_at) or "—"
         table.add_row(str(number), published[:10], parsed.title or "(no title)", parsed.url or "")
     console.print(table)
+    for line in _candidate_lines(result, candidate):
+        console.print(line, markup=False, highlight=False)
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
+
+
+def _base_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageProblem(f"--base-url must be an http(s) address, not {value!r}")
+    return value.strip()
+
+
+def _candidate_lines(result: ReadResult, chosen: int, shown: int = 3) -> list[str]:
+    """The inferred candidates, numbered for --candidate, each with its first items."""
+    if len(result.candidates) < 2:
+        return []
+    lines = ["candidates (pick one with --candidate N):"]
+    for number, (selectors, items) in enumerate(result.candidates, 1):
+        mark = "*" if number == chosen else " "
+        lines.append(f"{mark}{number}. {len(items)} items: {_selector_line(selectors)}")
+        lines += [f"     - {i.title or '(no title)'}  {i.url or ''}" for i in items[:shown]]
+    return lines
 
 
 @app.command("add")
@@ -166,6 +225,7 @@ def add(
     page_param: str | None = PAGE_PARAM,
     page_step: int | None = PAGE_STEP,
     language: str | None = LANGUAGE,
+    candidate: int = CANDIDATE,
     name: str | None = typer.Option(None, "--name", help="Name shown to editors and readers."),
     list_slug: str | None = typer.Option(None, "--list", help="Link the source to this list."),
     interval: int = typer.Option(60, "--interval", min=5, help="Minutes between fetches."),
@@ -175,7 +235,7 @@ def add(
         item, title, link, date, summary, next_, max_pages, page_param, page_step
     )
     url = normalise_target(target)
-    result = read_once(url, kind.value, selectors, language)
+    result = read_once(url, kind.value, selectors, language, candidate=candidate - 1)
     stored_url = result.feed_url or url
     with unit_of_work() as session:
         existing = session.scalar(select(Source).where(Source.url == stored_url))

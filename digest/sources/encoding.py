@@ -4,6 +4,8 @@ Order: a byte-order mark; else valid UTF-8 that has non-ASCII bytes (servers and
 declare latin-1 while sending UTF-8 are common, and real latin-1 text is almost never valid
 UTF-8); else the declared encoding (HTTP charset, then the XML declaration or HTML meta),
 read the way browsers read its label (WHATWG: latin-1 means windows-1252, GB2312 means GBK);
+else, when nothing is declared, the encoding the bytes themselves show (charset-normalizer,
+among windows-1252 and the legacy encodings of other scripts: Shift_JIS, EUC-JP, KOI8-R ...);
 else windows-1252. A declaration that the bytes contradict falls through to the next rule.
 """
 
@@ -11,6 +13,9 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
+
+from charset_normalizer import from_bytes
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -43,6 +48,14 @@ _WEB_LABELS = {
 _HTTP_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([\w.:-]+)[\"']", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
+# What an undeclared document may be in, when it is not UTF-8. The Latin variants are left out
+# on purpose: told apart from windows-1252 by a few accented letters, they are more often
+# wrong guesses than right ones; other scripts are told apart with confidence.
+_DETECTABLE = (
+    "cp1252", "cp1251", "koi8_r", "koi8_u", "iso8859_5", "cp1253", "iso8859_7", "cp1255",
+    "cp1256", "cp874", "cp932", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949",
+)  # fmt: skip
+_DETECT_BYTES = 200_000  # enough to tell, and bounded for a large page
 _XML_DECL_TEXT = re.compile(r"^(\s*<\?xml[^>]*?)encoding\s*=\s*[\"'][^\"']*[\"']")
 
 
@@ -89,6 +102,33 @@ def _xml_sniff(content: bytes) -> str | None:
     return None
 
 
+def _plausible(text: str) -> float:
+    """Share of the letters that are of a script's everyday letters, not of its rare blocks
+    (EUC-JP read as EUC-KR gives Hangul jamo, not syllables): breaks detection ties."""
+    letters = common = 0
+    for ch in text:
+        if ord(ch) < 0x80 or not ch.isalpha():
+            continue
+        letters += 1
+        name = unicodedata.name(ch, "")
+        if name.startswith(("HANGUL LETTER", "HALFWIDTH", "HANGUL CHOSEONG", "HANGUL JUNGSEONG")):
+            continue
+        common += 1
+    return common / letters if letters else 0.0
+
+
+def detected_encoding(content: bytes) -> str | None:
+    """The legacy encoding undeclared bytes are in, when it is not windows-1252 (else None)."""
+    matches = list(from_bytes(content[:_DETECT_BYTES], cp_isolation=list(_DETECTABLE)))
+    if not matches:
+        return None
+    least = min(m.chaos for m in matches)
+    tied = [m for m in matches if m.chaos <= least + 0.02]
+    best = max(tied, key=lambda m: (_plausible(str(m)), m.coherence))
+    name = codecs.lookup(best.encoding).name
+    return None if name == "cp1252" else name
+
+
 def decode(content: bytes, content_type: str | None = None) -> tuple[str, str]:
     """(text, codec used) for a document's bytes; never raises."""
     for bom, codec in _BOMS:
@@ -108,6 +148,18 @@ def decode(content: bytes, content_type: str | None = None) -> tuple[str, str]:
             return content.decode(declared), declared
         except UnicodeDecodeError:
             pass
+    if declared is None and (b"\x1b$B" in content or b"\x1b$@" in content):
+        try:  # ISO-2022-JP: seven-bit, told by its escape sequences
+            return content.decode("iso2022_jp"), "iso2022_jp"
+        except UnicodeDecodeError:
+            pass
+    if declared is None and not content.isascii():
+        detected = detected_encoding(content)
+        if detected:
+            try:
+                return content.decode(detected), detected
+            except UnicodeDecodeError:
+                pass
     try:
         return content.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:

@@ -1,15 +1,21 @@
 """HTML news-listing pages read with CSS selectors (lxml + cssselect).
 
 A page's items are the elements `item` matches; inside each, `title`, `link`, `date`,
-`summary` and `image` pick the parts. The page may go on: `next` selects a next-page link,
-or `page_param` names a query parameter that counts pages (or offsets, with `page_step`).
+`summary` and `image` pick the parts. With `siblings`, an item is the matched element and the
+siblings that follow it up to the next match (a flat list: a heading, then its date and summary,
+with no element around each item). The page may go on: `next` selects a next-page link, or
+`page_param` names a query parameter that counts pages (or offsets, with `page_step`).
+Titles are the text a reader sees: text hidden with `display:none`, `hidden` or `aria-hidden`
+is left out.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -51,6 +57,8 @@ class Selectors:
     max_pages: int | None = None
     page_param: str | None = None  # e.g. "page" (1, 2, 3 ...) or "offset" with page_step
     page_step: int = 1
+    siblings: bool = False  # an item runs on over the siblings after the matched element
+    date_order: str | None = None  # "MDY" or "DMY": how the page writes 05.06.15
     inferred: bool = field(default=False, compare=False)
 
     @classmethod
@@ -66,7 +74,22 @@ class Selectors:
         data = {k: v for k, v in asdict(self).items() if v is not None and k != "inferred"}
         if data.get("page_step") == 1:
             del data["page_step"]
+        if not data.get("siblings"):
+            data.pop("siblings", None)
         return data
+
+    def with_paging(self, given: Selectors | None) -> Selectors:
+        """These selectors with the paging options `given` sets (next, max_pages, page_param)."""
+        if given is None:
+            return self
+        changed = {
+            name: getattr(given, name)
+            for name in ("next", "max_pages", "page_param")
+            if getattr(given, name) is not None
+        }
+        if given.page_param is not None:
+            changed["page_step"] = given.page_step
+        return replace(self, **changed) if changed else self
 
     def check(self) -> None:
         """Fail early, in words, on a selector cssselect cannot read."""
@@ -77,6 +100,8 @@ class Selectors:
                     compile_css(value)
                 except SourceError as exc:
                     raise SourceError(f"--{name}: {exc}") from exc
+        if self.date_order not in (None, "MDY", "DMY"):
+            raise SourceError("date_order must be MDY or DMY")
         if self.max_pages is not None and not 1 <= int(self.max_pages) <= MAX_PAGES_LIMIT:
             raise SourceError(f"max_pages must be between 1 and {MAX_PAGES_LIMIT}")
 
@@ -104,6 +129,68 @@ def select_one(element: Any, selector: str | None) -> Any | None:
         return None
     found = compile_css(selector)(element)
     return found[0] if found else None
+
+
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+HIDDEN_CLASSES = frozenset({"hidden", "sr-only", "visually-hidden", "screen-reader-text"})
+
+
+def is_hidden(element: Any) -> bool:
+    """Whether the element is hidden from a reader by its own markup (not by a stylesheet)."""
+    if element.get("hidden") is not None or element.get("aria-hidden") == "true":
+        return True
+    style = element.get("style")
+    if style and _HIDDEN_STYLE.search(style):
+        return True
+    classes = element.get("class")
+    return bool(classes) and not HIDDEN_CLASSES.isdisjoint(classes.split())
+
+
+def visible_text(element: Any, leave_out: Any | None = None) -> str:
+    """`element_text` without the parts the markup hides (a title's hidden author or count),
+    nor `leave_out` (a date inside a title link)."""
+    if leave_out is None and not any(
+        is_hidden(e) for e in element.iter() if isinstance(e.tag, str)
+    ):
+        return element_text(element)
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if node is leave_out or is_hidden(node):
+            return
+        tag = node.tag.lower()
+        if tag in ("script", "style", "template", "noscript"):
+            return
+        parts.append(" ")
+        parts.append(node.text or "")
+        for child in node:
+            if isinstance(child.tag, str):
+                walk(child)
+            if child.tail:
+                parts.append(child.tail)
+        parts.append(" ")
+
+    walk(element)
+    return "".join(parts)
+
+
+def item_blocks(document: Any, selectors: Selectors) -> list[Any]:
+    """The item elements `selectors.item` matches; with `siblings`, each match and the siblings
+    after it up to the next match, copied under one <div> (the document is not changed)."""
+    matched = select(document, selectors.item)
+    if not selectors.siblings:
+        return matched
+    starts = set(matched)
+    blocks = []
+    for start in matched:
+        block = lxml.html.Element("div")
+        block.append(copy.deepcopy(start))
+        for sibling in start.itersiblings():
+            if sibling in starts:
+                break
+            block.append(copy.deepcopy(sibling))
+        blocks.append(block)
+    return blocks
 
 
 @dataclass(slots=True)
@@ -158,6 +245,25 @@ def _date_text(element: Any) -> str:
     return element_text(element)
 
 
+NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,2})[./-](\d{1,2})[./-](\d{4}|\d{2})(?!\d)")
+
+
+def item_date(text: str, language: str | None, order: str | None = None) -> datetime | None:
+    """The date a listing writes, read in the page's own order of day and month when known
+    (05.06.15 is the 6th of May on a page that also writes 05.19.15)."""
+    match = NUMERIC_DATE.search(text) if order else None
+    if match:
+        first, second, year = (int(g) for g in match.groups())
+        month, day = (first, second) if order == "MDY" else (second, first)
+        if year < 100:
+            year += 2000 if year < 70 else 1900
+        try:
+            return datetime(year, month, day, tzinfo=UTC)
+        except ValueError:
+            pass
+    return parse_date(text, language)
+
+
 def _image_of(element: Any | None, base: str) -> str | None:
     if element is None:
         return None
@@ -190,7 +296,12 @@ def read_item(
     """One item block as a ParsedItem; None when it has neither a title nor a link."""
     local_ok = base.startswith("file:")
     title_el = select_one(block, selectors.title) if selectors.title else _default_title(block)
-    title = clean_title(element_text(title_el), is_html=False) if title_el is not None else ""
+    date_el = select_one(block, selectors.date) if selectors.date else block.find(".//time")
+    # A date inside the title link is the date, not words of the title.
+    inside = date_el if date_el is not None and title_el in date_el.iterancestors() else None
+    title = (
+        clean_title(visible_text(title_el, inside), is_html=False) if title_el is not None else ""
+    )
     link_el = select_one(block, selectors.link) if selectors.link else title_el
     href = _href_of(link_el) if link_el is not None else None
     if href is None and not selectors.link:
@@ -198,8 +309,11 @@ def read_item(
     url = absolute_url(href, base, local_ok=local_ok)
     if not title and not url:
         return None
-    date_el = select_one(block, selectors.date) if selectors.date else block.find(".//time")
-    published = parse_date(_date_text(date_el), language) if date_el is not None else None
+    published = (
+        item_date(_date_text(date_el), language, selectors.date_order)
+        if date_el is not None
+        else None
+    )
     summary_html = summary_text = ""
     summary_el = select_one(block, selectors.summary)
     if summary_el is not None:
@@ -252,7 +366,7 @@ def read_page(
     base = base_of(document, url)
     items = [
         item
-        for block in select(document, selectors.item)
+        for block in item_blocks(document, selectors)
         if (item := read_item(block, selectors, base, language)) is not None
     ]
     return ListingPage(items, next_page_url(document, selectors, base, url))

@@ -18,7 +18,7 @@ from digest.sources.discover import FeedLink, discover_feeds
 from digest.sources.errors import FetchRefused, SourceError
 from digest.sources.feeds import looks_like, not_a_feed, parse_feed
 from digest.sources.fetch import Fetched, HostLimiter, fetch_async, make_client, run_sync
-from digest.sources.infer import infer_selectors
+from digest.sources.infer import infer_candidates
 from digest.sources.listing import Selectors, parse_html, read_page
 from digest.sources.normalise import clean_title
 from digest.sources.parsed import ParsedItem
@@ -42,6 +42,8 @@ class ReadResult:
     feed_url: str | None = None  # when "auto" followed a feed the page announces
     pages: int = 1
     warnings: list[str] = field(default_factory=list)  # e.g. a later page that failed
+    # Inferred listings: each candidate selector set with the items it reads on the first page.
+    candidates: list[tuple[Selectors, list[ParsedItem]]] = field(default_factory=list)
 
 
 def _page_title(document: Any) -> str:
@@ -58,13 +60,24 @@ async def _read_listing(
     settings: Settings,
     limiter: HostLimiter | None,
     warnings: list[str],
+    result: ReadResult,
+    base_url: str | None = None,
+    candidate: int = 0,
 ) -> tuple[list[ParsedItem], Selectors, int]:
-    if selectors is None:
-        selectors = infer_selectors(document, first.url, language)
+    page_url, pages = base_url or first.url, 1
+    if selectors is None or not selectors.item:
+        # Given paging options (next, max_pages) apply to whichever candidate is taken.
+        found = infer_candidates(document, page_url, language)
+        result.candidates = [
+            (c.with_paging(selectors), read_page(document, page_url, c, language).items)
+            for c in found
+        ]
+        if not 0 <= candidate < len(found):
+            raise SourceError(f"there are {len(found)} candidates: choose 1 to {len(found)}")
+        selectors = result.candidates[candidate][0]
     items: list[ParsedItem] = []
     seen: set[str] = set()
     visited = {first.url}
-    page_url, pages = first.url, 1
     while True:
         page = read_page(document, page_url, selectors, language)
         fresh = 0
@@ -76,6 +89,10 @@ async def _read_listing(
         next_url = page.next_url
         # A page with nothing new ends the walk: page/offset URLs run on past the last page.
         if fresh == 0 or not next_url or next_url in visited or pages >= selectors.page_cap:
+            break
+        if base_url and first.url.startswith("file:"):
+            # A saved page's next page is on the site, not on disk: not fetched from a file.
+            warnings.append(f"the next page ({next_url}) is not read for a saved page")
             break
         if len(items) >= MAX_ITEMS:
             break
@@ -104,8 +121,13 @@ async def read_source(
     last_modified: str | None = None,
     settings: Settings | None = None,
     limiter: HostLimiter | None = None,
+    base_url: str | None = None,
+    candidate: int = 0,
 ) -> ReadResult:
-    """Fetch and parse one source; raises SourceError with the reason in words."""
+    """Fetch and parse one source; raises SourceError with the reason in words.
+
+    `base_url` is the address a saved page came from (its links resolve against it);
+    `candidate` picks among inferred selector sets (0: the best)."""
     if kind not in KINDS:
         raise SourceError(f"unknown kind {kind!r}: use auto, feed or html")
     settings = settings or get_settings()
@@ -132,7 +154,7 @@ async def read_source(
         return _capped(result)
     document = parse_html(first.content, first.content_type)
     result.title = _page_title(document)
-    if kind == "auto" and sniffed == "html" and selectors is None:
+    if kind == "auto" and sniffed == "html" and (selectors is None or not selectors.item):
         feeds = discover_feeds(document, first.url)
         feed = await _first_readable_feed(client, feeds, settings, limiter, result.warnings)
         if feed is not None:
@@ -142,12 +164,13 @@ async def read_source(
     result.kind = "html"
     try:
         items, used, pages = await _read_listing(
-            client, first, document, selectors, language, settings, limiter, result.warnings
-        )
+            client, first, document, selectors, language, settings, limiter, result.warnings,
+            result, base_url, candidate,
+        )  # fmt: skip
     except SourceError as exc:
         if kind == "auto" and sniffed != "html":
             raise not_a_feed(first.content, first.url) from exc
-        if kind == "auto" and selectors is None:
+        if kind == "auto" and (selectors is None or not selectors.item):
             raise SourceError(f"{not_a_feed(first.content, first.url)}; {exc}") from exc
         raise
     result.items, result.selectors, result.pages = items, used, pages
@@ -191,6 +214,8 @@ def read_once(
     language: str | None = None,
     *,
     settings: Settings | None = None,
+    base_url: str | None = None,
+    candidate: int = 0,
 ) -> ReadResult:
     """`read_source` for one target from synchronous code, with its own HTTP client: what a
     source gives now, without storing anything (`digest sources try`)."""
@@ -200,7 +225,7 @@ def read_once(
         async with make_client(settings) as client:
             return await read_source(
                 client, url_or_path, kind=kind, selectors=chosen, language=language,
-                settings=settings,
+                settings=settings, base_url=base_url, candidate=candidate,
             )  # fmt: skip
 
     return run_sync(once())

@@ -86,7 +86,13 @@ def test_json_that_is_not_a_json_feed() -> None:
 
 @pytest.mark.parametrize(
     ("name", "title"),
-    [("gb2312.xml", "社会团结经济新闻"), ("latin2.xml", "Spółdzielnie w Łodzi")],
+    [
+        ("gb2312.xml", "社会团结经济新闻"),
+        ("latin2.xml", "Spółdzielnie w Łodzi"),
+        # Not declared at all (XML says UTF-8 then): the bytes tell.
+        ("koi8_r.xml", "Городская библиотека открывает новый читальный зал"),
+        ("shift_jis.xml", "協同組合の年次報告書を公開しました"),
+    ],
 )
 def test_declared_encodings(name: str, title: str) -> None:
     assert read(name)[0].title == title

@@ -180,8 +180,24 @@ def test_sample_listing_reads_the_seed_news() -> None:
             ["Coopératives : le “grand” rapport", "Économie – sociale et solidaire"],
         ),
         ("wrong_utf8.html", ["Café “déjà” vu – news", "Second café post here"]),
+        # Legacy encodings the page does not declare: told by the bytes themselves.
+        (
+            "euc_jp.html",
+            ["市立図書館の開館時間が変わります", "市民講座の参加者を募集しています",
+             "春の交通安全運動が始まります"],
+        ),
+        (
+            "shift_jis.html",
+            ["協同組合の年次報告書を公開しました", "地域の防災訓練のお知らせ",
+             "子ども向け科学教室を開催します"],
+        ),
+        (
+            "koi8_r.html",
+            ["Городская библиотека открывает новый читальный зал",
+             "Жители обсудили план развития парка", "Кооперативы региона подвели итоги года"],
+        ),
     ],
-)
+)  # fmt: skip
 def test_encodings(name: str, titles: list[str]) -> None:
     selectors = {"item": "li.post", "title": "h3 a", "date": ".when"}
     items = listing(name, selectors, "https://enc.example.org/").items
