@@ -20,6 +20,10 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+# The largest id or count the store holds (BIGINT; SQLite's INTEGER): a number past it in a URL
+# or a form is no row of ours, and the drivers raise on it instead of finding nothing.
+MAX_ID = 2**63 - 1
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)

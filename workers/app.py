@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from kombu.entity import Queue
 
 from digest.config import get_settings
+from digest.keys import signing_keys
 
 settings = get_settings()
 
@@ -68,3 +69,10 @@ class KickOnConnect(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 app.steps["consumer"].add(KickOnConnect)
+
+
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def refuse_unsafe_keys(**_: Any) -> None:
+    """However the worker is started (`digest worker` checks first), it signs no link with a
+    missing or published key: InsecureKey stops it before it takes a task."""
+    signing_keys(get_settings())
