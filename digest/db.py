@@ -20,9 +20,11 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# The largest id or count the store holds (BIGINT; SQLite's INTEGER): a number past it in a URL
-# or a form is no row of ours, and the drivers raise on it instead of finding nothing.
-MAX_ID = 2**63 - 1
+# The largest values of the store's integer columns: INTEGER (ids of sources, lists and issues;
+# positions, counts) and BIGINT (every other id). A number past them in a URL or a form is no
+# row of ours, and PostgreSQL or the SQLite driver raise on it instead of finding nothing.
+MAX_INT = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
 
 
 class Base(DeclarativeBase):

@@ -57,9 +57,13 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the web app: unsubscribe, preferences and view-online pages."""
+    import logging
+
     import uvicorn
 
     require_signing_key()
+    # The app's own log (sign-ins, failures, errors) beside uvicorn's.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(
         "digest.web.app:create_app",
         factory=True,

@@ -185,9 +185,7 @@ class SmtpTransport:
                 per_day=s.smtp_per_day,
             )
         ]
-        redis_url = s.rate_limit_redis_url
-        if redis_url is None and (s.broker_url or "").startswith(("redis://", "rediss://")):
-            redis_url = s.broker_url
+        redis_url = s.shared_redis_url
         redis_client = None  # one client (and connection pool) for every shared counter
         if redis_url:
             import redis

@@ -20,7 +20,7 @@ from itsdangerous import Signer as HmacSigner
 from itsdangerous.encoding import base64_encode, want_bytes
 
 from digest.config import get_settings
-from digest.db import MAX_ID
+from digest.db import MAX_BIGINT
 from digest.keys import checked, signing_keys
 
 Purpose = Literal["unsubscribe", "preferences", "confirm", "view"]
@@ -73,7 +73,7 @@ def read_token(purpose: Purpose, token: str, secret: Secret = None) -> int:
         value = _serializer(purpose, secret).loads(token)
     except BadSignature as exc:
         raise InvalidToken(f"invalid {purpose} link") from exc
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_BIGINT:
         raise InvalidToken(f"invalid {purpose} link")
     return value
 
