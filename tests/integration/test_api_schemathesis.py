@@ -12,17 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
 
 from digest.config import reset_settings
 from digest.db import session_factory
-from digest.issues.compose import compose_issue
-from digest.models import Item, Source, utcnow
-from digest.pipeline import approve_issue
-from digest.subscribers.lists import create_list, link_source
-from digest.subscribers.service import add_subscriber
 from digest.web.app import create_app
 from tests.conftest import truncate_all
+from tests.crash_issue import make_issue
 from tests.integration.test_editor_api import API, PASSWORD, seed_issue
 from tests.integration.test_web_http import live_server
 
@@ -31,33 +26,11 @@ EXAMPLES = 10
 ST = str(Path(sys.executable).with_name("st"))
 
 
-def populate(session: Session) -> None:
-    """A draft in one list; an approved issue in another; a failing source."""
-    seed_issue(session, subscribers=4)
-    lst = create_list(session, slug="2024", name="Numbers", lookback_days=30)
-    source = Source(name="Other", url="https://other.example.org/feed", kind="feed")
-    session.add(source)
-    session.flush()
-    link_source(session, lst.id, source.id)
-    for i in range(3):
-        session.add(
-            Item(
-                source_id=source.id,
-                guid=f"o{i}",
-                url=f"https://other.example.org/{i}",
-                canonical_url=f"https://other.example.org/{i}",
-                title=f"Other story {i}",
-                summary_text="Text.",
-                summary_html="<p>Text.</p>",
-                published_at=utcnow(),
-            )
-        )
-    add_subscriber(session, lst.id, "numbers@example.org")
-    session.flush()
-    issue = compose_issue(session, lst.id)
-    assert issue is not None
-    approve_issue(session, issue.id)
-    session.commit()
+def populate(url: str) -> None:
+    """A draft in one list, an approved issue in another."""
+    with session_factory(url)() as session:
+        seed_issue(session, subscribers=4)
+    make_issue(url, recipients=2, items=3)
 
 
 def test_every_operation_answers_as_documented(
@@ -68,8 +41,7 @@ def test_every_operation_answers_as_documented(
     monkeypatch.setenv("DIGEST_DATABASE_URL", pg_url)
     monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
     reset_settings()
-    with session_factory(pg_url)() as session:
-        populate(session)
+    populate(pg_url)
     headers = [arg for name, value in API.items() for arg in ("--header", f"{name}: {value}")]
     with live_server(create_app()) as base_url:
         result = subprocess.run(
