@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from digest import models  # noqa: E402
+from digest.config import Settings  # noqa: E402
 from digest.db import Base, get_engine, session_factory  # noqa: E402
 from digest.models import Source, utcnow  # noqa: E402
 from digest.sources.collect import collect_due  # noqa: E402
@@ -108,7 +109,9 @@ def main() -> int:
                 for n in range(args.sources)
             )
         now = utcnow()
-        options = {"concurrency": args.concurrency, "per_host": args.per_host}
+        # The sources are on 127.0.0.1, an address the collector refuses by default.
+        settings = Settings(allow_private_fetch=True)
+        options = {"concurrency": args.concurrency, "per_host": args.per_host, "settings": settings}
         started = time.perf_counter()
         first = collect_due(factory, now, **options)
         first_seconds = time.perf_counter() - started

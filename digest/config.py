@@ -5,6 +5,7 @@ Nothing here does I/O at import: `get_settings()` builds and caches one validate
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from digest.sources.addresses import parse_allowance
 
 # The key development mode signs with when none is set. It is public (it is in this file), as
 # are the others below: outside development mode none of them signs or verifies anything.
@@ -102,9 +105,27 @@ class Settings(BaseSettings):
     fetch_timeout: float = 20.0
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_max_redirects: int = 5
+    # Let the collector connect to loopback, private, link-local and other non-public
+    # addresses (a feed on the intranet, the tests' servers on 127.0.0.1). Off: a stranger's
+    # page or redirect cannot make us read the operator's own network.
+    allow_private_fetch: bool = False
+    # Or only these (JSON list): "10.0.0.5", "10.0.0.0/8", "10.0.0.5:8080", "[fd00::1]:8080".
+    allow_private_fetch_to: list[str] = Field(default_factory=list)
     user_agent: str = "digest/0.1 (+https://example.org/digest-bot)"
 
     html_size_warning_bytes: int = 100 * 1024
+
+    # Sign-up throttles (Redis when there is one, else the database). Throttled posts get the
+    # same answer as the others, and no mail.
+    # At most one confirmation per address and list per this many minutes ...
+    signup_address_minutes: int = Field(default=10, ge=1)
+    # ... and this many per address per day, all lists together.
+    signup_address_per_day: int = Field(default=5, ge=1)
+    # Sign-up posts per client per hour (an IPv6 client is its /64).
+    signup_client_per_hour: int = Field(default=30, ge=1)
+    # Reverse proxies (IPs or networks) whose X-Forwarded-For names the client; empty: the
+    # peer is the client and X-Forwarded-For is ignored.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     @field_validator("database_url")
     @classmethod
@@ -114,6 +135,13 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             # psycopg 3 is the driver we ship.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("allow_private_fetch_to")
+    @classmethod
+    def _allowances(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_allowance(entry)  # a ValueError names the entry
         return value
 
     @field_validator("broker_url", "secret_key")
@@ -133,10 +161,22 @@ class Settings(BaseSettings):
         # A key listed twice counts where it was last put.
         return tuple(k for i, k in enumerate(ordered) if k not in ordered[i + 1 :])
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"DIGEST_TRUSTED_PROXIES: {entry!r} is not an IP or network"
+                ) from exc
+        return value
+
     @property
     def shared_redis_url(self) -> str | None:
-        """Where counters shared by every process live: the rate-limit Redis, else a Redis
-        broker; None: each process counts alone."""
+        """The Redis for counters every process shares: the rate-limit Redis, else a Redis
+        broker (None: count in-process or in the database)."""
         if self.rate_limit_redis_url:
             return self.rate_limit_redis_url
         if (self.broker_url or "").startswith(("redis://", "rediss://")):

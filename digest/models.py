@@ -253,3 +253,42 @@ class Event(Base):
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SignupRequest(Base):
+    """A sign-up form post. The request only records it; whether a confirmation is mailed
+    (throttles, suppression, the subscription's state) is decided and done after the
+    response, so every post gets the same answer in the same time."""
+
+    __tablename__ = "signup_requests"
+    __table_args__ = (Index("ix_signup_requests_open", "outcome", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))  # normalised
+    name: Mapped[str] = mapped_column(String(200), default="")
+    bot: Mapped[bool] = mapped_column(Boolean, default=False)  # the honeypot was filled in
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # None while open; then sent | failed | throttled | suppressed | subscribed | bot
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="SET NULL"), index=True
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class ThrottleCounter(Base):
+    """Fixed-window counters for throttles when no Redis is configured."""
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -22,6 +22,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    mail_options: list[str] = field(default_factory=list)  # SMTPUTF8, BODY=8BITMIME, ...
 
 
 @dataclass
@@ -45,7 +46,12 @@ class RecordingHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.messages.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    bytes(envelope.content),
+                    list(envelope.mail_options),
+                )
             )
         return "250 Message accepted"
 

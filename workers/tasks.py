@@ -28,6 +28,7 @@ from digest.models import Issue, MailingList, utcnow
 from digest.pipeline import approve_issue, start_sending
 from digest.sources.collect import collect_source as collect_one
 from digest.sources.due import due_source_ids
+from digest.subscribers.confirmations import send_confirmations as send_confirmation_mails
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,16 @@ def collect_source(source_id: int) -> dict[str, Any]:
     with session_scope() as session:
         result = collect_one(session, source_id)
     return {"source_id": source_id, "new": result.new, "error": result.error}
+
+
+@app.task(name="workers.tasks.send_confirmations")
+def send_confirmations(request_ids: list[int] | None = None) -> dict[str, int]:
+    """Sign-up confirmations: the ids a web request recorded, or (None, the periodic sweep)
+    every request still open, so one whose enqueue was lost or whose send must be retried
+    is not forgotten."""
+    settings = get_settings()
+    totals = send_confirmation_mails(session_factory(), transport(), settings, request_ids)
+    return dict(totals)
 
 
 @app.task(name="workers.tasks.compose_due_lists")

@@ -71,6 +71,9 @@ def serve(
         port=port,
         reload=reload,
         access_log=access_log,
+        # The app reads X-Forwarded-For itself, from DIGEST_TRUSTED_PROXIES only: uvicorn's
+        # default would believe it from any local peer.
+        proxy_headers=False,
     )
 
 

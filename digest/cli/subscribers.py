@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from digest.cli.common import UsageProblem, console, err, unit_of_work
 from digest.models import Subscriber, Subscription
+from digest.subscribers.addresses import display_email
 from digest.subscribers.lists import get_list
 from digest.subscribers.service import add_subscriber, export_csv, import_csv
 
@@ -30,7 +32,8 @@ def add(
     with unit_of_work() as session:
         lst = get_list(session, list_slug)
         sub = add_subscriber(session, lst.id, email, name, status)
-        console.print(f"{sub.subscriber.email} is {sub.status} on {lst.slug}", markup=False)
+        shown = display_email(sub.subscriber.email)
+        console.print(f"{shown} is {sub.status} on {lst.slug}", markup=False)
 
 
 @app.command("import")
@@ -92,5 +95,6 @@ def list_(
             stmt = stmt.where(Subscription.status == status)
         table = Table("email", "name", "status")
         for email, name, st in session.execute(stmt):
-            table.add_row(email, name, st)
+            # Text, not markup: a name is whatever someone typed into the sign-up form.
+            table.add_row(Text(display_email(email)), Text(name), st)
         console.print(table)

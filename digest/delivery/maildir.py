@@ -8,7 +8,7 @@ from pathlib import Path
 
 from digest.delivery.message import unstuff
 from digest.delivery.recipient import Recipient
-from digest.delivery.transports import Render, SendResult
+from digest.delivery.transports import Render, SendResult, copy_failed
 
 _CHUNK = 100
 
@@ -25,20 +25,24 @@ class MaildirTransport:
     ) -> Iterator[list[SendResult]]:
         chunk: list[SendResult] = []
         for recipient in batch:
-            try:
-                # Return-Path records the envelope sender, as a delivering MTA would.
-                data = b"Return-Path: <%s>\r\n" % envelope_from.encode() + unstuff(
-                    render(recipient)
-                )
-                self._box.add(data)
-                chunk.append(SendResult(recipient.delivery_id, "sent", "maildir"))
-            except OSError as exc:
-                chunk.append(SendResult(recipient.delivery_id, "retry", str(exc), True))
+            chunk.append(self._deliver(envelope_from, recipient, render))
             if len(chunk) >= _CHUNK:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
+
+    def _deliver(self, envelope_from: str, recipient: Recipient, render: Render) -> SendResult:
+        try:
+            message = unstuff(render(recipient))
+        except Exception as exc:  # this copy only: the batch goes on
+            return copy_failed(recipient, exc)
+        try:
+            # Return-Path records the envelope sender, as a delivering MTA would.
+            self._box.add(b"Return-Path: <%s>\r\n" % envelope_from.encode() + message)
+        except OSError as exc:
+            return SendResult(recipient.delivery_id, "retry", str(exc), True)
+        return SendResult(recipient.delivery_id, "sent", "maildir")
 
     def close(self) -> None:
         self._box.close()

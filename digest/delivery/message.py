@@ -19,11 +19,12 @@ from email import quoprimime
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
-from email.policy import SMTP
-from email.utils import formataddr, formatdate, quote
+from email.policy import SMTP, SMTPUTF8
+from email.utils import formatdate, quote
 
 from digest import placeholders
 from digest.delivery.recipient import Recipient
+from digest.subscribers.addresses import wire_address
 from digest.subscribers.tokens import Signer, preferences_url, unsubscribe_url, view_online_url
 
 MAGIC = b"digest-message-template/1\n"
@@ -40,6 +41,7 @@ _BODY_FIELDS = {
 }
 _PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in _BODY_FIELDS))
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # RFC 5322 specials: a name with one is quoted
 _TEXT_MARKER = b"DIGESTTEXTBODYSLOT"
 _HTML_MARKER = b"DIGESTHTMLBODYSLOT"
 
@@ -69,10 +71,11 @@ def _stuff(segment: bytes, at_line_start: bool) -> bytes:
     return segment.replace(b"\n.", b"\n..")
 
 
-def data_ready(message: EmailMessage) -> bytes:
+def data_ready(message: EmailMessage, *, utf8: bool = False) -> bytes:
     """A message built with the email package as a transport takes it: CRLF, dot-stuffed.
-    For the one-off messages (confirmations); an issue's copies come from its template."""
-    return _stuff(message.as_bytes(policy=SMTP), at_line_start=True)
+    For the one-off messages (confirmations); an issue's copies come from its template.
+    `utf8`: headers in raw UTF-8 (RFC 6532), for an address that needs SMTPUTF8."""
+    return _stuff(message.as_bytes(policy=SMTPUTF8 if utf8 else SMTP), at_line_start=True)
 
 
 def unstuff(data: bytes) -> bytes:
@@ -205,13 +208,20 @@ def _date_header() -> str:
 
 
 def _to_header(name: str, email: str) -> str:
+    """The To field. The address as it goes on the wire (IDNA domain; a UTF-8 local part as
+    is, RFC 6532, which only a relay offering SMTPUTF8 is given); the name as a quoted string
+    or RFC 2047 words. Raises (AddressError, ...) for what it cannot carry: the caller fails
+    that one delivery."""
+    address = wire_address(email)
     if not name:
-        return email
-    if name.isascii():
-        return formataddr((name, email))
-    # RFC 2047 words, split and folded to the line limit.
+        return address
+    if name.isascii() and "=?" not in name:
+        shown = f'"{quote(name)}"' if _SPECIALS.search(name) else name
+        return f"{shown} <{address}>"
+    # RFC 2047 words, split and folded to the line limit. A name that looks like an encoded
+    # word is encoded too: readers decode one even inside quotes.
     words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
-    return f"{words} <{email}>"
+    return f"{words} <{address}>"
 
 
 class MessageTemplate:
@@ -272,7 +282,7 @@ class MessageTemplate:
             "unsubscribe_url": unsubscribe_url(self.public_url, token),
             "unsubscribe_mailto": f"mailto:{self.unsubscribe_address}?subject=unsubscribe-{token}",
             "message_id": self.message_id(recipient.delivery_id),
-            "to": _to_header(name, email),
+            "to": _to_header(name, recipient.email),  # checked there, not cleaned
             "date": _date_header(),
         }
         if "preferences_url" in self._fields:

@@ -9,6 +9,7 @@ FLUSH_SECONDS), so a crash duplicates only what was acknowledged but not yet wri
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -34,9 +35,12 @@ from digest.delivery.ledger import (
     next_attempt_at,
 )
 from digest.delivery.message import MessageTemplate
+from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
 from digest.models import Issue, utcnow
 from digest.subscribers.tokens import Signer
+
+log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.2
@@ -109,7 +113,7 @@ class _LedgerWriter:
                     else:
                         self.retried += 1
                 elif r.outcome == "failed":
-                    mark_failed(session, r.delivery_id, r.detail)
+                    mark_failed(session, r.delivery_id, r.detail, suppress_address=r.suppress)
                     self.failed += 1
             self._count_errors(session, results)
 
@@ -175,8 +179,7 @@ def send_batch(
         return BatchResult(claimed=skipped, skipped=skipped)
     writer = _LedgerWriter(sf, issue_id, errors_before)
     try:
-        for chunk in transport.send(template.bounce_address, recipients, template.personalise):
-            writer.add(chunk)
+        _send_all(transport, template, recipients, writer)
     finally:
         writer.flush()
     return BatchResult(
@@ -187,6 +190,38 @@ def send_batch(
         skipped,
         writer.deferred,
     )
+
+
+def _send_all(
+    transport: Transport,
+    template: MessageTemplate,
+    recipients: list[Recipient],
+    writer: _LedgerWriter,
+) -> None:
+    """Feed the transport's results to the writer. Should the transport itself stop with an
+    error (a bug: per-recipient errors come back as results), the recipients it had not
+    reported go back to pending with the reason instead of sitting in 'sending' until their
+    lease runs out; an error of the ledger's own propagates (its rows keep their lease)."""
+    reported: set[int] = set()
+    chunks = transport.send(template.bounce_address, recipients, template.personalise)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except Exception as exc:
+            log.exception("issue %s: the transport stopped mid-batch", template.issue_id)
+            detail = f"batch stopped: {type(exc).__name__}: {exc}"[:1000]
+            writer.add(
+                [
+                    SendResult(r.delivery_id, "retry", detail)
+                    for r in recipients
+                    if r.delivery_id not in reported
+                ]
+            )
+            return
+        reported.update(r.delivery_id for r in chunk)
+        writer.add(chunk)
 
 
 def start_issue(sf: sessionmaker[Session], issue_id: int) -> str:

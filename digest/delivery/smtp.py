@@ -36,7 +36,8 @@ from digest.delivery.domains import DomainSlots, make_slots
 from digest.delivery.ratelimit import RateLimit, RateLimiter, make_counter
 from digest.delivery.recipient import Recipient
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection, SmtpError
-from digest.delivery.transports import Outcome, Render, SendResult
+from digest.delivery.transports import Outcome, Render, SendResult, copy_failed
+from digest.subscribers.addresses import wire_address
 
 IDLE_CHECK_SECONDS = 2.0  # an idle session older than this is checked with NOOP before use
 WAIT_SECONDS = 0.2  # the longest the caller waits for results before getting an empty chunk
@@ -430,19 +431,26 @@ class SmtpTransport:
         self, conn: SmtpConnection, recipient: Recipient, state: _BatchState
     ) -> None:
         try:
+            rcpt = wire_address(recipient.email)
             data = state.render(recipient)
-        except Exception as exc:  # a bug in the message, not in the session
-            state.report(SendResult(recipient.delivery_id, "retry", f"render: {exc}"))
+        except Exception as exc:  # this copy cannot be made: it fails alone, the batch goes on
+            state.report(copy_failed(recipient, exc))
             return
         try:
-            result = await conn.send_message(state.envelope_from, recipient.email, data)
+            result = await conn.send_message(state.envelope_from, rcpt, data)
         except _SESSION_ERRORS as exc:
             conn.abort()
             detail = f"session lost: {type(exc).__name__}: {exc}"
             state.report(SendResult(recipient.delivery_id, "retry", detail, True))
             return
         state.report(
-            SendResult(recipient.delivery_id, result.outcome, result.detail, result.transport_error)
+            SendResult(
+                recipient.delivery_id,
+                result.outcome,
+                result.detail,
+                result.transport_error,
+                suppress=result.suppress,
+            )
         )
 
     async def _quit_all(self) -> None:

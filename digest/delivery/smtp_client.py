@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 import ssl
 import time
@@ -59,15 +60,26 @@ class MessageResult:
     outcome: Outcome
     detail: str
     transport_error: bool = False
+    suppress: bool = True  # a failure that says the address cannot receive
+
+
+NO_SMTPUTF8 = "the relay does not offer SMTPUTF8, which this address needs"
+# Replies about our command (its syntax, its order, an unknown parameter), not the mailbox.
+_COMMAND_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
+# What may not appear in a path between < and >: it would end the command or the path.
+_PATH_BREAKERS = re.compile(rb"[\x00-\x20<>\x7f]")
 
 
 def _classify(stage: str, reply: Reply) -> MessageResult:
     """4xx: try again later; 5xx: permanent for this recipient. A refused sender is our
-    problem, not the recipient's, so it retries and counts as a transport error."""
+    problem, not the recipient's, so it retries and counts as a transport error; a command
+    the relay could not parse fails the message without blaming the address."""
     detail = f"{stage}: {reply}"
     if stage == "MAIL FROM" or reply.code == 421:
         return MessageResult("retry", detail, True)
-    return MessageResult("retry" if reply.code < 500 else "failed", detail)
+    if reply.code < 500:
+        return MessageResult("retry", detail)
+    return MessageResult("failed", detail, suppress=reply.code not in _COMMAND_ERRORS)
 
 
 class SmtpConnection:
@@ -88,6 +100,24 @@ class SmtpConnection:
     @property
     def pipelining(self) -> bool:
         return "pipelining" in self.extensions
+
+    @property
+    def smtputf8(self) -> bool:
+        return "smtputf8" in self.extensions
+
+    def _envelope(self, mail_from: str, rcpt: str) -> tuple[bytes, bytes] | MessageResult:
+        """MAIL FROM and RCPT TO for this transaction, or why it cannot be sent here: an
+        address that is not ASCII needs SMTPUTF8 (RFC 6531), and without it the relay would
+        answer 5xx, which would wrongly read as a dead mailbox."""
+        sender, recipient = mail_from.encode("utf-8"), rcpt.encode("utf-8")
+        if _PATH_BREAKERS.search(sender) or _PATH_BREAKERS.search(recipient):
+            return MessageResult("failed", f"unusable address {rcpt!r}", suppress=False)
+        params = b""
+        if not (sender.isascii() and recipient.isascii()):
+            if not self.smtputf8:
+                return MessageResult("failed", NO_SMTPUTF8, suppress=False)
+            params = b" SMTPUTF8" + (b" BODY=8BITMIME" if "8bitmime" in self.extensions else b"")
+        return b"MAIL FROM:<%s>%s\r\n" % (sender, params), b"RCPT TO:<%s>\r\n" % recipient
 
     def _ssl_context(self) -> ssl.SSLContext:
         return self.config.ssl_context or ssl.create_default_context()
@@ -187,8 +217,10 @@ class SmtpConnection:
         Raises SmtpError/OSError/TimeoutError when the session breaks."""
         assert self._writer is not None
         writer = self._writer
-        mail_cmd = b"MAIL FROM:<%s>\r\n" % mail_from.encode()
-        rcpt_cmd = b"RCPT TO:<%s>\r\n" % rcpt.encode()
+        envelope = self._envelope(mail_from, rcpt)
+        if isinstance(envelope, MessageResult):
+            return envelope  # nothing was sent: the session is as it was
+        mail_cmd, rcpt_cmd = envelope
         async with asyncio.timeout(self.config.timeout):
             if self.pipelining:
                 writer.write(mail_cmd + rcpt_cmd + b"DATA\r\n")

@@ -28,6 +28,18 @@ class SendResult:
     # The transport itself failed (connection refused, dropped, timed out), not this message.
     transport_error: bool = False
     retry_after: float = 0.0  # deferred: seconds until it may be tried again
+    # failed: the address cannot receive (a 5xx about the mailbox), so it is suppressed.
+    # False when the fault is ours or the relay's (a copy we could not build, a relay
+    # without SMTPUTF8, a command it could not parse): that delivery fails, the address stays.
+    suppress: bool = True
+
+
+def copy_failed(recipient: Recipient, exc: Exception) -> SendResult:
+    """The result for a recipient whose copy could not be built or addressed (a name or an
+    address the message cannot carry, a bug): that delivery fails with the reason, its batch
+    goes on, and the address is not suppressed for our fault."""
+    detail = f"could not build this copy: {type(exc).__name__}: {exc}"
+    return SendResult(recipient.delivery_id, "failed", detail[:1000], suppress=False)
 
 
 class Transport(Protocol):

@@ -17,7 +17,7 @@ from digest.delivery.transports import Transport
 from digest.errors import DigestError
 from digest.issues.lifecycle import get_issue
 from digest.issues.rendering import render_preview
-from digest.subscribers.service import normalise_email
+from digest.subscribers.addresses import normalise_email
 
 
 @dataclass(frozen=True, slots=True)

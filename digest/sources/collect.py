@@ -117,7 +117,8 @@ def apply_outcome(
     source.last_fetched_at = now
     session.flush()
     counts = store_items(session, source, outcome.items, now, titles)
-    record_success(source, now, outcome.etag, outcome.last_modified)
+    note = "; ".join(outcome.warnings) or None
+    record_success(source, now, outcome.etag, outcome.last_modified, note)
     session.flush()
     return CollectResult(
         source.id,

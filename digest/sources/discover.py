@@ -42,7 +42,8 @@ def discover_feeds(document: Any, page_url: str) -> list[FeedLink]:
         kind = (link.get("type") or "").lower().split(";")[0].strip()
         if "alternate" not in rels or kind not in _PREFERENCE:
             continue
-        url = absolute_url(link.get("href"), base, local_ok=base.startswith("file:"))
+        # http(s) only, even on a local page: the feed found may become the source's address.
+        url = absolute_url(link.get("href"), base)
         if url is None or url in seen:
             continue
         seen.add(url)

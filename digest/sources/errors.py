@@ -16,3 +16,8 @@ class SourceError(DigestError):
 
 class FetchError(SourceError):
     """The document could not be fetched (network, HTTP status, size cap, redirects, file)."""
+
+
+class FetchRefused(FetchError):
+    """The collector would not fetch it: not http(s), or an address the policy refuses
+    (`digest.sources.addresses`). Raised before any byte is sent to that address."""

@@ -18,12 +18,17 @@ def _interval(source: Source) -> timedelta:
 
 
 def record_success(
-    source: Source, now: datetime, etag: str | None, last_modified: str | None
+    source: Source,
+    now: datetime,
+    etag: str | None,
+    last_modified: str | None,
+    note: str | None = None,
 ) -> None:
-    """Fetched (or found unchanged): reset the failures, keep the validators for next time."""
+    """Fetched (or found unchanged): reset the failures, keep the validators for next time.
+    `note`: what went wrong short of failing (a later page refused), kept as the last error."""
     source.last_fetched_at = now
     source.last_success_at = now
-    source.last_error = None
+    source.last_error = note[:ERROR_MAX] if note else None
     source.consecutive_failures = 0
     source.next_fetch_at = now + _interval(source)
     if etag or last_modified:

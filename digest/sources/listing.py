@@ -125,10 +125,11 @@ def parse_html(content: bytes, content_type: str | None = None) -> Any:
 
 
 def base_of(document: Any, url: str) -> str:
-    """The URL relative links resolve against: the page's, or its <base href>."""
+    """The URL relative links resolve against: the page's, or its <base href> when that is
+    http(s) (a page cannot move its links onto the disk with <base href="file:///">)."""
     base = document.find(".//base[@href]")
     if base is not None:
-        resolved = absolute_url(base.get("href"), url, local_ok=True)
+        resolved = absolute_url(base.get("href"), url)
         if resolved:
             return resolved
     return url
@@ -230,6 +231,8 @@ def next_page_url(document: Any, selectors: Selectors, base: str, url: str) -> s
     if selectors.next:
         element = select_one(document, selectors.next)
         href = _href_of(element) if element is not None else None
+        # A local page's relative next link stays a file: URL so that reading it is refused
+        # in words (a warning), not silently: only a source's own address is read from disk.
         return absolute_url(href, base, local_ok=base.startswith("file:"))
     if selectors.page_param:
         parts = dict(parse_qsl(urlsplit(url).query))

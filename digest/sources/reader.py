@@ -15,7 +15,7 @@ import httpx
 
 from digest.config import Settings, get_settings
 from digest.sources.discover import FeedLink, discover_feeds
-from digest.sources.errors import SourceError
+from digest.sources.errors import FetchRefused, SourceError
 from digest.sources.feeds import looks_like, not_a_feed, parse_feed
 from digest.sources.fetch import Fetched, HostLimiter, fetch_async, make_client, run_sync
 from digest.sources.infer import infer_selectors
@@ -109,8 +109,15 @@ async def read_source(
     if kind not in KINDS:
         raise SourceError(f"unknown kind {kind!r}: use auto, feed or html")
     settings = settings or get_settings()
+    # The operator configured `target`: it alone may be a local file.
     first = await fetch_async(
-        client, target, etag=etag, last_modified=last_modified, settings=settings, limiter=limiter
+        client,
+        target,
+        local_ok=True,
+        etag=etag,
+        last_modified=last_modified,
+        settings=settings,
+        limiter=limiter,
     )
     result = ReadResult(
         url=first.url, kind=kind, etag=first.etag, last_modified=first.last_modified
@@ -127,7 +134,7 @@ async def read_source(
     result.title = _page_title(document)
     if kind == "auto" and sniffed == "html" and selectors is None:
         feeds = discover_feeds(document, first.url)
-        feed = await _first_readable_feed(client, feeds, settings, limiter)
+        feed = await _first_readable_feed(client, feeds, settings, limiter, result.warnings)
         if feed is not None:
             result.kind, result.feed_url = "feed", feed[0].url
             result.items = feed[1]
@@ -152,11 +159,14 @@ async def _first_readable_feed(
     feeds: list[FeedLink],
     settings: Settings,
     limiter: HostLimiter | None,
+    warnings: list[str],
 ) -> tuple[FeedLink, list[ParsedItem]] | None:
     for link in feeds[:3]:
         try:
             fetched = await fetch_async(client, link.url, settings=settings, limiter=limiter)
             return link, parse_feed(fetched.content, fetched.url, fetched.content_type)
+        except FetchRefused as exc:
+            warnings.append(f"announced feed not read: {exc}")
         except SourceError:
             continue
     return None

@@ -11,13 +11,14 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, update
 from sqlalchemy.orm import Session
 
-from digest.models import Event, Subscriber, Subscription, utcnow
+from digest.models import Event, SignupRequest, Subscriber, Subscription, utcnow
 
 # Statuses in which the subscriber may still get mail; bounced and complained ones never do.
 RECEIVING = ("pending", "confirmed")
+STOPPED = ("unsubscribed", "bounced", "complained")
 NAME_MAX = 200
 _SPACES = re.compile(r"\s+")
 
@@ -45,13 +46,22 @@ def _record(session: Session, kind: str, subscription: Subscription, **detail: A
 
 
 def _transition(
-    session: Session, subscription_id: int, from_statuses: tuple[str, ...], **values: Any
+    session: Session,
+    subscription_id: int,
+    from_statuses: tuple[str, ...],
+    *,
+    also: ColumnElement[bool] | None = None,
+    **values: Any,
 ) -> Subscription | None:
-    """Move the row to new values if it is in one of `from_statuses`; None when it was not."""
+    """Move the row to new values if it is in one of `from_statuses` (or `also` holds);
+    None when it was not."""
     subscription = get_subscription(session, subscription_id)
+    allowed: ColumnElement[bool] = Subscription.status.in_(from_statuses)
+    if also is not None:
+        allowed = or_(allowed, also)
     result = session.execute(
         update(Subscription)
-        .where(Subscription.id == subscription_id, Subscription.status.in_(from_statuses))
+        .where(Subscription.id == subscription_id, allowed)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -91,9 +101,24 @@ def resubscribe(session: Session, subscription_id: int, *, via: str) -> bool:
 
 
 def confirm(session: Session, subscription_id: int) -> bool:
-    """Double opt-in: a pending subscription becomes confirmed; False if it was not pending."""
+    """Double opt-in: a pending subscription becomes confirmed. So does a stopped one
+    (unsubscribed, bounced, complained) once a confirmation was mailed after it stopped: a
+    stranger's sign-up never brings it back, its owner's click on that mail does.
+    False when nothing changed."""
+    stopped_at = func.coalesce(Subscription.unsubscribed_at, Subscription.created_at)
+    mailed_since = exists().where(
+        SignupRequest.subscription_id == Subscription.id,
+        SignupRequest.outcome == "sent",
+        SignupRequest.sent_at >= stopped_at,
+    )
     subscription = _transition(
-        session, subscription_id, ("pending",), status="confirmed", confirmed_at=utcnow()
+        session,
+        subscription_id,
+        ("pending",),
+        also=and_(Subscription.status.in_(STOPPED), mailed_since),
+        status="confirmed",
+        confirmed_at=utcnow(),
+        unsubscribed_at=None,
     )
     if subscription is None:
         return False

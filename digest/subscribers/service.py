@@ -7,27 +7,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError
 from digest.models import Event, Subscriber, Subscription, utcnow
 from digest.subscribers.actions import clean_name
+from digest.subscribers.addresses import display_email, normalise_email
 
 STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
 # An import never brings back someone who left or whose mail bounced.
 STICKY = frozenset({"unsubscribed", "bounced", "complained"})
 CHUNK = 1000
-
-
-def normalise_email(raw: str) -> str:
-    """The address as stored: validated syntax, IDNA domain, lower-case."""
-    try:
-        info = validate_email(raw.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise DigestError(f"invalid address {raw.strip()!r}: {exc}") from exc
-    return info.normalized.lower()
 
 
 @dataclass
@@ -194,7 +185,8 @@ def export_csv(session: Session, list_id: int, out: IO[str]) -> int:
         .execution_options(yield_per=5000)
     )
     for email, name, status, created in rows:
-        writer.writerow([email, name, status, created.isoformat(timespec="seconds")])
+        # The form people read; importing it again gives the same stored address.
+        writer.writerow([display_email(email), name, status, created.isoformat(timespec="seconds")])
         count += 1
     return count
 

@@ -1,99 +1,54 @@
-"""Public sign-up with double opt-in: a pending subscription and a confirmation message.
+"""Public sign-up with double opt-in: the request path.
 
-The answer to the person is the same whatever the address's state, so the form never tells a
-stranger who is subscribed.
+A post only records a sign-up request (`sign_up`); whether a confirmation is mailed is
+decided and done after the response by `confirmations.send_confirmations`. The request does
+the same statements and no mail I/O whatever the address's state (new, pending, confirmed,
+unsubscribed, suppressed) and for the honeypot, so neither the answer nor its timing tells a
+stranger anything about an address.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.config import Settings, get_settings
-from digest.delivery.message import data_ready
-from digest.delivery.recipient import Recipient
-from digest.delivery.transports import SendResult, Transport
-from digest.models import Event, MailingList, Subscriber, Subscription, utcnow
+from digest.config import Settings
+from digest.models import SignupRequest
 from digest.subscribers.actions import clean_name
-from digest.subscribers.service import normalise_email
-from digest.subscribers.suppression import is_suppressed
-from digest.subscribers.tokens import Signer
+from digest.subscribers.addresses import normalise_email
+from digest.subscribers.throttle import Throttle, Window, client_key, hashed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class SignUp:
-    subscription_id: int
-    email: str
-    send_confirmation: bool  # False: already confirmed, or the address is suppressed
+class SignUpReceived:
+    email: str  # normalised
+    request_id: int | None  # None: the client is throttled, nothing will be sent
 
 
-def sign_up(session: Session, lst: MailingList, email: str, name: str = "") -> SignUp:
+def sign_up(
+    session: Session,
+    list_id: int,
+    email: str,
+    name: str = "",
+    *,
+    client: str,
+    bot: bool,
+    throttle: Throttle,
+    settings: Settings,
+) -> SignUpReceived:
+    """Record a sign-up post. Raises AddressError (a DigestError) for an address we do not
+    accept; the caller commits, then has `send_confirmations` run on the request's id.
+    `client` is the poster's IP; `bot`: the honeypot was filled in (recorded, never mailed)."""
     address = normalise_email(email)
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
-    if subscriber is None:
-        subscriber = Subscriber(email=address, name=clean_name(name))
-        session.add(subscriber)
-        session.flush()
-    subscription = session.scalar(
-        select(Subscription).where(
-            Subscription.list_id == lst.id, Subscription.subscriber_id == subscriber.id
-        )
-    )
-    if subscription is None:
-        subscription = Subscription(list_id=lst.id, subscriber_id=subscriber.id, status="pending")
-        session.add(subscription)
-        session.flush()
-    elif subscription.status in ("unsubscribed", "pending"):
-        # Signing up again is a fresh request to opt in: it waits for the new confirmation.
-        subscription.status = "pending"
-    send = subscription.status == "pending" and not is_suppressed(session, address)
-    session.add(
-        Event(
-            kind="signup",
-            subscriber_id=subscriber.id,
-            list_id=lst.id,
-            detail={"confirmation_sent": send, "at": utcnow().isoformat()},
-        )
-    )
+    window = Window(3600, settings.signup_client_per_hour)
+    if not throttle.hit(hashed("signup-client", client_key(client)), [window]):
+        log.info("sign-up: client over %s posts an hour; nothing recorded", window.limit)
+        return SignUpReceived(address, None)
+    request = SignupRequest(list_id=list_id, email=address, name=clean_name(name), bot=bot)
+    session.add(request)
     session.flush()
-    return SignUp(subscription.id, address, send)
-
-
-def confirmation_message(
-    lst: MailingList, signup: SignUp, settings: Settings | None = None
-) -> EmailMessage:
-    """A small plain message (one per sign-up: the stdlib is fast enough here)."""
-    s = settings or get_settings()
-    token = Signer(s.secret_key).token("confirm", signup.subscription_id)
-    link = f"{s.public_url.rstrip('/')}/c/{token}"
-    from_email = lst.from_email or s.from_email
-    msg = EmailMessage()
-    msg["From"] = Address(display_name=lst.from_name or s.from_name, addr_spec=from_email)
-    msg["To"] = signup.email
-    msg["Subject"] = f"Confirm your subscription to {lst.name}"
-    msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(domain=from_email.rsplit("@", 1)[-1])
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(
-        f"Someone, probably you, asked to receive {lst.name} at {signup.email}.\n\n"
-        f"Confirm here:\n{link}\n\n"
-        "If it was not you, ignore this message: nothing will be sent.\n"
-    )
-    return msg
-
-
-def send_confirmation(
-    lst: MailingList, signup: SignUp, transport: Transport, settings: Settings | None = None
-) -> SendResult | None:
-    """Send the confirmation message; its result (None: the transport reported none)."""
-    s = settings or get_settings()
-    data = data_ready(confirmation_message(lst, signup, s))
-    recipient = Recipient(0, signup.subscription_id, signup.email, "")
-    chunks = transport.send(f"bounces@{s.sender_domain}", [recipient], lambda _r: data)
-    results = [result for chunk in chunks for result in chunk]  # to the end: the batch closes
-    return results[0] if results else None
+    return SignUpReceived(address, request.id)

@@ -27,6 +27,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from digest.web import csrf
+from digest.web.clients import client_ip
 from digest.web.deps import SettingsDep, app_settings
 from digest.web.throttle import LoginThrottle
 
@@ -71,11 +72,6 @@ class CsrfRefused(HTTPException):
         super().__init__(status_code=403, detail=detail)
 
 
-def client_address(request: Request) -> str:
-    # uvicorn puts the X-Forwarded-For address here for proxies in FORWARDED_ALLOW_IPS.
-    return request.client.host if request.client else "unknown"
-
-
 def require_admin(
     request: Request,
     settings: SettingsDep,
@@ -89,7 +85,7 @@ def require_admin(
     if credentials is None:
         raise Unauthorized()  # a browser's first request: not an attempt
     throttle: LoginThrottle = request.app.state.login_throttle
-    user, address = credentials.username, client_address(request)
+    user, address = credentials.username, client_ip(request, settings.trusted_proxies) or "unknown"
     shown = user[:64]  # logged with %r: quoted and escaped, whatever bytes it holds
     if wait := throttle.retry_after(user, address):
         log.warning("sign-in refused: %r from %s is locked out for %d s", shown, address, wait)

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 
 from digest.models import Subscription
 from digest.subscribers import actions
+from digest.subscribers.addresses import display_email
 from digest.subscribers.tokens import make_token
 from digest.web.deps import SessionDep
 from digest.web.links import issue_for, mask_email, subscription_for
@@ -32,7 +33,7 @@ def _context(request: Request, subscription: Subscription) -> dict[str, object]:
         "brand": subscription.mailing_list.from_name or request.app.state.settings.from_name,
         "list_name": subscription.mailing_list.name,
         "list_description": subscription.mailing_list.description,
-        "email": mask_email(subscription.subscriber.email),
+        "email": mask_email(display_email(subscription.subscriber.email)),
         "status": subscription.status,
         "preferences_url": f"{root}/p/{make_token('preferences', subscription.id)}",
     }
@@ -106,8 +107,10 @@ def confirm_page(request: Request, token: str, session: SessionDep) -> Response:
 @router.post("/c/{token}", response_class=HTMLResponse)
 def confirm(request: Request, token: str, session: SessionDep) -> Response:
     subscription = subscription_for(session, "confirm", token)
-    actions.confirm(session, subscription.id)
-    return render(request, "confirm.html", {**_context(request, subscription), "done": True})
+    confirmed = actions.confirm(session, subscription.id) or subscription.status == "confirmed"
+    # A stopped subscription comes back only through a confirmation mailed after it stopped.
+    outcome = {"done": True} if confirmed else {"stale": True}
+    return render(request, "confirm.html", {**_context(request, subscription), **outcome})
 
 
 @router.api_route("/v/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)

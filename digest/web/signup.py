@@ -1,23 +1,35 @@
-"""The public sign-up form of a list: GET shows it, POST starts double opt-in."""
+"""The public sign-up form of a list: GET shows it, POST starts double opt-in.
+
+A post gets one answer whatever the address's state and whether the honeypot was filled in
+or the client throttled: the same page, status and work. It only records the request; the
+confirmation is mailed after the response (a Celery worker when there is a broker, else this
+process's background task), so the relay's speed never shows in the answer.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from digest.delivery.transports import open_transport
+from digest.config import Settings
 from digest.errors import DigestError
 from digest.models import MailingList
-from digest.subscribers.signup import send_confirmation, sign_up
-from digest.web.deps import SessionDep, SettingsDep
+from digest.subscribers.addresses import display_email
+from digest.subscribers.signup import sign_up
+from digest.subscribers.throttle import make_throttle
+from digest.web.clients import client_ip
+from digest.web.deps import SessionDep, SettingsDep, mark_failed
 from digest.web.templating import render
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+# Longer values get our own clear error rather than a bare 400.
+FIELD_MAX = 10_000
 
 
 def _list(session: SessionDep, slug: str) -> MailingList:
@@ -25,6 +37,30 @@ def _list(session: SessionDep, slug: str) -> MailingList:
     if lst is None:
         raise HTTPException(404, "no such list")
     return lst
+
+
+def send_in_background(sf: sessionmaker[Session], request_id: int, settings: Settings) -> None:
+    """After the response: hand the request to the workers, or send its confirmation here.
+    Whatever fails is logged; the request stays open and the next run (the workers' sweep,
+    or this server's next sign-up) picks it up."""
+    if settings.broker_url:
+        from kombu.exceptions import KombuError
+
+        from workers.tasks import send_confirmations as task  # Celery only with a broker
+
+        try:
+            task.delay([request_id])
+        except KombuError:
+            log.warning("sign-up request %s: not enqueued; the sweep sends it", request_id)
+        return
+    from digest.delivery.transports import open_transport
+    from digest.subscribers.confirmations import send_confirmations
+
+    try:
+        with open_transport(settings) as transport:
+            send_confirmations(sf, transport, settings)  # this one, and any left waiting
+    except Exception:
+        log.exception("sign-up request %s: confirmation not sent now", request_id)
 
 
 @router.get("/s/{slug}", response_class=HTMLResponse)
@@ -41,41 +77,36 @@ def signup(
     slug: str,
     session: SessionDep,
     settings: SettingsDep,
-    email: Annotated[str, Form(max_length=320)],
-    name: Annotated[str, Form(max_length=200)] = "",
-    website: Annotated[str, Form(max_length=200)] = "",  # a honeypot: people leave it empty
+    background: BackgroundTasks,
+    email: Annotated[str, Form(max_length=FIELD_MAX)],
+    name: Annotated[str, Form(max_length=FIELD_MAX)] = "",
+    website: Annotated[str, Form(max_length=FIELD_MAX)] = "",  # a honeypot: people leave it empty
 ) -> Response:
     lst = _list(session, slug)
     context = {"list_name": lst.name, "list_description": lst.description}
-    if website:
-        return render(request, "signup.html", {**context, "sent": True})
     try:
-        result = sign_up(session, lst, email, name)
+        received = sign_up(
+            session,
+            lst.id,
+            email,
+            name,
+            client=client_ip(request, settings.trusted_proxies),
+            bot=bool(website),
+            throttle=make_throttle(settings, session),
+            settings=settings,
+        )
     except DigestError as exc:
+        mark_failed(request)
         return render(
             request,
             "signup.html",
-            {**context, "error": str(exc), "email": email, "name": name},
+            {**context, "error": str(exc), "email": email[:320], "name": name[:200]},
             status_code=422,
         )
-    if result.send_confirmation:
-        session.commit()  # the confirmation link must find the row
-        with open_transport(settings) as transport:
-            outcome = send_confirmation(lst, result, transport, settings)
-        if outcome is None or outcome.outcome != "sent":
-            log.warning(
-                "confirmation to %s not sent: %s",
-                result.email,
-                outcome.detail if outcome else "no result",
-            )
-            return render(
-                request,
-                "signup.html",
-                {
-                    **context,
-                    "error": "We could not send the "
-                    "confirmation email just now. Please try again in a few minutes.",
-                },
-                status_code=503,
-            )
-    return render(request, "signup.html", {**context, "sent": True, "email": result.email})
+    if received.request_id is not None:
+        # Background tasks run after the response, and the session commits before it.
+        sf: sessionmaker[Session] = request.app.state.sessionmaker
+        background.add_task(send_in_background, sf, received.request_id, settings)
+    return render(
+        request, "signup.html", {**context, "sent": True, "email": display_email(received.email)}
+    )

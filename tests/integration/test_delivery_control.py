@@ -42,7 +42,6 @@ from digest.delivery.smtp_client import SmtpConfig
 from digest.delivery.transports import SendResult
 from digest.models import Delivery, Issue, Subscription
 from digest.subscribers.suppression import suppress
-from digest.subscribers.tokens import Signer
 from tests.integration.test_delivery_send import ready_issue
 from tests.smtp_server import free_port
 
@@ -96,7 +95,6 @@ def servers() -> Iterator[Any]:
 TEMPLATE = build_template(
     issue_id=1, subject="s", html_body="<p>news</p>", text_body="news", list_slug="l",
     list_name="L", from_name="F", from_email="f@example.org", public_url="https://x.example.org",
-    signer=Signer("test-secret"),  # built at import, before the tests' settings exist
 )  # fmt: skip
 
 

@@ -85,6 +85,8 @@ def test_timeouts_and_errors_in_words(server: SourceServer) -> None:
     with pytest.raises(FetchError, match="could not connect"):
         fetch("http://127.0.0.1:9/feed.xml")
     with pytest.raises(FetchError, match="unsupported address"):
+        fetch("ftp://127.0.0.1/feed.xml", local_ok=True)  # as a source's own address
+    with pytest.raises(FetchError, match=r"not an http\(s\) URL"):
         fetch("ftp://127.0.0.1/feed.xml")
 
 
