@@ -35,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/send.py --recipients 100000 --workers 2
 
 clean:
-	rm -rf $(VENV) digest.db digest.db-* outbox preview .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) digest.db digest.db-* digest.db.key outbox preview .pytest_cache .mypy_cache .ruff_cache

@@ -6,16 +6,28 @@ Nothing here does I/O at import: `get_settings()` builds and caches one validate
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from digest.sources.addresses import parse_allowance
 
+# The key development mode signs with when none is set. It is public (it is in this file), as
+# are the others below: outside development mode none of them signs or verifies anything.
 DEV_SECRET = "dev-insecure-secret-change-me"
+KNOWN_SECRETS = frozenset(
+    {
+        DEV_SECRET,
+        "change-me-in-production",  # docker-compose.yml's former default
+        "change-me",
+        "changeme",
+        "secret",
+    }
+)
 
 
 class SmtpTransportSettings(BaseModel):
@@ -42,7 +54,14 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///digest.db"
     # No broker: the pipeline runs in-process. With one (redis://...), on Celery workers.
     broker_url: str | None = None
-    secret_key: str = DEV_SECRET
+    # Development mode (DIGEST_DEV_MODE=1): links may be signed with the public DEV_SECRET and
+    # served over plain http. Outside it, whatever signs or reads links refuses a missing or
+    # known key (see digest.keys).
+    dev_mode: bool = False
+    # The key that signs links. DIGEST_SECRET_KEYS holds earlier ones still accepted (oldest
+    # first, separated by spaces or commas); with no DIGEST_SECRET_KEY its last one signs.
+    secret_key: str | None = None
+    secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str = "http://127.0.0.1:8000"
     # The editor (/editor) and JSON API (/api): HTTP Basic as user "admin". Unset: both off (404).
     admin_password: str | None = None
@@ -130,10 +149,22 @@ class Settings(BaseSettings):
             parse_allowance(entry)  # a ValueError names the entry
         return value
 
-    @field_validator("broker_url")
+    @field_validator("broker_url", "secret_key")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
-        return value or None
+        return value.strip() or None if value is not None else None
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return [k for k in re.split(r"[\s,]+", value) if k] if isinstance(value, str) else value
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every configured key, oldest first: the last one signs, all of them verify."""
+        ordered = [*self.secret_keys, *([self.secret_key] if self.secret_key else [])]
+        # A key listed twice counts where it was last put.
+        return tuple(k for i, k in enumerate(ordered) if k not in ordered[i + 1 :])
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -20,6 +20,12 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+# The largest values of the store's integer columns: INTEGER (ids of sources, lists and issues;
+# positions, counts) and BIGINT (every other id). A number past them in a URL or a form is no
+# row of ours, and PostgreSQL or the SQLite driver raise on it instead of finding nothing.
+MAX_INT = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)

@@ -25,6 +25,10 @@ PG_ADMIN_URL = os.environ.get(
 PG_DB = f"digest_test_{os.getpid()}"
 REDIS_URL = os.environ.get("DIGEST_TEST_REDIS", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Outside development mode nothing signs a link without a key: test modules that build a
+# message at import (before any fixture) sign with the tests' key. Each test gets it again
+# from _isolated_settings.
+os.environ.setdefault("DIGEST_SECRET_KEY", "test-secret")
 
 
 def port_open(host: str, port: int) -> bool:

@@ -8,12 +8,14 @@ feed: collection has its own queue.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from kombu.entity import Queue
 
 from digest.config import get_settings
+from digest.keys import public_url_warning, signing_keys
 
 settings = get_settings()
 
@@ -70,3 +72,13 @@ class KickOnConnect(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 app.steps["consumer"].add(KickOnConnect)
+
+
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def refuse_unsafe_keys(**_: Any) -> None:
+    """However the worker is started (`digest worker` checks first), it signs no link with a
+    missing or published key: InsecureKey stops it before it takes a task."""
+    settings = get_settings()
+    signing_keys(settings)
+    if warning := public_url_warning(settings):
+        logging.getLogger(__name__).warning("%s", warning)

@@ -6,7 +6,7 @@ import sys
 
 import click
 import typer
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
 from digest.cli import bounces, issues, lists, run, sources, subscribers
 from digest.cli.common import UsageProblem, err
@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except IntegrityError as exc:
         err.print(f"error: conflicting data: {_one_line(exc)}", markup=False, highlight=False)
+        return 2
+    except (DataError, OverflowError) as exc:  # say, an id past what the store holds
+        err.print(f"error: value out of range: {_one_line(exc)}", markup=False, highlight=False)
         return 2
     except (OperationalError, ProgrammingError) as exc:
         msg = _one_line(exc)

@@ -8,7 +8,9 @@ from contextlib import contextmanager
 from rich.console import Console
 from sqlalchemy.orm import Session
 
+from digest.config import get_settings
 from digest.db import session_scope
+from digest.keys import public_url_warning, signing_keys
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -23,3 +25,12 @@ def unit_of_work() -> Iterator[Session]:
     """One transaction for a command: committed when the command succeeds."""
     with session_scope() as session:
         yield session
+
+
+def require_signing_key(*, warn_http: bool = True) -> None:
+    """Before a command that signs or reads links: refuse a missing or published key (InsecureKey
+    is a DigestError: one line, exit 2) and warn when the links would not be https."""
+    settings = get_settings()
+    signing_keys(settings)
+    if warn_http and (warning := public_url_warning(settings)):
+        err.print(f"warning: {warning}", markup=False, highlight=False)

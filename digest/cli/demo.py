@@ -15,6 +15,7 @@ from digest.config import get_settings
 from digest.delivery.ledger import issue_progress
 from digest.issues.compose import compose_issue, previous_issue
 from digest.issues.rendering import personalise_for_preview, render_preview
+from digest.keys import keep_random_key, signing_keys
 from digest.migrate import upgrade
 from digest.models import MailingList, Source
 from digest.pipeline import approve_issue, start_sending
@@ -94,6 +95,10 @@ def _ensure_list(session_count: int) -> tuple[int, int]:
 def run_demo(subscribers: int) -> None:
     started = time.perf_counter()
     settings = get_settings()
+    if not settings.keys:
+        # No set-up: a random key made once, kept beside the database (signing_keys finds it).
+        keep_random_key(settings)
+    signing_keys(settings)  # a published key is refused here, before anything is made
     upgrade()
     list_id, source_id = _ensure_list(subscribers)
 

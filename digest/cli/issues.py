@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from digest.cli.common import UsageProblem, console, err, unit_of_work
+from digest.cli.common import UsageProblem, console, err, require_signing_key, unit_of_work
 from digest.cli.sending import deliver, describe
 from digest.config import get_settings
 from digest.delivery.ledger import issue_progress
@@ -126,6 +126,8 @@ def test_send(
     from digest.delivery.transports import open_transport
     from digest.issues.proof import send_proof
 
+    require_signing_key()
+
     with open_transport(get_settings()) as transport, unit_of_work() as session:
         results = send_proof(session, issue_id, to, transport)
     for r in results:
@@ -191,6 +193,7 @@ def send(
     wait: Annotated[bool, typer.Option(help="With workers: wait until it is sent.")] = False,
 ) -> None:
     """Send an approved issue to every confirmed subscriber of its list."""
+    require_signing_key()  # before planning: nothing is queued with a key that cannot sign
     with unit_of_work() as session:
         planned = start_sending(session, issue_id)
     console.print(f"issue {issue_id}: {planned} recipients planned")
@@ -221,6 +224,7 @@ def pause(issue_id: int) -> None:
 @app.command("resume")
 def resume(issue_id: int) -> None:
     """Resume a paused issue."""
+    require_signing_key()
     _control("resume", issue_id)
     deliver(issue_id)
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from digest.cli.common import UsageProblem, console, err
-from digest.config import DEV_SECRET, get_settings
+from digest.cli.common import UsageProblem, console, require_signing_key
+from digest.config import get_settings
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -57,10 +57,13 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the web app: unsubscribe, preferences and view-online pages."""
+    import logging
+
     import uvicorn
 
-    if get_settings().secret_key == DEV_SECRET:
-        err.print("warning: DIGEST_SECRET_KEY is the development default; set it in production")
+    require_signing_key()
+    # The app's own log (sign-ins, failures, errors) beside uvicorn's.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(
         "digest.web.app:create_app",
         factory=True,
@@ -89,6 +92,7 @@ def worker(
 ) -> None:
     """Start a Celery worker (needs DIGEST_BROKER_URL)."""
     app = _celery_app()
+    require_signing_key()  # workers sign every link they send
     app.worker_main(
         [
             "worker",

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings, get_settings
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.message import MessageTemplate, build_template
+from digest.keys import signing_keys
 from digest.models import Issue
 from digest.subscribers.tokens import Signer
 
@@ -46,5 +47,5 @@ def issue_template(
         reply_to=mailing_list.reply_to,
         public_url=s.public_url,
         unsubscribe_address=s.unsubscribe_mailbox,
-        signer=Signer(s.secret_key),
+        signer=Signer(signing_keys(s)),
     )

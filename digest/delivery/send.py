@@ -245,7 +245,7 @@ class _LedgerWriter:
 def _load_template(issue: Issue) -> MessageTemplate:
     if issue.message_template is None:
         raise DeliveryError(f"issue {issue.id} has no frozen message: prepare it before sending")
-    return MessageTemplate.from_bytes(issue.message_template, Signer(get_settings().secret_key))
+    return MessageTemplate.from_bytes(issue.message_template, Signer())
 
 
 def send_batch(

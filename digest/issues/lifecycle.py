@@ -9,11 +9,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
 from digest.models import Issue, IssueItem, utcnow
 
 
 def get_issue(session: Session, issue_id: int, *, for_update: bool = False) -> Issue:
+    if not 0 < issue_id <= MAX_INT:  # no row, and PostgreSQL would refuse to compare it
+        raise NotFound(f"no issue {issue_id}")
     stmt = select(Issue).where(Issue.id == issue_id)
     if for_update:
         stmt = stmt.with_for_update()

@@ -32,6 +32,7 @@ from digest.db import is_postgres
 from digest.delivery.message import data_ready
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
+from digest.keys import signing_keys
 from digest.models import Event, SignupRequest, Subscriber, Subscription, utcnow
 from digest.subscribers.addresses import display_email, needs_smtputf8, wire_address
 from digest.subscribers.suppression import is_suppressed
@@ -229,7 +230,7 @@ def _record(session: Session, results: Sequence[SendResult], now: datetime) -> C
 
 def confirmation_message(confirmation: _Confirmation, settings: Settings) -> EmailMessage:
     """A small plain message (one per sign-up: the stdlib is fast enough here)."""
-    token = Signer(settings.secret_key).token("confirm", confirmation.subscription_id)
+    token = Signer(signing_keys(settings)).token("confirm", confirmation.subscription_id)
     link = f"{settings.public_url.rstrip('/')}/c/{token}"
     domain = confirmation.from_email.rsplit("@", 1)[-1]
     msg = EmailMessage()

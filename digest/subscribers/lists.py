@@ -9,6 +9,7 @@ from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
 from digest.models import ListSource, MailingList, Source
 
@@ -21,8 +22,10 @@ def get_list(session: Session, slug_or_id: str | int) -> MailingList:
     found = None
     if isinstance(slug_or_id, str):
         found = session.scalar(select(MailingList).where(MailingList.slug == slug_or_id))
-    if found is None and str(slug_or_id).isdigit():
-        found = session.get(MailingList, int(slug_or_id))
+    text = str(slug_or_id)
+    # An id is ASCII digits in the store's range ("²" is a digit to str.isdigit, not to int).
+    if found is None and text.isascii() and text.isdigit() and 0 < int(text) <= MAX_INT:
+        found = session.get(MailingList, int(text))
     if found is None:
         raise NotFound(f"no list {slug_or_id!r}")
     return found

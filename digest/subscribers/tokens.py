@@ -2,11 +2,16 @@
 
 A token carries a row id only; forging or editing one fails signature checks, and a token
 made for one purpose (say, view-online) is refused for another (unsubscribe).
+
+Keys come from `digest.keys`: the newest signs, every configured one verifies (so links in mail
+sent before a key rotation keep working), and outside development mode a missing or published
+key raises `InsecureKey` instead of signing or accepting anything.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Literal, get_args
 
@@ -15,8 +20,12 @@ from itsdangerous import Signer as HmacSigner
 from itsdangerous.encoding import base64_encode, want_bytes
 
 from digest.config import get_settings
+from digest.db import MAX_BIGINT
+from digest.keys import checked, signing_keys
 
 Purpose = Literal["unsubscribe", "preferences", "confirm", "view"]
+# One key, or several oldest first (the last signs); None: the configured keys.
+Secret = str | Sequence[str] | None
 
 
 class InvalidToken(ValueError):
@@ -40,22 +49,31 @@ class _KeyCachingSigner(HmacSigner):
         return _derived_key(secret, want_bytes(self.salt), self.key_derivation, self.digest_method)
 
 
-def _serializer(purpose: Purpose, secret: str | None = None) -> URLSafeSerializer:
+def keys_for(secret: Secret) -> tuple[str, ...]:
+    """The keys to sign (the last) and verify with; InsecureKey outside development mode when
+    one is missing or published, whether configured or passed in."""
+    settings = get_settings()
+    if secret is None:
+        return signing_keys(settings)
+    return checked((secret,) if isinstance(secret, str) else secret, dev_mode=settings.dev_mode)
+
+
+def _serializer(purpose: Purpose, secret: Secret = None) -> URLSafeSerializer:
     return URLSafeSerializer(
-        secret or get_settings().secret_key, salt=f"digest.{purpose}", signer=_KeyCachingSigner
+        list(keys_for(secret)), salt=f"digest.{purpose}", signer=_KeyCachingSigner
     )
 
 
-def make_token(purpose: Purpose, row_id: int, secret: str | None = None) -> str:
+def make_token(purpose: Purpose, row_id: int, secret: Secret = None) -> str:
     return _serializer(purpose, secret).dumps(row_id)
 
 
-def read_token(purpose: Purpose, token: str, secret: str | None = None) -> int:
+def read_token(purpose: Purpose, token: str, secret: Secret = None) -> int:
     try:
         value = _serializer(purpose, secret).loads(token)
     except BadSignature as exc:
         raise InvalidToken(f"invalid {purpose} link") from exc
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_BIGINT:
         raise InvalidToken(f"invalid {purpose} link")
     return value
 
@@ -64,11 +82,12 @@ class Signer:
     """Makes many tokens fast, for the send path: the same bytes as `make_token` (a test pins
     that), with the HMAC keyed once per purpose and copied per token instead of re-derived."""
 
-    def __init__(self, secret: str | None = None) -> None:
-        self._secret = secret
+    def __init__(self, secret: Secret = None) -> None:
+        # Resolved (and checked) once: every token of this signer uses the same newest key.
+        self._secret = keys_for(secret)
         self._by_purpose: dict[str, hmac.HMAC] = {}
         for purpose in get_args(Purpose):
-            signer = _serializer(purpose, secret).make_signer()
+            signer = _serializer(purpose, self._secret).make_signer()
             self._by_purpose[purpose] = hmac.new(
                 signer.derive_key(), digestmod=signer.digest_method
             )

@@ -1,21 +1,24 @@
 """The JSON API under /api: what the editor's pages do, for scripts and other front ends.
 
 Auth and CSRF as in `digest.web.auth`: HTTP Basic as admin (404 when no admin password is
-set), and an `X-Requested-With` header on every request that changes something. Errors are
-JSON `{"detail": "..."}`: 400 for a request the issue's state or the input cannot honour,
-404 for what does not exist, 422 for a malformed body or query (with `errors`).
-Times are UTC, ISO 8601 with "Z".
+set; 429 with Retry-After after repeated failures), and an `X-Requested-With` header on every
+request that changes something. Every error is JSON `{"detail": "..."}`: 400 for a request the
+issue's state or the input cannot honour, 404 for what does not exist, 422 for a malformed
+body, path or query (with `errors`), and the app's own 404, 405 and 500 under /api too.
+Ids are 1 to 2**63-1. Times are UTC, ISO 8601 with "Z". The OpenAPI document is
+/api/openapi.json, for a signed-in admin.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -29,9 +32,11 @@ from digest.issues.rendering import personalise_for_preview, render_preview
 from digest.pipeline import approve_issue
 from digest.subscribers.lists import get_list
 from digest.web import dispatch, overview
-from digest.web.auth import require_admin, require_api_header
+from digest.web.auth import API_HEADER, require_admin, require_api_header
 from digest.web.deps import SessionDep, SettingsDep
 from digest.web.guarded import GuardedRoute, Handled
+from digest.web.params import IssueId, ItemId, Offset, Position, Slug, SlugQuery
+from digest.web.templating import root_path
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -61,11 +66,50 @@ class ApiRoute(GuardedRoute):
         return JSONResponse({"detail": str(exc)}, 404 if isinstance(exc, NotFound) else 400)
 
 
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class InvalidOut(ErrorOut):
+    errors: list[dict[str, Any]]
+
+
+def _error(description: str, model: type[BaseModel] = ErrorOut) -> dict[str, Any]:
+    return {"model": model, "description": description}
+
+
+# Every route may answer these (documented so that clients and schemathesis know them).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("The issue's state or the input cannot be honoured"),
+    401: _error("Sign in: HTTP Basic as admin"),
+    403: _error(f"A change sent without the {API_HEADER} header"),
+    404: _error("No such issue, item or list"),
+    422: _error("A malformed body, path or query", InvalidOut),
+    429: _error("Too many failed sign-ins: wait the Retry-After seconds"),
+}
+
 router = APIRouter(
     prefix="/api",
     route_class=ApiRoute,
     dependencies=[Depends(require_admin), Depends(require_api_header)],
+    responses=ERROR_RESPONSES,
 )
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request) -> JSONResponse:
+    """This API's OpenAPI document, for a signed-in admin only: there are no public docs."""
+    state = request.app.state
+    schema = getattr(state, "api_schema", None)
+    if schema is None:
+        schema = state.api_schema = get_openapi(
+            title="digest API",
+            version="1",
+            description=__doc__,
+            routes=router.routes,
+            servers=[{"url": root_path(request) or "/"}],
+        )
+    return JSONResponse(schema)
 
 
 class Out(BaseModel):
@@ -123,7 +167,7 @@ class IssueEdit(BaseModel):
 
 class Move(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    position: int = Field(ge=0, description="0-based position in the issue")
+    position: Position
 
 
 class ProofRequest(BaseModel):
@@ -220,10 +264,10 @@ def _sending(result: dispatch.Dispatch) -> Sending:
 @router.get("/issues", response_model=list[IssueSummary])
 def list_issues(
     session: SessionDep,
-    list_slug: Annotated[str | None, Query(alias="list")] = None,
+    list_slug: SlugQuery = None,
     status: overview.IssueStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[IssueSummary]:
     list_id = get_list(session, list_slug).id if list_slug else None
     rows = overview.issue_rows(session, list_id=list_id, status=status, limit=limit, offset=offset)
@@ -231,12 +275,12 @@ def list_issues(
 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail)
-def get_issue(session: SessionDep, issue_id: int) -> IssueDetail:
+def get_issue(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     return issue_detail(session, issue_id)
 
 
 @router.patch("/issues/{issue_id}", response_model=IssueDetail)
-def edit_issue(session: SessionDep, issue_id: int, edit: IssueEdit) -> IssueDetail:
+def edit_issue(session: SessionDep, issue_id: IssueId, edit: IssueEdit) -> IssueDetail:
     lifecycle.edit_draft(
         session, issue_id, intro=edit.intro, subject=edit.subject, preheader=edit.preheader
     )
@@ -244,25 +288,25 @@ def edit_issue(session: SessionDep, issue_id: int, edit: IssueEdit) -> IssueDeta
 
 
 @router.delete("/issues/{issue_id}", status_code=204)
-def discard_issue(session: SessionDep, issue_id: int) -> Response:
+def discard_issue(session: SessionDep, issue_id: IssueId) -> Response:
     lifecycle.discard_draft(session, issue_id)
     return Response(status_code=204)
 
 
 @router.post("/issues/{issue_id}/items/{item_id}/move", response_model=IssueDetail)
-def move_item(session: SessionDep, issue_id: int, item_id: int, move: Move) -> IssueDetail:
+def move_item(session: SessionDep, issue_id: IssueId, item_id: ItemId, move: Move) -> IssueDetail:
     lifecycle.move_item(session, issue_id, item_id, move.position)
     return issue_detail(session, issue_id)
 
 
 @router.delete("/issues/{issue_id}/items/{item_id}", response_model=IssueDetail)
-def drop_item(session: SessionDep, issue_id: int, item_id: int) -> IssueDetail:
+def drop_item(session: SessionDep, issue_id: IssueId, item_id: ItemId) -> IssueDetail:
     lifecycle.drop_item(session, issue_id, item_id)
     return issue_detail(session, issue_id)
 
 
 @router.get("/issues/{issue_id}/preview", response_model=Preview)
-def preview(session: SessionDep, issue_id: int) -> Preview:
+def preview(session: SessionDep, issue_id: IssueId) -> Preview:
     """What a subscriber sees, with a sample reader's name and links."""
     rendered = render_preview(session, issue_id)
     html = personalise_for_preview(rendered.html)
@@ -275,14 +319,14 @@ def preview(session: SessionDep, issue_id: int) -> Preview:
 
 
 @router.get("/issues/{issue_id}/progress", response_model=Progress)
-def progress(session: SessionDep, issue_id: int) -> Progress:
+def progress(session: SessionDep, issue_id: IssueId) -> Progress:
     lifecycle.get_issue(session, issue_id)
     return Progress.model_validate(issue_progress(session, issue_id))
 
 
 @router.post("/issues/{issue_id}/proof", response_model=list[ProofOutcome])
 def proof(
-    session: SessionDep, settings: SettingsDep, issue_id: int, body: ProofRequest
+    session: SessionDep, settings: SettingsDep, issue_id: IssueId, body: ProofRequest
 ) -> list[ProofOutcome]:
     """Send a proof copy (drafts too) to up to 20 addresses; no ledger is touched."""
     from digest.delivery.transports import open_transport
@@ -294,7 +338,7 @@ def proof(
 
 
 @router.post("/issues/{issue_id}/approve", response_model=Approval)
-def approve(session: SessionDep, issue_id: int) -> Approval:
+def approve(session: SessionDep, issue_id: IssueId) -> Approval:
     """Draft -> approved: rendered once and frozen for sending."""
     result = approve_issue(session, issue_id)
     return Approval(
@@ -310,7 +354,7 @@ def send(
     session: SessionDep,
     settings: SettingsDep,
     background: BackgroundTasks,
-    issue_id: int,
+    issue_id: IssueId,
 ) -> Sending:
     """Approved -> sending: one delivery per confirmed subscriber, then sent by the workers
     (with a broker) or by this server process after the response (without one)."""
@@ -319,7 +363,7 @@ def send(
 
 
 @router.post("/issues/{issue_id}/pause", response_model=IssueDetail)
-def pause(session: SessionDep, issue_id: int) -> IssueDetail:
+def pause(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     lifecycle.pause(session, issue_id)
     return issue_detail(session, issue_id)
 
@@ -330,14 +374,14 @@ def resume(
     session: SessionDep,
     settings: SettingsDep,
     background: BackgroundTasks,
-    issue_id: int,
+    issue_id: IssueId,
 ) -> Sending:
     sf = request.app.state.sessionmaker
     return _sending(dispatch.resume(session, issue_id, settings, background, sf))
 
 
 @router.post("/issues/{issue_id}/cancel", response_model=IssueDetail)
-def cancel(session: SessionDep, issue_id: int) -> IssueDetail:
+def cancel(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     lifecycle.cancel(session, issue_id)
     return issue_detail(session, issue_id)
 
@@ -348,7 +392,7 @@ def lists(session: SessionDep) -> list[ListOut]:
 
 
 @router.post("/lists/{slug}/compose", response_model=Composed)
-def compose(session: SessionDep, slug: str, response: Response) -> Composed:
+def compose(session: SessionDep, slug: Slug, response: Response) -> Composed:
     """Create the list's next draft from what is new; 201 with it, or 200 when nothing is new."""
     issue = compose_issue(session, slug)
     if issue is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -11,15 +12,18 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from digest.config import Settings, get_settings
 from digest.db import session_factory
+from digest.keys import public_url_warning, signing_keys
 from digest.web.api import router as api_router
 from digest.web.editor import router as editor_router
 from digest.web.pages import router as pages_router
 from digest.web.security import SecurityHeaders
 from digest.web.signup import router as signup_router
 from digest.web.templating import STATIC_DIR, render
+from digest.web.throttle import login_throttle
 
 log = logging.getLogger(__name__)
 
@@ -42,47 +46,81 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-def _error_page(request: Request, status: int) -> Response:
+def _is_api(request: Request) -> bool:
+    path = str(request.scope.get("path", ""))
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path == "/api" or path.startswith("/api/")
+
+
+def _error(
+    request: Request, status: int, headers: Mapping[str, str] | None = None, detail: str = ""
+) -> Response:
+    """Under /api, JSON {"detail": ...}; elsewhere the page a subscriber can read."""
+    if _is_api(request):
+        body = {"detail": detail or HTTPStatus(status).phrase}
+        return JSONResponse(body, status_code=status, headers=headers)
     title, message = ERRORS.get(status, (HTTPStatus(status).phrase, ""))
-    return render(request, "error.html", {"title": title, "message": message}, status_code=status)
+    response = render(request, "error.html", {"title": title, "message": message}, status)
+    response.headers.update(headers or {})  # Allow on a 405, Retry-After on a 429 ...
+    return response
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.state.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return _error_page(request, status)
+    if not isinstance(exc, HTTPException):
+        return await _server_error(request, exc)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request)
+    return _error(request, exc.status_code, headers, str(exc.detail))
 
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:
     # A malformed form or query on a public page is a bad link or a bad client, not a 422 API.
-    return _error_page(request, 400)
+    return _error(request, 400, detail="invalid request")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error_page(request, 500)
+    return _error(request, 500, detail="internal error; nothing was changed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; InsecureKey when the links it reads would be checked against no key or a
+    published one (outside development mode)."""
     settings = settings or get_settings()
+    signing_keys(settings)
+    if warning := public_url_warning(settings):
+        log.warning("%s", warning)
     app = FastAPI(
         title="digest",
-        # Public pages only for now: no interactive API docs on the internet.
+        # No public docs: the API's OpenAPI document is served to a signed-in admin only.
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
     app.state.settings = settings
     app.state.sessionmaker = session_factory(settings.database_url)
+    app.state.login_throttle = login_throttle(settings.shared_redis_url)
 
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _server_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(pages_router)
-    app.include_router(editor_router)
-    app.include_router(api_router)
-    app.include_router(signup_router)
+    routers = (pages_router, editor_router, api_router, signup_router)
+    for router in routers:
+        app.include_router(router)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -94,4 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    # For the Allow header of a 405 (FastAPI nests included routers: list their routes here).
+    own = [route for route in app.router.routes if isinstance(route, Route)]
+    app.state.routes = [*own, *(route for router in routers for route in router.routes)]
     return app

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
@@ -28,10 +28,11 @@ from digest.issues.rendering import personalise_for_preview, render_preview
 from digest.models import MailingList
 from digest.pipeline import approve_issue
 from digest.subscribers.service import count_by_status
-from digest.web import dispatch, overview
+from digest.web import csrf, dispatch, overview
 from digest.web.auth import csrf_token, require_admin, require_form_csrf
 from digest.web.deps import SessionDep, SettingsDep, app_settings, mark_failed
 from digest.web.guarded import GuardedRoute, Handled
+from digest.web.params import IssueId, ItemId, PositionField, Slug
 from digest.web.templating import TEMPLATES_DIR, render, root_path
 
 EDITOR_CSP = (
@@ -67,6 +68,7 @@ TITLES = {
     401: "Sign in to the editor",
     403: "This form can’t be sent",
     404: "Not found",
+    429: "Too many failed sign-ins",
 }
 T = TypeVar("T")
 
@@ -85,7 +87,7 @@ def page(
     signed_in: bool = True,
 ) -> HTMLResponse:
     values = {
-        "csrf": csrf_token(app_settings(request)) if signed_in else "",
+        "csrf": csrf_token(request) if signed_in else "",
         "signed_in": signed_in,
         "when": when,
         "section": "",
@@ -95,6 +97,7 @@ def page(
     }
     response = render(request, f"editor/{template}", values, status_code)
     response.headers["content-security-policy"] = EDITOR_CSP
+    csrf.set_cookie(request, response, app_settings(request))
     return response
 
 
@@ -110,7 +113,8 @@ class EditorRoute(GuardedRoute):
             status, message = (404 if isinstance(exc, NotFound) else 400), str(exc)
         title = TITLES.get(status, "Something went wrong")
         context = {"title": title, "message": message, "status": status}
-        response = page(request, "error.html", context, status, signed_in=status != 401)
+        signed_in = status not in (401, 429)
+        response = page(request, "error.html", context, status, signed_in=signed_in)
         response.headers.update(headers or {})
         return response
 
@@ -207,16 +211,16 @@ def issue_page(
 def issue_view(
     request: Request,
     session: SessionDep,
-    issue_id: int,
+    issue_id: IssueId,
     view: View = "desktop",
     done: str | None = None,
-    n: int | None = None,
+    n: Annotated[int | None, Query(ge=0, le=1000)] = None,  # how many proofs were sent
 ) -> Response:
     return issue_page(request, session, issue_id, view, notice=_notice(done, n))
 
 
 @router.get("/issues/{issue_id}/preview", response_class=HTMLResponse)
-def issue_preview(session: SessionDep, issue_id: int) -> Response:
+def issue_preview(session: SessionDep, issue_id: IssueId) -> Response:
     """The framed copy: the email as a sample reader gets it, links opening a new tab."""
     rendered = render_preview(session, issue_id)
     html = personalise_for_preview(rendered.html)
@@ -257,9 +261,9 @@ def _sending(result: dispatch.Dispatch) -> str:
 def move_item(
     request: Request,
     session: SessionDep,
-    issue_id: int,
-    item_id: int,
-    position: Annotated[int, Form(ge=0)],
+    issue_id: IssueId,
+    item_id: ItemId,
+    position: PositionField,
 ) -> Response:
     def move() -> None:
         lifecycle.move_item(session, issue_id, item_id, position)
@@ -268,7 +272,9 @@ def move_item(
 
 
 @router.post("/issues/{issue_id}/items/{item_id}/drop")
-def drop_item(request: Request, session: SessionDep, issue_id: int, item_id: int) -> Response:
+def drop_item(
+    request: Request, session: SessionDep, issue_id: IssueId, item_id: ItemId
+) -> Response:
     def drop() -> None:
         lifecycle.drop_item(session, issue_id, item_id)
 
@@ -279,7 +285,7 @@ def drop_item(request: Request, session: SessionDep, issue_id: int, item_id: int
 def edit_issue(
     request: Request,
     session: SessionDep,
-    issue_id: int,
+    issue_id: IssueId,
     subject: Annotated[str, Form(max_length=500)],
     preheader: Annotated[str, Form(max_length=500)] = "",
     intro: Annotated[str, Form(max_length=20_000)] = "",
@@ -295,7 +301,7 @@ def send_proof(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    issue_id: int,
+    issue_id: IssueId,
     addresses: Annotated[str, Form(max_length=10_000)],
 ) -> Response:
     """A proof copy to a few addresses (one a line or separated by commas)."""
@@ -325,7 +331,7 @@ def send_proof(
 
 
 @router.post("/issues/{issue_id}/approve")
-def approve(request: Request, session: SessionDep, issue_id: int) -> Response:
+def approve(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
     return _act(request, session, issue_id, lambda: approve_issue(session, issue_id), "approved")
 
 
@@ -335,7 +341,7 @@ def send(
     session: SessionDep,
     settings: SettingsDep,
     background: BackgroundTasks,
-    issue_id: int,
+    issue_id: IssueId,
     confirm: Annotated[str | None, Form()] = None,
 ) -> Response:
     if confirm != "yes":
@@ -352,7 +358,7 @@ def send(
 
 
 @router.post("/issues/{issue_id}/pause")
-def pause(request: Request, session: SessionDep, issue_id: int) -> Response:
+def pause(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
     return _act(request, session, issue_id, lambda: lifecycle.pause(session, issue_id), "paused")
 
 
@@ -362,7 +368,7 @@ def resume(
     session: SessionDep,
     settings: SettingsDep,
     background: BackgroundTasks,
-    issue_id: int,
+    issue_id: IssueId,
 ) -> Response:
     sf = request.app.state.sessionmaker
     return _act(
@@ -375,14 +381,14 @@ def resume(
 
 
 @router.post("/issues/{issue_id}/cancel")
-def cancel(request: Request, session: SessionDep, issue_id: int) -> Response:
+def cancel(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
     return _act(
         request, session, issue_id, lambda: lifecycle.cancel(session, issue_id), "cancelled"
     )
 
 
 @router.post("/issues/{issue_id}/discard")
-def discard(request: Request, session: SessionDep, issue_id: int) -> Response:
+def discard(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
     response = _act(
         request, session, issue_id, lambda: lifecycle.discard_draft(session, issue_id), ""
     )
@@ -402,7 +408,7 @@ def lists_page(request: Request, session: SessionDep, done: str | None = None) -
 
 
 @router.post("/lists/{slug}/compose")
-def compose(request: Request, session: SessionDep, slug: str) -> Response:
+def compose(request: Request, session: SessionDep, slug: Slug) -> Response:
     try:
         issue = compose_issue(session, slug)
     except NotFound:

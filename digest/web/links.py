@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
+from digest.db import MAX_INT
 from digest.models import Issue, Subscription
 from digest.subscribers.tokens import InvalidToken, Purpose, read_token
 
@@ -43,7 +44,8 @@ def subscription_for(session: Session, purpose: Purpose, token: str) -> Subscrip
 
 
 def issue_for(session: Session, token: str) -> Issue:
-    issue = session.get(Issue, token_id("view", token))
+    issue_id = token_id("view", token)
+    issue = session.get(Issue, issue_id) if issue_id <= MAX_INT else None
     if issue is None or issue.html is None:
         raise GoneLink()
     return issue

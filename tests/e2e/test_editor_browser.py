@@ -6,6 +6,8 @@ The browser and the screenshot folder come from tests/e2e/conftest.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,15 @@ def editor_page(browser: Any, viewport: dict[str, int], password: str = PASSWORD
     return page
 
 
+@contextmanager
+def editor_server() -> Iterator[str]:
+    app = create_app()
+    with live_server(app) as base_url:
+        # Forms are accepted from DIGEST_PUBLIC_URL's origin only: here, this server's.
+        app.state.settings = app.state.settings.model_copy(update={"public_url": base_url})
+        yield base_url
+
+
 @pytest.fixture
 def admin(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
     monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
@@ -42,7 +53,7 @@ def test_open_an_issue_drop_an_item_and_approve(
     browser, admin, session: Session, shots: Path
 ) -> None:
     seeded = seed_issue(session, subscribers=12)
-    with live_server(create_app()) as base_url:
+    with editor_server() as base_url:
         page = editor_page(browser, WIDE)
         page.goto(f"{base_url}/editor")
         page.get_by_role("heading", name="Issues").wait_for()
@@ -120,7 +131,7 @@ def test_open_an_issue_drop_an_item_and_approve(
 
 def test_wrong_password_gets_no_editor(browser, admin, session: Session) -> None:
     seed_issue(session)
-    with live_server(create_app()) as base_url:
+    with editor_server() as base_url:
         page = editor_page(browser, DESKTOP, password="wrong")
         response = page.goto(f"{base_url}/editor/issues")
         assert response is not None and response.status == 401
