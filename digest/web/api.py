@@ -265,10 +265,10 @@ def drop_item(session: SessionDep, issue_id: int, item_id: int) -> IssueDetail:
 def preview(session: SessionDep, issue_id: int) -> Preview:
     """What a subscriber sees, with a sample reader's name and links."""
     rendered = render_preview(session, issue_id)
-    html = personalise_for_preview(rendered.html)
+    html = personalise_for_preview(rendered.html, rendered.slots)
     return Preview(
         html=html,
-        text=personalise_for_preview(rendered.text),
+        text=personalise_for_preview(rendered.text, rendered.slots),
         warnings=list(rendered.warnings),
         html_bytes=len(rendered.html.encode()),
     )
