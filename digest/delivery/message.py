@@ -44,7 +44,7 @@ _BODY_FIELDS = frozenset(
         placeholders.PREFERENCES_URL,
     }
 )
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # all that splitlines() breaks on
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # RFC 5322 specials: a name with one is quoted
 _TEXT_MARKER = b"DIGESTTEXTBODYSLOT"
 _HTML_MARKER = b"DIGESTHTMLBODYSLOT"

@@ -10,15 +10,18 @@ issue whose HTML fails it is refused before it is frozen, so it is never sent.
 from __future__ import annotations
 
 import re
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import html5lib
 
 from digest.errors import DigestError
-from digest.placeholders import Slots
 from digest.render.errors import RenderError
 from digest.render.sanitise import SUMMARY_ATTRIBUTES, SUMMARY_TAGS
 from digest.urls import LINK_SCHEMES
+
+if TYPE_CHECKING:
+    from digest.placeholders import Slots
 
 XHTML = "http://www.w3.org/1999/xhtml"
 _COMMON = frozenset({"style", "class", "dir", "lang"})
@@ -149,14 +152,22 @@ class _Checker:
             self.report(f"style {match.group(0)!r} in {where}")
 
     def comment(self, text: str) -> None:
-        if text in _BARE_CONDITIONALS:
-            return
-        conditional = _CONDITIONAL.fullmatch(text)
-        if conditional is None:
-            self.report(f"comment {text[:40]!r}")
-            return
-        # Outlook renders what a conditional comment holds: it is HTML to check as well.
-        self.walk(html5lib.parseFragment(conditional.group(1)), in_comment=True)
+        for problem in _comment_problems(text):
+            self.report(problem)
+
+
+@lru_cache(maxsize=256)
+def _comment_problems(text: str) -> tuple[str, ...]:
+    """What a comment brings (MRML writes the same few dozen times: parsed once each)."""
+    if text in _BARE_CONDITIONALS:
+        return ()
+    conditional = _CONDITIONAL.fullmatch(text)
+    if conditional is None:
+        return (f"comment {text[:40]!r}",)
+    # Outlook renders what a conditional comment holds: it is HTML to check as well.
+    checker = _Checker(None, relative_ok=False)
+    checker.walk(html5lib.parseFragment(conditional.group(1)), in_comment=True)
+    return tuple(checker.found)
 
 
 def violations(html: str, *, slots: Slots | None = None, relative_ok: bool = False) -> list[str]:

@@ -5,8 +5,11 @@ an MJML template is HTML underneath, so a title like "<script>" must arrive esca
 names fail loudly (StrictUndefined) instead of rendering as empty text. Date filters format in
 the list's language, read from the `locale` variable every email template receives.
 
-Content reaches markup only through the filters here: `web_url` (a link or image URL, validated
-and percent-encoded, or None) and `summary` (the summary's HTML through the allow-list again).
+Every value a template prints loses the characters XML cannot hold (C0 controls but tab and
+newline, lone surrogates, U+FFFE/U+FFFF): MRML parses the document as XML and would refuse the
+whole issue over one form feed in a title. Content reaches markup only through the filters
+here: `web_url` (a link or image URL, validated and percent-encoded, or None) and `summary`
+(the summary's HTML through the allow-list again).
 Templates write every attribute double-quoted: MRML keeps a double-quoted value as written but
 re-quotes a single-quoted one holding `"` as `\"`, which would end the attribute.
 """
@@ -26,10 +29,16 @@ from markupsafe import Markup
 
 from digest.render.errors import RenderError
 from digest.render.language import month_heading
-from digest.render.sanitise import clean_summary
+from digest.render.sanitise import clean_summary, xml_text
 from digest.urls import safe_url
 
 AUTOESCAPED_EXTENSIONS = ("mjml", "html", "htm", "xml")
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup):
+        return Markup(xml_text(value))
+    return xml_text(value) if isinstance(value, str) else value
 
 
 def email_templates_dir() -> Path:
@@ -96,6 +105,7 @@ def build_environment(templates_dir: Path) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        finalize=_finalize,
     )
     env.filters["date"] = date_filter
     env.filters["month"] = month_filter

@@ -8,6 +8,7 @@ attribute double-quoted with `"` escaped; every href and src is rebuilt by `dige
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import nh3
@@ -25,9 +26,17 @@ SUMMARY_ATTRIBUTES = {
     "img": frozenset({"src", "alt", "width", "height"}),
 }
 LINK_REL = "noopener noreferrer"
+# What an XML document (MJML, lxml) cannot hold: C0 controls but tab, newline and carriage
+# return, lone surrogates, U+FFFE and U+FFFF. One such character would fail a whole issue.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 # (tag, URL as written) -> the URL to keep, or None to drop the attribute.
 UrlResolver = Callable[[str, str], str | None]
+
+
+def xml_text(value: str) -> str:
+    """`value` without the characters an XML document cannot contain."""
+    return _NOT_XML.sub("", value)
 
 
 def resolve_as_is(tag: str, url: str) -> str | None:
@@ -46,9 +55,10 @@ def clean_summary(fragment: str, resolve: UrlResolver = resolve_as_is) -> str:
         return value
 
     return nh3.clean(
-        fragment,
+        xml_text(fragment),
         tags=set(SUMMARY_TAGS),
-        attributes={tag: set(names) for tag, names in SUMMARY_ATTRIBUTES.items()},
+        # "*": nothing on every tag (nh3 would otherwise keep `lang` and `title` anywhere).
+        attributes={"*": set(), **{tag: set(names) for tag, names in SUMMARY_ATTRIBUTES.items()}},
         url_schemes={"http", "https", "mailto"},
         link_rel=LINK_REL,
         strip_comments=True,

@@ -22,8 +22,11 @@ from digest.urls import safe_url
 
 WIDTH = 72
 RULE = "-" * WIDTH
-# C0/C1 controls, DEL, line/paragraph separators, and bidi overrides that reorder a line.
-_NOT_PLAIN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+# C0/C1 controls, DEL, line/paragraph separators, bidi overrides that reorder a line, and what
+# UTF-8 cannot encode (lone surrogates) or no text should hold (U+FFFE, U+FFFF).
+_NOT_PLAIN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]+"
+)
 
 
 def _plain(text: str) -> str:

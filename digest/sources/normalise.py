@@ -19,7 +19,7 @@ import dateparser
 import lxml.html
 from lxml import etree
 
-from digest.render.sanitise import clean_summary
+from digest.render.sanitise import clean_summary, xml_text
 from digest.urls import safe_url
 
 TITLE_MAX = 300
@@ -199,7 +199,7 @@ def sanitise_summary(raw: str | None, base: str | None) -> tuple[str, str]:
     """
     if not raw or not raw.strip():
         return "", ""
-    raw = raw[:SUMMARY_INPUT_MAX]
+    raw = xml_text(raw[:SUMMARY_INPUT_MAX])  # lxml refuses what XML cannot hold
 
     def resolve(tag: str, url: str) -> str | None:
         if tag == "a" and (mailto := safe_url(url, schemes=frozenset({"mailto"}))):
