@@ -22,11 +22,15 @@ from sqlalchemy.orm import Session
 
 from digest.config import reset_settings
 from digest.db import session_factory
+from digest.delivery.errors import DeliveryError
 from digest.delivery.maildir import MaildirTransport
+from digest.delivery.prepare import prepare_issue_message
 from digest.delivery.send import send_issue_inline
 from digest.delivery.smtp import SmtpTransport
 from digest.delivery.smtp_client import SmtpConfig
+from digest.models import Issue
 from digest.pipeline import approve_issue, start_sending
+from digest.render.allowlist import UnsafeHtmlError
 from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
 from tests.fixtures.hostile.corpus import (
@@ -208,3 +212,23 @@ def test_finding_a_quote_in_a_url_adds_no_attribute(
         ]
         assert len(evil) >= 3
         assert all(not (el.get("style") or "").count("position") for el in evil)
+
+
+def test_stored_html_that_fails_the_allow_list_is_never_frozen_for_sending(
+    session: Session, db_url: str, server: SourceServer, tmp_path: Path
+) -> None:
+    """The check runs again on what is frozen for sending, whatever wrote the stored copy."""
+    hostile = issue_from_corpus(session, server)
+    issue = session.get(Issue, hostile.issue_id)
+    assert issue is not None and issue.html is not None
+    issue.html = issue.html.replace("<body", '<body onload="alert(1)"', 1)
+    issue.message_template = None
+    session.commit()
+    with pytest.raises(UnsafeHtmlError, match=r"attribute <body onload>.*") as caught:
+        prepare_issue_message(session, hostile.issue_id)
+    assert f"issue {hostile.issue_id} fails the HTML allow-list" in str(caught.value)
+    session.rollback()
+    with pytest.raises(DeliveryError, match="approve it first"):
+        start_sending(session, hostile.issue_id)
+    session.rollback()
+    assert session.get(Issue, hostile.issue_id).message_template is None  # type: ignore[union-attr]
