@@ -27,7 +27,11 @@ from tests.processes import (
 )
 
 RECIPIENTS = 4000
-CLAIMED = re.compile(r"send_batch\[[^]]+\] succeeded in [\d.]+s: \{'claimed': (\d+)")
+# A batch that runs past its time (a loaded machine) hands its untried rows back as
+# 'deferred', and they are claimed again: those claims are not a second claim of a send.
+CLAIMED = re.compile(
+    r"send_batch\[[^]]+\] succeeded in [\d.]+s: \{'claimed': (\d+),.*?'deferred': (\d+)\}"
+)
 
 
 def test_two_workers_on_one_issue_never_send_the_same_delivery(
@@ -53,7 +57,9 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(
         finally:
             reap(workers)
 
-    claimed = [sum(map(int, CLAIMED.findall(w.output()))) for w in workers]
+    claimed = [
+        sum(int(n) - int(deferred) for n, deferred in CLAIMED.findall(w.output())) for w in workers
+    ]
     planned = planned_addresses(pg_url, issue_id)
     per_rcpt = handler.log.per_recipient()
     attempts = Counter(attempts_by_address(pg_url, issue_id).values())
