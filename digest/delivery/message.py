@@ -44,7 +44,7 @@ _BODY_FIELDS = frozenset(
         placeholders.PREFERENCES_URL,
     }
 )
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # all that splitlines() breaks on
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # RFC 5322 specials: a name with one is quoted
 _TEXT_MARKER = b"DIGESTTEXTBODYSLOT"
 _HTML_MARKER = b"DIGESTHTMLBODYSLOT"
@@ -59,6 +59,12 @@ class TemplateError(ValueError):
 def _clean(value: str) -> str:
     """One line, no control characters: values end up in headers."""
     return _CONTROL_RE.sub(" ", value).strip()
+
+
+def _one_line(value: str) -> str:
+    """The issue's own header text: also no U+2028, U+0085 ... (every break splitlines()
+    knows), which the email package refuses in a header rather than encode."""
+    return " ".join(_clean(value).split())
 
 
 def _qp(value: str) -> bytes:
@@ -108,7 +114,7 @@ def _body_segments(body: str, escape: bool, view_url: str, slots: Slots) -> list
 
 
 def _list_id(name: str, slug: str, domain: str) -> str:
-    name = _clean(name)
+    name = _one_line(name)
     ident = f"<{slug}.{domain}>"
     return f'"{quote(name)}" {ident}' if name and name.isascii() else ident
 
@@ -136,10 +142,10 @@ def build_template(
     signer = signer or Signer()
     domain = from_email.rsplit("@", 1)[-1]
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = Address(display_name=_clean(from_name), addr_spec=from_email)
+    msg["From"] = Address(display_name=_one_line(from_name), addr_spec=from_email)
     if reply_to:
         msg["Reply-To"] = reply_to
-    msg["Subject"] = _clean(subject)
+    msg["Subject"] = _one_line(subject)
     msg["List-Id"] = _list_id(list_name, list_slug, domain)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["MIME-Version"] = "1.0"

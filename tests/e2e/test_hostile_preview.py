@@ -1,12 +1,12 @@
 """The preview file of a hostile issue, opened in Chromium: no script runs, nothing leaks.
 
-The corpus (tests/fixtures/hostile/) is collected from a server on 127.0.0.1 and composed;
-`digest issues preview` writes the draft's HTML and, once approved, the frozen copy's. Each is
-opened from disk as an editor would open it, with every request beyond the file refused. The
-page must raise no dialog and call no watched function on load, nor when every element gets
-the events a reader's pointer, keyboard and clicks would send (onmouseover, onfocus ...), and
-Chromium's own DOM must hold no script, no event handler and no link to anything but
-http(s), mailto or the page itself.
+The corpus (tests/fixtures/hostile/render/) is collected from a server on 127.0.0.1 and
+composed; `digest issues preview` writes the draft's HTML and, once approved, the frozen
+copy's. Each is opened from disk as an editor would open it, every request beyond the file
+refused. The page must raise no dialog and call no watched function on load, nor when every
+element gets the events a reader's pointer, keyboard and clicks would send (onmouseover,
+onfocus ...), and Chromium's own DOM must hold no script, no event handler and no link to
+anything but http(s), mailto or the page itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from digest.db import session_factory
 from digest.pipeline import approve_issue
-from tests.fixtures.hostile.corpus import issue_from_corpus, preview_file
+from tests.fixtures.hostile.render.corpus import issue_from_corpus, preview_file
 from tests.fixtures.sources.server import SourceServer, serving
 
 # Runs before any of the page's own code: every way a payload shows itself is recorded.

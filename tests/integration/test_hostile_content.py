@@ -1,7 +1,7 @@
 """A hostile corpus end to end, on SQLite and on PostgreSQL.
 
-Feeds and a listing page (tests/fixtures/hostile/) are served on 127.0.0.1, collected, composed,
-approved and delivered to a Maildir and over a real SMTP conversation (aiosmtpd); then the
+Feeds and a listing page (tests/fixtures/hostile/render/) are served on 127.0.0.1, collected,
+composed, approved and delivered to a Maildir and over a real SMTP conversation (aiosmtpd); then the
 delivered bytes, the view-online page and the preview files are read as their author hoped to
 use them: for subscribers' addresses and tokens in URLs to another host, for anything outside
 the HTML allow-list, for an injected header or line.
@@ -33,7 +33,7 @@ from digest.pipeline import approve_issue, start_sending
 from digest.render.allowlist import UnsafeHtmlError
 from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
-from tests.fixtures.hostile.corpus import (
+from tests.fixtures.hostile.render.corpus import (
     PUBLIC_URL,
     SUBSCRIBERS,
     HostileIssue,

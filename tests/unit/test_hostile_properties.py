@@ -23,7 +23,7 @@ from digest.render.view import GroupView, IssueView, ItemView
 from digest.sources.normalise import sanitise_summary
 from digest.subscribers.tokens import Signer
 from digest.urls import safe_link, safe_url
-from tests.fixtures.hostile.corpus import html_urls
+from tests.fixtures.hostile.render.corpus import html_urls
 
 PUBLIC_URL = "https://digest.example.org"
 READER = Recipient(delivery_id=11, subscription_id=4242, email="reader@example.org", name="Rea")
