@@ -45,10 +45,10 @@ def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
     _assert_matches_models(url)
 
 
-def test_issues_rendered_before_0003_keep_their_legacy_slot_marker(tmp_path: Path) -> None:
+def test_issues_rendered_before_0004_keep_their_legacy_slot_marker(tmp_path: Path) -> None:
     """Their stored copies spell slots "[[digest:field]]": the web copy still finds them."""
     url = f"sqlite:///{tmp_path / 'legacy.db'}"
-    command.upgrade(alembic_config(url), "0002")
+    command.upgrade(alembic_config(url), "0003")
     with get_engine(url).begin() as conn:  # core inserts: the models' Python defaults apply
         conn.execute(insert(MailingList).values(id=1, slug="l", name="L"))
         for number, html in ((1, "<p>[[digest:email]]</p>"), (2, None)):
