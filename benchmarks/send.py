@@ -96,7 +96,8 @@ def make_issue(url: str, recipients: int, items: int = 20) -> tuple[int, float, 
         s.add(lst)
         s.flush()
         issue = Issue(list_id=lst.id, number=1, subject=view.subject, status="approved",
-                      html=rendered.html, text=rendered.text)  # fmt: skip
+                      html=rendered.html, text=rendered.text,
+                      slot_marker=rendered.slots.marker)  # fmt: skip
         s.add(issue)
         s.flush()
         prepare_issue_message(s, issue.id)

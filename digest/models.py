@@ -173,6 +173,8 @@ class Issue(Base):
     # Frozen once at render time, never rebuilt per recipient.
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
+    # The secret marker html and text spell their per-recipient slots with (digest.placeholders).
+    slot_marker: Mapped[str | None] = mapped_column(String(48))
     render_warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     # What compose wants the editor to know (e.g. items left out by the list's max_items).
     compose_notes: Mapped[list[str]] = mapped_column(JSON, default=list)

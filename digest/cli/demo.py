@@ -137,8 +137,8 @@ def run_demo(subscribers: int) -> None:
         rendered = render_preview(session, issue_id)
     html_path = preview_dir / f"issue-{issue_id}.html"
     text_path = preview_dir / f"issue-{issue_id}.txt"
-    html_path.write_text(personalise_for_preview(rendered.html), encoding="utf-8")
-    text_path.write_text(personalise_for_preview(rendered.text), encoding="utf-8")
+    html_path.write_text(personalise_for_preview(rendered.html, rendered.slots), encoding="utf-8")
+    text_path.write_text(personalise_for_preview(rendered.text, rendered.slots), encoding="utf-8")
 
     with unit_of_work() as session:
         planned = start_sending(session, issue_id)

@@ -106,7 +106,9 @@ def preview(
         raise UsageProblem("--format must be html or text")
     with unit_of_work() as session:
         rendered = render_preview(session, issue_id)
-    body = personalise_for_preview(rendered.html if fmt == "html" else rendered.text)
+    body = personalise_for_preview(
+        rendered.html if fmt == "html" else rendered.text, rendered.slots
+    )
     for warning in rendered.warnings:
         err.print(f"warning: {warning}", markup=False)
     if out is None:

@@ -24,6 +24,7 @@ from email.utils import formatdate, quote
 
 from digest import placeholders
 from digest.delivery.recipient import Recipient
+from digest.placeholders import Slots
 from digest.subscribers.addresses import wire_address
 from digest.subscribers.tokens import Signer, preferences_url, unsubscribe_url, view_online_url
 
@@ -32,14 +33,17 @@ MAGIC = b"digest-message-template/1\n"
 QP_LINE = 75
 
 # Slot keys are "<encoding>:<field>": h = header text, t = QP text, x = QP HTML-escaped text.
-_BODY_FIELDS = {
-    placeholders.NAME: "name",
-    placeholders.GREETING_NAME: "greeting_name",
-    placeholders.EMAIL: "email",
-    placeholders.UNSUBSCRIBE_URL: "unsubscribe_url",
-    placeholders.PREFERENCES_URL: "preferences_url",
-}
-_PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in _BODY_FIELDS))
+# The bodies' slots are found by the render's secret marker only (digest.placeholders): the
+# view-online link is the same for everyone and is filled here, the rest per recipient.
+_BODY_FIELDS = frozenset(
+    {
+        placeholders.NAME,
+        placeholders.GREETING_NAME,
+        placeholders.EMAIL,
+        placeholders.UNSUBSCRIBE_URL,
+        placeholders.PREFERENCES_URL,
+    }
+)
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # RFC 5322 specials: a name with one is quoted
 _TEXT_MARKER = b"DIGESTTEXTBODYSLOT"
@@ -55,6 +59,12 @@ class TemplateError(ValueError):
 def _clean(value: str) -> str:
     """One line, no control characters: values end up in headers."""
     return _CONTROL_RE.sub(" ", value).strip()
+
+
+def _one_line(value: str) -> str:
+    """The issue's own header text: also no U+2028, U+0085 ... (every break splitlines()
+    knows), which the email package refuses in a header rather than encode."""
+    return " ".join(_clean(value).split())
 
 
 def _qp(value: str) -> bytes:
@@ -83,25 +93,28 @@ def unstuff(data: bytes) -> bytes:
     return data.replace(b"\r\n..", b"\r\n.")
 
 
-def _body_segments(body: str, escape: bool, view_url: str) -> list[Segment]:
+def _body_segments(body: str, escape: bool, view_url: str, slots: Slots) -> list[Segment]:
     body = body.replace("\r\n", "\n").replace("\r", "\n")
     if not body.endswith("\n"):
         body += "\n"
-    body = body.replace(placeholders.VIEW_ONLINE_URL, html.escape(view_url) if escape else view_url)
+    view = html.escape(view_url) if escape else view_url
+    body = slots.fill(body, {placeholders.VIEW_ONLINE_URL: view})
     encoding = "x" if escape else "t"
     segments: list[Segment] = []
     pos = 0
-    for match in _PLACEHOLDER_RE.finditer(body):
+    for match in slots.pattern.finditer(body):
+        if match.group(1) not in _BODY_FIELDS:
+            continue
         if match.start() > pos:
             segments.append(_qp(body[pos : match.start()]))
-        segments.append(f"{encoding}:{_BODY_FIELDS[match.group()]}")
+        segments.append(f"{encoding}:{match.group(1)}")
         pos = match.end()
     segments.append(_qp(body[pos:]))  # the body ends in "\n", so this ends in CRLF
     return segments
 
 
 def _list_id(name: str, slug: str, domain: str) -> str:
-    name = _clean(name)
+    name = _one_line(name)
     ident = f"<{slug}.{domain}>"
     return f'"{quote(name)}" {ident}' if name and name.isascii() else ident
 
@@ -112,6 +125,7 @@ def build_template(
     subject: str,
     html_body: str,
     text_body: str,
+    slots: Slots,
     list_slug: str,
     list_name: str,
     from_name: str,
@@ -121,14 +135,17 @@ def build_template(
     unsubscribe_address: str | None = None,
     signer: Signer | None = None,
 ) -> MessageTemplate:
-    """Build the issue's message once with the email package and freeze it into a template."""
+    """Build the issue's message once with the email package and freeze it into a template.
+
+    `slots` is the render's (RenderedIssue.slots): only slots spelled with its marker are filled.
+    """
     signer = signer or Signer()
     domain = from_email.rsplit("@", 1)[-1]
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = Address(display_name=_clean(from_name), addr_spec=from_email)
+    msg["From"] = Address(display_name=_one_line(from_name), addr_spec=from_email)
     if reply_to:
         msg["Reply-To"] = reply_to
-    msg["Subject"] = _clean(subject)
+    msg["Subject"] = _one_line(subject)
     msg["List-Id"] = _list_id(list_name, list_slug, domain)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["MIME-Version"] = "1.0"
@@ -160,9 +177,9 @@ def build_template(
         b">, <",
         "h:unsubscribe_mailto",
         b">\r\n" + b"\r\n".join(lines[at:]) + b"\r\n\r\n" + before_text,
-        *_body_segments(text_body, escape=False, view_url=view_url),
+        *_body_segments(text_body, escape=False, view_url=view_url, slots=slots),
         between,
-        *_body_segments(html_body, escape=True, view_url=view_url),
+        *_body_segments(html_body, escape=True, view_url=view_url, slots=slots),
         after_html,
     ]
     return MessageTemplate(

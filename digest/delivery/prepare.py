@@ -9,6 +9,8 @@ from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.message import MessageTemplate, build_template
 from digest.keys import signing_keys
 from digest.models import Issue
+from digest.placeholders import Slots
+from digest.render.allowlist import check_html
 from digest.subscribers.tokens import Signer
 
 
@@ -19,15 +21,20 @@ def prepare_issue_message(
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise LedgerError(f"issue {issue_id} does not exist")
-    if issue.html is None or issue.text is None:
+    if issue.html is None or issue.text is None or issue.slot_marker is None:
         raise DeliveryError(f"issue {issue_id} is not rendered yet: render it before sending")
-    issue.message_template = issue_template(issue, issue.html, issue.text, settings).to_bytes()
+    slots = Slots(issue.slot_marker)
+    # Checked when rendered; checked again on what is frozen for sending, whatever stored it.
+    check_html(issue.html, f"issue {issue_id}", slots=slots)
+    template = issue_template(issue, issue.html, issue.text, slots, settings)
+    issue.message_template = template.to_bytes()
 
 
 def issue_template(
     issue: Issue,
     html: str,
     text: str,
+    slots: Slots,
     settings: Settings | None = None,
     *,
     subject_prefix: str = "",
@@ -40,6 +47,7 @@ def issue_template(
         subject=subject_prefix + issue.subject,
         html_body=html,
         text_body=text,
+        slots=slots,
         list_slug=mailing_list.slug,
         list_name=mailing_list.name,
         from_name=mailing_list.from_name or s.from_name,

@@ -42,7 +42,9 @@ def send_proof(
     s = settings or get_settings()
     issue = get_issue(session, issue_id)
     rendered = render_preview(session, issue_id)
-    template = issue_template(issue, rendered.html, rendered.text, s, subject_prefix="[Proof] ")
+    template = issue_template(
+        issue, rendered.html, rendered.text, rendered.slots, s, subject_prefix="[Proof] "
+    )
     # Negative ids keep proof Message-IDs apart from every real delivery's.
     batch = [Recipient(-(i + 1), 0, email, "") for i, email in enumerate(emails)]
     by_id = {r.delivery_id: r.email for r in batch}

@@ -4,6 +4,14 @@ Autoescape is on for .mjml as well as .html/.xml: `select_autoescape`'s defaults
 an MJML template is HTML underneath, so a title like "<script>" must arrive escaped. Undefined
 names fail loudly (StrictUndefined) instead of rendering as empty text. Date filters format in
 the list's language, read from the `locale` variable every email template receives.
+
+Every value a template prints loses the characters XML cannot hold (C0 controls but tab and
+newline, lone surrogates, U+FFFE/U+FFFF): MRML parses the document as XML and would refuse the
+whole issue over one form feed in a title. Content reaches markup only through the filters
+here: `web_url` (a link or image URL, validated and percent-encoded, or None) and `summary`
+(the summary's HTML through the allow-list again).
+Templates write every attribute double-quoted: MRML keeps a double-quoted value as written but
+re-quotes a single-quoted one holding `"` as `\"`, which would end the attribute.
 """
 
 from __future__ import annotations
@@ -12,18 +20,25 @@ from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from babel import Locale
 from babel.dates import format_date
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
+from markupsafe import Markup
 
 from digest.render.errors import RenderError
 from digest.render.language import month_heading
+from digest.render.sanitise import clean_summary, xml_text
+from digest.urls import safe_url
 
 AUTOESCAPED_EXTENSIONS = ("mjml", "html", "htm", "xml")
-LINKABLE_SCHEMES = frozenset({"http", "https"})
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup):
+        return Markup(xml_text(value))
+    return xml_text(value) if isinstance(value, str) else value
 
 
 def email_templates_dir() -> Path:
@@ -66,15 +81,15 @@ def paragraphs_filter(value: str) -> list[str]:
     return [block for block in blocks if block]
 
 
-def web_url_test(value: Any) -> bool:
-    """Only http(s) URLs become links; anything else (javascript:, data:) stays text."""
-    if not isinstance(value, str) or not value:
-        return False
-    try:
-        parts = urlsplit(value.strip())
-    except ValueError:
-        return False
-    return parts.scheme.lower() in LINKABLE_SCHEMES and bool(parts.netloc)
+def web_url_filter(value: Any) -> str | None:
+    """An http(s) URL made safe for an attribute, or None: anything else (javascript:, data:,
+    a quote that would end the attribute) never becomes a link or an image."""
+    return safe_url(value) if isinstance(value, str) else None
+
+
+def summary_filter(value: str) -> Markup:
+    """A stored summary through the allow-list once more, on its way into the email."""
+    return Markup(clean_summary(value))
 
 
 def build_environment(templates_dir: Path) -> Environment:
@@ -90,11 +105,13 @@ def build_environment(templates_dir: Path) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        finalize=_finalize,
     )
     env.filters["date"] = date_filter
     env.filters["month"] = month_filter
     env.filters["paragraphs"] = paragraphs_filter
-    env.tests["web_url"] = web_url_test
+    env.filters["web_url"] = web_url_filter
+    env.filters["summary"] = summary_filter
     return env
 
 

@@ -1,4 +1,9 @@
-"""Render an issue once: Jinja2 -> MJML -> HTML, plus the text part, placeholders left in."""
+"""Render an issue once: Jinja2 -> MJML -> HTML, plus the text part, slots left in.
+
+Each render draws its own secret slot marker (digest.placeholders) after the content is fixed,
+and the HTML it returns has passed the allow-list (digest.render.allowlist): an issue that
+fails it raises UnsafeHtmlError and is never frozen or sent.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from babel import Locale
 from jinja2 import TemplateError
 
 from digest import placeholders
+from digest.placeholders import Slots
+from digest.render.allowlist import check_html
 from digest.render.environment import get_environment
 from digest.render.errors import RenderError
 from digest.render.language import html_lang, labels_for, resolve_locale, text_direction
@@ -26,10 +33,10 @@ DEFAULT_SIZE_WARNING_BYTES = 100 * 1024
 def render_mjml_source(view: IssueView, *, templates_dir: Path | None = None) -> str:
     """The MJML document of an issue (the step before compiling; useful for debugging)."""
     locale, _ = resolve_locale(view.language)
-    return _render_mjml(view, locale, templates_dir)
+    return _render_mjml(view, locale, templates_dir, Slots.new())
 
 
-def _render_mjml(view: IssueView, locale: Locale, templates_dir: Path | None) -> str:
+def _render_mjml(view: IssueView, locale: Locale, templates_dir: Path | None, slots: Slots) -> str:
     accent = view.extra.get("accent_color", DEFAULT_ACCENT)
     context = {
         "view": view,
@@ -38,7 +45,7 @@ def _render_mjml(view: IssueView, locale: Locale, templates_dir: Path | None) ->
         "lang": html_lang(locale),
         "dir": text_direction(locale),
         "accent": accent if _HEX_COLOR.fullmatch(accent) else DEFAULT_ACCENT,
-        "ph": placeholders,
+        "ph": slots,
     }
     try:
         return get_environment(templates_dir).get_template(TEMPLATE).render(context)
@@ -52,15 +59,17 @@ def render_issue(
     size_warning_bytes: int = DEFAULT_SIZE_WARNING_BYTES,
     templates_dir: Path | None = None,
 ) -> RenderedIssue:
-    """Render the issue once for every recipient; delivery fills in the placeholders."""
+    """Render the issue once for every recipient; delivery fills in the slots."""
     locale, warnings = resolve_locale(view.language)
-    html = compile_mjml(_render_mjml(view, locale, templates_dir))
-    text = render_text(view, locale)
+    slots = Slots.new()
+    html = compile_mjml(_render_mjml(view, locale, templates_dir, slots))
+    text = render_text(view, locale, slots)
 
     for part, body in (("HTML", html), ("text", text)):
-        missing = [p for p in placeholders.REQUIRED if p not in body]
+        missing = [f for f in placeholders.REQUIRED if slots.slot(f) not in body]
         if missing:
             raise RenderError(f"the {part} part lost placeholders {missing}: check the templates")
+    check_html(html, f"issue {view.number} of {view.list_name!r}", slots=slots)
 
     size = len(html.encode("utf-8"))
     if size > size_warning_bytes:
@@ -68,4 +77,4 @@ def render_issue(
             f"the HTML is {size / 1024:.1f} KB, over the {size_warning_bytes / 1024:.0f} KB "
             "warning size: Gmail clips messages near 102 KB; drop items or shorten summaries"
         )
-    return RenderedIssue(html=html, text=text, warnings=tuple(warnings))
+    return RenderedIssue(html=html, text=text, warnings=tuple(warnings), slots=slots)

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from digest.placeholders import Slots
+
 
 @dataclass(frozen=True, slots=True)
 class ItemView:
     title: str
     url: str | None
-    summary_html: str  # already sanitised (nh3) at collection
+    summary_html: str  # sanitised (nh3) at collection, and again on output
     summary_text: str
     published_at: datetime | None  # naive UTC
     image_url: str | None
@@ -47,8 +49,9 @@ class IssueView:
 
 @dataclass(frozen=True, slots=True)
 class RenderedIssue:
-    """The issue rendered once: HTML and text with per-recipient placeholders left in."""
+    """The issue rendered once: HTML and text with this render's per-recipient slots left in."""
 
     html: str
     text: str
     warnings: tuple[str, ...]
+    slots: Slots  # the marker its slots are spelled with; only these are ever filled

@@ -17,8 +17,10 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import dateparser
 import lxml.html
-import nh3
 from lxml import etree
+
+from digest.render.sanitise import clean_summary, xml_text
+from digest.urls import safe_url
 
 TITLE_MAX = 300
 SUMMARY_INPUT_MAX = 200_000  # bytes of HTML read at all: hostile items can be megabytes
@@ -31,15 +33,8 @@ _WS = re.compile(r"\s+")
 _INVISIBLE = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF, 0x00AD], None)
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]{1,31});")
 _TAG = re.compile(r"</?[a-zA-Z][^>]*>")
-# Our own per-recipient placeholders must never arrive from a source (see digest.placeholders).
-_PLACEHOLDER = re.compile(r"\[\[(?=digest:)")
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
-SUMMARY_TAGS = {
-    "a", "b", "blockquote", "br", "code", "em", "figcaption", "figure", "h2", "h3", "h4",
-    "i", "img", "li", "ol", "p", "pre", "strong", "sub", "sup", "u", "ul",
-}  # fmt: skip
-SUMMARY_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height"}}
 _BLOCK_TAGS = {"p", "br", "li", "blockquote", "figure", "figcaption", "h2", "h3", "h4", "pre"}
 _PIXEL_SRC = re.compile(
     r"feedburner\.com/~r/|/~ff/|feedsportal|doubleclick|pixel|beacon|/track(ing)?[/?.]"
@@ -62,7 +57,7 @@ def one_line(text: str) -> str:
     """Plain text on one line: control and invisible characters gone, whitespace collapsed."""
     text = text.translate(_INVISIBLE)
     text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
-    return _PLACEHOLDER.sub("[ ", _WS.sub(" ", text)).strip()
+    return _WS.sub(" ", text).strip()
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -196,21 +191,22 @@ def _is_pixel(img: Any) -> bool:
 def sanitise_summary(raw: str | None, base: str | None) -> tuple[str, str]:
     """(safe HTML, plain text) of an item's summary.
 
-    nh3 keeps a small allow-list of tags and http(s)/mailto URLs only, so scripts, event
-    handlers, styles, `javascript:` and `data:` URLs go; then tracking pixels are dropped and
-    relative links resolved against the page. Oversized summaries are cut to plain text.
+    The summary allow-list (digest.render.sanitise, nh3) keeps a few tags and attributes, so
+    scripts, event handlers, styles, comments, SVG and MathML go; links are resolved against
+    the page and every href/src is made a percent-encoded http(s) URL (mailto for links) or
+    dropped. Tracking pixels are dropped, and the result is serialised by nh3 again, every
+    attribute double-quoted. Oversized summaries are cut to plain text.
     """
     if not raw or not raw.strip():
         return "", ""
-    raw = raw[:SUMMARY_INPUT_MAX]
-    cleaned = nh3.clean(
-        raw,
-        tags=SUMMARY_TAGS,
-        attributes=SUMMARY_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer",
-        strip_comments=True,
-    )
+    raw = xml_text(raw[:SUMMARY_INPUT_MAX])  # lxml refuses what XML cannot hold
+
+    def resolve(tag: str, url: str) -> str | None:
+        if tag == "a" and (mailto := safe_url(url, schemes=frozenset({"mailto"}))):
+            return mailto
+        return safe_url(absolute_url(url, base))
+
+    cleaned = clean_summary(raw, resolve)
     if not cleaned.strip():
         return "", ""
     try:
@@ -219,23 +215,14 @@ def sanitise_summary(raw: str | None, base: str | None) -> tuple[str, str]:
         text = _shorten(one_line(html_to_text(cleaned)), SUMMARY_TEXT_MAX)
         return (f"<p>{html.escape(text)}</p>" if text else ""), text
     for img in list(root.iter("img")):
-        src = absolute_url(img.get("src"), base)
-        if src is None or _is_pixel(img):
+        if not img.get("src") or _is_pixel(img):
             img.drop_tree()
-        else:
-            img.set("src", src)
-    for link in root.iter("a"):
-        href = link.get("href")
-        if href is not None:
-            resolved = absolute_url(href, base) if not href.startswith("mailto:") else href
-            if resolved is None:
-                del link.attrib["href"]
-            else:
-                link.set("href", resolved)
-    body = html.escape(root.text or "", quote=False) + "".join(
-        lxml.html.tostring(child, encoding="unicode") for child in root
-    )
-    body = _PLACEHOLDER.sub("[ ", body).strip()
+    # lxml quotes attributes its own way (single quotes around a value holding '"'): the
+    # stored form is nh3's, with every attribute double-quoted.
+    body = clean_summary(
+        html.escape(root.text or "", quote=False)
+        + "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+    ).strip()
     text_full = one_line(element_text(root))
     text = _shorten(text_full, SUMMARY_TEXT_MAX)
     if len(body) > SUMMARY_HTML_MAX:

@@ -309,10 +309,10 @@ def drop_item(session: SessionDep, issue_id: IssueId, item_id: ItemId) -> IssueD
 def preview(session: SessionDep, issue_id: IssueId) -> Preview:
     """What a subscriber sees, with a sample reader's name and links."""
     rendered = render_preview(session, issue_id)
-    html = personalise_for_preview(rendered.html)
+    html = personalise_for_preview(rendered.html, rendered.slots)
     return Preview(
         html=html,
-        text=personalise_for_preview(rendered.text),
+        text=personalise_for_preview(rendered.text, rendered.slots),
         warnings=list(rendered.warnings),
         html_bytes=len(rendered.html.encode()),
     )

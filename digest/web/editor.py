@@ -196,7 +196,7 @@ def issue_page(
         "progress": issue_progress(session, issue_id),
         "view": view,
         "width": WIDTHS.get(view, 600),
-        "text": personalise_for_preview(rendered.text) if view == "text" else "",
+        "text": personalise_for_preview(rendered.text, rendered.slots) if view == "text" else "",
         "warnings": rendered.warnings,
         "html_kb": len(rendered.html.encode()) / 1024,
         "notice": notice,
@@ -223,7 +223,7 @@ def issue_view(
 def issue_preview(session: SessionDep, issue_id: IssueId) -> Response:
     """The framed copy: the email as a sample reader gets it, links opening a new tab."""
     rendered = render_preview(session, issue_id)
-    html = personalise_for_preview(rendered.html)
+    html = personalise_for_preview(rendered.html, rendered.slots)
     html = html.replace("<head>", '<head><base target="_blank">', 1)
     return HTMLResponse(
         html,

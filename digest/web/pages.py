@@ -11,6 +11,7 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from digest.issues.rendering import issue_slots
 from digest.models import Subscription
 from digest.subscribers import actions
 from digest.subscribers.addresses import display_email
@@ -117,7 +118,12 @@ def confirm(request: Request, token: str, session: SessionDep) -> Response:
 def view_online(request: Request, token: str, session: SessionDep) -> Response:
     issue = issue_for(session, token)
     root = root_path(request)
-    html = web_copy(issue.html or "", links_url=f"{root}/links", view_url=f"{root}/v/{token}")
+    html = web_copy(
+        issue.html or "",
+        issue_slots(issue),
+        links_url=f"{root}/links",
+        view_url=f"{root}/v/{token}",
+    )
     return HTMLResponse(html)
 
 

@@ -29,8 +29,9 @@ IMAGE = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="600" vie
 <circle cx="900" cy="200" r="140" fill="#ffffff" fill-opacity="0.25"/>
 <rect x="120" y="380" width="520" height="60" rx="8" fill="#ffffff" fill-opacity="0.6"/></svg>"""
 # A summary with what breaks narrow layouts: a wide image, a long unbreakable URL, a table.
+# Its image URL is absolute, as collection stores it (render drops relative ones).
 WIDE_SUMMARY = (
-    '<p>A wide picture: <img src="/wide.svg" width="1200" alt="chart"></p>'
+    '<p>A wide picture: <img src="{base}/wide.svg" width="1200" alt="chart"></p>'
     "<p>https://www.example.org/a/really/long/unbreakable/address/that/goes/on/and/on/forever/"
     "and-on-and-on-and-on-and-on</p>"
 )
@@ -60,7 +61,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def _write_issue(base: str, root: Path) -> Path:
     view = sample_issue_view(image_base=f"{base}/img")
     first = view.groups[0]
-    wide = replace(first.items[1], summary_html=WIDE_SUMMARY)
+    wide = replace(first.items[1], summary_html=WIDE_SUMMARY.format(base=base))
     groups = (replace(first, items=(first.items[0], wide, *first.items[2:])), *view.groups[1:])
     view = replace(view, groups=groups)
     rendered = render_issue(view)

@@ -41,6 +41,7 @@ from digest.delivery.smtp import Route, SmtpTransport
 from digest.delivery.smtp_client import SmtpConfig
 from digest.delivery.transports import SendResult
 from digest.models import Delivery, Issue, Subscription
+from digest.placeholders import Slots
 from digest.subscribers.suppression import suppress
 from tests.integration.test_delivery_send import ready_issue
 from tests.smtp_server import free_port
@@ -93,8 +94,8 @@ def servers() -> Iterator[Any]:
 
 
 TEMPLATE = build_template(
-    issue_id=1, subject="s", html_body="<p>news</p>", text_body="news", list_slug="l",
-    list_name="L", from_name="F", from_email="f@example.org", public_url="https://x.example.org",
+    issue_id=1, subject="s", html_body="<p>news</p>", text_body="news", slots=Slots.new(),
+    list_slug="l", list_name="L", from_name="F", from_email="f@example.org", public_url="https://x.example.org",
 )  # fmt: skip
 
 

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import placeholders as P
 from digest.config import get_settings, reset_settings
 from digest.db import session_factory
 from digest.delivery import send as send_module
@@ -31,9 +30,11 @@ from digest.delivery.transports import Outcome, Render, SendResult
 from digest.errors import DigestError, NotFound
 from digest.models import Delivery, Issue, utcnow
 from digest.pipeline import start_sending
+from digest.placeholders import Slots
 from digest.subscribers.tokens import read_token
 from tests.integration.test_delivery_ledger import seed_issue
 
+P = Slots.new()
 HTML = (
     f"<html><body><p>Hi {P.NAME}</p>"
     + "<p>News of the month, with enough words to fold.</p>\n" * 50
@@ -49,7 +50,7 @@ def ready_issue(session: Session, confirmed: int, **kw: object) -> int:
     issue = session.get(Issue, issue_id)
     assert issue is not None
     issue.subject = "Nouvelles de février — édition 1"
-    issue.html, issue.text = HTML, TEXT
+    issue.html, issue.text, issue.slot_marker = HTML, TEXT, P.marker
     prepare_issue_message(session, issue_id)
     plan_deliveries(session, issue_id)
     session.commit()

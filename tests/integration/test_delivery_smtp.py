@@ -30,6 +30,7 @@ from digest.delivery.send import BatchResult, send_batch, send_issue_inline
 from digest.delivery.smtp import IDLE_CHECK_SECONDS, SmtpTransport
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection
 from digest.models import Delivery, Issue
+from digest.placeholders import Slots
 from digest.subscribers.suppression import is_suppressed
 from tests.integration.test_delivery_send import check_copies, parse, ready_issue
 from tests.smtp_server import free_port
@@ -310,7 +311,8 @@ def test_sessions_are_reused_across_batches(smtp_server: Any) -> None:
     handler = Handler()
     port = smtp_server(handler)
     template = build_template(
-        issue_id=1, subject="s", html_body="<p>h</p>", text_body="t", list_slug="l", list_name="L",
+        issue_id=1, subject="s", html_body="<p>h</p>", text_body="t", slots=Slots.new(),
+        list_slug="l", list_name="L",
         from_name="F", from_email="f@example.org", public_url="https://x.example.org",
     )  # fmt: skip
     transport = SmtpTransport(SmtpConfig(port=port), connections=2)
@@ -379,6 +381,7 @@ def test_volume_through_smtp_sink(tmp_path: Path) -> None:
             subject="Volume",
             html_body="<p>news item words</p>\n" * 1700,
             text_body="t " * 2000,
+            slots=Slots.new(),
             list_slug="v",
             list_name="V",
             from_name="F",

@@ -197,7 +197,7 @@ def test_preview_proof_approve_and_send(
     url = f"/api/issues/{seeded.issue_id}"
     preview = client.get(f"{url}/preview", headers=API).json()
     assert TITLES[0] in preview["html"] and TITLES[0] in preview["text"]
-    assert "[[digest:" not in preview["html"]
+    assert "[[digest" not in preview["html"]
     assert preview["html_bytes"] > 1000
 
     proof = client.post(f"{url}/proof", json={"addresses": ["ed@example.org"]}, headers=API)

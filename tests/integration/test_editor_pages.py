@@ -79,7 +79,7 @@ def test_issue_page_shows_items_preview_and_forms(client: TestClient, seeded: Se
 
     preview = client.get(f"/editor/issues/{seeded.issue_id}/preview")
     assert preview.status_code == 200
-    assert TITLES[0] in preview.text and "[[digest:" not in preview.text
+    assert TITLES[0] in preview.text and "[[digest" not in preview.text
     assert "sandbox" in preview.headers["content-security-policy"]
     assert "frame-ancestors 'self'" in preview.headers["content-security-policy"]
     assert preview.headers["x-frame-options"] == "SAMEORIGIN"

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from digest.db import get_engine
 from digest.migrate import alembic_config, upgrade
+from digest.models import Issue, MailingList
 from tests.conftest import PG_ADMIN_URL, require_service
 
 
@@ -42,3 +43,17 @@ def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
     upgrade(url)
     command.downgrade(alembic_config(url), "base")
     _assert_matches_models(url)
+
+
+def test_issues_rendered_before_0004_keep_their_legacy_slot_marker(tmp_path: Path) -> None:
+    """Their stored copies spell slots "[[digest:field]]": the web copy still finds them."""
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    command.upgrade(alembic_config(url), "0003")
+    with get_engine(url).begin() as conn:  # core inserts: the models' Python defaults apply
+        conn.execute(insert(MailingList).values(id=1, slug="l", name="L"))
+        for number, html in ((1, "<p>[[digest:email]]</p>"), (2, None)):
+            conn.execute(insert(Issue).values(list_id=1, number=number, subject="s", html=html))
+    upgrade(url)
+    with get_engine(url).connect() as conn:
+        markers = conn.execute(text("SELECT number, slot_marker FROM issues ORDER BY number"))
+        assert markers.all() == [(1, "digest"), (2, None)]

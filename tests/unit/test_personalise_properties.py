@@ -12,19 +12,21 @@ from email.policy import SMTPUTF8
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from digest import placeholders as P
 from digest.delivery.maildir import MaildirTransport
 from digest.delivery.message import MessageTemplate, build_template, unstuff
 from digest.delivery.recipient import Recipient
+from digest.placeholders import Slots
 from digest.subscribers.addresses import wire_address
 from tests.flows import ISSUE_HEADERS
 
+P = Slots.new()  # one render's slots
 TEMPLATE = MessageTemplate.from_bytes(
     build_template(
         issue_id=7,
         subject="News",
         html_body=f"<p>Hello {P.NAME} ({P.EMAIL})</p>",
         text_body=f"Hello {P.NAME} ({P.EMAIL})",
+        slots=P,
         list_slug="news",
         list_name="News",
         from_name="Digest",

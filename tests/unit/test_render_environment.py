@@ -13,7 +13,7 @@ from digest.render.environment import (
     email_templates_dir,
     get_environment,
     paragraphs_filter,
-    web_url_test,
+    web_url_filter,
 )
 
 
@@ -80,19 +80,20 @@ def test_paragraphs_split_on_blank_lines_and_fold_line_breaks():
 
 
 @pytest.mark.parametrize(
-    ("value", "linkable"),
+    ("value", "link"),
     [
-        ("https://example.org/a?b=1", True),
-        ("HTTP://EXAMPLE.ORG", True),
-        ("javascript:alert(1)", False),
-        (" javascript:alert(1)", False),
-        ("data:text/html;base64,PHNjcmlwdD4=", False),
-        ("//example.org/x", False),
-        ("http://", False),
-        ("http://[::1", False),
-        ("", False),
-        (None, False),
+        ("https://example.org/a?b=1", "https://example.org/a?b=1"),
+        ("HTTP://EXAMPLE.ORG", "http://example.org"),
+        ('https://e.org/a"onerror=x', "https://e.org/a%22onerror=x"),
+        ("javascript:alert(1)", None),
+        (" javascript:alert(1)", None),
+        ("data:text/html;base64,PHNjcmlwdD4=", None),
+        ("//example.org/x", None),
+        ("http://", None),
+        ("http://[::1", None),
+        ("", None),
+        (None, None),
     ],
 )
-def test_only_http_urls_become_links(value, linkable):
-    assert web_url_test(value) is linkable
+def test_only_http_urls_become_links_and_they_come_out_encoded(value, link):
+    assert web_url_filter(value) == link

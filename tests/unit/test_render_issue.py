@@ -64,13 +64,14 @@ def test_hostile_text_is_escaped_everywhere_and_never_becomes_markup():
         from_name=HOSTILE,
     )
     view = replace(view, groups=(replace(view.groups[0], label=HOSTILE),))
-    html = render_issue(view).html
+    rendered = render_issue(view)
+    html = rendered.html
     doc = parse(html)
     assert doc.xpath("//script") == []
     assert doc.xpath("//*[@onerror]") == []
     assert [img.get("src") for img in doc.xpath("//img")] == ["https://e.org/i.png"]
     hrefs = doc.xpath("//a/@href")
-    assert not [h for h in hrefs if not h.startswith(("https://", "[[digest:"))]
+    assert not [h for h in hrefs if not h.startswith(("https://", f"[[{rendered.slots.marker}:"))]
     # The hostile text is shown as text: in the title, the h1, the image's alt, the subject.
     assert doc.xpath("//h1")[0].text_content() == HOSTILE
     assert doc.xpath("//h3/a")[0].text_content() == HOSTILE
@@ -90,19 +91,22 @@ def test_sanitised_summary_html_is_kept_as_markup():
 
 def test_placeholders_come_out_byte_for_byte_in_both_parts():
     rendered = render_issue(issue())
-    for placeholder in (*placeholders.REQUIRED, placeholders.GREETING_NAME):
-        assert placeholder in rendered.html
-        assert placeholder in rendered.text
+    ph = rendered.slots
+    for field in (*placeholders.REQUIRED, placeholders.GREETING_NAME):
+        assert ph.slot(field) in rendered.html
+        assert ph.slot(field) in rendered.text
     hrefs = parse(rendered.html).xpath("//a/@href")
-    for url in (
-        placeholders.UNSUBSCRIBE_URL,
-        placeholders.PREFERENCES_URL,
-        placeholders.VIEW_ONLINE_URL,
-    ):
+    for url in (ph.UNSUBSCRIBE_URL, ph.PREFERENCES_URL, ph.VIEW_ONLINE_URL):
         assert url in hrefs
     body = parse(rendered.html).text_content()
-    assert f"Hello{placeholders.GREETING_NAME}," in body
-    assert placeholders.EMAIL in body
+    assert f"Hello{ph.GREETING_NAME}," in body
+    assert ph.EMAIL in body
+
+
+def test_each_render_draws_its_own_secret_marker():
+    first, second = render_issue(issue()), render_issue(issue())
+    assert first.slots != second.slots
+    assert first.slots.marker not in second.html and second.slots.marker not in first.html
 
 
 def test_head_is_accessible_and_fetches_no_web_fonts():

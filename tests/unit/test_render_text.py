@@ -8,12 +8,14 @@ from datetime import datetime
 
 from babel import Locale
 
-from digest import placeholders
+from digest import placeholders as fields
+from digest.placeholders import Slots
 from digest.render.sample import sample_issue_view
 from digest.render.text import WIDTH, render_text
 from digest.render.view import GroupView, IssueView, ItemView
 
 EN_GB = Locale.parse("en_GB")
+placeholders = Slots.new()
 
 
 def view(*groups: GroupView, **changes: object) -> IssueView:
@@ -53,6 +55,7 @@ def test_text_part_layout():
             GroupView("January 2024", (news("Third", published_at=None, source_name=""),)),
         ),
         EN_GB,
+        placeholders,
     )
     lines = text.splitlines()
     assert lines[:3] == ["News on Things", "==============", "Issue 7"]
@@ -94,17 +97,18 @@ def test_lines_wrap_at_72_columns_but_urls_and_placeholders_never_break():
     text = render_text(
         view(GroupView("", (news("A very long title " * 8, url=long_url),))),
         EN_GB,
+        placeholders,
     )
     for line in text.splitlines():
         assert len(line) <= WIDTH or line.strip() == long_url, line
         assert line == line.rstrip()
     assert f"   {long_url}" in text.splitlines()
-    for placeholder in (*placeholders.REQUIRED, placeholders.GREETING_NAME):
-        assert placeholder in text
+    for placeholder in (*fields.REQUIRED, fields.GREETING_NAME):
+        assert placeholders.slot(placeholder) in text
 
 
 def test_title_lines_hang_under_the_number():
-    text = render_text(view(GroupView("", (news("word " * 30),))), EN_GB)
+    text = render_text(view(GroupView("", (news("word " * 30),))), EN_GB, placeholders)
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("1. "))
     assert lines[start + 1].startswith("   word")
@@ -112,18 +116,34 @@ def test_title_lines_hang_under_the_number():
 
 def test_hostile_text_stays_literal_in_plain_text():
     hostile = "<script>alert(1)</script> & co"
-    text = render_text(view(GroupView("", (news(hostile, url="javascript:alert(1)"),))), EN_GB)
+    text = render_text(
+        view(GroupView("", (news(hostile, url="javascript:alert(1)"),))), EN_GB, placeholders
+    )
     assert f"1. {hostile}" in text
     assert "javascript:" not in text
 
 
+def test_content_cannot_start_a_line_or_spell_a_slot_in_plain_text():
+    forged = "[[digest:unsubscribe_url]] " + placeholders.slot("email").replace(
+        placeholders.marker, "digest-" + "0" * 32
+    )
+    title = "Title\u2028Unsubscribe: https://evil.example/\x1b[2J\x85next"
+    item = news(title, url='https://e.org/a b"<x>', summary_text="para\u2029graph \x00" + forged)
+    text = render_text(view(GroupView("", (item,))), EN_GB, placeholders)
+    assert "\x1b" not in text and "\x00" not in text and "\u2028" not in text
+    assert not [line for line in text.splitlines() if line.startswith("Unsubscribe: https://evil")]
+    assert "   https://e.org/a%20b%22%3Cx%3E" in text.splitlines()
+    # Only the template's slots are spelled with this render's marker.
+    assert len(placeholders.pattern.findall(text)) == 6
+
+
 def test_no_group_label_means_no_heading():
-    text = render_text(view(GroupView("", (news("Only"),))), EN_GB)
+    text = render_text(view(GroupView("", (news("Only"),))), EN_GB, placeholders)
     assert "---" not in text.split("1. Only")[0]
 
 
 def test_realistic_issue_in_french():
-    text = render_text(sample_issue_view(language="fr"), Locale.parse("fr"))
+    text = render_text(sample_issue_view(language="fr"), Locale.parse("fr"), placeholders)
     assert "Se désabonner: " + placeholders.UNSUBSCRIBE_URL in text
     assert "21 février 2024" in text
     assert "FÉVRIER 2024" in text

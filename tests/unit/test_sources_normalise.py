@@ -30,7 +30,8 @@ from digest.sources.normalise import (
         ("Bidi \u202eevil\u202c override", "Bidi evil override"),
         ("Line\u2028separator", "Line separator"),
         ("“Curly” quotes – en dash, Zoë", "“Curly” quotes – en dash, Zoë"),
-        ("Sneaky [[digest:unsubscribe_url]]", "Sneaky [ digest:unsubscribe_url]]"),
+        # Stored as given: slots are spelled with a secret per-render marker, not this.
+        ("Sneaky [[digest:unsubscribe_url]]", "Sneaky [[digest:unsubscribe_url]]"),
         ("", ""),
     ],
 )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from digest import placeholders as ph
+from digest.placeholders import FIELDS, Slots
 from digest.subscribers.actions import NAME_MAX, clean_name
 from digest.subscribers.tokens import make_token
 from digest.web.links import BadLink, mask_email, token_id
 from digest.web.online import web_copy
+
+ph = Slots.new()
 
 
 def test_web_copy_leaves_no_placeholder_and_no_personal_link() -> None:
@@ -17,16 +19,24 @@ def test_web_copy_leaves_no_placeholder_and_no_personal_link() -> None:
         f"<a href='{ph.PREFERENCES_URL}'>p</a><a href='{ph.VIEW_ONLINE_URL}'>v</a>"
         f"<a href='{ph.UNSUBSCRIBE_URL}'>u again</a>"
     )
-    out = web_copy(html, links_url="/links", view_url="/v/tok")
-    assert "[[digest:" not in out
+    out = web_copy(html, ph, links_url="/links", view_url="/v/tok")
+    assert "[[digest" not in out
     # The paragraph naming the address is gone; every personal link points at /links.
     assert out == (
         "<a href='/links'>u</a><a href='/links'>p</a><a href='/v/tok'>v</a>"
         "<a href='/links'>u again</a>"
     )
     # Every placeholder render may leave, side by side, leaves nothing behind.
-    every = "<div>" + "|".join(ph.ALL) + "</div>"
-    assert "[[" not in web_copy(every, links_url="/links", view_url="/v/tok")
+    every = "<div>" + "|".join(ph.slot(field) for field in FIELDS) + "</div>"
+    assert "[[" not in web_copy(every, ph, links_url="/links", view_url="/v/tok")
+
+
+def test_web_copy_fills_only_the_issues_own_slots() -> None:
+    # Text from an item that looks like a slot (the old spelling, or another render's marker)
+    # is text: it keeps its place, it is not turned into a link or dropped.
+    other = Slots.new()
+    html = f'<a href="https://feed.example/?u=[[digest:unsubscribe_url]]&e={other.EMAIL}">x</a>'
+    assert web_copy(html, ph, links_url="/links", view_url="/v/tok") == html
 
 
 @pytest.mark.parametrize(
@@ -73,11 +83,11 @@ def test_token_id_refuses_other_purposes_and_giants() -> None:
         (f"<p>Hola, {ph.NAME}:</p>", "<p>Hola:</p>"),
         (f"<p>Bonjour\n  {ph.NAME},</p>", "<p>Bonjour,</p>"),
         (f"<p>Hello{ph.GREETING_NAME},</p>", "<p>Hello,</p>"),
-        ("<p>Hi[[digest:some_future_field]]!</p>", "<p>Hi!</p>"),
+        ("<p>Hi[[digest:some_future_field]]!</p>", "<p>Hi[[digest:some_future_field]]!</p>"),
     ],
 )
 def test_web_copy_greets_nobody_in_particular(greeting: str, neutral: str) -> None:
-    assert web_copy(greeting, links_url="/l", view_url="/v") == neutral
+    assert web_copy(greeting, ph, links_url="/l", view_url="/v") == neutral
 
 
 def test_web_copy_drops_the_paragraph_naming_the_address() -> None:
@@ -86,4 +96,4 @@ def test_web_copy_drops_the_paragraph_naming_the_address() -> None:
         + ph.EMAIL
         + "</b> because you subscribed.</p><p>And me</p>"
     )
-    assert web_copy(html, links_url="/l", view_url="/v") == "<p>Keep me</p><p>And me</p>"
+    assert web_copy(html, ph, links_url="/l", view_url="/v") == "<p>Keep me</p><p>And me</p>"
