@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     # Or only these (JSON list): "10.0.0.5", "10.0.0.0/8", "10.0.0.5:8080", "[fd00::1]:8080".
     allow_private_fetch_to: list[str] = Field(default_factory=list)
     user_agent: str = "digest/0.1 (+https://example.org/digest-bot)"
+    # Requests in flight to one host: for every collecting process together through Redis
+    # (as the per-domain sending limit), else per process.
+    collect_per_host: int = Field(default=2, ge=1, le=100)
+    # Fetches in flight in one collecting process (a worker task, or `digest collect`).
+    collect_concurrency: int = Field(default=16, ge=1, le=256)
+    # Sources per collect task on the workers: each task reads the recent titles once.
+    collect_batch_size: int = Field(default=50, ge=1, le=10_000)
 
     html_size_warning_bytes: int = 100 * 1024
 

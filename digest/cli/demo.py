@@ -12,6 +12,7 @@ from sqlalchemy import select
 from digest.cli.common import console, unit_of_work
 from digest.cli.sending import send_inline
 from digest.config import get_settings
+from digest.db import session_factory
 from digest.delivery.ledger import issue_progress
 from digest.issues.compose import compose_issue, previous_issue
 from digest.issues.rendering import personalise_for_preview, render_preview
@@ -20,7 +21,7 @@ from digest.migrate import upgrade
 from digest.models import MailingList, Source
 from digest.pipeline import approve_issue, start_sending
 from digest.sample import SAMPLE_LISTING, SAMPLE_SELECTORS
-from digest.sources.collect import collect_source
+from digest.sources.collect import collect_sources
 from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import import_csv
 
@@ -102,8 +103,7 @@ def run_demo(subscribers: int) -> None:
     upgrade()
     list_id, source_id = _ensure_list(subscribers)
 
-    with unit_of_work() as session:
-        collected = collect_source(session, source_id)
+    (collected,) = collect_sources(session_factory(), [source_id])
     if collected.error:
         console.print(f"collect: the sample source failed: {collected.error}", markup=False)
     else:
