@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     # Sources per collect task on the workers: each task reads the recent titles once.
     collect_batch_size: int = Field(default=50, ge=1, le=10_000)
 
+    # A scheduled issue's attempt (collect its list's sources, then compose) that has not
+    # finished after this long is taken back by beat and tried again (its task was lost).
+    schedule_lease_seconds: int = Field(default=900, ge=1)
+    # A failed attempt is tried again after this, doubling up to an hour.
+    schedule_retry_seconds: float = Field(default=60.0, ge=0)
+    # A scheduled issue still without its issue this long after it was due is overdue.
+    schedule_overdue_minutes: int = Field(default=15, ge=0)
+
     html_size_warning_bytes: int = 100 * 1024
 
     # Sign-up throttles (Redis when there is one, else the database). Throttled posts get the

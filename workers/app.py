@@ -35,6 +35,7 @@ app.conf.update(
         "workers.tasks.collect_source": {"queue": "collect"},
         "workers.tasks.collect_sources": {"queue": "collect"},
         "workers.tasks.collect_due_sources": {"queue": "collect"},
+        "workers.tasks.collect_scheduled_issue": {"queue": "collect"},
         "workers.tasks.send_issue": {"queue": "send"},
         "workers.tasks.send_batch": {"queue": "send"},
     },
