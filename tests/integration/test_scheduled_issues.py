@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import TypeVar
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import reset_settings
 from digest.db import session_factory
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
@@ -27,7 +31,10 @@ from digest.issues.scheduled import (
 )
 from digest.models import Issue, IssueItem, Item, ScheduledIssue, Source, utcnow
 from digest.subscribers.lists import create_list, link_source
+from digest.web.app import create_app
 from tests.conftest import truncate_all
+from tests.fixtures.sources.server import Page, serving
+from tests.integration.test_editor_api import PASSWORD, basic
 
 T = TypeVar("T")
 LEASE = 300
@@ -210,3 +217,82 @@ def test_concurrent_claims_and_attempts_make_one_issue(pg_url: str) -> None:
     for _ in range(10):
         truncate_all(pg_url)
         race_one_period(session_factory(pg_url))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`digest ARGS` through the real entry point: (exit code, stdout and stderr)."""
+    from digest.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_digest_run_makes_the_due_issue_in_process(
+    session: Session, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No broker: `digest run` (from cron) collects the list's feed, then composes up to the
+    fire; `digest issues overdue` shows the fire until then, and nothing after."""
+    monkeypatch.setenv("DIGEST_SCHEDULE_OVERDUE_MINUTES", "0")
+    reset_settings()
+    fire = utcnow().replace(second=0, microsecond=0) - timedelta(hours=1)
+    before, after = fire - timedelta(minutes=2), fire + timedelta(minutes=2)
+    feed = (
+        "<?xml version='1.0'?><rss version='2.0'><channel><title>T</title><link>https://ex.org/"
+        "</link><description>d</description>"
+        + "".join(
+            f"<item><title>{name}</title><link>https://ex.org/{name}</link>"
+            f"<pubDate>{format_datetime(when.replace(tzinfo=UTC))}</pubDate></item>"
+            for name, when in (("before", before), ("after", after))
+        )
+        + "</channel></rss>"
+    )
+    with serving() as server:
+        lst = create_list(
+            session, slug="news", name="News", schedule_cron=f"{fire.minute} {fire.hour} * * *"
+        )
+        lst.created_at, lst.schedule_checked_at = (
+            fire - timedelta(days=1),
+            fire - timedelta(minutes=1),
+        )
+        source = Source(name="Feed", url=server.add("/f.xml", Page(feed.encode())), kind="feed")
+        session.add(source)
+        session.flush()
+        link_source(session, lst.id, source.id)
+        record_fire(session, lst.id, fire, fire)  # as beat's tick would have
+        session.commit()
+
+        code, out = cli(capsys, "issues", "overdue")
+        assert code == 1 and "news: due" in out and "not tried yet" in out, out
+        code, out = cli(capsys, "run")
+        assert code == 0, out
+        assert "composed issue" in out and "collected 0 due sources" in out, out
+        code, out = cli(capsys, "run")
+        assert code == 0 and "composed" not in out, out
+    assert cli(capsys, "issues", "overdue") == (0, "no scheduled issue is overdue\n")
+    ((issue_id, items),) = issue_items(session).items()
+    assert [session.get_one(Item, i).title for i in items] == ["before"]
+    assert session.get_one(Issue, issue_id).period_end == fire
+
+
+def test_the_editor_shows_overdue_issues_with_their_reason(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _list_id, record_id, _ids = news(session, utcnow() - timedelta(hours=2))
+    failed = record(session, record_id)
+    failed.state, failed.attempts = "failed", 3
+    failed.created_at = utcnow() - timedelta(hours=2)  # due two hours ago, still no issue
+    failed.last_error = "collecting its sources failed: <b>database</b> went away"
+    failed.next_attempt_at = utcnow() + timedelta(minutes=4)
+    session.commit()
+    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
+    reset_settings()
+    with TestClient(create_app(), headers=basic()) as client:
+        page = client.get("/editor/issues")
+        assert page.status_code == 200
+        assert "Scheduled issues overdue" in page.text
+        assert "collecting its sources failed: &lt;b&gt;database&lt;/b&gt; went away" in page.text
+        failed.state = "composed"
+        session.commit()
+        assert "Scheduled issues overdue" not in client.get("/editor/issues").text
