@@ -9,11 +9,14 @@ and the requests in flight per host while collecting (sources/hosts.py).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
 from itertools import count
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # KEYS[1]: the name's slots; ARGV: limit, ttl (s), member. Returns 1 when the slot was taken.
 _TAKE = """
@@ -39,6 +42,7 @@ class SlotSet:
         self._script = client.register_script(_TAKE)
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._seq = count(1)
+        self._degraded = False
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
@@ -54,6 +58,14 @@ class SlotSet:
     def give_back(self, name: str, members: list[str]) -> None:
         if members:
             self._client.zrem(self.key(name), *members)
+
+    def unavailable(self, exc: Exception) -> None:
+        """Redis did not answer: the holder counts in its own process; said once."""
+        if not self._degraded:
+            self._degraded = True
+            log.warning(
+                "slots %s:*: Redis unavailable (%s); counting in this process", self.prefix, exc
+            )
 
     def held(self, name: str) -> int:
         """Slots of `name` held now (expired ones not counted)."""

@@ -68,7 +68,6 @@ class RedisSlots:
         self.inflight: Counter[str] = Counter()
         self.held: dict[str, list[str]] = {}
         self._slots = SlotSet(client, KEY_PREFIX)
-        self._degraded = False
 
     def take(self, domain: str) -> bool:
         held = self.held.setdefault(domain, [])
@@ -81,7 +80,7 @@ class RedisSlots:
         try:
             taken = self._slots.take(domain, self.limit, self.ttl, member)
         except Exception as exc:  # Redis away: keep sending under this process's own count
-            self._warn(exc)
+            self._slots.unavailable(exc)
             taken = True
             member = ""
         if taken:
@@ -110,12 +109,7 @@ class RedisSlots:
         try:
             self._slots.give_back(domain, members)
         except Exception as exc:  # they expire on their own
-            self._warn(exc)
-
-    def _warn(self, exc: Exception) -> None:
-        if not self._degraded:
-            self._degraded = True
-            log.warning("domain slots: Redis unavailable (%s); counting in this process", exc)
+            self._slots.unavailable(exc)
 
 
 def make_slots(limit: int, redis_client: Any | None, ttl: float) -> DomainSlots | None:

@@ -37,7 +37,6 @@ class SharedHosts:
         self.limit = limit
         self.ttl = ttl
         self.slots = SlotSet(client, KEY_PREFIX)
-        self._degraded = False
 
     async def acquire(self, host: str) -> str | None:
         """Wait for one of the host's slots; the member to release, or None when Redis did
@@ -49,7 +48,7 @@ class SharedHosts:
                 if self.slots.take(host, self.limit, self.ttl, member):
                     return member
             except RedisError as exc:
-                self._warn(exc)
+                self.slots.unavailable(exc)
                 return None
             await asyncio.sleep(wait * random.uniform(0.5, 1.5))
             wait = min(wait * 2, LONGEST_WAIT)
@@ -58,12 +57,7 @@ class SharedHosts:
         try:
             self.slots.give_back(host, [member])
         except RedisError as exc:  # it expires on its own
-            self._warn(exc)
-
-    def _warn(self, exc: Exception) -> None:
-        if not self._degraded:
-            self._degraded = True
-            log.warning("host slots: Redis unavailable (%s); counting in this process", exc)
+            self.slots.unavailable(exc)
 
 
 _clients: dict[tuple[int, str], Any] = {}
