@@ -12,11 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from itertools import count
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# After Redis failed to answer, holders count in their own process this long before asking
+# it again: a Redis that is down costs one timeout per half-minute, not one per request.
+DOWN_SECONDS = 30.0
 
 # KEYS[1]: the name's slots; ARGV: limit, ttl (s), member. Returns 1 when the slot was taken.
 _TAKE = """
@@ -43,6 +48,7 @@ class SlotSet:
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._seq = count(1)
         self._degraded = False
+        self._down_until = 0.0
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
@@ -59,8 +65,15 @@ class SlotSet:
         if members:
             self._client.zrem(self.key(name), *members)
 
+    @property
+    def down(self) -> bool:
+        """Redis failed lately: count in this process without asking it."""
+        return time.monotonic() < self._down_until
+
     def unavailable(self, exc: Exception) -> None:
-        """Redis did not answer: the holder counts in its own process; said once."""
+        """Redis did not answer: the holder counts in its own process (said once) and does
+        not ask again for DOWN_SECONDS."""
+        self._down_until = time.monotonic() + DOWN_SECONDS
         if not self._degraded:
             self._degraded = True
             log.warning(

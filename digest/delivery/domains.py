@@ -76,13 +76,15 @@ class RedisSlots:
             return True
         if self.inflight[domain] >= self.limit:
             return False
-        member = self._slots.new_member()
-        try:
-            taken = self._slots.take(domain, self.limit, self.ttl, member)
-        except Exception as exc:  # Redis away: keep sending under this process's own count
-            self._slots.unavailable(exc)
-            taken = True
-            member = ""
+        # Redis away (or lately): keep sending under this process's own count ("" member).
+        taken, member = True, ""
+        if not self._slots.down:
+            member = self._slots.new_member()
+            try:
+                taken = self._slots.take(domain, self.limit, self.ttl, member)
+            except Exception as exc:
+                self._slots.unavailable(exc)
+                taken, member = True, ""
         if taken:
             held.append(member)
             self.inflight[domain] += 1

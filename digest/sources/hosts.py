@@ -42,7 +42,7 @@ class SharedHosts:
         """Wait for one of the host's slots; the member to release, or None when Redis did
         not answer (the request goes on under this process's own count)."""
         wait = FIRST_WAIT
-        while True:
+        while not self.slots.down:
             member = self.slots.new_member()
             try:
                 if self.slots.take(host, self.limit, self.ttl, member):
@@ -52,6 +52,7 @@ class SharedHosts:
                 return None
             await asyncio.sleep(wait * random.uniform(0.5, 1.5))
             wait = min(wait * 2, LONGEST_WAIT)
+        return None
 
     def release(self, host: str, member: str) -> None:
         try:
