@@ -117,6 +117,21 @@ class Settings(BaseSettings):
     # Or only these (JSON list): "10.0.0.5", "10.0.0.0/8", "10.0.0.5:8080", "[fd00::1]:8080".
     allow_private_fetch_to: list[str] = Field(default_factory=list)
     user_agent: str = "digest/0.1 (+https://example.org/digest-bot)"
+    # Requests in flight to one host: for every collecting process together through Redis
+    # (as the per-domain sending limit), else per process.
+    collect_per_host: int = Field(default=2, ge=1, le=100)
+    # Fetches in flight in one collecting process (a worker task, or `digest collect`).
+    collect_concurrency: int = Field(default=16, ge=1, le=256)
+    # Sources per collect task on the workers: each task reads the recent titles once.
+    collect_batch_size: int = Field(default=50, ge=1, le=10_000)
+
+    # A scheduled issue's attempt (collect its list's sources, then compose) that has not
+    # finished after this long is taken back by beat and tried again (its task was lost).
+    schedule_lease_seconds: int = Field(default=900, ge=1)
+    # A failed attempt is tried again after this, doubling up to an hour.
+    schedule_retry_seconds: float = Field(default=60.0, ge=0)
+    # A scheduled issue still without its issue this long after it was due is overdue.
+    schedule_overdue_minutes: int = Field(default=15, ge=0)
 
     html_size_warning_bytes: int = 100 * 1024
 

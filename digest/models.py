@@ -111,6 +111,35 @@ class MailingList(Base):
     sources: Mapped[list[Source]] = relationship(secondary="list_sources")
 
 
+class ScheduledIssue(Base):
+    """One fire of a list's schedule, recorded in the transaction that moves the list's
+    checkpoint past it and kept until its issue exists (or compose found nothing new), so a
+    lost or failed compose is retried and shown, never skipped silently."""
+
+    __tablename__ = "scheduled_issues"
+    __table_args__ = (
+        UniqueConstraint("list_id", "fire_at"),
+        Index("ix_scheduled_issues_open", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    fire_at: Mapped[datetime] = mapped_column(DateTime)  # the cut-off of its issue
+    # pending | collecting | composed | empty | failed | superseded (a later fire took over)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)  # a failed one's retry
+    # The claim of the attempt in progress: only its holder may settle the record.
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
 class ListSource(Base):
     __tablename__ = "list_sources"
 

@@ -42,3 +42,15 @@ def start_sending(session: Session, issue_id: int) -> int:
         raise DeliveryError(f"issue {issue_id} was not rendered; approve it first")
     mark_sending(session, issue_id)
     return plan_deliveries(session, issue_id)
+
+
+def approve_if_auto(session: Session, issue_id: int) -> bool:
+    """A draft of a list set to auto-approve goes out without an editor: approve it and plan
+    its deliveries (the caller hands it to the senders after commit). False: it waits for
+    its editor."""
+    issue = get_issue(session, issue_id)
+    if issue.status != "draft" or not issue.mailing_list.auto_approve:
+        return False
+    approve_issue(session, issue_id)
+    start_sending(session, issue_id)
+    return True

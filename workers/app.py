@@ -33,7 +33,9 @@ app.conf.update(
     task_queues=(Queue("default"), Queue("collect"), Queue("send")),
     task_routes={
         "workers.tasks.collect_source": {"queue": "collect"},
+        "workers.tasks.collect_sources": {"queue": "collect"},
         "workers.tasks.collect_due_sources": {"queue": "collect"},
+        "workers.tasks.collect_scheduled_issue": {"queue": "collect"},
         "workers.tasks.send_issue": {"queue": "send"},
         "workers.tasks.send_batch": {"queue": "send"},
     },

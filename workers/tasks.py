@@ -20,13 +20,14 @@ from digest.delivery.ledger import finish_issue_if_done, next_attempt_at
 from digest.delivery.send import BatchResult, new_owner
 from digest.delivery.send import send_batch as send_one_batch
 from digest.delivery.transports import Transport, make_transport
-from digest.issues.compose import compose_issue
 from digest.issues.lifecycle import get_issue
-from digest.issues.schedule import claim_due_lists
+from digest.issues.schedule import last_fire, record_due_fires, record_fire
+from digest.issues.scheduled import Claim, claim_scheduled, collect_step, compose_step
 from digest.models import Issue, MailingList, utcnow
-from digest.pipeline import approve_issue, start_sending
-from digest.sources.collect import collect_source as collect_one
+from digest.pipeline import start_sending
+from digest.sources.collect import collect_sources as collect_batch
 from digest.sources.due import due_source_ids
+from digest.sources.store import TitleIndex
 from digest.subscribers.confirmations import send_confirmations as send_confirmation_mails
 from workers.app import app
 from workers.chasers import Chaser, chaser_slots
@@ -59,18 +60,41 @@ def close_transport(**_: Any) -> None:
 
 @app.task(name="workers.tasks.collect_due_sources")
 def collect_due_sources() -> list[int]:
+    """Beat, every 5 minutes: the due sources, in batches of `collect_batch_size` (each task
+    reads the recent titles once for its batch, and fetches its sources at once)."""
+    size = get_settings().collect_batch_size
     with session_scope() as session:
         ids = due_source_ids(session)
-    for source_id in ids:
-        collect_source.delay(source_id)
+    for start in range(0, len(ids), size):
+        batch = ids[start : start + size]
+        try:
+            collect_sources.delay(batch)
+        except BrokerError as exc:  # still due: the next tick enqueues them again
+            log.warning("sources %s..%s not enqueued (%s)", batch[0], batch[-1], exc)
+            break
     return ids
+
+
+@app.task(name="workers.tasks.collect_sources")
+def collect_sources(source_ids: list[int]) -> dict[str, Any]:
+    """Collect a batch as `digest collect` does: fetched at once with no transaction open,
+    under per-host limits shared with every worker through Redis, then each source stored
+    in a short transaction of its own."""
+    titles = TitleIndex(utcnow())
+    results = collect_batch(session_factory(), source_ids, settings=get_settings(), titles=titles)
+    return {
+        "sources": len(results),
+        "new": sum(r.new for r in results),
+        "errors": sum(1 for r in results if r.error),
+        "title_reads": titles.loads,
+    }
 
 
 @app.task(name="workers.tasks.collect_source")
 def collect_source(source_id: int) -> dict[str, Any]:
-    with session_scope() as session:
-        result = collect_one(session, source_id)
-    return {"source_id": source_id, "new": result.new, "error": result.error}
+    """One source (enqueued by an earlier version): a batch of one."""
+    counts: dict[str, Any] = collect_sources([source_id])
+    return counts
 
 
 @app.task(name="workers.tasks.send_confirmations")
@@ -85,29 +109,56 @@ def send_confirmations(request_ids: list[int] | None = None) -> dict[str, int]:
 
 @app.task(name="workers.tasks.compose_due_lists")
 def compose_due_lists() -> list[int]:
+    """Beat, every minute: record each list's new fire (with its checkpoint), then claim the
+    scheduled issues to try now (new ones, failed ones due again, lost ones) and start each:
+    its list's sources are collected, then it is composed up to its fire time."""
+    settings = get_settings()
     with session_scope() as session:
-        due = claim_due_lists(session)
-    for list_id in due:
-        compose_list.delay(list_id)
-    return due
+        record_due_fires(session)
+    with session_scope() as session:
+        claims = claim_scheduled(session, utcnow(), settings.schedule_lease_seconds)
+    for claim in claims:
+        _follow(collect_scheduled_issue, claim)
+    return [claim.id for claim in claims]
+
+
+def _follow(task: Any, claim: Claim) -> None:
+    """Enqueue the claim's next step; without the broker, its lease runs out and the next
+    tick claims it again."""
+    try:
+        task.delay(claim.id, claim.token)
+    except BrokerError as exc:
+        log.warning("scheduled issue %s: next step not enqueued (%s)", claim.id, exc)
+
+
+@app.task(name="workers.tasks.collect_scheduled_issue")
+def collect_scheduled_issue(scheduled_id: int, token: str) -> str:
+    """A scheduled issue's first step: its list's sources brought up to date; then compose."""
+    claim = Claim(scheduled_id, token)
+    outcome = collect_step(session_factory(), claim, get_settings())
+    if outcome.state == "collected":
+        _follow(compose_scheduled_issue, claim)
+    return outcome.state
+
+
+@app.task(name="workers.tasks.compose_scheduled_issue")
+def compose_scheduled_issue(scheduled_id: int, token: str) -> int | None:
+    """Compose the scheduled issue up to its fire time; a list set to auto-approve sends it."""
+    outcome = compose_step(session_factory(), Claim(scheduled_id, token), get_settings())
+    if outcome.approved and outcome.issue_id is not None:
+        send_issue.delay(outcome.issue_id)
+    return outcome.issue_id
 
 
 @app.task(name="workers.tasks.compose_list")
-def compose_list(list_id: int) -> int | None:
-    """Compose a list's next issue; lists set to auto-approve go straight out."""
+def compose_list(list_id: int) -> None:
+    """Enqueued by an earlier version after it had moved the list's checkpoint: record the
+    list's latest fire, so the next tick composes it rather than the fire being lost."""
     with session_scope() as session:
-        issue = compose_issue(session, list_id)
-        if issue is None:
-            return None
-        issue_id = issue.id
         lst = session.get(MailingList, list_id)
-        auto = bool(lst and lst.auto_approve)
-        if auto:
-            approve_issue(session, issue_id)
-            start_sending(session, issue_id)
-    if auto:
-        send_issue.delay(issue_id)
-    return issue_id
+        if lst is not None:
+            now = utcnow()
+            record_fire(session, lst.id, last_fire(lst.schedule_cron, lst.timezone, now), now)
 
 
 @app.task(name="workers.tasks.send_issue")

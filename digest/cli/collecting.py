@@ -1,4 +1,5 @@
-"""`digest collect`: fetch due sources (or one) in-process, one transaction per source."""
+"""`digest collect`: fetch due sources (or one) in-process, one transaction per source, none
+open while fetching."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from digest.cli.sending import progress_bar
 from digest.db import session_factory
 from digest.errors import NotFound
 from digest.models import Source
-from digest.sources.collect import collect_due, collect_source
+from digest.sources.collect import collect_sources
 
 
 def collect_now(source_id: int | None) -> None:
@@ -17,15 +18,13 @@ def collect_now(source_id: int | None) -> None:
         with unit_of_work() as session:
             if session.get(Source, source_id) is None:
                 raise NotFound(f"no source {source_id}")
-            result = collect_source(session, source_id)
-        results = [result]
-    else:
-        with progress_bar() as bar:
-            task = bar.add_task("collecting sources", total=None)
-            results = collect_due(
-                session_factory(),
-                on_progress=lambda done, due: bar.update(task, completed=done, total=due),
-            )
+    with progress_bar() as bar:
+        task = bar.add_task("collecting sources", total=None)
+        results = collect_sources(
+            session_factory(),
+            None if source_id is None else [source_id],
+            on_progress=lambda done, due: bar.update(task, completed=done, total=due),
+        )
     if not results:
         console.print("no source is due yet; `digest collect --source ID` fetches one now")
         return

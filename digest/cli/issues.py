@@ -17,7 +17,8 @@ from digest.delivery.ledger import issue_progress
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.rendering import personalise_for_preview, render_preview
-from digest.models import Issue, IssueItem
+from digest.issues.scheduled import overdue_scheduled
+from digest.models import Issue, IssueItem, utcnow
 from digest.pipeline import approve_issue, start_sending
 from digest.subscribers.lists import get_list
 
@@ -235,3 +236,26 @@ def resume(issue_id: int) -> None:
 def cancel(issue_id: int) -> None:
     """Cancel an issue: nothing more is sent."""
     _control("cancel", issue_id)
+
+
+@app.command("overdue")
+def overdue() -> None:
+    """Scheduled issues due for a while and still without their issue, one a line with the
+    reason. Exit code 1 when there is one (for monitoring)."""
+    settings = get_settings()
+    with unit_of_work() as session:
+        rows = overdue_scheduled(session, utcnow(), settings.schedule_overdue_minutes)
+    if not rows:
+        console.print("no scheduled issue is overdue")
+        return
+    for row in rows:
+        retry = (
+            f", next try {row.next_attempt_at:%Y-%m-%d %H:%M} UTC" if row.next_attempt_at else ""
+        )
+        console.print(
+            f"{row.list_slug}: due {row.fire_at:%Y-%m-%d %H:%M} UTC, {row.state}, "
+            f"{row.attempts} attempt{'s' if row.attempts != 1 else ''}{retry}: {row.error}",
+            markup=False,
+            highlight=False,
+        )
+    raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""Top-level commands: init, demo, collect, serve, worker, beat."""
+"""Top-level commands: init, demo, run, collect, serve, worker, beat."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("demo")(demo)
+    app.command("run")(run)
     app.command("collect")(collect)
     app.command("serve")(serve)
     app.command("worker")(worker)
@@ -37,6 +38,15 @@ def demo(
     from digest.cli.demo import run_demo
 
     run_demo(subscribers)
+
+
+def run() -> None:
+    """Run what is due now, once: each list's scheduled issue (its sources collected, then
+    composed up to its scheduled time), then the other due sources. Run it from cron
+    without a broker; with one, it hands both to the workers."""
+    from digest.cli.scheduling import run_once
+
+    run_once()
 
 
 def collect(

@@ -6,35 +6,21 @@ set per domain in Redis, scored by its expiry. A batch takes a slot with one Lua
 has no free slot of its own for the domain, keeps it while more of its messages go to that
 domain (so a busy domain costs a few Redis calls per batch, not one per message), and gives it
 back as soon as it has none left, or when the batch ends. A process that dies holding slots
-loses them at their expiry (the batch's time limit plus the SMTP timeout), never for good.
+loses them at their expiry (the batch's time limit plus the SMTP timeout), never for good
+(digest/redis_slots.py keeps the slots).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections import Counter
 from typing import Any, Protocol
+
+from digest.redis_slots import SlotSet
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "digest:domain"
-
-# KEYS[1]: the domain's slots; ARGV: limit, ttl (s), member. Redis's clock, so machines with
-# skewed clocks agree on what expired. Returns 1 when the slot was taken.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
-return 1
-"""
 
 
 class DomainSlots(Protocol):
@@ -81,11 +67,7 @@ class RedisSlots:
         self.ttl = ttl
         self.inflight: Counter[str] = Counter()
         self.held: dict[str, list[str]] = {}
-        self._client = client
-        self._script = client.register_script(_TAKE)
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._seq = 0
-        self._degraded = False
+        self._slots = SlotSet(client, KEY_PREFIX)
 
     def take(self, domain: str) -> bool:
         held = self.held.setdefault(domain, [])
@@ -94,15 +76,15 @@ class RedisSlots:
             return True
         if self.inflight[domain] >= self.limit:
             return False
-        self._seq += 1
-        member = f"{self._owner}:{self._seq}"
-        try:
-            key = f"{KEY_PREFIX}:{domain}"
-            taken = bool(self._script(keys=[key], args=[self.limit, self.ttl, member]))
-        except Exception as exc:  # Redis away: keep sending under this process's own count
-            self._warn(exc)
-            taken = True
-            member = ""
+        # Redis away (or lately): keep sending under this process's own count ("" member).
+        taken, member = True, ""
+        if not self._slots.down:
+            member = self._slots.new_member()
+            try:
+                taken = self._slots.take(domain, self.limit, self.ttl, member)
+            except Exception as exc:
+                self._slots.unavailable(exc)
+                taken, member = True, ""
         if taken:
             held.append(member)
             self.inflight[domain] += 1
@@ -127,14 +109,9 @@ class RedisSlots:
         if not members:
             return
         try:
-            self._client.zrem(f"{KEY_PREFIX}:{domain}", *members)
+            self._slots.give_back(domain, members)
         except Exception as exc:  # they expire on their own
-            self._warn(exc)
-
-    def _warn(self, exc: Exception) -> None:
-        if not self._degraded:
-            self._degraded = True
-            log.warning("domain slots: Redis unavailable (%s); counting in this process", exc)
+            self._slots.unavailable(exc)
 
 
 def make_slots(limit: int, redis_client: Any | None, ttl: float) -> DomainSlots | None:

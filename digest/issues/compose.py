@@ -5,6 +5,10 @@ yet, and that was published or first seen after the previous issue. A list's fir
 back `lookback_days` by publication date. Items published long before the previous issue and
 only now discovered (a source added with years of archive) are left out: a late item counts
 only when it was published within one look-back before the previous issue.
+
+An issue ends at its cut-off: its scheduled time for a scheduled issue (whose sources were
+collected just after it), else now. A dated item published after the cut-off waits for the
+next issue, which starts there; an undated one is in if it was seen by the time of composing.
 """
 
 from __future__ import annotations
@@ -44,13 +48,14 @@ def previous_issue(session: Session, list_id: int) -> Issue | None:
 
 
 def select_candidates(
-    session: Session, lst: MailingList, prev: Issue | None, now: datetime
+    session: Session, lst: MailingList, prev: Issue | None, now: datetime, cutoff: datetime
 ) -> list[Candidate]:
-    """The list's items for the issue after `prev` (None: the list's first issue)."""
+    """The list's items for the issue after `prev` (None: the list's first issue), up to
+    `cutoff`, as collected by `now`."""
     lookback = timedelta(days=lst.lookback_days)
     in_an_issue = select(IssueItem.item_id).where(IssueItem.list_id == lst.id)
     if prev is None:
-        since = now - lookback
+        since = cutoff - lookback
         recent = or_(
             Item.published_at >= since,
             and_(Item.published_at.is_(None), Item.first_seen_at >= since),
@@ -64,11 +69,12 @@ def select_candidates(
                 or_(Item.published_at.is_(None), Item.published_at >= since - lookback),
             ),
         )
+    until = or_(Item.published_at.is_(None), Item.published_at <= cutoff)
     rows = session.execute(
         select(Item.id, Source.name, Item.published_at, Item.first_seen_at)
         .join(Source, Source.id == Item.source_id)
         .join(ListSource, and_(ListSource.source_id == Source.id, ListSource.list_id == lst.id))
-        .where(recent, Item.id.not_in(in_an_issue), Item.first_seen_at <= now)
+        .where(recent, until, Item.id.not_in(in_an_issue), Item.first_seen_at <= now)
         # Same date: the order the source listed them in (collection keeps document order).
         .order_by(func.coalesce(Item.published_at, Item.first_seen_at).desc(), Item.id)
     )
@@ -117,10 +123,17 @@ def fill_template(template: str, lst: MailingList, count: int, number: int, now:
 
 
 def compose_issue(
-    session: Session, list_ref: str | int, now: datetime | None = None
+    session: Session,
+    list_ref: str | int,
+    now: datetime | None = None,
+    *,
+    cutoff: datetime | None = None,
 ) -> Issue | None:
-    """Create the next draft issue, or return None when there is nothing new."""
+    """Create the next draft issue, or return None when there is nothing new.
+
+    `cutoff` ends the issue's period (default: now): a scheduled issue's fire time."""
     now = now or utcnow()
+    cutoff = min(cutoff or now, now)
     lst = get_list(session, list_ref)
     open_draft = session.scalar(
         select(Issue.number).where(Issue.list_id == lst.id, Issue.status == "draft")
@@ -130,7 +143,9 @@ def compose_issue(
             f"list {lst.slug!r} has a draft issue #{open_draft}: approve or discard it first"
         )
     prev = previous_issue(session, lst.id)
-    found = select_candidates(session, lst, prev, now)
+    if prev is not None and prev.period_end >= cutoff:
+        return None  # an issue made since (by hand) already covers this period
+    found = select_candidates(session, lst, prev, now, cutoff)
     if not found:
         return None
     # The newest max_items go in; the editor is told what was left out rather than losing it
@@ -149,10 +164,10 @@ def compose_issue(
         list_id=lst.id,
         number=number,
         status="draft",
-        subject=fill_template(lst.subject_template, lst, len(candidates), number, now),
-        preheader=fill_template(lst.preheader_template, lst, len(candidates), number, now),
-        period_start=prev.period_end if prev else now - timedelta(days=lst.lookback_days),
-        period_end=now,
+        subject=fill_template(lst.subject_template, lst, len(candidates), number, cutoff),
+        preheader=fill_template(lst.preheader_template, lst, len(candidates), number, cutoff),
+        period_start=prev.period_end if prev else cutoff - timedelta(days=lst.lookback_days),
+        period_end=cutoff,
         compose_notes=notes,
     )
     session.add(issue)

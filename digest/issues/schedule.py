@@ -1,4 +1,8 @@
-"""Which lists are due for their next issue: a cron fire in the list's time zone since last look."""
+"""Which lists are due for their next issue: a cron fire in the list's time zone since last look.
+
+Each fire is recorded as a scheduled issue in the transaction that moves the list's checkpoint
+past it (scheduled.py takes it from there), so no fire is consumed without a record.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.models import MailingList, utcnow
+from digest.models import MailingList, ScheduledIssue, utcnow
+
+OPEN_STATES = ("pending", "collecting", "failed")
 
 
 def last_fire(cron: str, tz: str, now: datetime) -> datetime:
@@ -20,18 +27,46 @@ def last_fire(cron: str, tz: str, now: datetime) -> datetime:
     return fire.astimezone(UTC).replace(tzinfo=None)
 
 
-def claim_due_lists(session: Session, now: datetime | None = None) -> list[int]:
-    """Lists whose schedule fired since they were last checked; marks them checked.
+def record_fire(session: Session, list_id: int, fire_at: datetime, now: datetime) -> int | None:
+    """Record the list's scheduled issue for `fire_at`; the new record's id, or None if the
+    fire was recorded already. Older records of the list still open are superseded: the new
+    issue starts from the list's previous issue, so it holds what theirs would have."""
+    # A write first: on SQLite it opens the transaction the savepoint below nests in.
+    session.execute(
+        update(ScheduledIssue)
+        .where(
+            ScheduledIssue.list_id == list_id,
+            ScheduledIssue.fire_at < fire_at,
+            ScheduledIssue.state.in_(OPEN_STATES),
+        )
+        .values(state="superseded", settled_at=now, lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        with session.begin_nested():
+            record = ScheduledIssue(list_id=list_id, fire_at=fire_at, state="pending")
+            session.add(record)
+    except IntegrityError:  # (list, fire) is unique: another tick recorded it
+        return None
+    return record.id
 
-    Rows are locked while they are looked at, so two beat ticks never both compose a list.
-    """
+
+def record_due_fires(session: Session, now: datetime | None = None) -> list[int]:
+    """Record a scheduled issue for each list whose schedule fired since it was last checked,
+    and move the checkpoints, in the caller's transaction; the new records' ids.
+
+    The lists are locked while they are looked at (others skipped), so two beat ticks never
+    both record a fire; the unique (list, fire) would refuse the second anyway. Fires missed
+    while nothing ran (beat stopped for months) make one record, the latest: its issue holds
+    everything since the list's previous one."""
     now = now or utcnow()
-    due: list[int] = []
-    lists = session.scalars(select(MailingList).with_for_update(skip_locked=True))
+    recorded: list[int] = []
+    lists = session.scalars(select(MailingList).with_for_update(skip_locked=True)).all()
     for lst in lists:
         checked = lst.schedule_checked_at or lst.created_at
-        if last_fire(lst.schedule_cron, lst.timezone, now) > checked:
-            due.append(lst.id)
+        fire = last_fire(lst.schedule_cron, lst.timezone, now)
         lst.schedule_checked_at = now
+        if fire > checked and (record_id := record_fire(session, lst.id, fire, now)):
+            recorded.append(record_id)
     session.flush()
-    return due
+    return recorded

@@ -1,16 +1,18 @@
 """Collect sources: read each one, upsert its items, record its health.
 
-`collect_source` works inside the caller's session and does not commit. `collect_due` is a
-unit-of-work runner: it fetches every due source concurrently (a per-host limit keeps us
-polite), then stores each source in its own transaction, so one broken source never stops
-the others and never rolls back their items.
+One runner for every path (`digest collect`, the demo, a scheduled issue, a worker's batch):
+`collect_sources` copies the sources' specs out of a short read, fetches them all at once with
+no transaction open (a per-host limit keeps us polite, shared by every collecting process
+through Redis when there is one, see hosts.py), then stores each source in its own short
+transaction, so one broken source never stops the others and never rolls back their items.
+The recent titles (the near-duplicate check) are read at most once per run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,12 +25,13 @@ from digest.models import Source, utcnow
 from digest.sources.errors import SourceError
 from digest.sources.fetch import HostLimiter, make_client, run_sync
 from digest.sources.health import is_due, record_failure, record_success
+from digest.sources.hosts import host_limiter
 from digest.sources.reader import ReadResult, as_selectors, read_source
 from digest.sources.store import TitleIndex, store_items
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CollectResult", "collect_due", "collect_source"]
+__all__ = ["CollectResult", "collect_due", "collect_sources"]
 
 
 @dataclass(slots=True)
@@ -129,43 +132,12 @@ def apply_outcome(
     )
 
 
-def collect_source(
-    session: Session,
-    source_id: int,
-    now: datetime | None = None,
-    *,
-    settings: Settings | None = None,
-) -> CollectResult:
-    """Collect one source in the caller's session (the caller commits)."""
-    now = now or utcnow()
-    settings = settings or get_settings()
-    source = session.get(Source, source_id)
-    if source is None:
-        raise SourceError(f"there is no source with id {source_id}")
-    if source.kind == "manual":  # an editor adds its items by hand: nothing to fetch
-        return CollectResult(source.id)
-    spec = SourceSpec.of(source)
-
-    async def once() -> ReadResult:
-        async with make_client(settings) as client:
-            return await _read(client, spec, settings, None)
-
-    outcome: ReadResult | BaseException
-    try:
-        outcome = run_sync(once())
-    except Exception as exc:  # any failure is this source's, recorded in words
-        outcome = exc
-    return apply_outcome(session, source, outcome, now)
-
-
 async def _read_all(
     specs: list[SourceSpec],
     settings: Settings,
-    concurrency: int,
-    per_host: int,
+    limiter: HostLimiter,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, ReadResult | BaseException]:
-    limiter = HostLimiter(per_host=per_host, total=concurrency)
     fetched = 0
 
     async def read(spec: SourceSpec) -> ReadResult:
@@ -206,38 +178,61 @@ def _store(
         return CollectResult(spec.id, error=message)
 
 
+def collect_sources(
+    session_factory: sessionmaker[Session],
+    source_ids: Sequence[int] | None = None,
+    now: datetime | None = None,
+    *,
+    settings: Settings | None = None,
+    concurrency: int | None = None,
+    per_host: int | None = None,
+    titles: TitleIndex | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[CollectResult]:
+    """Collect these sources (None: every due one), each committed in its own transaction;
+    no transaction is open while fetching. A manual source (nothing to fetch) and a source
+    that no longer exists get a result saying so. `titles`: the run's title index, to share
+    it or see whether it was read. on_progress(fetched, due): at the start and as each
+    source's fetch ends, for a progress bar (fetching is the long part)."""
+    now = now or utcnow()
+    settings = settings or get_settings()
+    query = select(Source).order_by(Source.id)
+    if source_ids is None:
+        query = query.where(is_due(now))
+    else:
+        query = query.where(Source.id.in_(source_ids))
+    with session_factory() as session:
+        found = {source.id: source for source in session.scalars(query)}
+        specs = [SourceSpec.of(s) for s in found.values() if s.kind != "manual"]
+    by_id: dict[int, CollectResult] = {}
+    if specs:
+        limiter = host_limiter(settings, per_host=per_host, concurrency=concurrency)
+        outcomes = run_sync(_read_all(specs, settings, limiter, on_progress))
+        titles = titles or TitleIndex(now)  # read when the first new item is stored
+        # Unchanged and failed sources touch only their own health row: one transaction for all.
+        health_only = [spec for spec in specs if not _has_items(outcomes[spec.id])]
+        by_id.update(_store_health(session_factory, health_only, outcomes, now))
+        for spec in specs:
+            if spec.id not in by_id:
+                by_id[spec.id] = _store(session_factory, spec, outcomes[spec.id], now, titles)
+    if source_ids is None:
+        return [by_id[spec.id] for spec in specs]
+    return [by_id.get(i) or _unfetched(i, i in found) for i in source_ids]
+
+
+def _unfetched(source_id: int, exists: bool) -> CollectResult:
+    if exists:  # a manual source: an editor adds its items by hand
+        return CollectResult(source_id)
+    return CollectResult(source_id, error=f"there is no source with id {source_id}")
+
+
 def collect_due(
     session_factory: sessionmaker[Session],
     now: datetime | None = None,
-    *,
-    concurrency: int = 16,
-    per_host: int = 2,
-    settings: Settings | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    **options: Any,
 ) -> list[CollectResult]:
-    """Collect every due source, each committed in its own transaction.
-    on_progress(fetched, due): at the start and as each source's fetch ends, for a progress bar
-    (fetching is the long part)."""
-    now = now or utcnow()
-    settings = settings or get_settings()
-    query = select(Source).where(is_due(now)).order_by(Source.id)
-    with session_factory() as session:
-        specs = [SourceSpec.of(source) for source in session.scalars(query)]
-    if not specs:
-        return []
-    outcomes = run_sync(_read_all(specs, settings, concurrency, per_host, on_progress))
-    titles = None
-    if any(_has_items(o) for o in outcomes.values()):
-        with session_factory() as session:
-            titles = TitleIndex(session, now)  # read once for the run, grown as items are stored
-    by_id: dict[int, CollectResult] = {}
-    # Unchanged and failed sources touch only their own health row: one transaction for all.
-    health_only = [spec for spec in specs if not _has_items(outcomes[spec.id])]
-    by_id.update(_store_health(session_factory, health_only, outcomes, now))
-    for spec in specs:
-        if spec.id not in by_id:
-            by_id[spec.id] = _store(session_factory, spec, outcomes[spec.id], now, titles)
-    return [by_id[spec.id] for spec in specs]
+    """Collect every due source (`collect_sources` with no ids; the same options)."""
+    return collect_sources(session_factory, None, now, **options)
 
 
 def _has_items(outcome: ReadResult | BaseException) -> bool:

@@ -10,7 +10,8 @@ goes only to an address `addresses.refusal` allows (checked where the socket is 
 `transport`), unless the operator sets DIGEST_ALLOW_PRIVATE_FETCH=1.
 
 The core is async so many sources are fetched at once; `HostLimiter` keeps the number of
-requests to any one host small. `fetch` is the one-document synchronous wrapper.
+requests to any one host small (for every collecting process together when it is given
+Redis's shared slots, see hosts.py). `fetch` is the one-document synchronous wrapper.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -37,6 +38,9 @@ from digest.sources.addresses import (
 from digest.sources.errors import FetchError, FetchRefused
 from digest.sources.normalise import one_line
 from digest.sources.transport import GuardedTransport, Resolver
+
+if TYPE_CHECKING:
+    from digest.sources.hosts import SharedHosts
 
 T = TypeVar("T")
 
@@ -85,10 +89,15 @@ def normalise_target(target: str) -> str:
 
 
 class HostLimiter:
-    """At most `per_host` requests at once to one host, and `total` in all."""
+    """At most `per_host` requests at once to one host, and `total` in all (in this process).
+    With `shared`, a request also holds one of its host's slots in Redis, so the per-host
+    limit holds for every process collecting at once."""
 
-    def __init__(self, per_host: int = 2, total: int = 32) -> None:
+    def __init__(
+        self, per_host: int = 2, total: int = 32, shared: SharedHosts | None = None
+    ) -> None:
         self.per_host = per_host
+        self.shared = shared
         self._total = asyncio.Semaphore(total)
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
@@ -96,9 +105,16 @@ class HostLimiter:
     async def slot(self, url: str) -> AsyncIterator[None]:
         host = (urlsplit(url).hostname or "").lower()
         semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
-        # The host's slot first: waiting for a busy host must not hold a global slot.
-        async with semaphore, self._total:
-            yield
+        # The host's slots first: waiting for a busy host must not hold a global slot. Only a
+        # request holding a local slot asks Redis, so a process polls for at most per_host.
+        async with semaphore:
+            member = await self.shared.acquire(host) if self.shared else None
+            try:
+                async with self._total:
+                    yield
+            finally:
+                if self.shared and member:
+                    self.shared.release(host, member)
 
 
 def make_client(
@@ -277,7 +293,8 @@ async def fetch_async(
     total = settings.fetch_timeout * TOTAL_TIMEOUT_FACTOR
     slot = limiter.slot(target) if limiter else nullcontext()
     try:
-        async with asyncio.timeout(total), slot:
+        # Waiting for a busy host's slot is not the fetch: the deadline starts with the slot.
+        async with slot, asyncio.timeout(total):
             return await _read_http(client, target, headers, settings)
     except FetchError:
         raise

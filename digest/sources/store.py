@@ -115,18 +115,29 @@ def _rows(items: Iterable[ParsedItem]) -> list[_Row]:
 class TitleIndex:
     """Recent items' titles by their words, for the near-identical-title check.
 
-    Built with one query and kept up to date as items are stored, so a collect run over many
+    Read with one query when the run stores its first new item (a run of unchanged sources
+    reads nothing) and kept up to date as items are stored, so a collect run over many
     sources reads the recent titles once. Titles are bucketed by their first two words and
     their numbers ("Report 12" is not "Report 13"); only a bucket is compared with difflib.
     """
 
-    def __init__(self, session: Session, now: datetime, days: int = 60) -> None:
-        query = select(Item.source_id, Item.title, Item.published_at, Item.first_seen_at).where(
-            Item.first_seen_at >= now - timedelta(days=days)
-        )
+    def __init__(self, now: datetime, days: int = 60) -> None:
+        self.now = now
+        self.days = days
+        self.loads = 0  # how many times the recent titles were read (at most one)
         self._buckets: dict[tuple[str, tuple[str, ...]], list[tuple[str, datetime, int]]] = {}
+
+    def load(self, session: Session) -> TitleIndex:
+        """Read the recent titles, the first time only."""
+        if self.loads:
+            return self
+        self.loads += 1
+        query = select(Item.source_id, Item.title, Item.published_at, Item.first_seen_at).where(
+            Item.first_seen_at >= self.now - timedelta(days=self.days)
+        )
         for source_id, title, published, first_seen in session.execute(query):
             self.add(title, published or first_seen, source_id)
+        return self
 
     @staticmethod
     def _bucket(key: str) -> tuple[str, tuple[str, ...]] | None:
@@ -167,7 +178,8 @@ def store_items(
 ) -> StoreCounts:
     """Insert new items and update changed ones for `source`; flushes, never commits.
 
-    `titles` is shared by a run over many sources; without it one is read for this call.
+    `titles` is shared by a run over many sources (read when the first new item comes);
+    without it one is read for this call, if it has new items.
     """
     counts = StoreCounts()
     rows = _rows(items)
@@ -189,8 +201,8 @@ def store_items(
         taken.update(
             session.scalars(select(Item.canonical_url).where(Item.canonical_url.in_(chunk)))
         )
-    if fresh and titles is None:
-        titles = TitleIndex(session, now)
+    if fresh:
+        titles = (titles or TitleIndex(now)).load(session)
     to_insert: list[_Row] = []
     for row in fresh:
         when = row.published_at or now

@@ -233,6 +233,17 @@ class SourceOut(Out):
     next_fetch_at: UtcTime | None
 
 
+class OverdueOut(Out):
+    id: int
+    list_slug: str
+    list_name: str
+    fire_at: UtcTime
+    state: str
+    attempts: int
+    error: str
+    next_attempt_at: UtcTime | None
+
+
 def issue_detail(session: Session, issue_id: int) -> IssueDetail:
     issue = lifecycle.get_issue(session, issue_id)
     row = overview.issue_row(session, issue)
@@ -407,3 +418,10 @@ def compose(session: SessionDep, slug: Slug, response: Response) -> Composed:
 @router.get("/sources", response_model=list[SourceOut])
 def sources(session: SessionDep) -> list[SourceOut]:
     return [SourceOut.model_validate(row) for row in overview.source_rows(session)]
+
+
+@router.get("/scheduled/overdue", response_model=list[OverdueOut])
+def overdue(session: SessionDep, settings: SettingsDep) -> list[OverdueOut]:
+    """Scheduled issues due for a while and still without their issue, oldest first, with
+    what stops them (as `digest issues overdue` and the editor's issues page show them)."""
+    return [OverdueOut.model_validate(row) for row in overview.overdue_rows(session, settings)]

@@ -159,6 +159,7 @@ def issues_page(
     rows = overview.issue_rows(session, status=status, limit=200)
     context = {
         "section": "issues",
+        "overdue": overview.overdue_rows(session, app_settings(request)),
         "rows": rows,
         "status": status,
         "statuses": overview.ISSUE_STATUSES,

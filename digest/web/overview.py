@@ -14,7 +14,9 @@ from typing import Literal, get_args
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from digest.config import Settings
 from digest.delivery.ledger import progress_by_issue
+from digest.issues.scheduled import OverdueRow, overdue_scheduled
 from digest.models import (
     Issue,
     IssueItem,
@@ -23,6 +25,7 @@ from digest.models import (
     MailingList,
     Source,
     Subscription,
+    utcnow,
 )
 from digest.subscribers.service import STATUSES as SUBSCRIPTION_STATUSES
 
@@ -228,3 +231,8 @@ def source_rows(session: Session) -> list[SourceRow]:
         )
         for s in sources
     ]
+
+
+def overdue_rows(session: Session, settings: Settings) -> list[OverdueRow]:
+    """Scheduled issues overdue (as `digest issues overdue` lists them), oldest first."""
+    return overdue_scheduled(session, utcnow(), settings.schedule_overdue_minutes)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import session_factory
 from digest.models import Item as StoredItem
 from digest.models import ListSource, MailingList, Source
 from digest.sample import SAMPLE_LISTING, SAMPLE_SELECTORS
-from digest.sources.collect import collect_due, collect_source
+from digest.sources.collect import CollectResult, collect_due, collect_sources
 from tests.fixtures.sources.server import Page, SourceServer, serving
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
@@ -57,6 +57,16 @@ def add_source(session: Session, url: str, kind: str = "feed", **fields: object)
     session.add(source)
     session.commit()
     return source.id
+
+
+def collect_source(session: Session, source_id: int, now: datetime) -> CollectResult:
+    """Collect one source as every path does: its own transactions, none open while fetching;
+    the test's session then sees what was stored."""
+    session.commit()
+    factory = sessionmaker(session.get_bind(), expire_on_commit=False)
+    (result,) = collect_sources(factory, [source_id], now)
+    session.expire_all()
+    return result
 
 
 def items_of(session: Session, source_id: int) -> list[StoredItem]:
