@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import get_settings
 from digest.db import session_factory
 from digest.models import Item as StoredItem
 from digest.models import ListSource, MailingList, Source
@@ -64,7 +65,7 @@ def collect_source(session: Session, source_id: int, now: datetime) -> CollectRe
     the test's session then sees what was stored."""
     session.commit()
     factory = sessionmaker(session.get_bind(), expire_on_commit=False)
-    (result,) = collect_sources(factory, [source_id], now)
+    (result,) = collect_sources(factory, [source_id], now, settings=get_settings())
     session.expire_all()
     return result
 
@@ -78,7 +79,7 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
     session: Session, server: SourceServer
 ) -> None:
     source_id = add_source(session, server.add("/feed.xml", Page(FEED, "application/rss+xml")))
-    result = collect_source(session, source_id, NOW)
+    result = collect_source(session, source_id, NOW, settings=get_settings())
     session.commit()
     assert (result.new, result.updated, result.not_modified, result.error) == (2, 0, False, None)
     dated, undated = items_of(session, source_id)
@@ -87,7 +88,7 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
     assert undated.published_at is None and undated.first_seen_at == NOW
 
     later = NOW + timedelta(hours=2)
-    again = collect_source(session, source_id, later)
+    again = collect_source(session, source_id, later, settings=get_settings())
     session.commit()
     assert (again.new, again.updated) == (0, 0)
     assert [i.first_seen_at for i in items_of(session, source_id)] == [NOW, NOW]
@@ -95,7 +96,9 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
     server.add(
         "/feed.xml", Page(FEED.replace(b"this year", b"this year (updated)"), "application/rss+xml")
     )
-    changed = collect_source(session, source_id, later + timedelta(hours=1))
+    changed = collect_source(
+        session, source_id, later + timedelta(hours=1), settings=get_settings()
+    )
     session.commit()
     assert (changed.new, changed.updated) == (0, 1)
     first = items_of(session, source_id)[0]
@@ -108,11 +111,11 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
 def test_unchanged_source_costs_a_304_and_no_parse(session: Session, server: SourceServer) -> None:
     url = server.add("/etag.xml", Page(FEED, "application/rss+xml", etag='"abc"'))
     source_id = add_source(session, url)
-    assert collect_source(session, source_id, NOW).new == 2
+    assert collect_source(session, source_id, NOW, settings=get_settings()).new == 2
     session.commit()
     # Now the body is not even a feed: had it been parsed, this would be an error.
     server.add("/etag.xml", Page(b"<html>junk</html>", "text/html", etag='"abc"'))
-    result = collect_source(session, source_id, NOW + timedelta(hours=1))
+    result = collect_source(session, source_id, NOW + timedelta(hours=1), settings=get_settings())
     session.commit()
     assert result.not_modified and result.error is None and result.new == 0
     assert server.not_modified == 1
@@ -122,19 +125,21 @@ def test_failures_are_recorded_in_words_with_backoff(
     session: Session, server: SourceServer
 ) -> None:
     source_id = add_source(session, server.url("/gone.xml"), fetch_interval_minutes=60)
-    first = collect_source(session, source_id, NOW)
+    first = collect_source(session, source_id, NOW, settings=get_settings())
     session.commit()
     assert first.error is not None and "HTTP 404" in first.error
     source = session.get(Source, source_id)
     assert source is not None
     assert (source.consecutive_failures, source.last_error) == (1, first.error)
     assert source.next_fetch_at == NOW + timedelta(hours=1)
-    collect_source(session, source_id, NOW + timedelta(hours=1))
+    collect_source(session, source_id, NOW + timedelta(hours=1), settings=get_settings())
     session.commit()
     assert source.consecutive_failures == 2
     assert source.next_fetch_at == NOW + timedelta(hours=1) + timedelta(hours=2)
     server.add("/gone.xml", Page(FEED, "application/rss+xml"))
-    recovered = collect_source(session, source_id, NOW + timedelta(hours=4))
+    recovered = collect_source(
+        session, source_id, NOW + timedelta(hours=4), settings=get_settings()
+    )
     session.commit()
     assert recovered.new == 2 and source.consecutive_failures == 0 and source.last_error is None
 
@@ -150,7 +155,12 @@ def test_one_broken_source_never_stops_the_others(
     add_source(session, "https://ex.org/manual", kind="manual")
     later = add_source(session, server.url("/later.xml"), next_fetch_at=NOW + timedelta(days=1))
     progress: list[tuple[int, int]] = []
-    collected = collect_due(session_factory(db_url), NOW, on_progress=lambda *p: progress.append(p))
+    collected = collect_due(
+        session_factory(db_url),
+        NOW,
+        on_progress=lambda *p: progress.append(p),
+        settings=get_settings(),
+    )
     results = {r.source_id: r for r in collected}
     assert set(results) == {good, missing, not_feed, hostile}  # manual and not-due skipped
     assert progress == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # broken fetches count too
@@ -165,12 +175,15 @@ def test_one_broken_source_never_stops_the_others(
         assert source is not None and source.consecutive_failures == 1 and source.last_error
     assert server.hits.get("/later.xml") is None and later not in results
     # Nothing is due again until the interval has passed.
-    assert collect_due(session_factory(db_url), NOW + timedelta(minutes=1)) == []
+    assert (
+        collect_due(session_factory(db_url), NOW + timedelta(minutes=1), settings=get_settings())
+        == []
+    )
 
 
 def test_same_news_from_two_sources_is_one_item(session: Session, server: SourceServer) -> None:
     first = add_source(session, server.add("/a.xml", Page(FEED, "application/rss+xml")))
-    collect_source(session, first, NOW)
+    collect_source(session, first, NOW, settings=get_settings())
     session.commit()
     listing = (
         b"<html><body>"
@@ -192,7 +205,7 @@ def test_same_news_from_two_sources_is_one_item(session: Session, server: Source
         kind="html",
         selectors={"item": "div.n", "title": "h3 a", "date": ".d"},
     )
-    result = collect_source(session, second, NOW + timedelta(hours=1))
+    result = collect_source(session, second, NOW + timedelta(hours=1), settings=get_settings())
     session.commit()
     assert (result.new, result.duplicates) == (2, 2)
     assert [i.title for i in items_of(session, second)] == [
@@ -206,12 +219,12 @@ def test_listing_sources_from_disk_and_inferred(session: Session, server: Source
     sample = add_source(
         session, SAMPLE_LISTING.resolve().as_uri(), kind="html", selectors=dict(SAMPLE_SELECTORS)
     )
-    assert collect_source(session, sample, NOW).new == 10
+    assert collect_source(session, sample, NOW, settings=get_settings()).new == 10
     quirks = (FIXTURES / "pages" / "quirks.html").read_bytes()
     inferred = add_source(
         session, server.add("/news?category=coops", Page(quirks)), kind="html", selectors={}
     )
-    result = collect_source(session, inferred, NOW)
+    result = collect_source(session, inferred, NOW, settings=get_settings())
     session.commit()
     assert result.new == 5 and result.error is None
     undated = [i for i in items_of(session, inferred) if i.published_at is None]
