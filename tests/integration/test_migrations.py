@@ -3,7 +3,6 @@
 import hashlib
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,26 +36,9 @@ from digest.models import (
     Suppression,
     SuppressionReason,
 )
-from digest.sources.collect import collect_source
+from digest.sources.collect import collect_sources
 from digest.sources.guids import item_guid
-from tests.conftest import PG_ADMIN_URL, require_service
-
-
-@contextmanager
-def scratch_postgres(name: str) -> Iterator[str]:
-    """A database of its own on the real PostgreSQL server, dropped after."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    admin = get_engine(PG_ADMIN_URL)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        get_engine(url).dispose()
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+from tests.conftest import scratch_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -230,8 +212,10 @@ def test_listing_items_stored_before_0006_are_found_again_after_it(
             2: item_guid(None, None, STORED[1][0], STORED[1][1].replace(tzinfo=UTC)),
             3: feed_guid,
         }
-        # The page read again after the upgrade: the same two items, nothing new.
-        result = collect_source(session, 1, datetime(2024, 3, 1), settings=get_settings())
-        session.commit()
-        assert result.error is None and (result.new, result.updated) == (0, 0)
+    # The page read again after the upgrade: the same two items, nothing new.
+    (result,) = collect_sources(
+        session_factory(empty_url), [1], datetime(2024, 3, 1), settings=get_settings()
+    )
+    assert result.error is None and (result.new, result.updated) == (0, 0)
+    with session_factory(empty_url)() as session:
         assert session.scalar(select(func.count(Item.id))) == 3

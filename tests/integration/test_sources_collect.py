@@ -79,7 +79,7 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
     session: Session, server: SourceServer
 ) -> None:
     source_id = add_source(session, server.add("/feed.xml", Page(FEED, "application/rss+xml")))
-    result = collect_source(session, source_id, NOW, settings=get_settings())
+    result = collect_source(session, source_id, NOW)
     session.commit()
     assert (result.new, result.updated, result.not_modified, result.error) == (2, 0, False, None)
     dated, undated = items_of(session, source_id)
@@ -88,7 +88,7 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
     assert undated.published_at is None and undated.first_seen_at == NOW
 
     later = NOW + timedelta(hours=2)
-    again = collect_source(session, source_id, later, settings=get_settings())
+    again = collect_source(session, source_id, later)
     session.commit()
     assert (again.new, again.updated) == (0, 0)
     assert [i.first_seen_at for i in items_of(session, source_id)] == [NOW, NOW]
@@ -96,9 +96,7 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
     server.add(
         "/feed.xml", Page(FEED.replace(b"this year", b"this year (updated)"), "application/rss+xml")
     )
-    changed = collect_source(
-        session, source_id, later + timedelta(hours=1), settings=get_settings()
-    )
+    changed = collect_source(session, source_id, later + timedelta(hours=1))
     session.commit()
     assert (changed.new, changed.updated) == (0, 1)
     first = items_of(session, source_id)[0]
@@ -111,11 +109,11 @@ def test_collect_upserts_and_a_rerun_changes_nothing(
 def test_unchanged_source_costs_a_304_and_no_parse(session: Session, server: SourceServer) -> None:
     url = server.add("/etag.xml", Page(FEED, "application/rss+xml", etag='"abc"'))
     source_id = add_source(session, url)
-    assert collect_source(session, source_id, NOW, settings=get_settings()).new == 2
+    assert collect_source(session, source_id, NOW).new == 2
     session.commit()
     # Now the body is not even a feed: had it been parsed, this would be an error.
     server.add("/etag.xml", Page(b"<html>junk</html>", "text/html", etag='"abc"'))
-    result = collect_source(session, source_id, NOW + timedelta(hours=1), settings=get_settings())
+    result = collect_source(session, source_id, NOW + timedelta(hours=1))
     session.commit()
     assert result.not_modified and result.error is None and result.new == 0
     assert server.not_modified == 1
@@ -125,21 +123,19 @@ def test_failures_are_recorded_in_words_with_backoff(
     session: Session, server: SourceServer
 ) -> None:
     source_id = add_source(session, server.url("/gone.xml"), fetch_interval_minutes=60)
-    first = collect_source(session, source_id, NOW, settings=get_settings())
+    first = collect_source(session, source_id, NOW)
     session.commit()
     assert first.error is not None and "HTTP 404" in first.error
     source = session.get(Source, source_id)
     assert source is not None
     assert (source.consecutive_failures, source.last_error) == (1, first.error)
     assert source.next_fetch_at == NOW + timedelta(hours=1)
-    collect_source(session, source_id, NOW + timedelta(hours=1), settings=get_settings())
+    collect_source(session, source_id, NOW + timedelta(hours=1))
     session.commit()
     assert source.consecutive_failures == 2
     assert source.next_fetch_at == NOW + timedelta(hours=1) + timedelta(hours=2)
     server.add("/gone.xml", Page(FEED, "application/rss+xml"))
-    recovered = collect_source(
-        session, source_id, NOW + timedelta(hours=4), settings=get_settings()
-    )
+    recovered = collect_source(session, source_id, NOW + timedelta(hours=4))
     session.commit()
     assert recovered.new == 2 and source.consecutive_failures == 0 and source.last_error is None
 
@@ -183,7 +179,7 @@ def test_one_broken_source_never_stops_the_others(
 
 def test_same_news_from_two_sources_is_one_item(session: Session, server: SourceServer) -> None:
     first = add_source(session, server.add("/a.xml", Page(FEED, "application/rss+xml")))
-    collect_source(session, first, NOW, settings=get_settings())
+    collect_source(session, first, NOW)
     session.commit()
     listing = (
         b"<html><body>"
@@ -205,7 +201,7 @@ def test_same_news_from_two_sources_is_one_item(session: Session, server: Source
         kind="html",
         selectors={"item": "div.n", "title": "h3 a", "date": ".d"},
     )
-    result = collect_source(session, second, NOW + timedelta(hours=1), settings=get_settings())
+    result = collect_source(session, second, NOW + timedelta(hours=1))
     session.commit()
     assert (result.new, result.duplicates) == (2, 2)
     assert [i.title for i in items_of(session, second)] == [
@@ -219,12 +215,12 @@ def test_listing_sources_from_disk_and_inferred(session: Session, server: Source
     sample = add_source(
         session, SAMPLE_LISTING.resolve().as_uri(), kind="html", selectors=dict(SAMPLE_SELECTORS)
     )
-    assert collect_source(session, sample, NOW, settings=get_settings()).new == 10
+    assert collect_source(session, sample, NOW).new == 10
     quirks = (FIXTURES / "pages" / "quirks.html").read_bytes()
     inferred = add_source(
         session, server.add("/news?category=coops", Page(quirks)), kind="html", selectors={}
     )
-    result = collect_source(session, inferred, NOW, settings=get_settings())
+    result = collect_source(session, inferred, NOW)
     session.commit()
     assert result.new == 5 and result.error is None
     undated = [i for i in items_of(session, inferred) if i.published_at is None]
