@@ -21,6 +21,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check digest workers tests benchmarks
 	$(BIN)/ruff format --check digest workers tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy digest workers
@@ -35,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/send.py --recipients 100000 --workers 2
 
 clean:
-	rm -rf $(VENV) digest.db digest.db-* digest.db.key outbox preview .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) digest.db digest.db-* digest.db.key outbox preview .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -21,10 +21,11 @@ from urllib.parse import urljoin
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from digest.config import get_settings  # noqa: E402
 from digest.sources.errors import SourceError  # noqa: E402
-from digest.sources.normalise import clean_title  # noqa: E402
 from digest.sources.parsed import ParsedItem  # noqa: E402
 from digest.sources.reader import read_once  # noqa: E402
+from digest.sources.text import clean_title  # noqa: E402
 
 # rss-parser reads every file as UTF-8 (README: "a correct reader ... differs there on purpose").
 ENCODING_CASES = {"encoding.rss", "latin2.rss", "encoding-gb2312.xml", "uolNoticias.rss"}
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
         name = path.name
         output = folder / "output" / f"{path.stem}.json"
         try:
-            ours = read_once(str(path)).items
+            ours = read_once(str(path), settings=get_settings()).items
         except SourceError as exc:
             if name == NOT_A_FEED:
                 unrecognized_error = str(exc)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from digest.sources.errors import SourceError  # noqa: E402
 from digest.sources.infer import infer_selectors  # noqa: E402
 from digest.sources.listing import parse_html, read_page  # noqa: E402
-from digest.sources.normalise import canonical_url  # noqa: E402
+from digest.urls import canonical_url  # noqa: E402
 
 PAGES = ROOT / "tests" / "fixtures" / "sources" / "listings"
 TARGET_BYTES = 1_000_000

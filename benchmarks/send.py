@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -82,12 +83,13 @@ def redis_args(port: int, workdir: str) -> list[str]:
 def make_issue(url: str, recipients: int, items: int = 20) -> tuple[int, float, float]:
     """A list of `recipients` confirmed subscribers and an approved, frozen issue of `items`
     news items, then planned. Returns (issue id, load seconds, plan seconds)."""
+    from digest.config import get_settings
     from digest.db import session_scope
     from digest.delivery.prepare import prepare_issue_message
     from digest.models import Issue, MailingList
     from digest.pipeline import start_sending
     from digest.render.issue import render_issue
-    from digest.render.sample import sample_issue_view
+    from tests.fixtures.sample_issue import sample_issue_view
 
     view = sample_issue_view(items=items)
     rendered = render_issue(view)
@@ -100,28 +102,32 @@ def make_issue(url: str, recipients: int, items: int = 20) -> tuple[int, float, 
                       slot_marker=rendered.slots.marker)  # fmt: skip
         s.add(issue)
         s.flush()
-        prepare_issue_message(s, issue.id)
+        prepare_issue_message(s, issue.id, get_settings())
         list_id, issue_id = lst.id, issue.id
     load_seconds = load_subscribers(url, list_id, recipients)
     started = time.perf_counter()
     with session_scope(url) as s:
-        planned = start_sending(s, issue_id)
+        planned = start_sending(s, issue_id).planned
     plan_seconds = time.perf_counter() - started
     assert planned == recipients, (planned, recipients)
     return issue_id, load_seconds, plan_seconds
 
 
 def message_size(url: str, issue_id: int) -> int:
+    from digest.config import get_settings
     from digest.db import session_scope
     from digest.delivery.message import MessageTemplate
     from digest.delivery.recipient import Recipient
+    from digest.keys import signing_keys
     from digest.models import Issue
-    from digest.subscribers.tokens import Signer
+    from digest.tokens import Signer
 
     with session_scope(url) as s:
         issue = s.get(Issue, issue_id)
         assert issue is not None and issue.message_template is not None
-        template = MessageTemplate.from_bytes(issue.message_template, Signer())
+        template = MessageTemplate.from_bytes(
+            issue.message_template, Signer(signing_keys(get_settings()))
+        )
     return len(template.personalise(Recipient(1, 1, "reader1@example.org", "Reader 1")))
 
 
@@ -248,7 +254,7 @@ def main() -> None:
             size,
             procs * args.sessions,
         )
-    rate = progress["sent"] / seconds
+    rate = progress.sent / seconds
     print(json.dumps({
         "recipients": args.recipients,
         "seconds": round(seconds, 2),
@@ -269,7 +275,7 @@ def main() -> None:
     }))  # fmt: skip
 
 
-def wait_sent(url: str, issue_id: int, timeout: float = 3600) -> tuple[str, dict[str, int]]:
+def wait_sent(url: str, issue_id: int, timeout: float = 3600) -> tuple[str, Any]:
     from sqlalchemy import select
 
     from digest.db import session_scope

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from digest.sources.addresses import parse_allowance
+from digest.fetch_allowances import parse_allowance
 
 # The key development mode signs with when none is set. It is public (it is in this file), as
 # are the others below: outside development mode none of them signs or verifies anything.

@@ -1,4 +1,8 @@
-"""DeclarativeBase and lazily made, per-process engines and session factories."""
+"""DeclarativeBase and lazily made, per-process engines and session factories.
+
+The database URL is always the caller's (its settings' `database_url`): nothing here reads
+the environment.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-
-from digest.config import get_settings
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -44,8 +46,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def get_engine(url: str | None = None) -> Engine:
-    url = url or get_settings().database_url
+def get_engine(url: str) -> Engine:
     key = (os.getpid(), url)
     engine = _engines.get(key)
     if engine is None:
@@ -58,12 +59,12 @@ def get_engine(url: str | None = None) -> Engine:
     return engine
 
 
-def session_factory(url: str | None = None) -> sessionmaker[Session]:
+def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
+def session_scope(url: str) -> Iterator[Session]:
     """A unit of work for an edge (command, task, request): commit on success, else roll back."""
     session = session_factory(url)()
     try:
@@ -84,3 +85,8 @@ def dispose_engines() -> None:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def ping(session: Session) -> None:
+    """One round trip to the database; raises when it cannot be reached."""
+    session.execute(text("SELECT 1"))

@@ -19,6 +19,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NewType
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -43,20 +44,25 @@ class InsecureKey(DigestError):
     """No signing key, or a known one, outside development mode."""
 
 
+# Keys that passed `checked` (oldest first, the last signs): the only kind `digest.tokens`
+# signs or verifies with, so no path can sign with a key nobody checked.
+LinkKeys = NewType("LinkKeys", tuple[str, ...])
+
+
 def is_known(key: str) -> bool:
     return key.strip().lower() in KNOWN_SECRETS
 
 
-def checked(keys: Sequence[str], *, dev_mode: bool) -> tuple[str, ...]:
+def checked(keys: Sequence[str], *, dev_mode: bool) -> LinkKeys:
     """`keys` as they are, unless one is empty or published and this is not development mode."""
     keys = tuple(keys)
     if dev_mode:
-        return keys
+        return LinkKeys(keys)
     if not keys or not all(k.strip() for k in keys):
         raise InsecureKey(MISSING)
     if any(is_known(k) for k in keys):
         raise InsecureKey(KNOWN)
-    return keys
+    return LinkKeys(keys)
 
 
 def kept_key_path(database_url: str) -> Path | None:
@@ -75,7 +81,7 @@ def read_kept_key(path: Path) -> str | None:
         return None
 
 
-def signing_keys(settings: Settings) -> tuple[str, ...]:
+def signing_keys(settings: Settings) -> LinkKeys:
     """The keys that verify links, oldest first; the last one signs. Raises InsecureKey."""
     keys = settings.keys
     if not keys:
@@ -83,7 +89,7 @@ def signing_keys(settings: Settings) -> tuple[str, ...]:
         kept = read_kept_key(path) if path else None
         keys = (kept,) if kept else ()
     if not keys and settings.dev_mode:
-        return (DEV_SECRET,)
+        return LinkKeys((DEV_SECRET,))
     return checked(keys, dev_mode=settings.dev_mode)
 
 

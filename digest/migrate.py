@@ -7,20 +7,16 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from digest.config import get_settings
-
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser treats % as interpolation.
-    config.set_main_option(
-        "sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%")
-    )
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
-def upgrade(url: str | None = None) -> None:
+def upgrade(url: str) -> None:
     command.upgrade(alembic_config(url), "head")

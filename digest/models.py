@@ -2,11 +2,16 @@
 
 source, item, list (MailingList), subscriber, subscription, issue, issue item, delivery,
 suppression, event. Times are stored as naive UTC (SQLite has no time zones).
+
+Every status (and every other column that holds one of a few words) is one StrEnum beside
+its model, stored as its values, with a CHECK constraint: code compares and assigns members,
+and a misspelt word fails at once instead of being stored.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import Enum, StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,7 +26,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
+from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from digest.db import Base
@@ -35,13 +42,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def words(enum: type[StrEnum], name: str, length: int = 16) -> SqlEnum:
+    """A column of `enum`'s values: VARCHAR(length) with a CHECK constraint named
+    ck_<table>_<name> (no native ENUM type: adding a word needs no ALTER TYPE)."""
+    return SqlEnum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class SourceKind(StrEnum):
+    FEED = "feed"  # RSS, Atom or JSON Feed
+    HTML = "html"  # a news-listing page read with CSS selectors
+    AUTO = "auto"  # whatever it turns out to be each time: a feed, a page, a page's feed
+    MANUAL = "manual"  # items an editor adds by hand; never fetched
+
+
 class Source(Base):
     __tablename__ = "sources"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(Text, unique=True)
-    kind: Mapped[str] = mapped_column(String(16), default="feed")  # feed | html | manual
+    kind: Mapped[SourceKind] = mapped_column(words(SourceKind, "kind"), default=SourceKind.FEED)
     # CSS selectors for html sources: item, title, link, date, summary, next, max_pages.
     selectors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     language: Mapped[str | None] = mapped_column(String(16))
@@ -80,6 +108,14 @@ class Item(Base):
     source: Mapped[Source] = relationship(back_populates="items")
 
 
+class Grouping(StrEnum):
+    """How an issue's items are grouped under headings."""
+
+    MONTH = "month"
+    SOURCE = "source"
+    NONE = "none"
+
+
 class MailingList(Base):
     """A list: who gets which sources' news, how often, and how the issue looks."""
 
@@ -98,7 +134,7 @@ class MailingList(Base):
     language: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     schedule_cron: Mapped[str] = mapped_column(String(100), default="0 9 1 * *")
-    grouping: Mapped[str] = mapped_column(String(16), default="month")  # month | source | none
+    grouping: Mapped[Grouping] = mapped_column(words(Grouping, "grouping"), default=Grouping.MONTH)
     lookback_days: Mapped[int] = mapped_column(Integer, default=31)
     max_items: Mapped[int] = mapped_column(Integer, default=50)
     # Scheduled issues are sent without an editor's approval when set.
@@ -109,6 +145,18 @@ class MailingList(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     sources: Mapped[list[Source]] = relationship(secondary="list_sources")
+
+
+class ScheduledState(StrEnum):
+    """pending -> collecting (an attempt holds its lease) -> composed | empty | failed (tried
+    again) | superseded (a later fire of its list took over)."""
+
+    PENDING = "pending"
+    COLLECTING = "collecting"
+    COMPOSED = "composed"  # its issue exists
+    EMPTY = "empty"  # nothing new: no issue, none missing
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
 
 
 class ScheduledIssue(Base):
@@ -125,8 +173,9 @@ class ScheduledIssue(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     fire_at: Mapped[datetime] = mapped_column(DateTime)  # the cut-off of its issue
-    # pending | collecting | composed | empty | failed | superseded (a later fire took over)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[ScheduledState] = mapped_column(
+        words(ScheduledState, "state"), default=ScheduledState.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)  # a failed one's retry
@@ -161,6 +210,23 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"  # signed up, not confirmed yet: gets no issue
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+# Statuses in which the subscriber may still get mail; the others have stopped it.
+RECEIVING = (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED)
+STOPPED = (
+    SubscriptionStatus.UNSUBSCRIBED,
+    SubscriptionStatus.BOUNCED,
+    SubscriptionStatus.COMPLAINED,
+)
+
+
 class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
@@ -171,8 +237,9 @@ class Subscription(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    # pending | confirmed | unsubscribed | bounced | complained
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        words(SubscriptionStatus, "status"), default=SubscriptionStatus.PENDING
+    )
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -182,6 +249,17 @@ class Subscription(Base):
     mailing_list: Mapped[MailingList] = relationship()
 
 
+class IssueStatus(StrEnum):
+    """draft -> approved -> sending -> sent; sending <-> paused; any unsent one -> cancelled."""
+
+    DRAFT = "draft"
+    APPROVED = "approved"  # rendered once and frozen
+    SENDING = "sending"  # planned; senders claim its deliveries
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
 class Issue(Base):
     __tablename__ = "issues"
     __table_args__ = (UniqueConstraint("list_id", "number"),)
@@ -189,8 +267,9 @@ class Issue(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    # draft | approved | sending | paused | sent | cancelled
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[IssueStatus] = mapped_column(
+        words(IssueStatus, "status"), default=IssueStatus.DRAFT
+    )
     subject: Mapped[str] = mapped_column(Text)
     preheader: Mapped[str] = mapped_column(Text, default="")
     intro: Mapped[str] = mapped_column(Text, default="")
@@ -233,6 +312,20 @@ class IssueItem(Base):
     item: Mapped[Item] = relationship()
 
 
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # planned, or waiting for its retry
+    SENDING = "sending"  # claimed under a lease
+    SENT = "sent"
+    FAILED = "failed"
+    # Not sent because, by the time its turn came, the subscription was no longer confirmed
+    # or the address was suppressed.
+    SKIPPED = "skipped"
+
+
+# Settled: nothing more happens to the row.
+SETTLED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+
+
 class Delivery(Base):
     """One row per recipient of an issue: the snapshot taken at planning and its ledger."""
 
@@ -251,8 +344,9 @@ class Delivery(Base):
     subscription_id: Mapped[int] = mapped_column(BigInteger)
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200), default="")
-    # pending | sending | sent | failed
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        words(DeliveryStatus, "status"), default=DeliveryStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)
@@ -261,22 +355,41 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class SuppressionReason(StrEnum):
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    MANUAL = "manual"
+
+
 class Suppression(Base):
     __tablename__ = "suppressions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    reason: Mapped[str] = mapped_column(String(32))  # bounce | complaint | unsubscribe | manual
+    reason: Mapped[SuppressionReason] = mapped_column(words(SuppressionReason, "reason", 32))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EventKind(StrEnum):
+    SUBSCRIBED = "subscribed"  # added by an admin or an import
+    SIGNUP = "signup"  # a sign-up request was handled (its outcome in the detail)
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    RESUBSCRIBED = "resubscribed"
+    PREFERENCES_UPDATED = "preferences_updated"
+    DELIVERY_FAILED = "delivery_failed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    SOFT_BOUNCE = "soft_bounce"
 
 
 class Event(Base):
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # subscribed | confirmed | unsubscribed | bounced | complained | delivery_failed | ...
-    kind: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[EventKind] = mapped_column(words(EventKind, "kind", 32), index=True)
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="SET NULL")
     )
@@ -284,6 +397,15 @@ class Event(Base):
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SignupOutcome(StrEnum):
+    SENT = "sent"  # the confirmation went out
+    FAILED = "failed"
+    THROTTLED = "throttled"
+    SUPPRESSED = "suppressed"
+    SUBSCRIBED = "subscribed"  # already confirmed: no mail
+    BOT = "bot"  # the honeypot was filled in
 
 
 class SignupRequest(Base):
@@ -300,8 +422,9 @@ class SignupRequest(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     bot: Mapped[bool] = mapped_column(Boolean, default=False)  # the honeypot was filled in
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # None while open; then sent | failed | throttled | suppressed | subscribed | bot
-    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[SignupOutcome | None] = mapped_column(
+        words(SignupOutcome, "outcome")
+    )  # None: open
     detail: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -323,3 +446,19 @@ class ThrottleCounter(Base):
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds
     count: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+def _as_member(enum: type[Enum]) -> Any:
+    def coerce(_target: Any, value: Any, _old: Any, _initiator: Any) -> Any:
+        return value if value is None or isinstance(value, enum) else enum(value)
+
+    return coerce
+
+
+# A word assigned as a plain string ("sent") becomes its enum member at once, so attributes
+# hold what their annotations say, and a word no enum has fails where it is assigned.
+for _mapper in Base.registry.mappers:
+    for _column in _mapper.columns:
+        if isinstance(_column.type, SqlEnum) and _column.type.enum_class is not None:
+            _attribute = getattr(_mapper.class_, _column.key)
+            event.listen(_attribute, "set", _as_member(_column.type.enum_class), retval=True)

@@ -1,7 +1,11 @@
-"""The steps of the flow as units the edges run: the CLI in-process, Celery tasks distributed.
+"""The actions on an issue that cross issues, render and delivery, one function each: approve,
+hand over to the senders, resume. The CLI, the editor, the API, the workers and the demo call
+these and add only their own I/O.
 
-Each function takes a Session (or a sessionmaker where it owns several transactions) and ids;
-the same code runs inline and on workers.
+Each takes a Session and does not commit. Handing over returns a `Handover`: the edge that
+owns the session commits, then has the issue sent its own way (Celery workers with a broker;
+else in-process: the CLI with a progress bar, the web server after its response). Nothing
+here knows Celery or a request.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from digest.config import Settings
 from digest.delivery.errors import DeliveryError
 from digest.delivery.ledger import plan_deliveries
 from digest.delivery.prepare import prepare_issue_message
-from digest.issues.lifecycle import get_issue, mark_approved, mark_sending
-from digest.issues.rendering import freeze_issue
+from digest.errors import DigestError
+from digest.issues import lifecycle
+from digest.issues.freeze import freeze_issue
+from digest.models import IssueStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,33 +31,57 @@ class Approval:
     html_bytes: int
 
 
-def approve_issue(session: Session, issue_id: int) -> Approval:
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """An issue opened to the senders. After its transaction commits, the edge has it sent."""
+
+    issue_id: int
+    planned: int  # delivery rows added by this call (0 on a resume)
+
+
+def approve_issue(session: Session, issue_id: int, settings: Settings) -> Approval:
     """Approve a draft: render it once and freeze the message every recipient's copy comes from."""
-    mark_approved(session, issue_id)
-    rendered = freeze_issue(session, issue_id)
-    prepare_issue_message(session, issue_id)
+    lifecycle.mark_approved(session, issue_id)
+    rendered = freeze_issue(session, issue_id, settings)
+    prepare_issue_message(session, issue_id, settings)
     return Approval(issue_id, rendered.warnings, len(rendered.html.encode()))
 
 
-def start_sending(session: Session, issue_id: int) -> int:
-    """Snapshot the recipients (one delivery row each) and open the issue for senders.
+def start_sending(session: Session, issue_id: int) -> Handover:
+    """Send an approved issue: snapshot its recipients (one delivery row per confirmed,
+    unsuppressed subscriber) and open it to the senders.
 
-    Planning is idempotent, so a resumed or re-run send never adds a second row per subscriber.
-    """
-    issue = get_issue(session, issue_id)
+    Only an approved issue is sent. One already sending or paused has its deliveries planned
+    and a sender of its own: `resume_sending` restarts it. The issue's row is locked first, so
+    two requests to send it plan once."""
+    issue = lifecycle.get_issue(session, issue_id, for_update=True)
+    if issue.status != IssueStatus.APPROVED:
+        hint = "; resume restarts it" if issue.status in lifecycle.RESUMABLE else ""
+        raise DigestError(
+            f"issue {issue_id} is {issue.status}; only an approved issue is sent{hint}"
+        )
     if issue.message_template is None:
         raise DeliveryError(f"issue {issue_id} was not rendered; approve it first")
-    mark_sending(session, issue_id)
-    return plan_deliveries(session, issue_id)
+    lifecycle.mark_sending(session, issue_id)
+    return Handover(issue_id, plan_deliveries(session, issue_id))
 
 
-def approve_if_auto(session: Session, issue_id: int) -> bool:
-    """A draft of a list set to auto-approve goes out without an editor: approve it and plan
-    its deliveries (the caller hands it to the senders after commit). False: it waits for
-    its editor."""
-    issue = get_issue(session, issue_id)
-    if issue.status != "draft" or not issue.mailing_list.auto_approve:
+def resume_sending(session: Session, issue_id: int) -> Handover:
+    """Reopen a paused issue, or restart one whose sender stopped (a server or worker that
+    went away mid-send): its remaining deliveries are sent, with its count of transport
+    errors in a row cleared. Nothing is planned again: the recipients are those of the
+    snapshot."""
+    lifecycle.resume(session, issue_id)
+    return Handover(issue_id, 0)
+
+
+def approve_if_auto(session: Session, issue_id: int, settings: Settings) -> bool:
+    """A draft of a list set to auto-approve goes out without an editor: approve it and hand
+    it over (`approve_issue`, then `start_sending`; the caller dispatches after commit).
+    False: it waits for its editor."""
+    issue = lifecycle.get_issue(session, issue_id)
+    if issue.status != IssueStatus.DRAFT or not issue.mailing_list.auto_approve:
         return False
-    approve_issue(session, issue_id)
+    approve_issue(session, issue_id, settings)
     start_sending(session, issue_id)
     return True

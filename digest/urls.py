@@ -1,4 +1,6 @@
-"""URLs from content, made safe to put in an attribute, a text part or a mail client.
+"""URLs from content: resolved against their page (`absolute_url`), keyed so two spellings of
+one page are one item (`canonical_url`), and made safe to put in an attribute, a text part or a
+mail client (`safe_url`).
 
 A link or image from a feed reaches the email as an attribute value, after nh3, lxml and MRML
 have each parsed and re-serialised it their own way (MRML writes a single-quoted value that
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 WEB_SCHEMES = frozenset({"http", "https"})
 LINK_SCHEMES = WEB_SCHEMES | {"mailto"}
+# A longer "URL" is junk, and PostgreSQL's btree index on the canonical URL has a size limit.
 URL_MAX = 2_000
 
 # WHATWG URL parsing strips C0 controls and spaces at both ends and tabs/newlines anywhere.
@@ -93,3 +96,68 @@ def safe_url(value: str | None, *, schemes: frozenset[str] = WEB_SCHEMES) -> str
 def safe_link(value: str | None) -> str | None:
     """A link target: http(s) or mailto."""
     return safe_url(value, schemes=LINK_SCHEMES)
+
+
+# Query parameters that only say who clicked where: not part of a page's identity.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid",
+        "mc_cid", "mc_eid", "_ga", "_gl", "_hsenc", "_hsmi", "__hstc", "__hssc", "__hsfp",
+        "hsctatracking", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id", "wickedid",
+        "ck_subscriber_id", "ref_src", "ref_url", "cmpid", "s_cid", "at_medium",
+        "at_campaign", "ncid", "sr_share", "spm",
+    }
+)  # fmt: skip
+
+
+def absolute_url(href: str | None, base: str | None, *, local_ok: bool = False) -> str | None:
+    """`href` resolved against `base`; None unless it is http(s) (file: too when `local_ok`)."""
+    if not href:
+        return None
+    # Browsers drop tabs and newlines anywhere in a URL and spaces around it.
+    href = re.sub(r"[\t\n\r]", "", href).strip()
+    if not href or href.startswith("#"):
+        return None
+    try:
+        url = urljoin(base or "", href)
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    allowed = scheme in WEB_SCHEMES and bool(parts.netloc)
+    if not allowed and not (local_ok and scheme == "file"):
+        return None
+    if len(url) > URL_MAX:
+        return None
+    return url.replace(" ", "%20")
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The key that makes two spellings of one page equal.
+
+    https for http, lower-case host, no default port, no fragment, no tracking parameters
+    (utm_* and click ids), the other parameters sorted, no trailing slash except the root.
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme == "http":
+        scheme = "https"
+    host = (parts.hostname or "").lower().rstrip(".")
+    if port and not (port in (80, 443) and scheme == "https"):
+        host = f"{host}:{port}"
+    path = parts.path or "/"
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not key.lower().startswith("utm_") and key.lower() not in TRACKING_PARAMS
+    ]
+    canonical = urlunsplit((scheme, host, path, urlencode(sorted(query)), ""))
+    return canonical[:URL_MAX]

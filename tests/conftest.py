@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +65,30 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     reset_settings()
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A database of our own on the real PostgreSQL server, with the schema, for this run."""
+@contextmanager
+def scratch_postgres(name: str) -> Iterator[str]:
+    """An empty database of its own on the real PostgreSQL server, dropped after."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     admin = get_engine(PG_ADMIN_URL)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}"'))
-        conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
-    Base.metadata.create_all(get_engine(url))
-    yield url
-    dispose_engines()
-    with get_engine(PG_ADMIN_URL).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-    dispose_engines()
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of our own on the real PostgreSQL server, with the schema, for this run."""
+    with scratch_postgres(PG_DB) as url:
+        Base.metadata.create_all(get_engine(url))
+        yield url
+        dispose_engines()
 
 
 def truncate_all(url: str) -> None:

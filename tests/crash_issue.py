@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from digest.config import get_settings
 from digest.db import session_scope
 from digest.delivery.ledger import issue_progress
 from digest.issues.compose import compose_issue
@@ -51,7 +52,7 @@ def make_issue(url: str, recipients: int, items: int = 20) -> int:
         assert issue is not None
         issue_id = issue.id
     with session_scope(url) as session:
-        approve_issue(session, issue_id)
+        approve_issue(session, issue_id, get_settings())
     return issue_id
 
 

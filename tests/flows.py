@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.config import get_settings
 from digest.delivery.message import unstuff
 from digest.issues.compose import compose_issue
 from digest.models import Delivery, Item, MailingList, Source, utcnow
@@ -69,7 +70,7 @@ def planned_issue(session: Session, list_id: int) -> int:
     """Compose, approve and plan the list's next issue (committed); its id."""
     issue = compose_issue(session, list_id)
     assert issue is not None, "nothing to compose"
-    approve_issue(session, issue.id)
+    approve_issue(session, issue.id, get_settings())
     start_sending(session, issue.id)
     session.commit()
     return issue.id

@@ -10,6 +10,10 @@ import sys
 from email.message import EmailMessage
 from pathlib import Path
 
+from digest.config import get_settings
+from digest.keys import LinkKeys, checked, signing_keys
+from digest.tokens import Purpose, Signer, make_token, read_token
+
 DIGEST = str(Path(sys.executable).with_name("digest"))
 
 
@@ -50,3 +54,30 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
     kids = list(msg.iter_parts())
     assert [k.get_content_type() for k in kids] == ["text/plain", "text/html"]
     return str(kids[0].get_content()), str(kids[1].get_content())
+
+
+# The tests' signing key (conftest sets DIGEST_SECRET_KEY to it for every test).
+TEST_KEY = "test-secret"
+
+
+def link_keys(*keys: str) -> LinkKeys:
+    """Checked keys to sign or read links with in a test: the tests' key by default."""
+    return checked(keys or (TEST_KEY,), dev_mode=False)
+
+
+def configured_keys() -> LinkKeys:
+    """The keys the current environment's settings name (what a command would sign with)."""
+    return signing_keys(get_settings())
+
+
+def token(purpose: Purpose, row_id: int, *keys: str) -> str:
+    """A link token as the app signs it (with the tests' key unless others are given)."""
+    return make_token(purpose, row_id, link_keys(*keys))
+
+
+def read(purpose: Purpose, value: str, *keys: str) -> int:
+    return read_token(purpose, value, link_keys(*keys))
+
+
+def signer(*keys: str) -> Signer:
+    return Signer(link_keys(*keys))

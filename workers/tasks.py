@@ -12,23 +12,23 @@ from typing import Any
 
 from celery.signals import worker_process_shutdown
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import select
 
 from digest.config import get_settings
 from digest.db import session_factory, session_scope
+from digest.delivery.confirmations import send_confirmations as send_confirmation_mails
 from digest.delivery.ledger import finish_issue_if_done, next_attempt_at
 from digest.delivery.send import BatchResult, new_owner
 from digest.delivery.send import send_batch as send_one_batch
-from digest.delivery.transports import Transport, make_transport
-from digest.issues.lifecycle import get_issue
+from digest.delivery.transport_factory import make_transport
+from digest.delivery.transports import Transport
+from digest.issues.lifecycle import get_issue, issue_ids_with_status, issue_status
 from digest.issues.schedule import last_fire, record_due_fires, record_fire
-from digest.issues.scheduled import Claim, claim_scheduled, collect_step, compose_step
-from digest.models import Issue, MailingList, utcnow
+from digest.models import IssueStatus, MailingList, utcnow
 from digest.pipeline import start_sending
+from digest.scheduled import Claim, claim_scheduled, collect_step, compose_step
 from digest.sources.collect import collect_sources as collect_batch
 from digest.sources.due import due_source_ids
 from digest.sources.store import TitleIndex
-from digest.subscribers.confirmations import send_confirmations as send_confirmation_mails
 from workers.app import app
 from workers.chasers import Chaser, chaser_slots
 
@@ -58,12 +58,16 @@ def close_transport(**_: Any) -> None:
             log.warning("closing the transport failed", exc_info=True)
 
 
+def _database() -> str:
+    return get_settings().database_url
+
+
 @app.task(name="workers.tasks.collect_due_sources")
 def collect_due_sources() -> list[int]:
     """Beat, every 5 minutes: the due sources, in batches of `collect_batch_size` (each task
     reads the recent titles once for its batch, and fetches its sources at once)."""
     size = get_settings().collect_batch_size
-    with session_scope() as session:
+    with session_scope(_database()) as session:
         ids = due_source_ids(session)
     for start in range(0, len(ids), size):
         batch = ids[start : start + size]
@@ -81,7 +85,9 @@ def collect_sources(source_ids: list[int]) -> dict[str, Any]:
     under per-host limits shared with every worker through Redis, then each source stored
     in a short transaction of its own."""
     titles = TitleIndex(utcnow())
-    results = collect_batch(session_factory(), source_ids, settings=get_settings(), titles=titles)
+    settings = get_settings()
+    sf = session_factory(settings.database_url)
+    results = collect_batch(sf, source_ids, settings=settings, titles=titles)
     return {
         "sources": len(results),
         "new": sum(r.new for r in results),
@@ -103,7 +109,8 @@ def send_confirmations(request_ids: list[int] | None = None) -> dict[str, int]:
     every request still open, so one whose enqueue was lost or whose send must be retried
     is not forgotten."""
     settings = get_settings()
-    totals = send_confirmation_mails(session_factory(), transport(), settings, request_ids)
+    sf = session_factory(settings.database_url)
+    totals = send_confirmation_mails(sf, transport(), settings, request_ids)
     return dict(totals)
 
 
@@ -113,9 +120,9 @@ def compose_due_lists() -> list[int]:
     scheduled issues to try now (new ones, failed ones due again, lost ones) and start each:
     its list's sources are collected, then it is composed up to its fire time."""
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(_database()) as session:
         record_due_fires(session)
-    with session_scope() as session:
+    with session_scope(_database()) as session:
         claims = claim_scheduled(session, utcnow(), settings.schedule_lease_seconds)
     for claim in claims:
         _follow(collect_scheduled_issue, claim)
@@ -135,7 +142,8 @@ def _follow(task: Any, claim: Claim) -> None:
 def collect_scheduled_issue(scheduled_id: int, token: str) -> str:
     """A scheduled issue's first step: its list's sources brought up to date; then compose."""
     claim = Claim(scheduled_id, token)
-    outcome = collect_step(session_factory(), claim, get_settings())
+    settings = get_settings()
+    outcome = collect_step(session_factory(settings.database_url), claim, settings)
     if outcome.state == "collected":
         _follow(compose_scheduled_issue, claim)
     return outcome.state
@@ -144,7 +152,9 @@ def collect_scheduled_issue(scheduled_id: int, token: str) -> str:
 @app.task(name="workers.tasks.compose_scheduled_issue")
 def compose_scheduled_issue(scheduled_id: int, token: str) -> int | None:
     """Compose the scheduled issue up to its fire time; a list set to auto-approve sends it."""
-    outcome = compose_step(session_factory(), Claim(scheduled_id, token), get_settings())
+    settings = get_settings()
+    sf = session_factory(settings.database_url)
+    outcome = compose_step(sf, Claim(scheduled_id, token), settings)
     if outcome.approved and outcome.issue_id is not None:
         send_issue.delay(outcome.issue_id)
     return outcome.issue_id
@@ -154,7 +164,7 @@ def compose_scheduled_issue(scheduled_id: int, token: str) -> int | None:
 def compose_list(list_id: int) -> None:
     """Enqueued by an earlier version after it had moved the list's checkpoint: record the
     list's latest fire, so the next tick composes it rather than the fire being lost."""
-    with session_scope() as session:
+    with session_scope(_database()) as session:
         lst = session.get(MailingList, list_id)
         if lst is not None:
             now = utcnow()
@@ -163,13 +173,14 @@ def compose_list(list_id: int) -> None:
 
 @app.task(name="workers.tasks.send_issue")
 def send_issue(issue_id: int) -> int:
-    """Open the issue to senders: plan (idempotent) and start batch chasers in its free slots
-    (`send_fanout` slots per issue: a chaser already running keeps its own)."""
-    with session_scope() as session:
+    """Start batch chasers in the free slots of an issue handed to the senders (`send_fanout`
+    slots per issue: a chaser already running keeps its own). An approved one is handed over
+    first, by the one rule every path uses (`digest.pipeline.start_sending`)."""
+    with session_scope(_database()) as session:
         issue = get_issue(session, issue_id)
-        if issue.status == "approved":
+        if issue.status == IssueStatus.APPROVED:
             start_sending(session, issue_id)
-        elif issue.status != "sending":
+        elif issue.status != IssueStatus.SENDING:
             return 0
     return start_chasers(issue_id)
 
@@ -203,17 +214,15 @@ def send_batch(issue_id: int, slot: int | None = None, token: str | None = None)
     def heartbeat() -> None:
         slots.keep(chaser)
 
-    sf = session_factory()
-    result = send_one_batch(
-        sf, issue_id, new_owner(), transport(), settings.batch_size, on_renew=heartbeat
-    )
+    sf = session_factory(settings.database_url)
+    result = send_one_batch(sf, issue_id, new_owner(), transport(), settings, on_renew=heartbeat)
     if result.claimed:
         chase(chaser)
         return asdict(result)
-    with session_scope() as session:
+    with session_scope(settings.database_url) as session:
         done = finish_issue_if_done(session, issue_id)
         # Not done while sending: some rows are still open (retries waiting, or leased).
-        sending = not done and get_issue(session, issue_id).status == "sending"
+        sending = not done and get_issue(session, issue_id).status == IssueStatus.SENDING
         due = next_attempt_at(session, issue_id) if sending else None
     if sending:
         chase(chaser, chase_delay(due, settings.lease_seconds))
@@ -245,9 +254,9 @@ def end_chaser(chaser: Chaser) -> None:
     """The issue is done, paused or cancelled: free the slot. An issue resumed meanwhile
     (its kick found this slot still held) is chased on by this chaser."""
     chaser_slots().release(chaser)
-    with session_scope() as session:
-        status = session.scalar(select(Issue.status).where(Issue.id == chaser.issue_id))
-    if status == "sending":
+    with session_scope(_database()) as session:
+        status = issue_status(session, chaser.issue_id)
+    if status == IssueStatus.SENDING:
         chase(chaser)
 
 
@@ -268,8 +277,8 @@ def kick_sending_issues(follow_up: bool = False) -> list[int]:
     With `follow_up`, kick once more when the slots held now have run out, if they are not
     kept: a worker that starts after another died (kill -9) finds the dead one's slots still
     held, and would otherwise wait for beat to fill them."""
-    with session_scope() as session:
-        ids = list(session.scalars(select(Issue.id).where(Issue.status == "sending")))
+    with session_scope(_database()) as session:
+        ids = issue_ids_with_status(session, IssueStatus.SENDING)
     held = 0.0
     for issue_id in ids:
         if follow_up:

@@ -1,4 +1,5 @@
-"""What every command shares: the consoles, one unit of work, and how errors are told."""
+"""What every command shares: the consoles, the settings, one unit of work, and how errors
+are told. The CLI is an edge: it reads the settings once per command and passes them on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from sqlalchemy.orm import Session
 
-from digest.config import get_settings
+from digest.config import Settings, get_settings
 from digest.db import session_scope
 from digest.keys import public_url_warning, signing_keys
 
@@ -21,16 +22,15 @@ class UsageProblem(Exception):
 
 
 @contextmanager
-def unit_of_work() -> Iterator[Session]:
+def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
     """One transaction for a command: committed when the command succeeds."""
-    with session_scope() as session:
+    with session_scope((settings or get_settings()).database_url) as session:
         yield session
 
 
-def require_signing_key(*, warn_http: bool = True) -> None:
+def require_signing_key(settings: Settings, *, warn_http: bool = True) -> None:
     """Before a command that signs or reads links: refuse a missing or published key (InsecureKey
     is a DigestError: one line, exit 2) and warn when the links would not be https."""
-    settings = get_settings()
     signing_keys(settings)
     if warn_http and (warning := public_url_warning(settings)):
         err.print(f"warning: {warning}", markup=False, highlight=False)

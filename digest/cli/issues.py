@@ -7,19 +7,19 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from rich.text import Text
 
+from digest import overview
 from digest.cli.common import UsageProblem, console, err, require_signing_key, unit_of_work
 from digest.cli.sending import deliver, describe
 from digest.config import get_settings
 from digest.delivery.ledger import issue_progress
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
-from digest.issues.rendering import personalise_for_preview, render_preview
-from digest.issues.scheduled import overdue_scheduled
-from digest.models import Issue, IssueItem, utcnow
-from digest.pipeline import approve_issue, start_sending
+from digest.issues.preview import personalise_for_preview, render_preview
+from digest.models import IssueStatus
+from digest.overview import overdue_rows
+from digest.pipeline import approve_issue, resume_sending, start_sending
 from digest.subscribers.lists import get_list
 
 app = typer.Typer(help="Compose, review, approve and send issues.", no_args_is_help=True)
@@ -55,14 +55,14 @@ def show(issue_id: int) -> None:
         if issue.intro:
             console.print(f"intro: {issue.intro}", markup=False)
         table = Table("pos", "item", "group", "published", "title")
-        for ii in sorted(issue.issue_items, key=lambda x: x.position):
-            published = ii.item.published_at
+        for row in overview.issue_items(session, issue_id):
+            published = row.published_at
             table.add_row(
-                str(ii.position),
-                str(ii.item_id),
-                ii.group_label,
+                str(row.position),
+                str(row.item_id),
+                Text(row.group),  # Text, not markup: titles come from the sources
                 published.date().isoformat() if published else "-",
-                ii.item.title,
+                Text(row.title),
             )
         console.print(table)
         for warning in issue.render_warnings or []:
@@ -70,30 +70,26 @@ def show(issue_id: int) -> None:
 
 
 @app.command("list")
-def list_issues(list_slug: Annotated[str | None, typer.Option("--list", "-l")] = None) -> None:
+def list_issues(
+    list_slug: Annotated[str | None, typer.Option("--list", "-l")] = None,
+    status: Annotated[IssueStatus | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
     """Show issues, newest first."""
     with unit_of_work() as session:
-        # Item counts in the query and every list in one more, not two lazy loads per issue.
-        items = select(func.count()).where(IssueItem.issue_id == Issue.id).scalar_subquery()
-        stmt = (
-            select(Issue, items)
-            .options(selectinload(Issue.mailing_list))
-            .order_by(Issue.id.desc())
-            .limit(50)
+        list_id = get_list(session, list_slug).id if list_slug else None
+        rows = overview.issue_rows(session, list_id=list_id, status=status, limit=limit)
+    table = Table("id", "list", "#", "status", "items", "subject")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.list_slug,
+            str(row.number),
+            row.status,
+            str(row.items),
+            Text(row.subject),
         )
-        if list_slug:
-            stmt = stmt.where(Issue.list_id == get_list(session, list_slug).id)
-        table = Table("id", "list", "#", "status", "items", "subject")
-        for issue, count in session.execute(stmt):
-            table.add_row(
-                str(issue.id),
-                issue.mailing_list.slug,
-                str(issue.number),
-                issue.status,
-                str(count),
-                issue.subject,
-            )
-        console.print(table)
+    console.print(table)
 
 
 @app.command("preview")
@@ -105,8 +101,9 @@ def preview(
     """Write what a subscriber sees (with a sample recipient's name and links)."""
     if fmt not in ("html", "text"):
         raise UsageProblem("--format must be html or text")
-    with unit_of_work() as session:
-        rendered = render_preview(session, issue_id)
+    settings = get_settings()
+    with unit_of_work(settings) as session:
+        rendered = render_preview(session, issue_id, settings)
     body = personalise_for_preview(
         rendered.html if fmt == "html" else rendered.text, rendered.slots
     )
@@ -126,13 +123,13 @@ def test_send(
     to: Annotated[list[str], typer.Option("--to", help="An address; repeat for more.")],
 ) -> None:
     """Send a proof copy of the issue as it stands (drafts too) to a few addresses."""
-    from digest.delivery.transports import open_transport
+    from digest.delivery.transport_factory import open_transport
     from digest.issues.proof import send_proof
 
-    require_signing_key()
-
-    with open_transport(get_settings()) as transport, unit_of_work() as session:
-        results = send_proof(session, issue_id, to, transport)
+    settings = get_settings()
+    require_signing_key(settings)
+    with open_transport(settings) as transport, unit_of_work(settings) as session:
+        results = send_proof(session, issue_id, to, transport, settings)
     for r in results:
         console.print(f"{r.email}: {r.outcome} {r.detail}".rstrip(), markup=False)
     if any(r.outcome != "sent" for r in results):
@@ -183,8 +180,9 @@ def discard(issue_id: int) -> None:
 @app.command("approve")
 def approve(issue_id: int) -> None:
     """Approve a draft: it is rendered once and frozen for sending."""
-    with unit_of_work() as session:
-        result = approve_issue(session, issue_id)
+    settings = get_settings()
+    with unit_of_work(settings) as session:
+        result = approve_issue(session, issue_id, settings)
     for warning in result.warnings:
         err.print(f"warning: {warning}", markup=False)
     console.print(f"approved issue {issue_id} ({result.html_bytes / 1024:.1f} KB of HTML)")
@@ -196,11 +194,12 @@ def send(
     wait: Annotated[bool, typer.Option(help="With workers: wait until it is sent.")] = False,
 ) -> None:
     """Send an approved issue to every confirmed subscriber of its list."""
-    require_signing_key()  # before planning: nothing is queued with a key that cannot sign
-    with unit_of_work() as session:
-        planned = start_sending(session, issue_id)
-    console.print(f"issue {issue_id}: {planned} recipients planned")
-    deliver(issue_id, wait=wait)
+    settings = get_settings()
+    require_signing_key(settings)  # before planning: nothing is queued with a key that cannot sign
+    with unit_of_work(settings) as session:
+        handover = start_sending(session, issue_id)
+    console.print(f"issue {issue_id}: {handover.planned} recipients planned")
+    deliver(issue_id, settings, wait=wait)
 
 
 @app.command("status")
@@ -212,30 +211,31 @@ def status(issue_id: int) -> None:
     console.print(f"issue {issue_id} [{issue.status}]: {describe(counts)}", markup=False)
 
 
-def _control(name: str, issue_id: int) -> None:
-    with unit_of_work() as session:
-        issue = getattr(lifecycle, name)(session, issue_id)
-        console.print(f"issue {issue_id} is {issue.status}")
-
-
 @app.command("pause")
 def pause(issue_id: int) -> None:
     """Pause sending: workers stop claiming batches."""
-    _control("pause", issue_id)
+    with unit_of_work() as session:
+        issue = lifecycle.pause(session, issue_id)
+        console.print(f"issue {issue_id} is {issue.status}")
 
 
 @app.command("resume")
 def resume(issue_id: int) -> None:
-    """Resume a paused issue."""
-    require_signing_key()
-    _control("resume", issue_id)
-    deliver(issue_id)
+    """Resume a paused issue, or restart one whose sender stopped."""
+    settings = get_settings()
+    require_signing_key(settings)
+    with unit_of_work(settings) as session:
+        resume_sending(session, issue_id)
+    console.print(f"issue {issue_id} is {IssueStatus.SENDING}")
+    deliver(issue_id, settings)
 
 
 @app.command("cancel")
 def cancel(issue_id: int) -> None:
     """Cancel an issue: nothing more is sent."""
-    _control("cancel", issue_id)
+    with unit_of_work() as session:
+        issue = lifecycle.cancel(session, issue_id)
+        console.print(f"issue {issue_id} is {issue.status}")
 
 
 @app.command("overdue")
@@ -243,8 +243,8 @@ def overdue() -> None:
     """Scheduled issues due for a while and still without their issue, one a line with the
     reason. Exit code 1 when there is one (for monitoring)."""
     settings = get_settings()
-    with unit_of_work() as session:
-        rows = overdue_scheduled(session, utcnow(), settings.schedule_overdue_minutes)
+    with unit_of_work(settings) as session:
+        rows = overdue_rows(session, settings)
     if not rows:
         console.print("no scheduled issue is overdue")
         return

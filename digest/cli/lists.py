@@ -6,12 +6,11 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
+from digest import overview
 from digest.cli.common import console, unit_of_work
-from digest.models import MailingList
+from digest.models import Grouping
 from digest.subscribers.lists import create_list, get_list
-from digest.subscribers.service import count_by_status
 
 app = typer.Typer(help="Manage lists.", no_args_is_help=True)
 
@@ -26,7 +25,7 @@ def create(
     language: Annotated[str, typer.Option(help="Locale of dates and labels, e.g. en, fr.")] = "en",
     timezone: str = "UTC",
     schedule: Annotated[str, typer.Option(help="Cron in the list's time zone.")] = "0 9 1 * *",
-    grouping: Annotated[str, typer.Option(help="month, source or none.")] = "month",
+    grouping: Annotated[Grouping, typer.Option(help="How items are grouped.")] = Grouping.MONTH,
     lookback_days: Annotated[int, typer.Option(help="What the first issue covers.")] = 31,
     subject: Annotated[str, typer.Option(help="Uses {list} {month} {count} {number}.")] = (
         "{list}: {month}"
@@ -57,20 +56,20 @@ def create(
 def list_lists() -> None:
     """Show every list with its subscribers by status."""
     with unit_of_work() as session:
-        table = Table("id", "slug", "name", "schedule", "sources", "confirmed", "other")
-        for lst in session.scalars(select(MailingList).order_by(MailingList.id)):
-            counts = count_by_status(session, lst.id)
-            confirmed = counts.pop("confirmed", 0)
-            table.add_row(
-                str(lst.id),
-                lst.slug,
-                lst.name,
-                f"{lst.schedule_cron} {lst.timezone}",
-                str(len(lst.sources)),
-                str(confirmed),
-                ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-",
-            )
-        console.print(table)
+        rows = overview.list_rows(session)
+    table = Table("id", "slug", "name", "schedule", "sources", "confirmed", "other")
+    for row in sorted(rows, key=lambda r: r.id):
+        others = {k: v for k, v in row.subscribers.items() if v and k != "confirmed"}
+        table.add_row(
+            str(row.id),
+            row.slug,
+            row.name,
+            f"{row.schedule_cron} {row.timezone}",
+            str(row.sources),
+            str(row.subscribers["confirmed"]),
+            ", ".join(f"{k} {v}" for k, v in sorted(others.items())) or "-",
+        )
+    console.print(table)
 
 
 @app.command("show")

@@ -27,8 +27,9 @@ def init() -> None:
     """Create or upgrade the database schema."""
     from digest.migrate import upgrade
 
-    upgrade()
-    console.print(f"database ready: {get_settings().database_url}", markup=False)
+    settings = get_settings()
+    upgrade(settings.database_url)
+    console.print(f"database ready: {settings.database_url}", markup=False)
 
 
 def demo(
@@ -71,7 +72,7 @@ def serve(
 
     import uvicorn
 
-    require_signing_key()
+    require_signing_key(get_settings())
     # The app's own log (sign-ins, failures, errors) beside uvicorn's.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(
@@ -102,7 +103,7 @@ def worker(
 ) -> None:
     """Start a Celery worker (needs DIGEST_BROKER_URL)."""
     app = _celery_app()
-    require_signing_key()  # workers sign every link they send
+    require_signing_key(get_settings())  # workers sign every link they send
     app.worker_main(
         [
             "worker",

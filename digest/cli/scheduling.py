@@ -10,8 +10,8 @@ from digest.cli.sending import send_inline
 from digest.config import get_settings
 from digest.db import session_factory
 from digest.issues.schedule import record_due_fires
-from digest.issues.scheduled import claim_scheduled, run_scheduled
 from digest.models import MailingList, ScheduledIssue, utcnow
+from digest.scheduled import claim_scheduled, run_scheduled
 from digest.sources.collect import collect_due
 
 
@@ -24,14 +24,14 @@ def run_once() -> None:
         collect_due_sources.delay()
         console.print("handed to the workers: the lists' due issues and the due sources")
         return
-    with unit_of_work() as session:
+    with unit_of_work(settings) as session:
         record_due_fires(session)
-    with unit_of_work() as session:
+    with unit_of_work(settings) as session:
         claims = claim_scheduled(session, utcnow(), settings.schedule_lease_seconds)
-    factory = session_factory()
+    factory = session_factory(settings.database_url)
     for claim in claims:
         outcome = run_scheduled(factory, claim, settings)
-        with unit_of_work() as session:
+        with unit_of_work(settings) as session:
             record = session.get_one(ScheduledIssue, claim.id)
             lst = session.get_one(MailingList, record.list_id)
             label = f"{lst.slug} (due {record.fire_at:%Y-%m-%d %H:%M} UTC)"
@@ -42,7 +42,7 @@ def run_once() -> None:
         elif outcome.state == "composed":
             console.print(f"{label}: composed issue {outcome.issue_id}", markup=False)
         if outcome.approved and outcome.issue_id is not None:
-            send_inline(outcome.issue_id)
+            send_inline(outcome.issue_id, settings)
     results = collect_due(factory, settings=settings)
     new = sum(r.new for r in results)
     failed = sum(1 for r in results if r.error)

@@ -10,15 +10,16 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
-from sqlalchemy import func, select
 
+from digest import overview
 from digest.cli.common import UsageProblem, console, unit_of_work
-from digest.errors import DigestError
-from digest.models import Source
+from digest.config import get_settings
+from digest.models import SourceKind
 from digest.sources.fetch import normalise_target
 from digest.sources.listing import Selectors
 from digest.sources.parsed import ParsedItem
 from digest.sources.reader import ReadResult, read_once
+from digest.sources.registry import add_source
 from digest.subscribers.lists import get_list, link_source
 
 app = typer.Typer(
@@ -165,6 +166,7 @@ def try_(
         kind.value,
         selectors,
         language,
+        settings=get_settings(),
         base_url=_base_url(base_url),
         candidate=candidate - 1,
     )
@@ -235,23 +237,21 @@ def add(
         item, title, link, date, summary, next_, max_pages, page_param, page_step
     )
     url = normalise_target(target)
-    result = read_once(url, kind.value, selectors, language, candidate=candidate - 1)
+    result = read_once(
+        url, kind.value, selectors, language, settings=get_settings(), candidate=candidate - 1
+    )
     stored_url = result.feed_url or url
     with unit_of_work() as session:
-        existing = session.scalar(select(Source).where(Source.url == stored_url))
-        if existing is not None:
-            raise DigestError(f"{stored_url} is already source {existing.id} ({existing.name})")
         mailing_list = get_list(session, list_slug) if list_slug is not None else None
-        source = Source(
-            name=(name or result.title or urlsplit(stored_url).netloc or stored_url)[:200],
+        source = add_source(
+            session,
             url=stored_url,
-            kind=result.kind,
+            kind=SourceKind(result.kind),
+            name=name or result.title,
             selectors=result.selectors.to_dict() if result.selectors else {},
             language=language,
             fetch_interval_minutes=interval,
         )
-        session.add(source)
-        session.flush()
         if mailing_list is not None:
             link_source(session, mailing_list.id, source.id)
         source_id, source_name = source.id, source.name
@@ -266,22 +266,21 @@ def list_(
 ) -> None:
     """The sources with their health: last success, failures in a row, last error, next fetch."""
     with unit_of_work() as session:
-        query = select(Source.id, func.count()).join(Source.items).group_by(Source.id)
-        counts: dict[int, int] = {source_id: n for source_id, n in session.execute(query)}
-        rows: list[dict[str, Any]] = [
-            {
-                "id": s.id,
-                "name": s.name,
-                "kind": s.kind,
-                "url": s.url,
-                "items": counts.get(s.id, 0),
-                "last_success_at": iso_utc(s.last_success_at),
-                "consecutive_failures": s.consecutive_failures or 0,
-                "last_error": s.last_error,
-                "next_fetch_at": iso_utc(s.next_fetch_at),
-            }
-            for s in session.scalars(select(Source).order_by(Source.id))
-        ]
+        sources = overview.source_rows(session)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": s.id,
+            "name": s.name,
+            "kind": str(s.kind),
+            "url": s.url,
+            "items": s.items,
+            "last_success_at": iso_utc(s.last_success_at),
+            "consecutive_failures": s.consecutive_failures,
+            "last_error": s.last_error,
+            "next_fetch_at": iso_utc(s.next_fetch_at),
+        }
+        for s in sorted(sources, key=lambda row: row.id)
+    ]
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

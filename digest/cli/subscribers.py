@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import select
 
+from digest import overview
 from digest.cli.common import UsageProblem, console, err, unit_of_work
-from digest.models import Subscriber, Subscription
+from digest.models import SubscriptionStatus
 from digest.subscribers.addresses import display_email
 from digest.subscribers.lists import get_list
 from digest.subscribers.service import add_subscriber, export_csv, import_csv
@@ -78,23 +78,15 @@ def export(
 @app.command("list")
 def list_(
     list_slug: ListOpt,
-    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
-    limit: int = 50,
+    status: Annotated[SubscriptionStatus | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """Show a list's subscribers."""
     with unit_of_work() as session:
         lst = get_list(session, list_slug)
-        stmt = (
-            select(Subscriber.email, Subscriber.name, Subscription.status)
-            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-            .where(Subscription.list_id == lst.id)
-            .order_by(Subscriber.id)
-            .limit(limit)
-        )
-        if status:
-            stmt = stmt.where(Subscription.status == status)
+        rows = overview.subscriber_rows(session, lst.id, status=status, limit=limit)
         table = Table("email", "name", "status")
-        for email, name, st in session.execute(stmt):
+        for row in rows:
             # Text, not markup: a name is whatever someone typed into the sign-up form.
-            table.add_row(Text(display_email(email)), Text(name), st)
+            table.add_row(Text(display_email(row.email)), Text(row.name), row.status)
         console.print(table)

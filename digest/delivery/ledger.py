@@ -41,24 +41,27 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from digest.config import get_settings
 from digest.db import is_postgres
 from digest.delivery.errors import LedgerError
 from digest.delivery.recipient import Recipient
 from digest.models import (
     Delivery,
+    DeliveryStatus,
     Event,
+    EventKind,
     Issue,
+    IssueStatus,
     Subscriber,
     Subscription,
+    SubscriptionStatus,
     Suppression,
+    SuppressionReason,
     utcnow,
 )
 from digest.subscribers.suppression import suppress
 
-# skipped: not sent because, by the time its turn came, the subscription was no longer
-# confirmed or the address was suppressed. Settled, like sent and failed.
-STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+# Not settled yet: waiting to be claimed, or claimed.
+OPEN = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 MAX_BACKOFF = timedelta(hours=6)
 _CHUNK = 500  # ids per grouped statement: within SQLite's variable limit, cheap for PostgreSQL
 _MAX_DOUBLINGS = 64  # a back-off base too small to reach the cap in 64 doublings is ~0 anyway
@@ -83,14 +86,14 @@ def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None
             Subscription.id,
             Subscriber.email,
             Subscriber.name,
-            literal("pending", String()),
+            literal(DeliveryStatus.PENDING.value, String()),
             literal(0, Integer()),
             literal(now or utcnow(), DateTime()),
         )
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
         .where(
             Subscription.list_id == list_id,
-            Subscription.status == "confirmed",
+            Subscription.status == SubscriptionStatus.CONFIRMED,
             ~exists().where(Suppression.email == Subscriber.email),
         )
     )
@@ -126,13 +129,13 @@ class Claim:
     skipped: int = 0  # settled as 'skipped' on the way
 
 
-def _lease_until(now: datetime, lease_seconds: int | None) -> datetime:
-    return now + timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+def _lease_until(now: datetime, lease_seconds: float) -> datetime:
+    return now + timedelta(seconds=lease_seconds)
 
 
 def _held(lease: str) -> ColumnElement[bool]:
     """The fence: the row is still leased by this claim. Every settling write matches it."""
-    return and_(_deliveries.c.status == "sending", _deliveries.c.lease_owner == lease)
+    return and_(_deliveries.c.status == DeliveryStatus.SENDING, _deliveries.c.lease_owner == lease)
 
 
 def _rowcount(result: Any) -> int:
@@ -145,7 +148,8 @@ def claim(
     lease: str,
     size: int,
     now: datetime | None = None,
-    lease_seconds: int | None = None,
+    *,
+    lease_seconds: float,
 ) -> Claim:
     """Lease up to `size` deliveries that are due: pending ones whose next attempt has come,
     then 'sending' ones whose lease expired (their worker died). Commit promptly after.
@@ -160,10 +164,10 @@ def claim(
     now = now or utcnow()
     lease_until = _lease_until(now, lease_seconds)
     due = and_(
-        Delivery.status == "pending",
+        Delivery.status == DeliveryStatus.PENDING,
         or_(Delivery.next_attempt_at <= now, Delivery.next_attempt_at.is_(None)),
     )
-    expired = and_(Delivery.status == "sending", Delivery.lease_until < now)
+    expired = and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now)
     # Spelled out: SQLAlchemy writes RETURNING columns unqualified on SQLite, which would
     # turn these correlations into `email = email` inside the subqueries.
     subscription_status = (
@@ -185,7 +189,7 @@ def claim(
             sql_update(_deliveries)
             .where(_deliveries.c.id.in_(ids.scalar_subquery()))
             .values(
-                status="sending",
+                status=DeliveryStatus.SENDING,
                 lease_owner=lease,
                 lease_until=lease_until,
                 attempts=_deliveries.c.attempts + 1,
@@ -202,7 +206,7 @@ def claim(
         for delivery_id, subscription_id, email, name, status, blocked in session.execute(stmt):
             if blocked:
                 reasons.setdefault("address suppressed", []).append(delivery_id)
-            elif status != "confirmed":
+            elif status != SubscriptionStatus.CONFIRMED:
                 reasons.setdefault(f"subscription {status or 'deleted'}", []).append(delivery_id)
             else:
                 claimed.append(Recipient(delivery_id, subscription_id, email, name))
@@ -211,7 +215,12 @@ def claim(
             session.execute(
                 sql_update(_deliveries)
                 .where(group, _held(lease))
-                .values(status="skipped", last_error=reason, lease_owner=None, lease_until=None)
+                .values(
+                    status=DeliveryStatus.SKIPPED,
+                    last_error=reason,
+                    lease_owner=None,
+                    lease_until=None,
+                )
             )
     claimed.sort(key=lambda r: r.delivery_id)
     return Claim(claimed, sum(map(len, reasons.values())))
@@ -222,7 +231,8 @@ def renew_lease(
     issue_id: int,
     lease: str,
     now: datetime | None = None,
-    lease_seconds: int | None = None,
+    *,
+    lease_seconds: float,
 ) -> int:
     """Extend the lease of the rows this claim still holds (sent rows no longer carry it), so
     a batch that is slow, not dead, keeps them. One statement whatever the batch's size.
@@ -268,7 +278,13 @@ def mark_sent(
         stmt = (
             sql_update(_deliveries)
             .where(group, _held(lease))
-            .values(status="sent", sent_at=now, lease_owner=None, lease_until=None, last_error=None)
+            .values(
+                status=DeliveryStatus.SENT,
+                sent_at=now,
+                lease_owner=None,
+                lease_until=None,
+                last_error=None,
+            )
         )
         done += _rowcount(session.execute(stmt))
     return done
@@ -286,7 +302,7 @@ def mark_deferred(
             sql_update(_deliveries)
             .where(group, _held(lease))
             .values(
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 next_attempt_at=until,
                 attempts=func.greatest(_deliveries.c.attempts - 1, 0)
                 if is_postgres(session)
@@ -324,17 +340,14 @@ def mark_retry(
     now: datetime | None = None,
     *,
     lease: str,
-    max_attempts: int | None = None,
-    base_seconds: float | None = None,
+    max_attempts: int,
+    base_seconds: float,
 ) -> dict[int, str]:
     """Transient failures (delivery id -> error): back to pending with back-off, or failed
     once attempts run out (without suppression: the address did nothing wrong). A few
     statements per group, the back-off computed per row in SQL. Only rows `lease` still holds
     change, so a late report never undoes another worker's 250 or claim.
     Returns the new status of each row written."""
-    settings = get_settings()
-    max_attempts = max_attempts or settings.max_attempts
-    base = settings.retry_base_seconds if base_seconds is None else base_seconds
     now = now or utcnow()
     attempts = _deliveries.c.attempts
     spent = attempts >= max_attempts
@@ -350,11 +363,11 @@ def mark_retry(
             sql_update(_deliveries)
             .where(_id_in(session, chunk), _held(lease))
             .values(
-                status=case((spent, "failed"), else_="pending"),
+                status=case((spent, DeliveryStatus.FAILED), else_=DeliveryStatus.PENDING),
                 last_error=case((spent, gave_up), else_="") + error,
                 next_attempt_at=case(
                     (spent, _deliveries.c.next_attempt_at),
-                    else_=_next_attempt(now, max_attempts, base),
+                    else_=_next_attempt(now, max_attempts, base_seconds),
                 ),
                 lease_owner=None,
                 lease_until=None,
@@ -379,16 +392,16 @@ def mark_failed(
     row = session.execute(
         sql_update(_deliveries)
         .where(_deliveries.c.id == delivery_id, _held(lease))
-        .values(status="failed", last_error=error, lease_owner=None, lease_until=None)
+        .values(status=DeliveryStatus.FAILED, last_error=error, lease_owner=None, lease_until=None)
         .returning(_deliveries.c.email, _deliveries.c.subscriber_id, _deliveries.c.issue_id)
     ).one_or_none()
     if row is None:
         return False
     if suppress_address:
-        suppress(session, row.email, "bounce", error)
+        suppress(session, row.email, SuppressionReason.BOUNCE, error)
     session.add(
         Event(
-            kind="delivery_failed",
+            kind=EventKind.DELIVERY_FAILED,
             subscriber_id=row.subscriber_id,
             issue_id=row.issue_id,
             detail={"delivery_id": delivery_id, "error": error[:1000]},
@@ -397,43 +410,58 @@ def mark_failed(
     return True
 
 
-def empty_progress() -> dict[str, int]:
-    return dict.fromkeys((*STATUSES, "total"), 0)
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """An issue's deliveries by status: the one count the CLI, the editor, the API and the
+    demo show (a field per DeliveryStatus)."""
+
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0  # unsubscribed or suppressed after planning
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.sending + self.sent + self.failed + self.skipped
+
+    @property
+    def settled(self) -> int:
+        """Rows nothing more happens to: sent, failed or skipped."""
+        return self.sent + self.failed + self.skipped
 
 
-def issue_progress(session: Session, issue_id: int) -> dict[str, int]:
-    """Deliveries of the issue by status, plus the total."""
+def issue_progress(session: Session, issue_id: int) -> Progress:
+    """Deliveries of the issue by status."""
     return progress_by_issue(session, [issue_id])[issue_id]
 
 
-def progress_by_issue(session: Session, issue_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Deliveries by status, plus the total, for several issues in one grouped query."""
-    found: dict[int, dict[str, int]] = defaultdict(empty_progress)
-    if not issue_ids:
-        return found
-    rows = session.execute(
-        select(Delivery.issue_id, Delivery.status, func.count())
-        .where(Delivery.issue_id.in_(issue_ids))
-        .group_by(Delivery.issue_id, Delivery.status)
-    )
-    for issue_id, status, count in rows:
-        counts = found[int(issue_id)]
-        counts[status] = int(count)
-        counts["total"] += int(count)
+def progress_by_issue(session: Session, issue_ids: Sequence[int]) -> dict[int, Progress]:
+    """Deliveries by status for several issues, in one grouped query; an issue with none
+    planned has a Progress of zeros."""
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if issue_ids:
+        rows = session.execute(
+            select(Delivery.issue_id, Delivery.status, func.count())
+            .where(Delivery.issue_id.in_(issue_ids))
+            .group_by(Delivery.issue_id, Delivery.status)
+        )
+        for issue_id, status, count in rows:
+            counts[int(issue_id)][DeliveryStatus(status).value] = int(count)
+    found: dict[int, Progress] = defaultdict(Progress)
+    found.update((issue_id, Progress(**by_status)) for issue_id, by_status in counts.items())
     return found
 
 
 def has_open_deliveries(session: Session, issue_id: int) -> bool:
-    query = select(
-        exists().where(Delivery.issue_id == issue_id, Delivery.status.in_(("pending", "sending")))
-    )
+    query = select(exists().where(Delivery.issue_id == issue_id, Delivery.status.in_(OPEN)))
     return bool(session.scalar(query))
 
 
 def next_attempt_at(session: Session, issue_id: int) -> datetime | None:
     """When the earliest waiting retry of the issue becomes due (None: nothing waits)."""
     query = select(func.min(Delivery.next_attempt_at)).where(
-        Delivery.issue_id == issue_id, Delivery.status == "pending"
+        Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.PENDING
     )
     return session.scalar(query)
 
@@ -443,10 +471,10 @@ def finish_issue_if_done(session: Session, issue_id: int, now: datetime | None =
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise LedgerError(f"issue {issue_id} does not exist")
-    if issue.status == "sent":
+    if issue.status == IssueStatus.SENT:
         return True
-    if issue.status not in ("approved", "sending") or has_open_deliveries(session, issue_id):
+    if issue.status != IssueStatus.SENDING or has_open_deliveries(session, issue_id):
         return False
-    issue.status = "sent"
+    issue.status = IssueStatus.SENT
     issue.sent_at = now or utcnow()
     return True

@@ -26,7 +26,7 @@ from digest import placeholders
 from digest.delivery.recipient import Recipient
 from digest.placeholders import Slots
 from digest.subscribers.addresses import wire_address
-from digest.subscribers.tokens import Signer, preferences_url, unsubscribe_url, view_online_url
+from digest.tokens import Signer, preferences_url, unsubscribe_url, view_online_url
 
 MAGIC = b"digest-message-template/1\n"
 # One column below RFC 2045's 76 so a segment can always end in a soft break ("=").
@@ -131,15 +131,14 @@ def build_template(
     from_name: str,
     from_email: str,
     public_url: str,
+    signer: Signer,
     reply_to: str | None = None,
     unsubscribe_address: str | None = None,
-    signer: Signer | None = None,
 ) -> MessageTemplate:
     """Build the issue's message once with the email package and freeze it into a template.
 
     `slots` is the render's (RenderedIssue.slots): only slots spelled with its marker are filled.
     """
-    signer = signer or Signer()
     domain = from_email.rsplit("@", 1)[-1]
     msg = EmailMessage(policy=SMTP)
     msg["From"] = Address(display_name=_one_line(from_name), addr_spec=from_email)
@@ -264,14 +263,14 @@ class MessageTemplate:
         unsubscribe_address: str,
         public_url: str,
         segments: list[Segment],
-        signer: Signer | None = None,
+        signer: Signer,
     ) -> None:
         self.issue_id = issue_id
         self.domain = domain
         self.unsubscribe_address = unsubscribe_address
         self.public_url = public_url
         self.segments = tuple(segments)
-        self.signer = signer or Signer()
+        self.signer = signer
         self._parts = [seg if isinstance(seg, bytes) else b"" for seg in segments]
         positions: dict[str, list[int]] = {}
         for i, seg in enumerate(segments):
@@ -330,7 +329,7 @@ class MessageTemplate:
         return MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n" + blob
 
     @classmethod
-    def from_bytes(cls, data: bytes, signer: Signer | None = None) -> MessageTemplate:
+    def from_bytes(cls, data: bytes, signer: Signer) -> MessageTemplate:
         if not data.startswith(MAGIC):
             raise TemplateError("not a digest message template (or an older format)")
         header, _, blob = data[len(MAGIC) :].partition(b"\n")

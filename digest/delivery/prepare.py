@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from digest.config import Settings, get_settings
+from digest.config import Settings
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.message import MessageTemplate, build_template
 from digest.keys import signing_keys
 from digest.models import Issue
 from digest.placeholders import Slots
 from digest.render.allowlist import check_html
-from digest.subscribers.tokens import Signer
+from digest.tokens import Signer
 
 
-def prepare_issue_message(
-    session: Session, issue_id: int, settings: Settings | None = None
-) -> None:
+def prepare_issue_message(session: Session, issue_id: int, settings: Settings) -> None:
     """Build the issue's MIME message and store it as `issue.message_template`."""
     issue = session.get(Issue, issue_id)
     if issue is None:
@@ -35,12 +33,12 @@ def issue_template(
     html: str,
     text: str,
     slots: Slots,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     subject_prefix: str = "",
 ) -> MessageTemplate:
     """The issue's message template with its list's sender identity (proofs use it too)."""
-    s = settings or get_settings()
+    s = settings
     mailing_list = issue.mailing_list
     return build_template(
         issue_id=issue.id,

@@ -28,7 +28,7 @@ from typing import cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.config import get_settings
+from digest.config import Settings
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.ledger import (
     claim,
@@ -43,14 +43,17 @@ from digest.delivery.ledger import (
 from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
-from digest.models import Issue, utcnow
-from digest.subscribers.tokens import Signer
+from digest.keys import signing_keys
+from digest.models import DeliveryStatus, Issue, IssueStatus, utcnow
+from digest.tokens import Signer
 
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.2
-SENDABLE = ("approved", "sending")
+# Senders claim only an issue handed to them (`digest.pipeline`): paused, cancelled and
+# not-yet-sent ones are left alone.
+SENDABLE = (IssueStatus.SENDING,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +95,9 @@ class _LedgerWriter:
         lease: str,
         claimed: Sequence[int],
         errors_before: int,
+        settings: Settings,
         on_renew: Callable[[], None] | None = None,
     ) -> None:
-        settings = get_settings()
         self.sf = sf
         self.issue_id = issue_id
         self.lease = lease
@@ -102,6 +105,8 @@ class _LedgerWriter:
         self.buffer: list[SendResult] = []
         self.flushed_at = self.renewed_at = time.monotonic()
         self.lease_seconds = settings.lease_seconds
+        self.max_attempts = settings.max_attempts
+        self.retry_base_seconds = settings.retry_base_seconds
         # Three renewals a lease: a batch held up by a slow relay or a loaded machine keeps
         # its rows unless it makes no progress at all for two thirds of a lease.
         self.renew_every = settings.lease_seconds / 3
@@ -138,7 +143,9 @@ class _LedgerWriter:
             refused = len(results) - written
             if renew:
                 self.renewed_at = time.monotonic()
-                held = renew_lease(session, self.issue_id, self.lease, now, self.lease_seconds)
+                held = renew_lease(
+                    session, self.issue_id, self.lease, now, lease_seconds=self.lease_seconds
+                )
                 # Fewer than unsettled: some ran out and were claimed again (counted as
                 # refused by release, which gives back what is still held).
                 self.lost = self.lost or held < len(self.unsettled)
@@ -174,8 +181,15 @@ class _LedgerWriter:
             self.deferred += done
             written += done
         retries = {r.delivery_id: r.detail for r in results if r.outcome == "retry"}
-        statuses = mark_retry(session, retries, now, lease=lease)
-        gave_up = sum(1 for status in statuses.values() if status == "failed")
+        statuses = mark_retry(
+            session,
+            retries,
+            now,
+            lease=lease,
+            max_attempts=self.max_attempts,
+            base_seconds=self.retry_base_seconds,
+        )
+        gave_up = sum(1 for status in statuses.values() if status == DeliveryStatus.FAILED)
         self.failed += gave_up
         self.retried += len(statuses) - gave_up
         written += len(statuses)
@@ -235,17 +249,17 @@ class _LedgerWriter:
             update(issue)
             .where(
                 issue.c.id == self.issue_id,
-                issue.c.status == "sending",
+                issue.c.status == IssueStatus.SENDING,
                 issue.c.consecutive_errors >= self.pause_after,
             )
-            .values(status="paused")
+            .values(status=IssueStatus.PAUSED)
         )
 
 
-def _load_template(issue: Issue) -> MessageTemplate:
+def _load_template(issue: Issue, settings: Settings) -> MessageTemplate:
     if issue.message_template is None:
         raise DeliveryError(f"issue {issue.id} has no frozen message: prepare it before sending")
-    return MessageTemplate.from_bytes(issue.message_template, Signer())
+    return MessageTemplate.from_bytes(issue.message_template, Signer(signing_keys(settings)))
 
 
 def send_batch(
@@ -253,12 +267,14 @@ def send_batch(
     issue_id: int,
     owner: str,
     transport: Transport,
-    size: int | None = None,
+    settings: Settings,
     *,
+    size: int | None = None,
     on_renew: Callable[[], None] | None = None,
 ) -> BatchResult:
-    """Claim up to `size` due deliveries of the issue, send them, record the results.
-    Sends nothing when the issue is not approved/sending (paused, cancelled, ...).
+    """Claim up to `size` (default: `settings.batch_size`) due deliveries of the issue, send
+    them, record the results. Sends nothing when the issue is not sending (paused, cancelled,
+    not handed over ...).
 
     The claim's lease is a token of its own (see lease_token), renewed while the batch works
     (`on_renew` is called after each renewal: a caller's own heartbeat). A batch that finds
@@ -271,15 +287,21 @@ def send_batch(
             raise LedgerError(f"issue {issue_id} does not exist")
         if issue.status not in SENDABLE:
             return BatchResult()
-        template = _load_template(issue)
+        template = _load_template(issue, settings)
         errors_before = issue.consecutive_errors
-        claimed = claim(session, issue_id, lease, size or get_settings().batch_size)
+        claimed = claim(
+            session,
+            issue_id,
+            lease,
+            size or settings.batch_size,
+            lease_seconds=settings.lease_seconds,
+        )
         session.commit()
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)
     ids = [r.delivery_id for r in recipients]
-    writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, on_renew)
+    writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, settings, on_renew)
     results = transport.send(template.bounce_address, recipients, template.personalise)
     try:
         _send_all(results, recipients, writer)
@@ -330,36 +352,26 @@ def _send_all(
         writer.add(chunk)
 
 
-def start_issue(sf: sessionmaker[Session], issue_id: int) -> str:
-    """Move an approved issue to 'sending'; returns the issue's status."""
-    with sf.begin() as session:
-        issue = session.get(Issue, issue_id)
-        if issue is None:
-            raise LedgerError(f"issue {issue_id} does not exist")
-        if issue.status == "approved":
-            issue.status = "sending"
-        return issue.status
-
-
 def send_issue_inline(
     sf: sessionmaker[Session],
     issue_id: int,
     transport: Transport,
+    settings: Settings,
     on_progress: Callable[[BatchResult], None] | None = None,
     *,
     size: int | None = None,
     wait_for_retries: bool = False,
     max_wait_seconds: float = 3600.0,
 ) -> BatchResult:
-    """Send batches in this process until nothing is claimable; the in-process path.
-    With `wait_for_retries`, also sleep until waiting retries come due (up to a bound).
-    `on_progress` gets the running totals after each batch."""
+    """Send batches in this process until nothing is claimable; the in-process path for an
+    issue handed to the senders (`digest.pipeline.start_sending`). With `wait_for_retries`,
+    also sleep until waiting retries come due (up to a bound). `on_progress` gets the running
+    totals after each batch."""
     owner = new_owner()
-    start_issue(sf, issue_id)
     totals = BatchResult()
     deadline = time.monotonic() + max_wait_seconds
     while True:
-        result = send_batch(sf, issue_id, owner, transport, size)
+        result = send_batch(sf, issue_id, owner, transport, settings, size=size)
         totals += result
         if on_progress is not None and result.claimed:
             on_progress(totals)

@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from digest.config import Settings, SmtpTransportSettings, get_settings
+from digest.config import Settings, SmtpTransportSettings
 from digest.delivery.domains import DomainSlots, make_slots
 from digest.delivery.ratelimit import RateLimit, RateLimiter, make_counter
 from digest.delivery.recipient import Recipient
@@ -168,10 +168,10 @@ class SmtpTransport:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> SmtpTransport:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SmtpTransport:
         """The relays Settings name: DIGEST_SMTP_TRANSPORTS, else the single DIGEST_SMTP_*.
         `overrides` change every relay's SmtpConfig (an ssl_context, a timeout, ...)."""
-        s = settings or get_settings()
+        s = settings
         relays = s.smtp_transports or [
             SmtpTransportSettings(
                 host=s.smtp_host,

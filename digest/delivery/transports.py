@@ -7,11 +7,9 @@ the server's 250 while the rest of the batch is still on the wire.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from digest.config import Settings, get_settings
 from digest.delivery.recipient import Recipient
 
 # deferred: not tried (a rate limit ran out, the batch ran past its time); back to pending
@@ -54,24 +52,3 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release connections and threads."""
         ...
-
-
-def make_transport(settings: Settings | None = None) -> Transport:
-    """The transport Settings name: the maildir outbox (embedded default) or SMTP."""
-    from digest.delivery.maildir import MaildirTransport
-    from digest.delivery.smtp import SmtpTransport
-
-    s = settings or get_settings()
-    if s.transport == "smtp":
-        return SmtpTransport.from_settings(s)
-    return MaildirTransport(s.outbox_dir)
-
-
-@contextmanager
-def open_transport(settings: Settings | None = None) -> Iterator[Transport]:
-    """make_transport, closed when the block ends, however it ends."""
-    transport = make_transport(settings)
-    try:
-        yield transport
-    finally:
-        transport.close()

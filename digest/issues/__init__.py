@@ -1,1 +1,2 @@
-"""Selection of items since the last issue, and the issue lifecycle."""
+"""The stored issue: compose (items since the last issue), its lifecycle, its view, freezing
+it once, previews and proofs."""

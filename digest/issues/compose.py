@@ -21,7 +21,17 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError
-from digest.models import Issue, IssueItem, Item, ListSource, MailingList, Source, utcnow
+from digest.models import (
+    Grouping,
+    Issue,
+    IssueItem,
+    IssueStatus,
+    Item,
+    ListSource,
+    MailingList,
+    Source,
+    utcnow,
+)
 from digest.render.language import month_heading, resolve_locale
 from digest.subscribers.lists import get_list
 
@@ -41,7 +51,7 @@ class Candidate:
 def previous_issue(session: Session, list_id: int) -> Issue | None:
     return session.scalar(
         select(Issue)
-        .where(Issue.list_id == list_id, Issue.status != "cancelled")
+        .where(Issue.list_id == list_id, Issue.status != IssueStatus.CANCELLED)
         .order_by(Issue.number.desc())
         .limit(1)
     )
@@ -89,16 +99,16 @@ def month_label(when: datetime, lst: MailingList) -> str:
 
 
 def group_label(candidate: Candidate, lst: MailingList) -> str:
-    if lst.grouping == "month":
+    if lst.grouping == Grouping.MONTH:
         return month_label(candidate.when, lst)
-    if lst.grouping == "source":
+    if lst.grouping == Grouping.SOURCE:
         return candidate.source_name
     return ""
 
 
 def order_for_grouping(candidates: list[Candidate], lst: MailingList) -> list[Candidate]:
     """Newest first; by source, sources keep the order of their newest item."""
-    if lst.grouping != "source":
+    if lst.grouping != Grouping.SOURCE:
         return candidates
     first_seen: dict[str, int] = {}
     for i, c in enumerate(candidates):
@@ -136,7 +146,7 @@ def compose_issue(
     cutoff = min(cutoff or now, now)
     lst = get_list(session, list_ref)
     open_draft = session.scalar(
-        select(Issue.number).where(Issue.list_id == lst.id, Issue.status == "draft")
+        select(Issue.number).where(Issue.list_id == lst.id, Issue.status == IssueStatus.DRAFT)
     )
     if open_draft is not None:
         raise DigestError(
@@ -163,7 +173,7 @@ def compose_issue(
     issue = Issue(
         list_id=lst.id,
         number=number,
-        status="draft",
+        status=IssueStatus.DRAFT,
         subject=fill_template(lst.subject_template, lst, len(candidates), number, cutoff),
         preheader=fill_template(lst.preheader_template, lst, len(candidates), number, cutoff),
         period_start=prev.period_end if prev else cutoff - timedelta(days=lst.lookback_days),

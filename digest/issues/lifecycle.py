@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
-from digest.models import Issue, IssueItem, utcnow
+from digest.models import Issue, IssueItem, IssueStatus, utcnow
 
 
 def get_issue(session: Session, issue_id: int, *, for_update: bool = False) -> Issue:
@@ -26,7 +26,22 @@ def get_issue(session: Session, issue_id: int, *, for_update: bool = False) -> I
     return issue
 
 
-def _require(issue: Issue, *allowed: str) -> None:
+# Sending, or paused: what `resume` takes (a sending one whose sender stopped restarts).
+RESUMABLE = (IssueStatus.PAUSED, IssueStatus.SENDING)
+# Not sent yet: what `cancel` takes.
+CANCELLABLE = (IssueStatus.DRAFT, IssueStatus.APPROVED, IssueStatus.SENDING, IssueStatus.PAUSED)
+
+
+def issue_status(session: Session, issue_id: int) -> IssueStatus | None:
+    """The issue's status now, in one small query (None: no such issue)."""
+    return session.scalar(select(Issue.status).where(Issue.id == issue_id))
+
+
+def issue_ids_with_status(session: Session, status: IssueStatus) -> list[int]:
+    return list(session.scalars(select(Issue.id).where(Issue.status == status)))
+
+
+def _require(issue: Issue, *allowed: IssueStatus) -> None:
     if issue.status not in allowed:
         raise DigestError(
             f"issue {issue.id} is {issue.status}; this needs it to be {' or '.join(allowed)}"
@@ -40,7 +55,7 @@ def _items(issue: Issue) -> list[IssueItem]:
 def drop_item(session: Session, issue_id: int, item_id: int) -> None:
     """Take an item out of a draft; it is not offered again (the next issue starts after this)."""
     issue = get_issue(session, issue_id)
-    _require(issue, "draft")
+    _require(issue, IssueStatus.DRAFT)
     items = _items(issue)
     target = next((ii for ii in items if ii.item_id == item_id), None)
     if target is None:
@@ -53,7 +68,7 @@ def drop_item(session: Session, issue_id: int, item_id: int) -> None:
 def move_item(session: Session, issue_id: int, item_id: int, position: int) -> None:
     """Move an item to a 0-based position; items keep their group labels."""
     issue = get_issue(session, issue_id)
-    _require(issue, "draft")
+    _require(issue, IssueStatus.DRAFT)
     items = _items(issue)
     target = next((ii for ii in items if ii.item_id == item_id), None)
     if target is None:
@@ -80,7 +95,7 @@ def edit_draft(
     preheader: str | None = None,
 ) -> Issue:
     issue = get_issue(session, issue_id)
-    _require(issue, "draft")
+    _require(issue, IssueStatus.DRAFT)
     if subject is not None:
         subject = " ".join(subject.split())
         if not subject:
@@ -97,44 +112,44 @@ def edit_draft(
 def discard_draft(session: Session, issue_id: int) -> None:
     """Delete a draft; its items are free for the next issue."""
     issue = get_issue(session, issue_id)
-    _require(issue, "draft")
+    _require(issue, IssueStatus.DRAFT)
     session.delete(issue)
     session.flush()
 
 
 def mark_approved(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id, for_update=True)
-    _require(issue, "draft")
+    _require(issue, IssueStatus.DRAFT)
     if not issue.issue_items:
         raise DigestError(f"issue {issue_id} has no items left")
-    issue.status = "approved"
+    issue.status = IssueStatus.APPROVED
     issue.approved_at = utcnow()
     session.flush()
     return issue
 
 
 def mark_sending(session: Session, issue_id: int) -> Issue:
-    """Approved -> sending (sending again: a re-plan). A paused issue goes on with `resume`,
-    which also clears its count of transport errors."""
+    """Approved -> sending (`digest.pipeline.start_sending` plans its deliveries with it). A
+    paused issue goes on with `resume`, which also clears its count of transport errors."""
     issue = get_issue(session, issue_id, for_update=True)
-    _require(issue, "approved", "sending")
-    issue.status = "sending"
+    _require(issue, IssueStatus.APPROVED)
+    issue.status = IssueStatus.SENDING
     session.flush()
     return issue
 
 
 def pause(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id, for_update=True)
-    _require(issue, "sending", "paused")
-    issue.status = "paused"
+    _require(issue, IssueStatus.SENDING, IssueStatus.PAUSED)
+    issue.status = IssueStatus.PAUSED
     session.flush()
     return issue
 
 
 def resume(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id, for_update=True)
-    _require(issue, "paused", "sending")
-    issue.status = "sending"
+    _require(issue, *RESUMABLE)
+    issue.status = IssueStatus.SENDING
     issue.consecutive_errors = 0
     session.flush()
     return issue
@@ -142,7 +157,7 @@ def resume(session: Session, issue_id: int) -> Issue:
 
 def cancel(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id, for_update=True)
-    _require(issue, "draft", "approved", "sending", "paused")
-    issue.status = "cancelled"
+    _require(issue, *CANCELLABLE)
+    issue.status = IssueStatus.CANCELLED
     session.flush()
     return issue

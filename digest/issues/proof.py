@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from digest.config import Settings, get_settings
+from digest.config import Settings
 from digest.delivery.prepare import issue_template
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import Transport
 from digest.errors import DigestError
 from digest.issues.lifecycle import get_issue
-from digest.issues.rendering import render_preview
+from digest.issues.preview import render_preview
 from digest.subscribers.addresses import normalise_email
 
 
@@ -32,18 +32,17 @@ def send_proof(
     issue_id: int,
     addresses: list[str],
     transport: Transport,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> list[ProofResult]:
     if not addresses:
         raise DigestError("give at least one address for the proof")
     if len(addresses) > 20:
         raise DigestError("a proof goes to 20 addresses at most")
     emails = [normalise_email(a) for a in addresses]
-    s = settings or get_settings()
     issue = get_issue(session, issue_id)
-    rendered = render_preview(session, issue_id)
+    rendered = render_preview(session, issue_id, settings)
     template = issue_template(
-        issue, rendered.html, rendered.text, rendered.slots, s, subject_prefix="[Proof] "
+        issue, rendered.html, rendered.text, rendered.slots, settings, subject_prefix="[Proof] "
     )
     # Negative ids keep proof Message-IDs apart from every real delivery's.
     batch = [Recipient(-(i + 1), 0, email, "") for i, email in enumerate(emails)]

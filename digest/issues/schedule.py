@@ -14,9 +14,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.models import MailingList, ScheduledIssue, utcnow
+from digest.models import MailingList, ScheduledIssue, ScheduledState, utcnow
 
-OPEN_STATES = ("pending", "collecting", "failed")
+OPEN_STATES = (ScheduledState.PENDING, ScheduledState.COLLECTING, ScheduledState.FAILED)
 
 
 def last_fire(cron: str, tz: str, now: datetime) -> datetime:
@@ -39,12 +39,12 @@ def record_fire(session: Session, list_id: int, fire_at: datetime, now: datetime
             ScheduledIssue.fire_at < fire_at,
             ScheduledIssue.state.in_(OPEN_STATES),
         )
-        .values(state="superseded", settled_at=now, lease_token=None)
+        .values(state=ScheduledState.SUPERSEDED, settled_at=now, lease_token=None)
         .execution_options(synchronize_session=False)
     )
     try:
         with session.begin_nested():
-            record = ScheduledIssue(list_id=list_id, fire_at=fire_at, state="pending")
+            record = ScheduledIssue(list_id=list_id, fire_at=fire_at, state=ScheduledState.PENDING)
             session.add(record)
     except IntegrityError:  # (list, fire) is unique: another tick recorded it
         return None

@@ -1,1 +1,1 @@
-"""Fetch, parse (feeds and HTML listing pages), normalise and collect items."""
+"""Fetch, parse (feeds and HTML listing pages), clean (text, dates, summaries) and collect items."""

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
-IPAddress = IPv4Address | IPv6Address
+from digest.fetch_allowances import Allowance, IPAddress
 
 ALLOW_HINT = (
     "set DIGEST_ALLOW_PRIVATE_FETCH=1 to allow it, or list it in DIGEST_ALLOW_PRIVATE_FETCH_TO"
@@ -130,37 +130,6 @@ def refused_message(host: str, address: IPAddress, reason: str, *, resolved: boo
     else:
         what = f"{host} is {address}, {reason}"
     return f"refused: {what}; {ALLOW_HINT}"
-
-
-@dataclass(frozen=True, slots=True)
-class Allowance:
-    """A network, and maybe one port, the operator lets the collector reach though private."""
-
-    network: IPv4Network | IPv6Network
-    port: int | None = None
-
-    def admits(self, address: IPAddress, port: int) -> bool:
-        return address in self.network and self.port in (None, port)
-
-
-def parse_allowance(entry: str) -> Allowance:
-    """ "10.0.0.5", "10.0.0.0/8", "10.0.0.5:8080", "fd00::/8" or "[fd00::1]:8080"."""
-    text, port = entry.strip(), None
-    if text.startswith("["):
-        text, _, rest = text[1:].partition("]")
-        if rest:
-            port = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        text, port = text.split(":")
-    try:
-        network = ip_network(text, strict=False)
-    except ValueError as exc:
-        raise ValueError(f"{entry!r} is not an address or network: {exc}") from exc
-    if port is None:
-        return Allowance(network)
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{entry!r} has no valid port after the address")
-    return Allowance(network, int(port))
 
 
 @dataclass(frozen=True, slots=True)

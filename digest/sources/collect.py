@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.config import Settings, get_settings
-from digest.models import Source, utcnow
+from digest.config import Settings
+from digest.models import Source, SourceKind, utcnow
 from digest.sources.errors import SourceError
-from digest.sources.fetch import HostLimiter, make_client, run_sync
+from digest.sources.fetch import make_client, run_sync
 from digest.sources.health import is_due, record_failure, record_success
-from digest.sources.hosts import host_limiter
+from digest.sources.hosts import HostLimiter, host_limiter
 from digest.sources.reader import ReadResult, as_selectors, read_source
 from digest.sources.store import TitleIndex, store_items
 
@@ -66,7 +66,7 @@ class SourceSpec:
         return cls(
             id=source.id,
             url=source.url,
-            kind=source.kind if source.kind in ("feed", "html") else "auto",
+            kind=str(source.kind if source.kind != SourceKind.MANUAL else SourceKind.AUTO),
             selectors=dict(source.selectors or {}),
             language=source.language,
             etag=source.etag,
@@ -183,7 +183,7 @@ def collect_sources(
     source_ids: Sequence[int] | None = None,
     now: datetime | None = None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     concurrency: int | None = None,
     per_host: int | None = None,
     titles: TitleIndex | None = None,
@@ -195,7 +195,6 @@ def collect_sources(
     it or see whether it was read. on_progress(fetched, due): at the start and as each
     source's fetch ends, for a progress bar (fetching is the long part)."""
     now = now or utcnow()
-    settings = settings or get_settings()
     query = select(Source).order_by(Source.id)
     if source_ids is None:
         query = query.where(is_due(now))
@@ -203,7 +202,7 @@ def collect_sources(
         query = query.where(Source.id.in_(source_ids))
     with session_factory() as session:
         found = {source.id: source for source in session.scalars(query)}
-        specs = [SourceSpec.of(s) for s in found.values() if s.kind != "manual"]
+        specs = [SourceSpec.of(s) for s in found.values() if s.kind != SourceKind.MANUAL]
     by_id: dict[int, CollectResult] = {}
     if specs:
         limiter = host_limiter(settings, per_host=per_host, concurrency=concurrency)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from digest.sources.listing import base_of
-from digest.sources.normalise import absolute_url, one_line
+from digest.sources.text import one_line
+from digest.urls import absolute_url
 
 # Atom has the clearest dates and ids; RSS next; JSON Feed last (rarer, same content).
 _PREFERENCE = {

@@ -7,7 +7,6 @@ Both give `ParsedItem`s normalised the same way; a document that is not a feed r
 from __future__ import annotations
 
 import calendar
-import hashlib
 import html
 import json
 import re
@@ -16,18 +15,14 @@ from typing import Any
 
 import feedparser
 
+from digest.sources.dates import parse_date, to_utc
 from digest.sources.encoding import as_utf8_xml, decode
 from digest.sources.errors import SourceError
-from digest.sources.normalise import (
-    absolute_url,
-    canonical_url,
-    clean_title,
-    one_line,
-    parse_date,
-    sanitise_summary,
-    to_utc,
-)
+from digest.sources.guids import item_guid
 from digest.sources.parsed import ParsedItem
+from digest.sources.summaries import sanitise_summary
+from digest.sources.text import clean_title
+from digest.urls import absolute_url
 
 _JSON_FEED_VERSION = re.compile(r"^https?://jsonfeed\.org/version/", re.IGNORECASE)
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -44,16 +39,6 @@ def looks_like(content: bytes) -> str:
     if re.search(rb"<(!doctype html|html|head|body)[\s>]", head):
         return "html"
     return "unknown"
-
-
-def guid_for(own_id: str | None, url: str | None, title: str, published: datetime | None) -> str:
-    """The document's id, else the canonical URL, else a digest of title and date."""
-    if own_id and (own := one_line(own_id)):
-        return own[:1000]
-    if url and (canonical := canonical_url(url)):
-        return canonical
-    stamp = published.isoformat() if published else ""
-    return "sha1:" + hashlib.sha1(f"{title}\n{stamp}".encode()).hexdigest()
 
 
 def _html_title(content: bytes) -> str:
@@ -176,7 +161,7 @@ def parse_xml_feed(content: bytes, url: str, content_type: str | None = None) ->
         summary_html, summary_text = sanitise_summary(_entry_summary(entry), link or base)
         items.append(
             ParsedItem(
-                guid=guid_for(entry.get("id"), link, title, published),
+                guid=item_guid(entry.get("id"), link, title, published),
                 title=title,
                 url=link,
                 summary_html=summary_html,
@@ -225,7 +210,7 @@ def parse_json_feed(content: bytes, url: str, content_type: str | None = None) -
         raw_id = entry.get("id")
         items.append(
             ParsedItem(
-                guid=guid_for(str(raw_id) if raw_id is not None else None, link, title, published),
+                guid=item_guid(str(raw_id) if raw_id is not None else None, link, title, published),
                 title=title,
                 url=link,
                 summary_html=summary_html,

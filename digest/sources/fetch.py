@@ -9,7 +9,7 @@ page announces, redirects, which we follow hop by hop) must be http(s), and ever
 goes only to an address `addresses.refusal` allows (checked where the socket is opened, see
 `transport`), unless the operator sets DIGEST_ALLOW_PRIVATE_FETCH=1.
 
-The core is async so many sources are fetched at once; `HostLimiter` keeps the number of
+The core is async so many sources are fetched at once; `hosts.HostLimiter` keeps the number of
 requests to any one host small (for every collecting process together when it is given
 Redis's shared slots, see hosts.py). `fetch` is the one-document synchronous wrapper.
 """
@@ -18,29 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager, nullcontext, suppress
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import httpx
 
-from digest.config import Settings, get_settings
+from digest.config import Settings
+from digest.fetch_allowances import parse_allowance
 from digest.sources.addresses import (
     AddressPolicy,
     literal_address,
-    parse_allowance,
     refused_message,
 )
 from digest.sources.errors import FetchError, FetchRefused
-from digest.sources.normalise import one_line
+from digest.sources.text import one_line
 from digest.sources.transport import GuardedTransport, Resolver
-
-if TYPE_CHECKING:
-    from digest.sources.hosts import SharedHosts
 
 T = TypeVar("T")
 
@@ -88,41 +85,15 @@ def normalise_target(target: str) -> str:
     return path.resolve().as_uri()
 
 
-class HostLimiter:
-    """At most `per_host` requests at once to one host, and `total` in all (in this process).
-    With `shared`, a request also holds one of its host's slots in Redis, so the per-host
-    limit holds for every process collecting at once."""
+class Limiter(Protocol):
+    """Where a fetch waits for its turn at its host (`hosts.HostLimiter`)."""
 
-    def __init__(
-        self, per_host: int = 2, total: int = 32, shared: SharedHosts | None = None
-    ) -> None:
-        self.per_host = per_host
-        self.shared = shared
-        self._total = asyncio.Semaphore(total)
-        self._hosts: dict[str, asyncio.Semaphore] = {}
-
-    @asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
-        host = (urlsplit(url).hostname or "").lower()
-        semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
-        # The host's slots first: waiting for a busy host must not hold a global slot. Only a
-        # request holding a local slot asks Redis, so a process polls for at most per_host.
-        async with semaphore:
-            member = await self.shared.acquire(host) if self.shared else None
-            try:
-                async with self._total:
-                    yield
-            finally:
-                if self.shared and member:
-                    self.shared.release(host, member)
+    def slot(self, url: str) -> AbstractAsyncContextManager[None]: ...
 
 
-def make_client(
-    settings: Settings | None = None, *, resolver: Resolver | None = None
-) -> httpx.AsyncClient:
+def make_client(settings: Settings, *, resolver: Resolver | None = None) -> httpx.AsyncClient:
     """The collector's HTTP client: redirects are followed by `fetch_async`, hop by hop, and
     connections go through `GuardedTransport` (no proxy from the environment either)."""
-    settings = settings or get_settings()
     transport = GuardedTransport(
         policy=address_policy(settings),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -274,14 +245,13 @@ async def fetch_async(
     local_ok: bool = False,
     etag: str | None = None,
     last_modified: str | None = None,
-    settings: Settings | None = None,
-    limiter: HostLimiter | None = None,
+    settings: Settings,
+    limiter: Limiter | None = None,
 ) -> Fetched:
     """Fetch one document; every failure is a `FetchError` whose message says what happened.
 
     `local_ok`: `target` is what the operator configured (a source's own address), so it may
     name a local file. Whatever a document points to is fetched with `local_ok=False`."""
-    settings = settings or get_settings()
     if local_ok and (path := local_path(target)) is not None:
         return _read_file(path, settings.fetch_max_bytes)
     target = web_url(target, settings)
@@ -325,7 +295,7 @@ def fetch(
     local_ok: bool = False,
     etag: str | None = None,
     last_modified: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Fetched:
     """Fetch one document synchronously (see `fetch_async`)."""
 

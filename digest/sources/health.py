@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, or_
 
-from digest.models import Source
+from digest.models import Source, SourceKind
 
 MAX_BACKOFF = timedelta(days=1)
 MIN_INTERVAL = timedelta(minutes=5)
@@ -46,6 +46,6 @@ def record_failure(source: Source, now: datetime, message: str) -> None:
 
 def is_due(now: datetime) -> ColumnElement[bool]:
     """Sources to collect now: not manual, never fetched or whose time has come."""
-    return (Source.kind != "manual") & or_(
+    return (Source.kind != SourceKind.MANUAL) & or_(
         Source.next_fetch_at.is_(None), Source.next_fetch_at <= now
     )

@@ -14,13 +14,16 @@ import asyncio
 import logging
 import os
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
 from digest.config import Settings
 from digest.redis_slots import SlotSet
-from digest.sources.fetch import TOTAL_TIMEOUT_FACTOR, HostLimiter
+from digest.sources.fetch import TOTAL_TIMEOUT_FACTOR
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,35 @@ def _client(url: str) -> Any:
             url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
         )
     return _clients[key]
+
+
+class HostLimiter:
+    """At most `per_host` requests at once to one host, and `total` in all (in this process).
+    With `shared`, a request also holds one of its host's slots in Redis, so the per-host
+    limit holds for every process collecting at once."""
+
+    def __init__(
+        self, per_host: int = 2, total: int = 32, shared: SharedHosts | None = None
+    ) -> None:
+        self.per_host = per_host
+        self.shared = shared
+        self._total = asyncio.Semaphore(total)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        host = (urlsplit(url).hostname or "").lower()
+        semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
+        # The host's slots first: waiting for a busy host must not hold a global slot. Only a
+        # request holding a local slot asks Redis, so a process polls for at most per_host.
+        async with semaphore:
+            member = await self.shared.acquire(host) if self.shared else None
+            try:
+                async with self._total:
+                    yield
+            finally:
+                if self.shared and member:
+                    self.shared.release(host, member)
 
 
 def host_limiter(

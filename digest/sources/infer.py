@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
+from digest.sources.dates import parse_date
 from digest.sources.errors import SourceError
 from digest.sources.listing import (
     NUMERIC_DATE,
@@ -41,7 +42,7 @@ from digest.sources.listing import (
     select_one,
     visible_text,
 )
-from digest.sources.normalise import element_text, one_line, parse_date
+from digest.sources.text import element_text, one_line
 
 MIN_ITEMS = 2
 CANDIDATES = 3  # selector sets offered to the person adding the source

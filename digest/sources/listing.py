@@ -12,7 +12,6 @@ is left out.
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -25,17 +24,14 @@ from cssselect import SelectorError
 from lxml import etree
 from lxml.cssselect import CSSSelector
 
+from digest.sources.dates import parse_date
 from digest.sources.encoding import decode
 from digest.sources.errors import SourceError
-from digest.sources.normalise import (
-    absolute_url,
-    canonical_url,
-    clean_title,
-    element_text,
-    parse_date,
-    sanitise_summary,
-)
+from digest.sources.guids import item_guid
 from digest.sources.parsed import ParsedItem
+from digest.sources.summaries import sanitise_summary
+from digest.sources.text import clean_title, element_text
+from digest.urls import absolute_url
 
 MAX_PAGES_LIMIT = 50
 DEFAULT_MAX_PAGES = 5
@@ -319,10 +315,8 @@ def read_item(
     if summary_el is not None:
         summary_html, summary_text = sanitise_summary(_inner_html(summary_el), url or base)
     image_el = select_one(block, selectors.image) if selectors.image else block
-    key = canonical_url(url) if url else None
-    guid = key or "sha1:" + hashlib.sha1(f"{title}\n{published or ''}".encode()).hexdigest()
     return ParsedItem(
-        guid=guid,
+        guid=item_guid(None, url, title, published),
         title=title,
         url=url,
         summary_html=summary_html,

@@ -13,15 +13,15 @@ from typing import Any
 
 import httpx
 
-from digest.config import Settings, get_settings
+from digest.config import Settings
 from digest.sources.discover import FeedLink, discover_feeds
 from digest.sources.errors import FetchRefused, SourceError
 from digest.sources.feeds import looks_like, not_a_feed, parse_feed
-from digest.sources.fetch import Fetched, HostLimiter, fetch_async, make_client, run_sync
+from digest.sources.fetch import Fetched, Limiter, fetch_async, make_client, run_sync
 from digest.sources.infer import infer_candidates
 from digest.sources.listing import Selectors, parse_html, read_page
-from digest.sources.normalise import clean_title
 from digest.sources.parsed import ParsedItem
+from digest.sources.text import clean_title
 
 KINDS = ("auto", "feed", "html")
 MAX_ITEMS = 2_000  # per source and run: a hostile page cannot flood the store
@@ -58,7 +58,7 @@ async def _read_listing(
     selectors: Selectors | None,
     language: str | None,
     settings: Settings,
-    limiter: HostLimiter | None,
+    limiter: Limiter | None,
     warnings: list[str],
     result: ReadResult,
     base_url: str | None = None,
@@ -119,8 +119,8 @@ async def read_source(
     language: str | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
-    settings: Settings | None = None,
-    limiter: HostLimiter | None = None,
+    settings: Settings,
+    limiter: Limiter | None = None,
     base_url: str | None = None,
     candidate: int = 0,
 ) -> ReadResult:
@@ -130,7 +130,6 @@ async def read_source(
     `candidate` picks among inferred selector sets (0: the best)."""
     if kind not in KINDS:
         raise SourceError(f"unknown kind {kind!r}: use auto, feed or html")
-    settings = settings or get_settings()
     # The operator configured `target`: it alone may be a local file.
     first = await fetch_async(
         client,
@@ -181,7 +180,7 @@ async def _first_readable_feed(
     client: httpx.AsyncClient,
     feeds: list[FeedLink],
     settings: Settings,
-    limiter: HostLimiter | None,
+    limiter: Limiter | None,
     warnings: list[str],
 ) -> tuple[FeedLink, list[ParsedItem]] | None:
     for link in feeds[:3]:
@@ -213,7 +212,7 @@ def read_once(
     selectors: dict[str, Any] | Selectors | None = None,
     language: str | None = None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     base_url: str | None = None,
     candidate: int = 0,
 ) -> ReadResult:

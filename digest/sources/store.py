@@ -19,8 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.models import Item, Source
-from digest.sources.normalise import canonical_url, one_line, store_time
+from digest.sources.dates import store_time
 from digest.sources.parsed import ParsedItem
+from digest.sources.text import one_line
+from digest.urls import canonical_url
 
 _CHUNK = 500
 TITLE_WINDOW = timedelta(days=7)  # two sources' near-identical titles this close are one news

@@ -18,7 +18,8 @@ import anyio
 import httpcore
 import httpx
 
-from digest.sources.addresses import AddressPolicy, IPAddress, refused_message
+from digest.fetch_allowances import IPAddress
+from digest.sources.addresses import AddressPolicy, refused_message
 from digest.sources.errors import FetchRefused
 
 # (host, port) -> the addresses it resolves to, in the resolver's order.

@@ -1,1 +1,1 @@
-"""Lists, subscriptions, tokens, import/export, bounces and suppression."""
+"""Lists, subscriptions, sign-up, import/export, bounces and suppression."""

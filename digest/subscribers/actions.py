@@ -14,11 +14,19 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, or_, update
 from sqlalchemy.orm import Session
 
-from digest.models import Event, SignupRequest, Subscriber, Subscription, utcnow
+from digest.models import (
+    RECEIVING,
+    STOPPED,
+    Event,
+    EventKind,
+    SignupOutcome,
+    SignupRequest,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
 
-# Statuses in which the subscriber may still get mail; bounced and complained ones never do.
-RECEIVING = ("pending", "confirmed")
-STOPPED = ("unsubscribed", "bounced", "complained")
 NAME_MAX = 200
 _SPACES = re.compile(r"\s+")
 
@@ -34,7 +42,7 @@ def get_subscription(session: Session, subscription_id: int) -> Subscription:
     return subscription
 
 
-def _record(session: Session, kind: str, subscription: Subscription, **detail: Any) -> None:
+def _record(session: Session, kind: EventKind, subscription: Subscription, **detail: Any) -> None:
     session.add(
         Event(
             kind=kind,
@@ -48,7 +56,7 @@ def _record(session: Session, kind: str, subscription: Subscription, **detail: A
 def _transition(
     session: Session,
     subscription_id: int,
-    from_statuses: tuple[str, ...],
+    from_statuses: tuple[SubscriptionStatus, ...],
     *,
     also: ColumnElement[bool] | None = None,
     **values: Any,
@@ -74,11 +82,15 @@ def _transition(
 def unsubscribe(session: Session, subscription_id: int, *, via: str) -> bool:
     """Stop mail from this list; False (and nothing written) when it was already stopped."""
     subscription = _transition(
-        session, subscription_id, RECEIVING, status="unsubscribed", unsubscribed_at=utcnow()
+        session,
+        subscription_id,
+        RECEIVING,
+        status=SubscriptionStatus.UNSUBSCRIBED,
+        unsubscribed_at=utcnow(),
     )
     if subscription is None:
         return False
-    _record(session, "unsubscribed", subscription, via=via)
+    _record(session, EventKind.UNSUBSCRIBED, subscription, via=via)
     return True
 
 
@@ -89,14 +101,14 @@ def resubscribe(session: Session, subscription_id: int, *, via: str) -> bool:
     subscription = _transition(
         session,
         subscription_id,
-        ("unsubscribed",),
-        status="confirmed",
+        (SubscriptionStatus.UNSUBSCRIBED,),
+        status=SubscriptionStatus.CONFIRMED,
         unsubscribed_at=None,
         confirmed_at=current.confirmed_at or utcnow(),
     )
     if subscription is None:
         return False
-    _record(session, "resubscribed", subscription, via=via)
+    _record(session, EventKind.RESUBSCRIBED, subscription, via=via)
     return True
 
 
@@ -108,21 +120,21 @@ def confirm(session: Session, subscription_id: int) -> bool:
     stopped_at = func.coalesce(Subscription.unsubscribed_at, Subscription.created_at)
     mailed_since = exists().where(
         SignupRequest.subscription_id == Subscription.id,
-        SignupRequest.outcome == "sent",
+        SignupRequest.outcome == SignupOutcome.SENT,
         SignupRequest.sent_at >= stopped_at,
     )
     subscription = _transition(
         session,
         subscription_id,
-        ("pending",),
+        (SubscriptionStatus.PENDING,),
         also=and_(Subscription.status.in_(STOPPED), mailed_since),
-        status="confirmed",
+        status=SubscriptionStatus.CONFIRMED,
         confirmed_at=utcnow(),
         unsubscribed_at=None,
     )
     if subscription is None:
         return False
-    _record(session, "confirmed", subscription)
+    _record(session, EventKind.CONFIRMED, subscription)
     return True
 
 
@@ -164,6 +176,6 @@ def update_preferences(
             changed.extend(differing)
     if not changed:
         return False
-    _record(session, "preferences_updated", subscription, changed=changed)
+    _record(session, EventKind.PREFERENCES_UPDATED, subscription, changed=changed)
     session.flush()
     return True

@@ -17,8 +17,17 @@ from flufl.bounce import all_failures
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from digest.models import Event, Issue, Subscriber, Subscription, utcnow
-from digest.subscribers.actions import RECEIVING
+from digest.models import (
+    RECEIVING,
+    Event,
+    EventKind,
+    Issue,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    SuppressionReason,
+    utcnow,
+)
 from digest.subscribers.suppression import address_key, suppress
 
 OUR_MESSAGE_ID = re.compile(rb"<d(\d+)\.i(\d+)@[^>\s]+>")
@@ -88,11 +97,13 @@ def process_report(session: Session, raw: bytes) -> BounceResult:
     if result.issue_id is not None and session.get(Issue, result.issue_id) is None:
         result.issue_id = result.delivery_id = None  # quoted from elsewhere, or forged
     # Only a bounce or a complaint has permanent failures; its kind is the suppression reason.
-    status = "complained" if result.kind == "complaint" else "bounced"
+    complaint = result.kind == "complaint"
+    status = SubscriptionStatus.COMPLAINED if complaint else SubscriptionStatus.BOUNCED
+    reason = SuppressionReason.COMPLAINT if complaint else SuppressionReason.BOUNCE
     now = utcnow()
     detail = f"issue {result.issue_id}" if result.issue_id else ""
     for address in result.permanent:
-        suppress(session, address, result.kind, detail)
+        suppress(session, address, reason, detail)
         subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
         if subscriber_id is None:
             continue
@@ -106,7 +117,7 @@ def process_report(session: Session, raw: bytes) -> BounceResult:
         )
         session.add(
             Event(
-                kind=status,
+                kind=EventKind.COMPLAINED if complaint else EventKind.BOUNCED,
                 subscriber_id=subscriber_id,
                 issue_id=result.issue_id,
                 detail={"delivery_id": result.delivery_id, "permanent": True},
@@ -116,7 +127,7 @@ def process_report(session: Session, raw: bytes) -> BounceResult:
         subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
         session.add(
             Event(
-                kind="soft_bounce",
+                kind=EventKind.SOFT_BOUNCE,
                 subscriber_id=subscriber_id,
                 issue_id=result.issue_id,
                 detail={"delivery_id": result.delivery_id, "email": address},

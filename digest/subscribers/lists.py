@@ -11,17 +11,21 @@ from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
-from digest.models import ListSource, MailingList, Source
+from digest.models import Grouping, ListSource, MailingList, Source
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
-GROUPINGS = ("month", "source", "none")
+
+
+def find_list(session: Session, slug: str) -> MailingList | None:
+    """A list by its slug only (the public sign-up page names lists so), or None."""
+    return session.scalar(select(MailingList).where(MailingList.slug == slug))
 
 
 def get_list(session: Session, slug_or_id: str | int) -> MailingList:
     """A list by slug, else by id: a slug may be all digits ("2024"), and then it wins."""
     found = None
     if isinstance(slug_or_id, str):
-        found = session.scalar(select(MailingList).where(MailingList.slug == slug_or_id))
+        found = find_list(session, slug_or_id)
     text = str(slug_or_id)
     # An id is ASCII digits in the store's range ("²" is a digit to str.isdigit, not to int).
     if found is None and text.isascii() and text.isdigit() and 0 < int(text) <= MAX_INT:
@@ -48,8 +52,8 @@ def validate_list_settings(
         raise DigestError(f"unknown time zone {timezone!r}") from exc
     if not croniter.is_valid(schedule_cron):
         raise DigestError(f"invalid cron schedule {schedule_cron!r}")
-    if grouping not in GROUPINGS:
-        raise DigestError(f"grouping must be one of {', '.join(GROUPINGS)}")
+    if grouping not in {g.value for g in Grouping}:
+        raise DigestError(f"grouping must be one of {', '.join(g.value for g in Grouping)}")
     if lookback_days < 1:
         raise DigestError("lookback days must be at least 1")
     if not 1 <= max_items <= 500:
@@ -67,7 +71,7 @@ def create_list(
     language: str = "en",
     timezone: str = "UTC",
     schedule_cron: str = "0 9 1 * *",
-    grouping: str = "month",
+    grouping: str = Grouping.MONTH,
     lookback_days: int = 31,
     subject_template: str = "{list}: {month}",
     preheader_template: str = "{count} new items",
@@ -93,7 +97,7 @@ def create_list(
         language=language,
         timezone=timezone,
         schedule_cron=schedule_cron,
-        grouping=grouping,
+        grouping=Grouping(grouping),
         lookback_days=lookback_days,
         subject_template=subject_template,
         preheader_template=preheader_template,

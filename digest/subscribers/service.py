@@ -11,13 +11,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError
-from digest.models import Event, Subscriber, Subscription, utcnow
+from digest.models import (
+    STOPPED,
+    Event,
+    EventKind,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
 from digest.subscribers.actions import clean_name
 from digest.subscribers.addresses import display_email, normalise_email
 
-STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
 # An import never brings back someone who left or whose mail bounced.
-STICKY = frozenset({"unsubscribed", "bounced", "complained"})
+STICKY = frozenset(STOPPED)
 CHUNK = 1000
 
 
@@ -37,17 +44,26 @@ class _Row:
     attributes: dict[str, str]
 
 
-def _check_status(status: str) -> None:
-    if status not in STATUSES:
-        raise DigestError(f"status must be one of {', '.join(STATUSES)}")
+def _check_status(status: str) -> SubscriptionStatus:
+    try:
+        return SubscriptionStatus(status)
+    except ValueError:
+        words = ", ".join(s.value for s in SubscriptionStatus)
+        raise DigestError(f"status must be one of {words}") from None
 
 
 def add_subscriber(
-    session: Session, list_id: int, email: str, name: str = "", status: str = "confirmed"
+    session: Session,
+    list_id: int,
+    email: str,
+    name: str = "",
+    status: str = SubscriptionStatus.CONFIRMED,
 ) -> Subscription:
-    _check_status(status)
+    """Subscribe one address (an admin's action); an existing subscription is updated as an
+    import would (a stopped one stays stopped)."""
+    checked = _check_status(status)
     address = normalise_email(email)
-    _upsert(session, list_id, [_Row(0, address, clean_name(name), {})], status, ImportResult())
+    _upsert(session, list_id, [_Row(0, address, clean_name(name), {})], checked, ImportResult())
     sub = session.scalar(
         select(Subscription)
         .join(Subscriber)
@@ -58,13 +74,13 @@ def add_subscriber(
 
 
 def import_csv(
-    session: Session, list_id: int, stream: IO[str], status: str = "confirmed"
+    session: Session, list_id: int, stream: IO[str], status: str = SubscriptionStatus.CONFIRMED
 ) -> ImportResult:
     """Import rows with an `email` column (and optional `name`, other columns as attributes).
 
     A malformed row is reported with its line number and skipped; the rest are imported.
     """
-    _check_status(status)
+    checked = _check_status(status)
     reader = csv.DictReader(stream)
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     if "email" not in fields:
@@ -72,7 +88,7 @@ def import_csv(
     reader.fieldnames = fields
     total = ImportResult()
     for chunk in _chunks(_rows(reader, total), CHUNK):
-        _upsert(session, list_id, chunk, status, total)
+        _upsert(session, list_id, chunk, checked, total)
     total.errors.sort()
     return total
 
@@ -113,7 +129,11 @@ def _chunks(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
 
 
 def _upsert(
-    session: Session, list_id: int, rows: list[_Row], status: str, result: ImportResult
+    session: Session,
+    list_id: int,
+    rows: list[_Row],
+    status: SubscriptionStatus,
+    result: ImportResult,
 ) -> None:
     """Add or update one chunk of rows, counting into `result`."""
     emails = [r.email for r in rows]
@@ -151,12 +171,12 @@ def _upsert(
                     list_id=list_id,
                     subscriber_id=subscriber.id,
                     status=status,
-                    confirmed_at=now if status == "confirmed" else None,
+                    confirmed_at=now if status == SubscriptionStatus.CONFIRMED else None,
                 )
             )
             session.add(
                 Event(
-                    kind="subscribed",
+                    kind=EventKind.SUBSCRIBED,
                     subscriber_id=subscriber.id,
                     list_id=list_id,
                     detail={"via": "import" if r.line else "admin", "status": status},
@@ -167,7 +187,7 @@ def _upsert(
             result.unchanged += 1
         else:
             current.status = status
-            if status == "confirmed":
+            if status == SubscriptionStatus.CONFIRMED:
                 current.confirmed_at = now
             result.updated += 1
     session.flush()
@@ -191,7 +211,7 @@ def export_csv(session: Session, list_id: int, out: IO[str]) -> int:
     return count
 
 
-def count_by_status(session: Session, list_id: int) -> dict[str, int]:
+def count_by_status(session: Session, list_id: int) -> dict[SubscriptionStatus, int]:
     rows = session.execute(
         select(Subscription.status, func.count())
         .where(Subscription.list_id == list_id)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest.db import is_postgres
-from digest.models import Suppression, utcnow
+from digest.models import Suppression, SuppressionReason, utcnow
 
 
 def address_key(email: str) -> str:
@@ -19,7 +19,7 @@ def address_key(email: str) -> str:
     return email.strip().lower()
 
 
-def suppress(session: Session, email: str, reason: str, detail: str = "") -> bool:
+def suppress(session: Session, email: str, reason: SuppressionReason, detail: str = "") -> bool:
     """Add an address; True when it was not suppressed before. Safe under concurrent calls."""
     values = {
         "email": address_key(email),

@@ -20,18 +20,20 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
+from digest import overview
 from digest.delivery.ledger import issue_progress
 from digest.errors import NotFound
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
-from digest.issues.rendering import personalise_for_preview, render_preview
+from digest.issues.preview import personalise_for_preview, render_preview
+from digest.models import IssueStatus, SourceKind
 from digest.pipeline import approve_issue
 from digest.subscribers.lists import get_list
-from digest.web import dispatch, overview
+from digest.web import dispatch
 from digest.web.auth import API_HEADER, require_admin, require_api_header
 from digest.web.deps import SessionDep, SettingsDep
 from digest.web.guarded import GuardedRoute, Handled
@@ -117,12 +119,18 @@ class Out(BaseModel):
 
 
 class Progress(Out):
+    """`digest.delivery.ledger.Progress` on the wire."""
+
     pending: int
     sending: int
     sent: int
     failed: int
     skipped: int = 0  # unsubscribed or suppressed after planning
-    total: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> int:
+        return self.pending + self.sending + self.sent + self.failed + self.skipped
 
 
 class IssueSummary(Out):
@@ -130,7 +138,7 @@ class IssueSummary(Out):
     list_slug: str
     list_name: str
     number: int
-    status: str
+    status: IssueStatus
     subject: str
     items: int
     created_at: UtcTime
@@ -222,7 +230,7 @@ class SourceOut(Out):
     id: int
     name: str
     url: str
-    kind: str
+    kind: SourceKind
     health: overview.Health
     lists: list[str]
     items: int
@@ -276,7 +284,7 @@ def _sending(result: dispatch.Dispatch) -> Sending:
 def list_issues(
     session: SessionDep,
     list_slug: SlugQuery = None,
-    status: overview.IssueStatus | None = None,
+    status: IssueStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> list[IssueSummary]:
@@ -317,9 +325,9 @@ def drop_item(session: SessionDep, issue_id: IssueId, item_id: ItemId) -> IssueD
 
 
 @router.get("/issues/{issue_id}/preview", response_model=Preview)
-def preview(session: SessionDep, issue_id: IssueId) -> Preview:
+def preview(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Preview:
     """What a subscriber sees, with a sample reader's name and links."""
-    rendered = render_preview(session, issue_id)
+    rendered = render_preview(session, issue_id, settings)
     html = personalise_for_preview(rendered.html, rendered.slots)
     return Preview(
         html=html,
@@ -340,7 +348,7 @@ def proof(
     session: SessionDep, settings: SettingsDep, issue_id: IssueId, body: ProofRequest
 ) -> list[ProofOutcome]:
     """Send a proof copy (drafts too) to up to 20 addresses; no ledger is touched."""
-    from digest.delivery.transports import open_transport
+    from digest.delivery.transport_factory import open_transport
     from digest.issues.proof import send_proof
 
     with open_transport(settings) as transport:
@@ -349,9 +357,9 @@ def proof(
 
 
 @router.post("/issues/{issue_id}/approve", response_model=Approval)
-def approve(session: SessionDep, issue_id: IssueId) -> Approval:
+def approve(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Approval:
     """Draft -> approved: rendered once and frozen for sending."""
-    result = approve_issue(session, issue_id)
+    result = approve_issue(session, issue_id, settings)
     return Approval(
         issue=issue_detail(session, issue_id),
         warnings=list(result.warnings),

@@ -10,12 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
 from digest.config import Settings, get_settings
-from digest.db import session_factory
+from digest.db import ping, session_factory
 from digest.keys import public_url_warning, signing_keys
 from digest.web.api import router as api_router
 from digest.web.editor import router as editor_router
@@ -99,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The app; InsecureKey when the links it reads would be checked against no key or a
     published one (outside development mode)."""
     settings = settings or get_settings()
-    signing_keys(settings)
+    keys = signing_keys(settings)
     if warning := public_url_warning(settings):
         log.warning("%s", warning)
     app = FastAPI(
@@ -109,7 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    # Every link the app signs or reads uses these settings' keys, whatever the environment
+    # says later (a test, or a second app in one process, may hold other settings).
     app.state.settings = settings
+    app.state.link_keys = keys
     app.state.sessionmaker = session_factory(settings.database_url)
     app.state.login_throttle = login_throttle(settings.shared_redis_url)
 
@@ -126,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> Response:
         try:
             with app.state.sessionmaker() as session:
-                session.execute(text("SELECT 1"))
+                ping(session)
         except Exception:
             log.exception("health check: database unreachable")
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)

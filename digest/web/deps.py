@@ -9,11 +9,18 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.keys import LinkKeys
 
 
 def app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def link_keys(request: Request) -> LinkKeys:
+    """The keys the app was made with (its settings', checked once at start)."""
+    keys: LinkKeys = request.app.state.link_keys
+    return keys
 
 
 def mark_failed(request: Request) -> None:
@@ -41,3 +48,4 @@ def _session(request: Request) -> Iterator[Session]:
 # "unsubscribed" for a change that failed to commit.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+LinkKeysDep = Annotated[LinkKeys, Depends(link_keys)]

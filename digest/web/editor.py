@@ -20,15 +20,16 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
+from digest import overview
 from digest.delivery.ledger import issue_progress
 from digest.errors import DigestError, NotFound
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
-from digest.issues.rendering import personalise_for_preview, render_preview
-from digest.models import MailingList
+from digest.issues.preview import personalise_for_preview, render_preview
+from digest.models import IssueStatus, MailingList, SubscriptionStatus
 from digest.pipeline import approve_issue
 from digest.subscribers.service import count_by_status
-from digest.web import csrf, dispatch, overview
+from digest.web import csrf, dispatch
 from digest.web.auth import csrf_token, require_admin, require_form_csrf
 from digest.web.deps import SessionDep, SettingsDep, app_settings, mark_failed
 from digest.web.guarded import GuardedRoute, Handled
@@ -153,7 +154,7 @@ def home(request: Request) -> RedirectResponse:
 def issues_page(
     request: Request,
     session: SessionDep,
-    status: overview.IssueStatus | None = None,
+    status: IssueStatus | None = None,
     done: str | None = None,
 ) -> Response:
     rows = overview.issue_rows(session, status=status, limit=200)
@@ -162,7 +163,7 @@ def issues_page(
         "overdue": overview.overdue_rows(session, app_settings(request)),
         "rows": rows,
         "status": status,
-        "statuses": overview.ISSUE_STATUSES,
+        "statuses": [s.value for s in IssueStatus],
         "notice": _notice(done),
     }
     return page(request, "issues.html", context)
@@ -180,7 +181,7 @@ def issue_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     issue = lifecycle.get_issue(session, issue_id)
-    rendered = render_preview(session, issue_id)
+    rendered = render_preview(session, issue_id, app_settings(request))
     lst: MailingList = issue.mailing_list
     context = {
         "section": "issues",
@@ -190,8 +191,8 @@ def issue_page(
         # Only an approved issue's send form shows it: no count of the whole list on each
         # refresh while sending.
         "receiving": (
-            count_by_status(session, lst.id).get("confirmed", 0)
-            if issue.status == "approved"
+            count_by_status(session, lst.id).get(SubscriptionStatus.CONFIRMED, 0)
+            if issue.status == IssueStatus.APPROVED
             else 0
         ),
         "progress": issue_progress(session, issue_id),
@@ -203,7 +204,7 @@ def issue_page(
         "notice": notice,
         "error": error,
         "proof_results": proof_results,
-        "editable": issue.status == "draft",
+        "editable": issue.status == IssueStatus.DRAFT,
     }
     return page(request, "issue.html", context, status_code)
 
@@ -221,9 +222,9 @@ def issue_view(
 
 
 @router.get("/issues/{issue_id}/preview", response_class=HTMLResponse)
-def issue_preview(session: SessionDep, issue_id: IssueId) -> Response:
+def issue_preview(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Response:
     """The framed copy: the email as a sample reader gets it, links opening a new tab."""
-    rendered = render_preview(session, issue_id)
+    rendered = render_preview(session, issue_id, settings)
     html = personalise_for_preview(rendered.html, rendered.slots)
     html = html.replace("<head>", '<head><base target="_blank">', 1)
     return HTMLResponse(
@@ -306,7 +307,7 @@ def send_proof(
     addresses: Annotated[str, Form(max_length=10_000)],
 ) -> Response:
     """A proof copy to a few addresses (one a line or separated by commas)."""
-    from digest.delivery.transports import open_transport
+    from digest.delivery.transport_factory import open_transport
     from digest.issues import proof
 
     emails = [a for a in addresses.replace(",", "\n").split() if a]
@@ -332,8 +333,13 @@ def send_proof(
 
 
 @router.post("/issues/{issue_id}/approve")
-def approve(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
-    return _act(request, session, issue_id, lambda: approve_issue(session, issue_id), "approved")
+def approve(
+    request: Request, session: SessionDep, settings: SettingsDep, issue_id: IssueId
+) -> Response:
+    def approve() -> None:
+        approve_issue(session, issue_id, settings)
+
+    return _act(request, session, issue_id, approve, "approved")
 
 
 @router.post("/issues/{issue_id}/send")

@@ -6,8 +6,9 @@ from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
+from digest.keys import LinkKeys
 from digest.models import Issue, Subscription
-from digest.subscribers.tokens import InvalidToken, Purpose, read_token
+from digest.tokens import InvalidToken, Purpose, read_token
 
 # Our tokens are a few dozen characters; anything far longer is not one of ours.
 MAX_TOKEN_LENGTH = 256
@@ -27,24 +28,26 @@ class GoneLink(HTTPException):
         super().__init__(status_code=404, detail="gone")
 
 
-def token_id(purpose: Purpose, token: str) -> int:
+def token_id(purpose: Purpose, token: str, keys: LinkKeys) -> int:
     if len(token) > MAX_TOKEN_LENGTH:
         raise BadLink()
     try:
-        return read_token(purpose, token)
+        return read_token(purpose, token, keys)
     except InvalidToken as exc:
         raise BadLink() from exc
 
 
-def subscription_for(session: Session, purpose: Purpose, token: str) -> Subscription:
-    subscription = session.get(Subscription, token_id(purpose, token))
+def subscription_for(
+    session: Session, purpose: Purpose, token: str, keys: LinkKeys
+) -> Subscription:
+    subscription = session.get(Subscription, token_id(purpose, token, keys))
     if subscription is None:
         raise GoneLink()
     return subscription
 
 
-def issue_for(session: Session, token: str) -> Issue:
-    issue_id = token_id("view", token)
+def issue_for(session: Session, token: str, keys: LinkKeys) -> Issue:
+    issue_id = token_id("view", token, keys)
     issue = session.get(Issue, issue_id) if issue_id <= MAX_INT else None
     if issue is None or issue.html is None:
         raise GoneLink()

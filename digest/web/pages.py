@@ -11,12 +11,12 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from digest.issues.rendering import issue_slots
-from digest.models import Subscription
+from digest.issues.freeze import issue_slots
+from digest.models import RECEIVING, Subscription, SubscriptionStatus
 from digest.subscribers import actions
 from digest.subscribers.addresses import display_email
-from digest.subscribers.tokens import make_token
-from digest.web.deps import SessionDep
+from digest.tokens import make_token
+from digest.web.deps import SessionDep, link_keys
 from digest.web.links import issue_for, mask_email, subscription_for
 from digest.web.online import web_copy
 from digest.web.templating import render, root_path
@@ -29,23 +29,21 @@ NOTICES = frozenset(get_args(Notice))
 
 
 def _context(request: Request, subscription: Subscription) -> dict[str, object]:
-    root = root_path(request)
+    root, keys = root_path(request), link_keys(request)
     return {
         "brand": subscription.mailing_list.from_name or request.app.state.settings.from_name,
         "list_name": subscription.mailing_list.name,
         "list_description": subscription.mailing_list.description,
         "email": mask_email(display_email(subscription.subscriber.email)),
         "status": subscription.status,
-        "preferences_url": f"{root}/p/{make_token('preferences', subscription.id)}",
+        "preferences_url": f"{root}/p/{make_token('preferences', subscription.id, keys)}",
     }
 
 
 @router.api_route("/u/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str, session: SessionDep) -> Response:
-    subscription = subscription_for(session, "unsubscribe", token)
-    template = (
-        "unsubscribe.html" if subscription.status in actions.RECEIVING else "unsubscribed.html"
-    )
+    subscription = subscription_for(session, "unsubscribe", token, link_keys(request))
+    template = "unsubscribe.html" if subscription.status in RECEIVING else "unsubscribed.html"
     return render(request, template, _context(request, subscription))
 
 
@@ -56,7 +54,7 @@ def unsubscribe(
     session: SessionDep,
     list_unsubscribe: Annotated[str | None, Form(alias="List-Unsubscribe")] = None,
 ) -> Response:
-    subscription = subscription_for(session, "unsubscribe", token)
+    subscription = subscription_for(session, "unsubscribe", token, link_keys(request))
     one_click = list_unsubscribe == ONE_CLICK
     actions.unsubscribe(session, subscription.id, via="one-click" if one_click else "web")
     if one_click:
@@ -69,7 +67,7 @@ def unsubscribe(
 def preferences_page(
     request: Request, token: str, session: SessionDep, done: str | None = None
 ) -> Response:
-    subscription = subscription_for(session, "preferences", token)
+    subscription = subscription_for(session, "preferences", token, link_keys(request))
     context = _context(request, subscription)
     notice = done if done in NOTICES else None  # a hand-edited query string shows nothing
     context.update(name=subscription.subscriber.name, notice=notice, name_max=actions.NAME_MAX)
@@ -84,7 +82,7 @@ def save_preferences(
     action: Annotated[Literal["save", "unsubscribe", "resubscribe"], Form()] = "save",
     name: Annotated[str | None, Form(max_length=1000)] = None,
 ) -> Response:
-    subscription = subscription_for(session, "preferences", token)
+    subscription = subscription_for(session, "preferences", token, link_keys(request))
     notice: Notice
     if action == "unsubscribe":
         changed = actions.unsubscribe(session, subscription.id, via="preferences")
@@ -101,14 +99,17 @@ def save_preferences(
 
 @router.api_route("/c/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def confirm_page(request: Request, token: str, session: SessionDep) -> Response:
-    subscription = subscription_for(session, "confirm", token)
+    subscription = subscription_for(session, "confirm", token, link_keys(request))
     return render(request, "confirm.html", _context(request, subscription))
 
 
 @router.post("/c/{token}", response_class=HTMLResponse)
 def confirm(request: Request, token: str, session: SessionDep) -> Response:
-    subscription = subscription_for(session, "confirm", token)
-    confirmed = actions.confirm(session, subscription.id) or subscription.status == "confirmed"
+    subscription = subscription_for(session, "confirm", token, link_keys(request))
+    confirmed = (
+        actions.confirm(session, subscription.id)
+        or subscription.status == SubscriptionStatus.CONFIRMED
+    )
     # A stopped subscription comes back only through a confirmation mailed after it stopped.
     outcome = {"done": True} if confirmed else {"stale": True}
     return render(request, "confirm.html", {**_context(request, subscription), **outcome})
@@ -116,7 +117,7 @@ def confirm(request: Request, token: str, session: SessionDep) -> Response:
 
 @router.api_route("/v/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def view_online(request: Request, token: str, session: SessionDep) -> Response:
-    issue = issue_for(session, token)
+    issue = issue_for(session, token, link_keys(request))
     root = root_path(request)
     html = web_copy(
         issue.html or "",

@@ -13,13 +13,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.models import MailingList
 from digest.subscribers.addresses import display_email
+from digest.subscribers.lists import find_list
 from digest.subscribers.signup import sign_up
 from digest.subscribers.throttle import make_throttle
 from digest.web.clients import client_ip
@@ -33,7 +33,7 @@ FIELD_MAX = 10_000
 
 
 def _list(session: SessionDep, slug: str) -> MailingList:
-    lst = session.scalar(select(MailingList).where(MailingList.slug == slug))
+    lst = find_list(session, slug)
     if lst is None:
         raise HTTPException(404, "no such list")
     return lst
@@ -53,8 +53,8 @@ def send_in_background(sf: sessionmaker[Session], request_id: int, settings: Set
         except KombuError:
             log.warning("sign-up request %s: not enqueued; the sweep sends it", request_id)
         return
-    from digest.delivery.transports import open_transport
-    from digest.subscribers.confirmations import send_confirmations
+    from digest.delivery.confirmations import send_confirmations
+    from digest.delivery.transport_factory import open_transport
 
     try:
         with open_transport(settings) as transport:

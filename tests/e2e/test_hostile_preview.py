@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from digest.config import get_settings
 from digest.db import session_factory
 from digest.pipeline import approve_issue
 from tests.fixtures.hostile.render.corpus import issue_from_corpus, preview_file
@@ -116,7 +117,7 @@ def test_the_preview_file_of_a_hostile_issue_runs_no_script(
         hostile = issue_from_corpus(session, server, approve=False)
         draft = tmp_path / "draft.html"
         preview_file(sqlite_url, hostile.issue_id, draft)
-        approve_issue(session, hostile.issue_id)
+        approve_issue(session, hostile.issue_id, get_settings())
         session.commit()
         frozen = tmp_path / "frozen.html"
         preview_file(sqlite_url, hostile.issue_id, frozen)

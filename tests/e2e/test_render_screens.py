@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from digest.render.issue import render_issue
-from digest.render.sample import sample_issue_view
+from tests.fixtures.sample_issue import sample_issue_view
 
 IMAGE = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="600" viewBox="0 0 1200 600">
 <defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1">

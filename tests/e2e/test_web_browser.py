@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from digest.models import Event, Issue, Subscription
 from digest.render.issue import render_issue
-from digest.render.sample import sample_issue_view
-from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
+from tests.fixtures.sample_issue import sample_issue_view
+from tests.helpers import token
 from tests.integration.test_web_http import live_server
 from tests.integration.test_web_pages import seed
 
@@ -46,12 +46,12 @@ def new_page(
 
 def test_unsubscribe_by_clicking_the_button(browser, db_url, session, shots) -> None:
     seeded = seed(session)
-    token = make_token("unsubscribe", seeded.subscription_id)
+    link = token("unsubscribe", seeded.subscription_id)
     with live_server(create_app()) as base_url:
         looks = (("phone", PHONE, "light"), ("desktop", DESKTOP, "light"), ("dark", PHONE, "dark"))
         for name, viewport, scheme in looks:
             page = new_page(browser, viewport, scheme)
-            page.goto(f"{base_url}/u/{token}")
+            page.goto(f"{base_url}/u/{link}")
             assert page.title().startswith("Unsubscribe from Research News")
             page.screenshot(path=shots / f"unsubscribe-{name}.png", full_page=True)
             assert page.blocked == []
@@ -60,11 +60,11 @@ def test_unsubscribe_by_clicking_the_button(browser, db_url, session, shots) -> 
         assert session.get(Subscription, seeded.subscription_id).status == "confirmed"
 
         page = new_page(browser, PHONE)
-        page.goto(f"{base_url}/u/{token}")
+        page.goto(f"{base_url}/u/{link}")
         page.get_by_role("button", name="Unsubscribe").click()
         page.get_by_role("heading", name="You’re unsubscribed").wait_for()
         page.screenshot(path=shots / "unsubscribed-phone.png", full_page=True)
-        assert page.url == f"{base_url}/u/{token}"  # answered in place, no redirect
+        assert page.url == f"{base_url}/u/{link}"  # answered in place, no redirect
         session.expire_all()
         assert session.get(Subscription, seeded.subscription_id).status == "unsubscribed"
         [detail] = session.scalars(select(Event.detail).where(Event.kind == "unsubscribed"))
@@ -97,7 +97,7 @@ def test_view_online_and_a_forged_link(browser, db_url, session, shots) -> None:
     with live_server(create_app()) as base_url:
         for name, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
             page = new_page(browser, viewport)
-            response = page.goto(f"{base_url}/v/{make_token('view', seeded.issue_id)}")
+            response = page.goto(f"{base_url}/v/{token('view', seeded.issue_id)}")
             assert response is not None and response.status == 200
             assert page.get_by_text("News on Social and Solidarity Economy").first.is_visible()
             assert "[[digest" not in page.content()
@@ -109,7 +109,7 @@ def test_view_online_and_a_forged_link(browser, db_url, session, shots) -> None:
             page.context.close()
 
         page = new_page(browser, DESKTOP)
-        page.goto(f"{base_url}/v/{make_token('view', seeded.issue_id)}")
+        page.goto(f"{base_url}/v/{token('view', seeded.issue_id)}")
         page.get_by_role("link", name="Unsubscribe").first.click()
         page.get_by_role("heading", name="Manage your subscription").wait_for()
         page.screenshot(path=shots / "links-desktop.png", full_page=True)

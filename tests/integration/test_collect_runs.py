@@ -11,10 +11,10 @@ import pytest
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import get_settings
 from digest.models import Source
 from digest.sources.collect import collect_sources
-from digest.sources.fetch import HostLimiter
-from digest.sources.hosts import SharedHosts
+from digest.sources.hosts import HostLimiter, SharedHosts
 from digest.sources.store import TitleIndex
 from tests.fixtures.sources.server import Page, serving
 from tests.smtp_server import free_port
@@ -76,9 +76,9 @@ def test_a_run_reads_the_recent_titles_once(session: Session) -> None:
             session.add(Source(name=f"Feed {n}", url=server.add(f"/{n}.xml", page), kind="feed"))
         session.commit()
         first = TitleIndex(NOW)
-        results = collect_sources(factory, None, NOW, titles=first)
+        results = collect_sources(factory, None, NOW, titles=first, settings=get_settings())
         assert sum(r.new for r in results) == 6 and first.loads == 1
         rerun = TitleIndex(NOW)
         ids = [r.source_id for r in results]
-        again = collect_sources(factory, ids, NOW, titles=rerun)
+        again = collect_sources(factory, ids, NOW, titles=rerun, settings=get_settings())
         assert all(r.not_modified for r in again) and rerun.loads == 0  # nothing new to check

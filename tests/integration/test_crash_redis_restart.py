@@ -65,7 +65,7 @@ def test_redis_restarted_mid_send_issue_completes(
     )
     assert "lost" in worker.output(), "the worker never noticed the broker was gone"
     assert at_restart < RECIPIENTS, "the issue was done before Redis came back: nothing tested"
-    assert status == "sent" and counts["sent"] == RECIPIENTS and counts["failed"] == 0
+    assert status == "sent" and counts.sent == RECIPIENTS and counts.failed == 0
     assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
     # No worker died, so nothing was in flight twice: exactly once.
     assert not duplicates, f"served twice: {list(duplicates)[:5]}"

@@ -68,7 +68,7 @@ def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
         f"copies {len(handler.log)}, attempts {dict(Counter(attempts.values()))}, ledger {counts}"
     )
     assert len(refused) == RECIPIENTS // 10 and codes["421"] and codes["451"]
-    assert status == "sent" and counts["sent"] == RECIPIENTS and counts["failed"] == 0
+    assert status == "sent" and counts.sent == RECIPIENTS and counts.failed == 0
     assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
     assert set(per_rcpt.values()) == {1}, "someone got the issue twice"
     # The refused ones took exactly one retry; nobody else was tried twice.
@@ -119,9 +119,9 @@ def test_smtp_down_pauses_issue_then_resume_completes_it(
         f"{sum(n > 1 for n in attempts.values())}, copies {len(handler.log)}, ledger {counts}"
     )
     assert errors is not None and errors >= PAUSE_AFTER
-    assert status_paused == "paused" and counts_paused["sent"] == 0
-    assert counts_paused["sending"] == 0 and counts_paused["failed"] == 0
-    assert counts_paused["pending"] == RECIPIENTS, "the outage lost or gave up on someone"
-    assert status == "sent" and counts["sent"] == RECIPIENTS and counts["failed"] == 0
+    assert status_paused == "paused" and counts_paused.sent == 0
+    assert counts_paused.sending == 0 and counts_paused.failed == 0
+    assert counts_paused.pending == RECIPIENTS, "the outage lost or gave up on someone"
+    assert status == "sent" and counts.sent == RECIPIENTS and counts.failed == 0
     assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
     assert set(per_rcpt.values()) == {1}, "someone got the issue twice"

@@ -81,6 +81,6 @@ def test_two_workers_on_one_issue_never_send_the_same_delivery(
     assert attempts == {1: RECIPIENTS}, "a delivery was taken over from a live worker"
     assert sum(claimed) == RECIPIENTS, "a delivery was claimed twice (or never)"
     assert refused == 0, "a live worker lost its lease"
-    assert status == "sent" and counts["sent"] == RECIPIENTS
+    assert status == "sent" and counts.sent == RECIPIENTS
     assert set(per_rcpt) == planned and len(planned) == RECIPIENTS, "someone was skipped"
     assert set(per_rcpt.values()) == {1}, "someone got the issue twice"

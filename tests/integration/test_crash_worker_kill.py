@@ -127,7 +127,7 @@ def test_kill9_worker_mid_send_then_issue_completes(
     assert 0 < at_kill < recipients, "the kill did not land mid-send"
     assert in_flight, "the dead worker held no lease: nothing was reclaimed"
     assert len(in_flight) <= bound
-    assert status == "sent" and counts["sent"] == recipients and counts["failed"] == 0
+    assert status == "sent" and counts.sent == recipients and counts.failed == 0
     assert set(per_rcpt) == planned and len(planned) == recipients, "someone was skipped"
     # Claims exact: what the dead held was claimed once more, nothing else was (a live
     # worker's batch, slow as it is here, never loses its lease).
@@ -182,7 +182,7 @@ def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(
     )
     assert code == 0, first.output()[-3000:]
     assert quits > 0, "the stopping worker left its SMTP sessions without QUIT"
-    assert at_term < RECIPIENTS and counts_stopped["sent"] < RECIPIENTS, "stopped too late"
-    assert counts_stopped["sending"] == 0, "a batch was left leased: warm shutdown cut it short"
-    assert status == "sent" and counts["sent"] == RECIPIENTS
+    assert at_term < RECIPIENTS and counts_stopped.sent < RECIPIENTS, "stopped too late"
+    assert counts_stopped.sending == 0, "a batch was left leased: warm shutdown cut it short"
+    assert status == "sent" and counts.sent == RECIPIENTS
     assert len(per_rcpt) == RECIPIENTS and set(per_rcpt.values()) == {1}

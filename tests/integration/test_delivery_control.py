@@ -43,6 +43,7 @@ from digest.delivery.transports import SendResult
 from digest.models import Delivery, Issue, Subscription
 from digest.placeholders import Slots
 from digest.subscribers.suppression import suppress
+from tests.helpers import signer
 from tests.integration.test_delivery_send import ready_issue
 from tests.smtp_server import free_port
 
@@ -94,6 +95,7 @@ def servers() -> Iterator[Any]:
 
 
 TEMPLATE = build_template(
+    signer=signer(),
     issue_id=1, subject="s", html_body="<p>news</p>", text_body="news", slots=Slots.new(),
     list_slug="l", list_name="L", from_name="F", from_email="f@example.org", public_url="https://x.example.org",
 )  # fmt: skip
@@ -144,7 +146,9 @@ def test_spent_hourly_limit_defers_the_rest_without_using_attempts(
     route = Route(SmtpConfig(port=servers(rec)), limiter=limiter(RateLimit(per_hour=10)))
     transport = SmtpTransport(routes=[route])
     try:
-        result = send_batch(session_factory(db_url), issue_id, "w", transport, size=100)
+        result = send_batch(
+            session_factory(db_url), issue_id, "w", transport, get_settings(), size=100
+        )
     finally:
         transport.close()
     assert (result.claimed, result.sent, result.deferred, result.retried) == (25, 10, 15, 0)
@@ -364,14 +368,14 @@ def test_batch_time_limit_defers_what_was_not_started(
     transport = SmtpTransport(SmtpConfig(port=servers(rec)), connections=1, max_batch_seconds=0.5)
     sf = session_factory(db_url)
     try:
-        first = send_batch(sf, issue_id, "w", transport, size=40)
+        first = send_batch(sf, issue_id, "w", transport, get_settings(), size=40)
         assert first.sent + first.deferred == 40 and 2 <= first.sent <= 8
         session.expire_all()
         assert {d.attempts for d in session.scalars(
             select(Delivery).where(Delivery.status == "pending"))} == {0}  # fmt: skip
         # The deferred rows are due at once; the next batches send them.
         transport.max_batch_seconds = 60
-        totals = send_issue_inline(sf, issue_id, transport)
+        totals = send_issue_inline(sf, issue_id, transport, get_settings())
     finally:
         transport.close()
     assert first.sent + totals.sent == 40
@@ -391,7 +395,9 @@ def test_unsubscribed_or_suppressed_after_planning_are_skipped(
     rec = Recorder()
     transport = SmtpTransport(SmtpConfig(port=servers(rec)), connections=2)
     try:
-        totals = send_issue_inline(session_factory(db_url), issue_id, transport, size=5)
+        totals = send_issue_inline(
+            session_factory(db_url), issue_id, transport, get_settings(), size=5
+        )
     finally:
         transport.close()
     assert (totals.claimed, totals.sent, totals.skipped) == (12, 8, 4)
@@ -411,7 +417,7 @@ def test_unsubscribed_or_suppressed_after_planning_are_skipped(
         "p4": "subscription deleted",
     }
     counts = issue_progress(session, issue_id)
-    assert counts["skipped"] == 4 and counts["sent"] == 8 and counts["total"] == 12
+    assert counts.skipped == 4 and counts.sent == 8 and counts.total == 12
     issue = session.get(Issue, issue_id)
     assert issue is not None and issue.status == "sent"  # skipped rows are settled
     assert describe(counts) == "8 of 12 sent, 4 skipped"
@@ -445,7 +451,7 @@ def test_relays_from_settings(monkeypatch: pytest.MonkeyPatch, redis_url: str) -
     monkeypatch.setenv("DIGEST_SMTP_PORT", "2727")
     monkeypatch.setenv("DIGEST_SMTP_PER_HOUR", "1000")
     reset_settings()
-    alone = SmtpTransport.from_settings()
+    alone = SmtpTransport.from_settings(get_settings())
     (only,) = alone.routes
     assert only.config.port == 2727 and only.limiter is not None
     assert isinstance(only.limiter.counter, LocalCounter)

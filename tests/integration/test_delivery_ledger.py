@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from digest.db import session_factory
 from digest.delivery.ledger import (
     MAX_BACKOFF,
+    Progress,
     claim,
     finish_issue_if_done,
     issue_progress,
@@ -37,16 +38,20 @@ from digest.subscribers.suppression import is_suppressed, suppress, unsuppress
 NOW = datetime(2024, 2, 21, 10, 0, 0)
 
 
+# The settings' defaults: six attempts, 30 s of back-off doubling.
+RETRY = {"max_attempts": 6, "base_seconds": 30.0}
+
+
 def claim_batch(
     session: Session,
     issue_id: int,
     owner: str,
     size: int,
     now: datetime,
-    lease_seconds: int | None = None,
+    lease_seconds: int = 300,
 ) -> list[Recipient]:
     """The recipients `claim` leased, to be sent."""
-    return claim(session, issue_id, owner, size, now, lease_seconds).recipients
+    return claim(session, issue_id, owner, size, now, lease_seconds=lease_seconds).recipients
 
 
 def seed_issue(
@@ -153,14 +158,8 @@ def test_sent_progress_and_finish(session: Session) -> None:
     issue_id = seed_issue(session, 4, others=False)
     plan_deliveries(session, issue_id, NOW)
     batch = claim_batch(session, issue_id, "w", 10, NOW)
-    assert issue_progress(session, issue_id) == {
-        "pending": 0,
-        "sending": 4,
-        "sent": 0,
-        "failed": 0,
-        "skipped": 0,
-        "total": 4,
-    }
+    assert issue_progress(session, issue_id) == Progress(sending=4)
+    assert issue_progress(session, issue_id).total == 4
     assert mark_sent(session, [r.delivery_id for r in batch[:3]], NOW, lease="w") == 3
     assert finish_issue_if_done(session, issue_id, NOW) is False
     mark_failed(session, batch[3].delivery_id, "550 5.1.1 no such user", lease="w")
@@ -168,7 +167,7 @@ def test_sent_progress_and_finish(session: Session) -> None:
     session.commit()
     issue = session.get(Issue, issue_id)
     assert issue is not None and issue.status == "sent" and issue.sent_at == NOW
-    assert issue_progress(session, issue_id)["sent"] == 3
+    assert issue_progress(session, issue_id).sent == 3
     assert all(d.sent_at == NOW for d in rows(session, issue_id) if d.status == "sent")
 
 
@@ -231,7 +230,7 @@ def test_a_late_retry_never_undoes_a_sent_row(session: Session) -> None:
     plan_deliveries(session, issue_id, NOW)
     (r,) = claim_batch(session, issue_id, "w", 10, NOW)
     mark_sent(session, [r.delivery_id], NOW, lease="w")
-    assert mark_retry(session, {r.delivery_id: "late 451"}, NOW, lease="w") == {}
+    assert mark_retry(session, {r.delivery_id: "late 451"}, NOW, lease="w", **RETRY) == {}
     assert mark_failed(session, r.delivery_id, "late 550", lease="w") is False
     assert rows(session, issue_id)[0].status == "sent"
 
@@ -285,10 +284,10 @@ def test_a_worker_whose_lease_was_taken_over_changes_nothing(session: Session) -
     a, b, c, d = (r.delivery_id for r in old)
 
     assert mark_sent(session, [a], later, lease="old") == 0
-    assert mark_retry(session, {b: "451 late"}, later, lease="old") == {}
+    assert mark_retry(session, {b: "451 late"}, later, lease="old", **RETRY) == {}
     assert mark_deferred(session, [c], later, "rate limit reached", lease="old") == 0
     assert mark_failed(session, d, "550 5.1.1 late", lease="old") is False
-    assert renew_lease(session, issue_id, "old", later, 60) == 0
+    assert renew_lease(session, issue_id, "old", later, lease_seconds=60) == 0
     session.commit()
     held = rows(session, issue_id)
     assert {(x.status, x.lease_owner, x.attempts, x.last_error) for x in held} == {
@@ -298,12 +297,14 @@ def test_a_worker_whose_lease_was_taken_over_changes_nothing(session: Session) -
     assert session.scalar(select(func.count()).select_from(Event)) == 0
 
     # The holder's own writes go through, and its renewal extends what it still holds.
-    assert renew_lease(session, issue_id, "new", later, 600) == 4
+    assert renew_lease(session, issue_id, "new", later, lease_seconds=600) == 4
     assert mark_sent(session, [a], later, lease="new") == 1
-    assert mark_retry(session, {b: "451 try later"}, later, lease="new") == {b: "pending"}
+    assert mark_retry(session, {b: "451 try later"}, later, lease="new", **RETRY) == {b: "pending"}
     assert mark_deferred(session, [c], later, "rate limit reached", lease="new") == 1
     assert mark_failed(session, d, "550 5.1.1 unknown user", lease="new") is True
-    assert renew_lease(session, issue_id, "new", later, 600) == 0  # nothing left to hold
+    assert (
+        renew_lease(session, issue_id, "new", later, lease_seconds=600) == 0
+    )  # nothing left to hold
     session.commit()
     assert [x.status for x in rows(session, issue_id)] == ["sent", "pending", "pending", "failed"]
     assert is_suppressed(session, old[3].email)
@@ -314,7 +315,7 @@ def test_renewal_extends_only_what_the_claim_still_holds(session: Session) -> No
     plan_deliveries(session, issue_id, NOW)
     a, b, c = claim_batch(session, issue_id, "w", 10, NOW, lease_seconds=60)
     mark_sent(session, [a.delivery_id], NOW, lease="w")
-    assert renew_lease(session, issue_id, "w", NOW + timedelta(seconds=50), 60) == 2
+    assert renew_lease(session, issue_id, "w", NOW + timedelta(seconds=50), lease_seconds=60) == 2
     session.commit()
     # Past the first lease, within the renewed one: nothing to reclaim.
     assert claim_batch(session, issue_id, "x", 10, NOW + timedelta(seconds=100)) == []

@@ -14,14 +14,14 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import get_settings, reset_settings
 from digest.db import session_factory
 from digest.delivery import send as send_module
 from digest.delivery.errors import DeliveryError
-from digest.delivery.ledger import claim, issue_progress, plan_deliveries
+from digest.delivery.ledger import claim, issue_progress
 from digest.delivery.maildir import MaildirTransport
 from digest.delivery.prepare import prepare_issue_message
 from digest.delivery.recipient import Recipient
@@ -31,7 +31,7 @@ from digest.errors import DigestError, NotFound
 from digest.models import Delivery, Issue, utcnow
 from digest.pipeline import start_sending
 from digest.placeholders import Slots
-from digest.subscribers.tokens import read_token
+from tests.helpers import read
 from tests.integration.test_delivery_ledger import seed_issue
 
 P = Slots.new()
@@ -45,14 +45,15 @@ TEXT = f"Hi {P.NAME}\n\nNews.\n.\nOnline: {P.VIEW_ONLINE_URL}\nUnsubscribe: {P.U
 
 
 def ready_issue(session: Session, confirmed: int, **kw: object) -> int:
-    """An approved, rendered, prepared and planned issue; returns its id."""
+    """An approved, rendered and prepared issue, handed to the senders (planned, sending);
+    returns its id."""
     issue_id = seed_issue(session, confirmed, status="approved", **kw)  # type: ignore[arg-type]
     issue = session.get(Issue, issue_id)
     assert issue is not None
     issue.subject = "Nouvelles de février — édition 1"
     issue.html, issue.text, issue.slot_marker = HTML, TEXT, P.marker
-    prepare_issue_message(session, issue_id)
-    plan_deliveries(session, issue_id)
+    prepare_issue_message(session, issue_id, get_settings())
+    start_sending(session, issue_id)
     session.commit()
     return issue_id
 
@@ -85,7 +86,7 @@ def check_copies(session: Session, issue_id: int, messages: list[tuple[str, Emai
         ids.add(msg["Message-ID"])
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         match = re.search(r"/u/([A-Za-z0-9_.-]+)>", msg["List-Unsubscribe"])
-        assert match and read_token("unsubscribe", match.group(1)) == d.subscription_id
+        assert match and read("unsubscribe", match.group(1)) == d.subscription_id
         assert f"/u/{match.group(1)}" in html_part.get_content()
         assert f"Hi {d.name}" in text_part.get_content()
         assert msg["Subject"] == "Nouvelles de février — édition 1"
@@ -110,7 +111,7 @@ def test_inline_send_to_maildir_gives_everyone_one_copy(
     outbox = tmp_path / "outbox"
     progress: list[BatchResult] = []
     transport = MaildirTransport(outbox)
-    totals = send_issue_inline(sf, issue_id, transport, progress.append, size=50)
+    totals = send_issue_inline(sf, issue_id, transport, get_settings(), progress.append, size=50)
     assert totals == BatchResult(claimed=120, sent=120, retried=0, failed=0)
     assert [p.sent for p in progress] == [50, 100, 120]
     session.expire_all()
@@ -121,7 +122,7 @@ def test_inline_send_to_maildir_gives_everyone_one_copy(
     assert messages[0][1]["Return-Path"] == "<bounces@example.org>"
 
     # A rerun sends nothing new.
-    assert send_issue_inline(sf, issue_id, transport) == BatchResult()
+    assert send_issue_inline(sf, issue_id, transport, get_settings()) == BatchResult()
     assert len(read_maildir(outbox)) == 120
 
 
@@ -136,8 +137,8 @@ def test_paused_cancelled_or_draft_issue_sends_nothing(
     session.commit()
     sf = session_factory(db_url)
     transport = MaildirTransport(tmp_path / "outbox")
-    assert send_batch(sf, issue_id, "w", transport) == BatchResult()
-    assert issue_progress(session, issue_id)["pending"] == 5
+    assert send_batch(sf, issue_id, "w", transport, get_settings()) == BatchResult()
+    assert issue_progress(session, issue_id).pending == 5
     assert read_maildir(tmp_path / "outbox") == []
     if status == "paused":  # only `resume` goes on, clearing the count of transport errors
         with pytest.raises(DigestError, match="is paused"):
@@ -146,15 +147,25 @@ def test_paused_cancelled_or_draft_issue_sends_nothing(
 
 def test_unprepared_issue_is_a_clear_error(session: Session, db_url: str, tmp_path: Path) -> None:
     """Clear errors are DigestErrors: the CLI prints one line, the API answers 4xx."""
-    issue_id = seed_issue(session, 1, others=False)
+    issue_id = seed_issue(session, 1, others=False, status="approved")
     with pytest.raises(DeliveryError, match="not rendered"):
-        prepare_issue_message(session, issue_id)
-    with pytest.raises(DeliveryError, match="prepare it"):
-        send_batch(session_factory(db_url), issue_id, "w", MaildirTransport(tmp_path / "o"))
+        prepare_issue_message(session, issue_id, get_settings())
     with pytest.raises(DeliveryError, match="approve it first"):
         start_sending(session, issue_id)
+    session.execute(update(Issue).where(Issue.id == issue_id).values(status="sending"))
+    session.commit()
+    with pytest.raises(DeliveryError, match="prepare it"):
+        send_batch(
+            session_factory(db_url), issue_id, "w", MaildirTransport(tmp_path / "o"), get_settings()
+        )
     with pytest.raises(NotFound, match="does not exist"):
-        send_batch(session_factory(db_url), issue_id + 1, "w", MaildirTransport(tmp_path / "o"))
+        send_batch(
+            session_factory(db_url),
+            issue_id + 1,
+            "w",
+            MaildirTransport(tmp_path / "o"),
+            get_settings(),
+        )
     assert issubclass(DeliveryError, DigestError)
 
 
@@ -187,9 +198,13 @@ def test_a_success_resets_the_errors_in_a_row_left_by_an_earlier_batch(
         session.expire_all()
         return session.scalars(select(Issue.consecutive_errors).where(Issue.id == issue_id)).one()
 
-    send_batch(sf, issue_id, "w", Scripted(("retry", True), ("retry", True)), size=2)
+    send_batch(
+        sf, issue_id, "w", Scripted(("retry", True), ("retry", True)), get_settings(), size=2
+    )
     assert errors_in_a_row() == 2
-    send_batch(sf, issue_id, "w", Scripted(("deferred", False), ("sent", False)), size=2)
+    send_batch(
+        sf, issue_id, "w", Scripted(("deferred", False), ("sent", False)), get_settings(), size=2
+    )
     assert errors_in_a_row() == 0
 
 
@@ -216,7 +231,14 @@ class TakenOver:
             if n == 2:
                 with self.sf.begin() as s:  # another worker, after the lease ran out
                     later = utcnow() + timedelta(seconds=get_settings().lease_seconds + 1)
-                    taken = claim(s, self.issue_id, "thief", 100, later).recipients
+                    taken = claim(
+                        s,
+                        self.issue_id,
+                        "thief",
+                        100,
+                        later,
+                        lease_seconds=get_settings().lease_seconds,
+                    ).recipients
                     self.stolen = [t.delivery_id for t in taken]
             render(r)
             self.rendered.append(r.delivery_id)
@@ -233,7 +255,7 @@ def test_a_batch_whose_rows_were_taken_over_writes_nothing_over_them_and_stops(
     issue_id = ready_issue(session, 10, others=False)
     sf = session_factory(db_url)
     transport = TakenOver(sf, issue_id)
-    result = send_batch(sf, issue_id, "w", transport)
+    result = send_batch(sf, issue_id, "w", transport, get_settings())
 
     rows = deliveries(session, issue_id)
     assert len(transport.stolen) == 8
@@ -282,10 +304,19 @@ def test_a_slow_batch_renews_its_lease_so_nobody_takes_its_rows(
 
     def other_worker() -> None:
         with sf.begin() as s:
-            stolen.extend(claim(s, issue_id, "other", 100).recipients)
+            stolen.extend(
+                claim(
+                    s, issue_id, "other", 100, lease_seconds=get_settings().lease_seconds
+                ).recipients
+            )
 
     result = send_batch(
-        sf, issue_id, "w", Slow(6.0, other_worker), on_renew=lambda: renewals.append(1)
+        sf,
+        issue_id,
+        "w",
+        Slow(6.0, other_worker),
+        get_settings(),
+        on_renew=lambda: renewals.append(1),
     )
     assert time.monotonic() - started > 5, "the batch did not outlast its first lease"
     assert stolen == []

@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy.orm import Session
 
-from digest.config import reset_settings
+from digest.config import get_settings, reset_settings
 from digest.db import session_factory
 from digest.delivery.ledger import issue_progress
 from digest.delivery.message import MessageTemplate, build_template
@@ -32,6 +32,7 @@ from digest.delivery.smtp_client import SmtpConfig, SmtpConnection
 from digest.models import Delivery, Issue
 from digest.placeholders import Slots
 from digest.subscribers.suppression import is_suppressed
+from tests.helpers import signer
 from tests.integration.test_delivery_send import check_copies, parse, ready_issue
 from tests.smtp_server import free_port
 
@@ -143,6 +144,7 @@ def send_all(db_url: str, issue_id: int, transport: SmtpTransport) -> BatchResul
             session_factory(db_url),
             issue_id,
             transport,
+            get_settings(),
             size=40,
             wait_for_retries=True,
             max_wait_seconds=20,
@@ -219,7 +221,9 @@ def test_starttls_with_auth_plain_and_login(
         )
         transport = SmtpTransport(config, connections=2)
         try:
-            result = send_batch(session_factory(db_url), issue_id, "w", transport, size=n)
+            result = send_batch(
+                session_factory(db_url), issue_id, "w", transport, get_settings(), size=n
+            )
         finally:
             transport.close()
         assert result.sent == n
@@ -257,7 +261,7 @@ def test_wrong_password_and_untrusted_certificate_send_nothing(
     ):
         transport = SmtpTransport(config)
         try:
-            result = send_batch(session_factory(db_url), issue_id, "w", transport)
+            result = send_batch(session_factory(db_url), issue_id, "w", transport, get_settings())
         finally:
             transport.close()
         assert result.sent == 0 and result.retried == 3
@@ -299,7 +303,7 @@ def test_server_down_pauses_the_issue(
     issue = session.get(Issue, issue_id)
     assert issue is not None and issue.status == "paused" and issue.consecutive_errors >= 10
     progress = issue_progress(session, issue_id)
-    assert progress["sent"] == 0 and progress["pending"] + progress["sending"] == 30
+    assert progress.sent == 0 and progress.pending + progress.sending == 30
     errors = {
         d.last_error for d in session.query(Delivery).filter_by(issue_id=issue_id) if d.last_error
     }
@@ -311,6 +315,7 @@ def test_sessions_are_reused_across_batches(smtp_server: Any) -> None:
     handler = Handler()
     port = smtp_server(handler)
     template = build_template(
+        signer=signer(),
         issue_id=1, subject="s", html_body="<p>h</p>", text_body="t", slots=Slots.new(),
         list_slug="l", list_name="L",
         from_name="F", from_email="f@example.org", public_url="https://x.example.org",
@@ -377,6 +382,7 @@ def test_volume_through_smtp_sink(tmp_path: Path) -> None:
     proc = smtp_sink(port, tmp_path)
     template = MessageTemplate.from_bytes(
         build_template(
+            signer=signer(),
             issue_id=9,
             subject="Volume",
             html_body="<p>news item words</p>\n" * 1700,
@@ -387,7 +393,8 @@ def test_volume_through_smtp_sink(tmp_path: Path) -> None:
             from_name="F",
             from_email="f@example.org",
             public_url="https://x.example.org",
-        ).to_bytes()
+        ).to_bytes(),
+        signer(),
     )
     n = 2000
     recipients = [Recipient(i, i, f"r{i}@example.com", f"R {i}") for i in range(n)]

@@ -3,8 +3,7 @@
 import re
 from pathlib import Path
 
-from digest.subscribers.tokens import read_token
-from tests.helpers import outbox_messages, parts, run_digest
+from tests.helpers import outbox_messages, parts, read, run_digest
 
 UNSUB = re.compile(r"/u/([A-Za-z0-9_.-]+)")
 
@@ -28,7 +27,7 @@ def test_demo_delivers_every_copy_then_sends_nothing_new(tmp_path: Path) -> None
         assert "<http" in raw_lu and "<mailto:" in raw_lu
         token = UNSUB.search(raw_lu)
         assert token is not None
-        read_token("unsubscribe", token.group(1), secret="demo-test")
+        read("unsubscribe", token.group(1), "demo-test")
         assert token.group(1) in html and token.group(1) in text
         ids.add(msg["Message-ID"])
         tokens.add(token.group(1))

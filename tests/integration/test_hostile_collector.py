@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.config import Settings, reset_settings
+from digest.config import Settings, get_settings, reset_settings
 from digest.db import session_factory
 from digest.delivery.send import send_issue_inline
-from digest.delivery.transports import open_transport
+from digest.delivery.transport_factory import open_transport
 from digest.issues.compose import compose_issue
 from digest.models import Issue, Item, Source
 from digest.pipeline import approve_issue, start_sending
@@ -183,17 +183,19 @@ def test_hostile_corpus_end_to_end_leaks_nothing(
         ids[case.name] = source.id
     session.commit()
 
-    results = {r.source_id: r for r in collect_due(session_factory(db_url))}
+    results = {
+        r.source_id: r for r in collect_due(session_factory(db_url), settings=get_settings())
+    }
     issue = compose_issue(session, lst.id)
     assert issue is not None
     issue_id = issue.id
     session.commit()
-    approve_issue(session, issue_id)
+    approve_issue(session, issue_id, get_settings())
     session.commit()
-    assert start_sending(session, issue_id) == 2
+    assert start_sending(session, issue_id).planned == 2
     session.commit()
-    with open_transport() as transport:
-        sent = send_issue_inline(session_factory(db_url), issue_id, transport)
+    with open_transport(get_settings()) as transport:
+        sent = send_issue_inline(session_factory(db_url), issue_id, transport, get_settings())
     assert sent.sent == 2
 
     # Nothing reached the secret server, whatever the spelling, scheme or hop.
@@ -269,14 +271,16 @@ def test_the_setting_lets_the_operator_reach_private_addresses(
 ) -> None:
     url = scene.secret.url("/canary.xml")
     with pytest.raises(FetchRefused, match=r"refused: 127\.0\.0\.1 is a loopback address; set"):
-        read_once(url)
+        read_once(url, settings=get_settings())
     monkeypatch.setenv("DIGEST_ALLOW_PRIVATE_FETCH", "1")
     reset_settings()
-    assert read_once(url).items  # the refusal above was the policy, not a broken server
+    assert read_once(
+        url, settings=get_settings()
+    ).items  # the refusal above was the policy, not a broken server
     monkeypatch.delenv("DIGEST_ALLOW_PRIVATE_FETCH")
     allowed = [f"127.0.0.1:{scene.origin.port}", f"127.0.0.1:{scene.secret.port}"]
     private_fetch_off(monkeypatch, *allowed)
-    assert read_once(url).items  # or only that address and port
+    assert read_once(url, settings=get_settings()).items  # or only that address and port
     assert Settings().allow_private_fetch is False
 
 
@@ -290,12 +294,12 @@ def test_any_spelling_of_loopback_is_refused_before_and_at_connect(
     host = spelling + ("." if trailing_dot else "")
     url = f"http://{host}:{scene.secret.port}/canary"
     with pytest.raises(FetchRefused, match=r"127\.0\.0\.1"):
-        fetch(url)
+        fetch(url, settings=get_settings())
     assert scene.secret.hits == {}
 
     async def straight_to_the_transport() -> None:
         # Past `web_url`: the network backend judges what the name resolves to.
-        async with make_client() as client:
+        async with make_client(get_settings()) as client:
             await client.get(url)
 
     try:
@@ -323,7 +327,7 @@ def test_one_resolution_per_connection_to_the_checked_address(scene: Scene) -> N
     url = f"http://news.test:{scene.origin.port}/feed.xml"
 
     async def get() -> int:
-        async with make_client(resolver=resolver) as client:
+        async with make_client(get_settings(), resolver=resolver) as client:
             return (await client.get(url)).status_code
 
     assert asyncio.run(get()) == 200
@@ -370,11 +374,13 @@ def test_a_refused_page_stops_only_its_source(scene: Scene, tmp_path: Path) -> N
     local.parent.mkdir()
     local.write_text(scene.corpus("local_page.html", CASE="saved"), encoding="utf-8")
     shutil.copy(scene.canary_dir / "canary.html", local.parent / "canary.html")
-    result = read_once(str(local), kind="html", selectors=LISTING)
+    result = read_once(str(local), kind="html", selectors=LISTING, settings=get_settings())
     assert [i.title for i in result.items] == [
         "Benign story one of saved",
         "Benign story two of saved",
     ]
     assert len(result.warnings) == 1 and "page 2 not read: refused: file:" in result.warnings[0]
     with pytest.raises(FetchError, match="not an http"):
-        fetch(local.as_uri())  # a document's link is never a file, only a source's own address
+        fetch(
+            local.as_uri(), settings=get_settings()
+        )  # a document's link is never a file, only a source's own address

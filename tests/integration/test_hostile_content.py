@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from digest.config import reset_settings
+from digest.config import get_settings, reset_settings
 from digest.db import session_factory
 from digest.delivery.errors import DeliveryError
 from digest.delivery.maildir import MaildirTransport
@@ -31,7 +31,6 @@ from digest.delivery.smtp_client import SmtpConfig
 from digest.models import Issue
 from digest.pipeline import approve_issue, start_sending
 from digest.render.allowlist import UnsafeHtmlError
-from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
 from tests.fixtures.hostile.render.corpus import (
     PUBLIC_URL,
@@ -46,6 +45,7 @@ from tests.fixtures.hostile.render.corpus import (
     preview_file,
 )
 from tests.fixtures.sources.server import Page, SourceServer, serving
+from tests.helpers import token
 from tests.smtp_server import SMTPServer
 
 
@@ -65,7 +65,7 @@ def _public_url(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def deliver(session: Session, db_url: str, issue_id: int, transport: object) -> None:
     start_sending(session, issue_id)
     session.commit()
-    totals = send_issue_inline(session_factory(db_url), issue_id, transport)  # type: ignore[arg-type]
+    totals = send_issue_inline(session_factory(db_url), issue_id, transport, get_settings())  # type: ignore[arg-type]
     assert totals.sent == len(SUBSCRIBERS), totals
 
 
@@ -125,12 +125,12 @@ def test_preview_files_and_the_view_online_page_of_a_hostile_issue(
 ) -> None:
     hostile = issue_from_corpus(session, server, approve=False)
     check_preview(db_url, hostile, tmp_path / "draft.html")  # the draft, rendered afresh
-    approve_issue(session, hostile.issue_id)
+    approve_issue(session, hostile.issue_id, get_settings())
     session.commit()
     check_preview(db_url, hostile, tmp_path / "frozen.html")  # the frozen copy
 
     client = TestClient(create_app())
-    page = client.get(f"/v/{make_token('view', hostile.issue_id)}")
+    page = client.get(f"/v/{token('view', hostile.issue_id)}")
     assert page.status_code == 200
     assert "script-src" not in page.headers["content-security-policy"]
     assert "default-src 'none'" in page.headers["content-security-policy"]
@@ -225,7 +225,7 @@ def test_stored_html_that_fails_the_allow_list_is_never_frozen_for_sending(
     issue.message_template = None
     session.commit()
     with pytest.raises(UnsafeHtmlError, match=r"attribute <body onload>.*") as caught:
-        prepare_issue_message(session, hostile.issue_id)
+        prepare_issue_message(session, hostile.issue_id, get_settings())
     assert f"issue {hostile.issue_id} fails the HTML allow-list" in str(caught.value)
     session.rollback()
     with pytest.raises(DeliveryError, match="approve it first"):

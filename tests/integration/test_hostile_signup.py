@@ -33,7 +33,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.config import reset_settings
+from digest.config import get_settings, reset_settings
 from digest.db import session_factory
 from digest.delivery.send import send_issue_inline
 from digest.delivery.smtp import SmtpTransport
@@ -43,11 +43,10 @@ from digest.subscribers.actions import unsubscribe
 from digest.subscribers.addresses import display_email
 from digest.subscribers.service import add_subscriber
 from digest.subscribers.suppression import suppress
-from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
 from tests.conftest import truncate_all
 from tests.flows import ISSUE_HEADERS, header_names, listening, news_list, parse_copy, planned_issue
-from tests.helpers import DIGEST, clean_env, run_digest
+from tests.helpers import DIGEST, clean_env, run_digest, token
 from tests.processes import WorkerProcess, reap, wait_until
 from tests.smtp_server import Received, SMTPServer, free_port
 
@@ -144,7 +143,7 @@ def test_hostile_posts_end_to_end(
 
     issue_id = planned_issue(session, lst.id)
     with SmtpTransport(SmtpConfig(port=relay.port, timeout=10)) as transport:
-        totals = send_issue_inline(session_factory(db_url), issue_id, transport)
+        totals = send_issue_inline(session_factory(db_url), issue_id, transport, get_settings())
     assert totals.sent == len(stored) and totals.failed == 0
     copies = {m.rcpt_tos[0]: m for m in relay.messages if m not in confirmations}
     assert set(copies) == stored and all(len(m.rcpt_tos) == 1 for m in copies.values())
@@ -252,7 +251,7 @@ def test_a_stopped_subscription_comes_back_only_through_a_new_confirmation(
     session.commit()
     client = _client()
     # The confirm link of this subscription (as in any earlier confirmation) does nothing yet.
-    link = f"/c/{make_token('confirm', subscription.id)}"
+    link = f"/c/{token('confirm', subscription.id)}"
     assert "no longer confirms" in client.post(link).text
     client.post("/s/news", data={"email": "ada@example.org"})
     session.expire_all()

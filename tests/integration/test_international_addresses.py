@@ -18,6 +18,7 @@ from alembic import command
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from digest.config import get_settings
 from digest.db import get_engine, session_factory
 from digest.delivery.maildir import MaildirTransport
 from digest.delivery.recipient import Recipient
@@ -76,7 +77,7 @@ def _check_copy(data: bytes, stored: str, name: str) -> None:
 def _send(db_url: str, issue_id: int, server: SMTPServer) -> list[Received]:
     """Send the issue in-process through an aiosmtpd server; what it received."""
     with server, SmtpTransport(SmtpConfig(port=server.port, timeout=10)) as transport:
-        send_issue_inline(session_factory(db_url), issue_id, transport)
+        send_issue_inline(session_factory(db_url), issue_id, transport, get_settings())
     return server.messages
 
 
@@ -196,7 +197,7 @@ def test_a_broken_recipient_fails_alone_and_the_batch_goes_on(
     sf = session_factory(db_url)
     if transport_kind == "maildir":
         maildir = MaildirTransport(tmp_path / "out")
-        send_issue_inline(sf, issue_id, maildir)
+        send_issue_inline(sf, issue_id, maildir, get_settings())
         maildir.close()
         copies = {c.envelope_to: c.data for c in maildir_copies(tmp_path / "out")}
     else:
@@ -240,7 +241,7 @@ def test_postfix_smtp_sink_gets_ascii_envelopes_only(
     try:
         wait_until(lambda: listening(port), 10, what="smtp-sink to listen")
         with SmtpTransport(SmtpConfig(port=port, timeout=10)) as transport:
-            send_issue_inline(session_factory(db_url), issue_id, transport)
+            send_issue_inline(session_factory(db_url), issue_id, transport, get_settings())
         wait_until(lambda: len(list(dumps.iterdir())) >= len(ASCII), 10, what="the dumps")
     finally:
         sink.terminate()
@@ -301,7 +302,7 @@ def test_a_transport_that_stops_mid_batch_leaves_nothing_in_sending(
 ) -> None:
     issue_id = _issue(session)
     transport = StopsMidBatch(tmp_path / "out")
-    result = send_batch(session_factory(db_url), issue_id, "owner", transport)
+    result = send_batch(session_factory(db_url), issue_id, "owner", transport, get_settings())
     transport.close()
     # The two copies it wrote were never reported: like a crash, they go again (the only
     # duplicates there can be, recognisable by their Message-ID); nothing waits for a lease.

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest.config import get_settings
 from digest.delivery.maildir import MaildirTransport
 from digest.errors import DigestError
 from digest.issues.compose import compose_issue
@@ -36,7 +37,7 @@ def test_proof_of_a_draft(session: Session, tmp_path: Path) -> None:
     assert issue is not None and issue.status == "draft"
 
     transport = MaildirTransport(tmp_path / "box")
-    results = send_proof(session, issue.id, ["Editor@Example.org"], transport)
+    results = send_proof(session, issue.id, ["Editor@Example.org"], transport, get_settings())
     assert [(r.email, r.outcome) for r in results] == [("editor@example.org", "sent")]
     (msg,) = outbox_messages(tmp_path / "box")
     assert str(msg["Subject"]).startswith("[Proof] ")
@@ -45,4 +46,4 @@ def test_proof_of_a_draft(session: Session, tmp_path: Path) -> None:
     assert session.scalar(select(func.count()).select_from(Delivery)) == 0
 
     with pytest.raises(DigestError):
-        send_proof(session, issue.id, ["not an address"], transport)
+        send_proof(session, issue.id, ["not an address"], transport, get_settings())

@@ -15,12 +15,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.config import reset_settings
+from digest.config import get_settings, reset_settings
 from digest.db import session_factory
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.schedule import record_fire
-from digest.issues.scheduled import (
+from digest.models import Issue, IssueItem, Item, ScheduledIssue, Source, utcnow
+from digest.scheduled import (
     LOST,
     Claim,
     claim_scheduled,
@@ -29,7 +30,6 @@ from digest.issues.scheduled import (
     overdue_scheduled,
     run_scheduled,
 )
-from digest.models import Issue, IssueItem, Item, ScheduledIssue, Source, utcnow
 from digest.subscribers.lists import create_list, link_source
 from digest.web.app import create_app
 from tests.conftest import truncate_all
@@ -101,7 +101,7 @@ def test_an_issue_ends_at_its_scheduled_time(session: Session) -> None:
     list_id, record_id, ids = news(session, fire)
     factory = factory_of(session)
     (attempt,) = claim(factory, utcnow())
-    outcome = run_scheduled(factory, attempt)
+    outcome = run_scheduled(factory, attempt, get_settings())
     assert outcome.state == "composed" and outcome.issue_id is not None
     # Published before the fire: in. After it: the next issue's. Undated: dated by when it
     # was seen, in (it was collected for this issue).
@@ -125,7 +125,7 @@ def test_a_failed_attempt_is_overdue_then_retried_with_backoff(session: Session)
     factory = factory_of(session)
 
     (attempt,) = claim(factory, utcnow())
-    outcome = run_scheduled(factory, attempt)
+    outcome = run_scheduled(factory, attempt, get_settings())
     assert outcome.state == "failed"
     assert f"has a draft issue #{hand.number}" in (outcome.error or "")
     (row,) = overdue_scheduled(session, utcnow(), 0)
@@ -139,7 +139,7 @@ def test_a_failed_attempt_is_overdue_then_retried_with_backoff(session: Session)
     lifecycle.discard_draft(session, hand.id)
     session.commit()
     (again,) = claim(factory, retry)
-    outcome = run_scheduled(factory, again)
+    outcome = run_scheduled(factory, again, get_settings())
     assert outcome.state == "composed"
     assert record(session, record_id).attempts == 2
     assert overdue_scheduled(session, utcnow(), 0) == []
@@ -166,11 +166,13 @@ def test_a_lost_attempt_is_claimed_again_and_the_stale_one_makes_nothing(
         LOST,
     )
     # The lost attempt's tasks come back (a redelivered message): they change nothing.
-    assert compose_step(factory, lost).state == "taken"
+    assert compose_step(factory, lost, get_settings()).state == "taken"
     with factory.begin() as tx:
         assert fail_scheduled(tx, lost, "late", utcnow(), 60) is False
-    assert compose_step(factory, taken_over).state == "composed"
-    assert compose_step(factory, taken_over).state == "taken"  # run twice: settled once
+    assert compose_step(factory, taken_over, get_settings()).state == "composed"
+    assert (
+        compose_step(factory, taken_over, get_settings()).state == "taken"
+    )  # run twice: settled once
     assert session.scalar(select(func.count()).select_from(Issue)) == 1
     assert record(session, record_id).last_error is None
 
@@ -205,7 +207,7 @@ def race_one_period(factory: sessionmaker[Session]) -> None:
     claims = at_once(lambda: claim(factory, now), lambda: claim(factory, now))
     assert sorted(len(c) for c in claims) == [0, 1]
     (attempt,) = claims[0] or claims[1]
-    outcomes = at_once(*[lambda: compose_step(factory, attempt)] * 3)
+    outcomes = at_once(*[lambda: compose_step(factory, attempt, get_settings())] * 3)
     assert sorted(o.state for o in outcomes) == ["composed", "taken", "taken"]
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Issue)) == 1

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import get_settings
 from digest.db import session_factory
 from digest.models import Item as StoredItem
 from digest.models import ListSource, MailingList, Source
@@ -64,7 +65,7 @@ def collect_source(session: Session, source_id: int, now: datetime) -> CollectRe
     the test's session then sees what was stored."""
     session.commit()
     factory = sessionmaker(session.get_bind(), expire_on_commit=False)
-    (result,) = collect_sources(factory, [source_id], now)
+    (result,) = collect_sources(factory, [source_id], now, settings=get_settings())
     session.expire_all()
     return result
 
@@ -150,7 +151,12 @@ def test_one_broken_source_never_stops_the_others(
     add_source(session, "https://ex.org/manual", kind="manual")
     later = add_source(session, server.url("/later.xml"), next_fetch_at=NOW + timedelta(days=1))
     progress: list[tuple[int, int]] = []
-    collected = collect_due(session_factory(db_url), NOW, on_progress=lambda *p: progress.append(p))
+    collected = collect_due(
+        session_factory(db_url),
+        NOW,
+        on_progress=lambda *p: progress.append(p),
+        settings=get_settings(),
+    )
     results = {r.source_id: r for r in collected}
     assert set(results) == {good, missing, not_feed, hostile}  # manual and not-due skipped
     assert progress == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # broken fetches count too
@@ -165,7 +171,10 @@ def test_one_broken_source_never_stops_the_others(
         assert source is not None and source.consecutive_failures == 1 and source.last_error
     assert server.hits.get("/later.xml") is None and later not in results
     # Nothing is due again until the interval has passed.
-    assert collect_due(session_factory(db_url), NOW + timedelta(minutes=1)) == []
+    assert (
+        collect_due(session_factory(db_url), NOW + timedelta(minutes=1), settings=get_settings())
+        == []
+    )
 
 
 def test_same_news_from_two_sources_is_one_item(session: Session, server: SourceServer) -> None:

@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from digest.models import Event, Subscription
-from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
+from tests.helpers import token
 from tests.integration.test_web_pages import seed
 
 
@@ -63,7 +63,7 @@ def raw_post(base_url: str, path: str, content_type: str, body: bytes) -> tuple[
 
 def test_one_click_with_bare_requests_both_encodings(db_url, session) -> None:
     seeded = seed(session)
-    path = f"/u/{make_token('unsubscribe', seeded.subscription_id)}"
+    path = f"/u/{token('unsubscribe', seeded.subscription_id)}"
     boundary = "----digest-test-boundary"
     multipart = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
@@ -91,7 +91,7 @@ def test_one_click_with_bare_requests_both_encodings(db_url, session) -> None:
 def test_racing_one_click_posts_write_one_event(db_url, session) -> None:
     """A provider's one-click and the subscriber's own click can arrive together."""
     seeded = seed(session)
-    path = f"/u/{make_token('unsubscribe', seeded.subscription_id)}"
+    path = f"/u/{token('unsubscribe', seeded.subscription_id)}"
     with live_server(create_app()) as base_url, ThreadPoolExecutor(8) as pool:
         statuses = list(
             pool.map(

@@ -15,8 +15,9 @@ from digest.delivery.message import build_template
 from digest.delivery.recipient import Recipient
 from digest.models import Event, Issue, Subscription
 from digest.render.issue import render_issue
-from digest.render.sample import sample_issue_view
 from digest.web.app import create_app
+from tests.fixtures.sample_issue import sample_issue_view
+from tests.helpers import signer
 from tests.integration.test_web_pages import seed
 
 PUBLIC_URL = "http://testserver"  # TestClient's host: the message's links point at the app
@@ -28,6 +29,7 @@ def _personalised_message(session, seeded) -> EmailMessage:
     issue.html, issue.text, issue.slot_marker = rendered.html, rendered.text, rendered.slots.marker
     session.commit()
     template = build_template(
+        signer=signer(),
         issue_id=issue.id,
         subject=issue.subject,
         html_body=rendered.html,

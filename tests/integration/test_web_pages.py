@@ -13,8 +13,8 @@ from starlette.types import Message, Receive, Scope, Send
 from digest.db import session_factory
 from digest.models import Event, Issue, MailingList, Subscriber, Subscription
 from digest.placeholders import Slots
-from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
+from tests.helpers import token
 
 ph = Slots.new()
 ISSUE_HTML = (
@@ -64,7 +64,7 @@ def client(db_url: str) -> TestClient:
 
 
 def unsubscribe_path(subscription_id: int) -> str:
-    return f"/u/{make_token('unsubscribe', subscription_id)}"
+    return f"/u/{token('unsubscribe', subscription_id)}"
 
 
 def events(session: Session, kind: str) -> list[Event]:
@@ -146,18 +146,18 @@ def test_a_second_unsubscribe_is_idempotent(client, session, seeded) -> None:
 
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_bad_links_get_a_clear_400_or_404_never_a_500(client, session, seeded, method) -> None:
-    good = make_token("unsubscribe", seeded.subscription_id)
+    good = token("unsubscribe", seeded.subscription_id)
     tampered = good[:-3] + ("xyz" if not good.endswith("xyz") else "abc")
     bad_paths = {
         "/u/not-a-token": 400,
         f"/u/{tampered}": 400,
-        f"/u/{make_token('unsubscribe', seeded.subscription_id, secret='someone-else')}": 400,
-        f"/u/{make_token('view', seeded.subscription_id)}": 400,  # wrong purpose
-        f"/u/{make_token('preferences', seeded.subscription_id)}": 400,
+        f"/u/{token('unsubscribe', seeded.subscription_id, 'someone-else')}": 400,
+        f"/u/{token('view', seeded.subscription_id)}": 400,  # wrong purpose
+        f"/u/{token('preferences', seeded.subscription_id)}": 400,
         f"/p/{good}": 400,
         f"/u/{'A' * 5000}": 400,
-        f"/u/{make_token('unsubscribe', seeded.subscription_id + 999)}": 404,
-        f"/p/{make_token('preferences', seeded.subscription_id + 999)}": 404,
+        f"/u/{token('unsubscribe', seeded.subscription_id + 999)}": 404,
+        f"/p/{token('preferences', seeded.subscription_id + 999)}": 404,
     }
     for path, expected in bad_paths.items():
         response = getattr(client, method)(path)
@@ -169,29 +169,29 @@ def test_bad_links_get_a_clear_400_or_404_never_a_500(client, session, seeded, m
 
 
 def test_view_online_shows_the_issue_with_neutral_placeholders(client, seeded) -> None:
-    token = make_token("view", seeded.issue_id)
-    response = client.get(f"/v/{token}")
+    link = token("view", seeded.issue_id)
+    response = client.get(f"/v/{link}")
     assert response.status_code == 200
     assert "<h1>Research news</h1>" in response.text
     assert "[[digest" not in response.text
     assert "<p>Hi,</p>" in response.text and "Sent to" not in response.text
     assert "href='/links'>Unsubscribe" in response.text
-    assert f"href='/v/{token}'>View online" in response.text
+    assert f"href='/v/{link}'>View online" in response.text
     assert client.get("/links").status_code == 200
     # A view token names an issue, never a subscription, and the reverse.
-    assert client.get(f"/v/{make_token('unsubscribe', seeded.issue_id)}").status_code == 400
-    assert client.get(f"/v/{make_token('view', seeded.issue_id + 50)}").status_code == 404
+    assert client.get(f"/v/{token('unsubscribe', seeded.issue_id)}").status_code == 400
+    assert client.get(f"/v/{token('view', seeded.issue_id + 50)}").status_code == 404
 
 
 def test_view_online_of_an_issue_not_rendered_yet_is_404(client, session, seeded) -> None:
     issue = Issue(list_id=seeded.list_id, number=2, subject="Draft")
     session.add(issue)
     session.commit()
-    assert client.get(f"/v/{make_token('view', issue.id)}").status_code == 404
+    assert client.get(f"/v/{token('view', issue.id)}").status_code == 404
 
 
 def test_preferences_save_name_unsubscribe_and_resubscribe(client, session, seeded) -> None:
-    path = f"/p/{make_token('preferences', seeded.subscription_id)}"
+    path = f"/p/{token('preferences', seeded.subscription_id)}"
     page = client.get(path)
     assert page.status_code == 200
     assert 'value="Ada"' in page.text and "Subscribed" in page.text
@@ -224,7 +224,7 @@ def test_preferences_save_name_unsubscribe_and_resubscribe(client, session, seed
 
 def test_confirm_link_shows_a_button_then_confirms(client, session) -> None:
     seeded = seed(session, status="pending")
-    path = f"/c/{make_token('confirm', seeded.subscription_id)}"
+    path = f"/c/{token('confirm', seeded.subscription_id)}"
     assert "Yes, subscribe me" in client.get(path).text
     assert subscription(session, seeded).status == "pending"
     done = client.post(path)
@@ -238,7 +238,7 @@ def test_confirm_link_shows_a_button_then_confirms(client, session) -> None:
 def test_pages_send_security_headers(client, seeded) -> None:
     for path in (
         unsubscribe_path(seeded.subscription_id),
-        f"/v/{make_token('view', seeded.issue_id)}",
+        f"/v/{token('view', seeded.issue_id)}",
         "/u/forged",
     ):
         headers = client.get(path).headers
@@ -284,3 +284,27 @@ def test_request_commits_before_answering(db_url, seeded) -> None:
     response = TestClient(watched).post(unsubscribe_path(seeded.subscription_id))
     assert response.status_code == 200
     assert seen_at_response_start == [1]
+
+
+def test_the_app_signs_and_reads_links_with_its_own_settings(
+    session: Session, db_url: str, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app made with settings A checks and signs links with A's key, whatever the
+    process's environment says (a second app, a test, a worker's own settings): no page
+    reads the global settings behind its app's back."""
+    from digest.config import Settings, reset_settings
+
+    app = create_app(Settings(database_url=db_url, secret_key="key-of-the-app"))
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "key-of-the-environment")
+    reset_settings()
+    client = TestClient(app, follow_redirects=False)
+    ours = token("unsubscribe", seeded.subscription_id, "key-of-the-app")
+    page = client.get(f"/u/{ours}")
+    assert page.status_code == 200
+    # The page's own link to the preferences is signed with the app's key too.
+    prefs = token("preferences", seeded.subscription_id, "key-of-the-app")
+    assert f"/p/{prefs}" in page.text
+    theirs = token("unsubscribe", seeded.subscription_id, "key-of-the-environment")
+    assert client.get(f"/u/{theirs}").status_code == 400
+    view = token("view", seeded.issue_id, "key-of-the-app")
+    assert client.get(f"/v/{view}").status_code == 200

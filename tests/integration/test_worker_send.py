@@ -11,10 +11,9 @@ from sqlalchemy import select
 
 from digest.db import session_scope
 from digest.models import Subscriber, Subscription
-from digest.subscribers.tokens import read_token
 from tests.conftest import truncate_all
 from tests.crash_issue import make_issue
-from tests.helpers import parse, parts, run_digest
+from tests.helpers import parse, parts, read, run_digest
 from tests.processes import WorkerProcess, reap
 from tests.smtp_server import SMTPServer
 
@@ -63,7 +62,7 @@ def test_issue_to_5000_subscribers_through_a_worker(
         text, html = parts(msg)
         token = UNSUB.search(str(msg["List-Unsubscribe"]))
         assert token is not None
-        sub_id = read_token("unsubscribe", token.group(1), secret="test-secret")
+        sub_id = read("unsubscribe", token.group(1), "test-secret")
         # The link in the copy unsubscribes exactly the person it was sent to.
         assert emails[owner[sub_id]] == received.rcpt_tos[0]
         assert token.group(1) in html and token.group(1) in text

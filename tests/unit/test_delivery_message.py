@@ -25,7 +25,7 @@ from digest.delivery.message import (
 )
 from digest.delivery.recipient import Recipient
 from digest.placeholders import FIELDS, Slots
-from digest.subscribers.tokens import make_token, read_token
+from tests.helpers import read, signer, token
 
 P = Slots.new()  # one render's slots
 SUBJECT = "Février 2024 — ça bouge à l’université"
@@ -57,7 +57,9 @@ def make_template(text: str = TEXT, body_html: str = HTML, **kw: str) -> Message
         "public_url": "https://digest.example.org",
         **kw,
     }
-    return build_template(issue_id=7, html_body=body_html, text_body=text, slots=P, **params)  # type: ignore[arg-type]
+    return build_template(
+        signer=signer(), issue_id=7, html_body=body_html, text_body=text, slots=P, **params
+    )  # type: ignore[arg-type]
 
 
 def content(part: MIMEPart) -> str:
@@ -87,10 +89,10 @@ def expected(body: str, r: Recipient, escape: bool) -> str:
         P.GREETING_NAME: f" {r.name}" if r.name else "",
         P.EMAIL: r.email,
         P.UNSUBSCRIBE_URL: "https://digest.example.org/u/"
-        + make_token("unsubscribe", r.subscription_id),
+        + token("unsubscribe", r.subscription_id),
         P.PREFERENCES_URL: "https://digest.example.org/p/"
-        + make_token("preferences", r.subscription_id),
-        P.VIEW_ONLINE_URL: "https://digest.example.org/v/" + make_token("view", 7),
+        + token("preferences", r.subscription_id),
+        P.VIEW_ONLINE_URL: "https://digest.example.org/v/" + token("view", 7),
     }
     for key, value in values.items():
         body = body.replace(key, html.escape(value) if escape else value)
@@ -99,7 +101,7 @@ def expected(body: str, r: Recipient, escape: bool) -> str:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_copy_parses_with_its_own_ids_and_exact_bodies(name: str) -> None:
-    template = MessageTemplate.from_bytes(make_template().to_bytes())
+    template = MessageTemplate.from_bytes(make_template().to_bytes(), signer())
     r = Recipient(delivery_id=1234, subscription_id=56, email="bob@example.com", name=name)
     data = personalise(template, r)
     msg = parse(data)
@@ -113,9 +115,9 @@ def test_each_copy_parses_with_its_own_ids_and_exact_bodies(name: str) -> None:
         assert part.get_content_charset() == "utf-8"
 
     found = urls(msg)
-    assert read_token("unsubscribe", found["u"]) == 56
-    assert read_token("preferences", found["p"]) == 56
-    assert read_token("view", found["v"]) == 7
+    assert read("unsubscribe", found["u"]) == 56
+    assert read("preferences", found["p"]) == 56
+    assert read("view", found["v"]) == 7
     assert content(text_part) == expected(TEXT, r, escape=False)
     assert content(html_part) == expected(HTML, r, escape=True)
 
@@ -228,7 +230,7 @@ def test_header_values_cannot_inject_headers() -> None:
 def test_round_trip_is_byte_identical(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(message_module, "_date_header", lambda: "Wed, 21 Feb 2024 10:00:00 GMT")
     template = make_template(reply_to="editor@example.org")
-    loaded = MessageTemplate.from_bytes(template.to_bytes())
+    loaded = MessageTemplate.from_bytes(template.to_bytes(), signer())
     r = Recipient(5, 6, "c@example.com", "Zoë")
     assert personalise(loaded, r) == personalise(template, r)
     assert loaded.bounce_address == "bounces@example.org"
@@ -238,9 +240,9 @@ def test_round_trip_is_byte_identical(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_corrupt_templates_are_refused() -> None:
     data = make_template().to_bytes()
     with pytest.raises(TemplateError):
-        MessageTemplate.from_bytes(b"garbage")
+        MessageTemplate.from_bytes(b"garbage", signer())
     with pytest.raises(TemplateError):
-        MessageTemplate.from_bytes(data[:-10])
+        MessageTemplate.from_bytes(data[:-10], signer())
 
 
 def test_data_ready_dot_stuffs_a_one_off_message_and_unstuff_restores_it() -> None:

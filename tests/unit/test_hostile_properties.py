@@ -20,14 +20,14 @@ from digest.render.allowlist import violations
 from digest.render.issue import render_issue
 from digest.render.sanitise import clean_summary
 from digest.render.view import GroupView, IssueView, ItemView
-from digest.sources.normalise import sanitise_summary
-from digest.subscribers.tokens import Signer
+from digest.sources.summaries import sanitise_summary
 from digest.urls import safe_link, safe_url
 from tests.fixtures.hostile.render.corpus import html_urls
+from tests.helpers import signer
 
 PUBLIC_URL = "https://digest.example.org"
 READER = Recipient(delivery_id=11, subscription_id=4242, email="reader@example.org", name="Rea")
-SIGNER = Signer("property-secret")
+SIGNER = signer("property-secret")
 PERSONAL = (
     READER.email,
     SIGNER.token("unsubscribe", READER.subscription_id),

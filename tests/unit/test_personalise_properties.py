@@ -18,10 +18,12 @@ from digest.delivery.recipient import Recipient
 from digest.placeholders import Slots
 from digest.subscribers.addresses import wire_address
 from tests.flows import ISSUE_HEADERS
+from tests.helpers import signer
 
 P = Slots.new()  # one render's slots
 TEMPLATE = MessageTemplate.from_bytes(
     build_template(
+        signer=signer(),
         issue_id=7,
         subject="News",
         html_body=f"<p>Hello {P.NAME} ({P.EMAIL})</p>",
@@ -32,7 +34,8 @@ TEMPLATE = MessageTemplate.from_bytes(
         from_name="Digest",
         from_email="digest@example.org",
         public_url="https://digest.example.org",
-    ).to_bytes()
+    ).to_bytes(),
+    signer(),
 )
 GOOD = Recipient(1, 1, "good@example.org", "Good")
 

@@ -8,8 +8,8 @@ from digest.errors import DigestError
 from digest.placeholders import LEGACY_MARKER, SlotError, Slots
 from digest.render.allowlist import UnsafeHtmlError, check_html, violations
 from digest.render.issue import render_issue
-from digest.render.sample import sample_issue_view
 from digest.urls import safe_link, safe_url
+from tests.fixtures.sample_issue import sample_issue_view
 
 
 def test_our_own_rendering_is_inside_the_allow_list() -> None:

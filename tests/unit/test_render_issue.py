@@ -12,8 +12,8 @@ import pytest
 from digest import placeholders
 from digest.render.errors import MjmlError, RenderError
 from digest.render.issue import render_issue, render_mjml_source
-from digest.render.sample import sample_issue_view
 from digest.render.view import GroupView, IssueView, ItemView
+from tests.fixtures.sample_issue import sample_issue_view
 
 HOSTILE = '<script>alert("x")</script>"><img src=x onerror=alert(1)>'
 

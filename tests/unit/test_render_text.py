@@ -10,9 +10,9 @@ from babel import Locale
 
 from digest import placeholders as fields
 from digest.placeholders import Slots
-from digest.render.sample import sample_issue_view
 from digest.render.text import WIDTH, render_text
 from digest.render.view import GroupView, IssueView, ItemView
+from tests.fixtures.sample_issue import sample_issue_view
 
 EN_GB = Locale.parse("en_GB")
 placeholders = Slots.new()

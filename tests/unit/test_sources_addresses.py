@@ -15,17 +15,17 @@ from hypothesis import strategies as st
 from lxml import html as lxml_html
 
 from digest.config import Settings
+from digest.fetch_allowances import parse_allowance
 from digest.sources.addresses import (
     AddressPolicy,
     embedded_ipv4,
     literal_address,
-    parse_allowance,
     refusal,
 )
 from digest.sources.errors import FetchError, FetchRefused
 from digest.sources.fetch import web_url
 from digest.sources.listing import base_of
-from digest.sources.normalise import absolute_url
+from digest.urls import absolute_url
 
 # IPv4 space that is not globally reachable unicast (RFC 6890 and its updates, multicast,
 # broadcast). 192.88.99.0/24 (the deprecated 6to4 relay anycast) is left to either answer.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.config import get_settings
 from digest.sources.errors import SourceError
 from digest.sources.feeds import looks_like, parse_feed
 from digest.sources.reader import read_once
@@ -104,7 +105,7 @@ def test_html_page_is_a_clear_error_not_zero_items() -> None:
     # Through the reader too, whatever kind is asked for.
     for kind in ("auto", "feed", "html"):
         with pytest.raises(SourceError):
-            read_once(str(FEEDS / "not_a_feed.html"), kind=kind)
+            read_once(str(FEEDS / "not_a_feed.html"), kind=kind, settings=get_settings())
 
 
 def test_empty_and_garbage_are_errors() -> None:
@@ -175,5 +176,5 @@ def test_html_in_title_is_dropped_and_summary_sanitised() -> None:
 
 
 def test_read_once_auto_detects_feeds_from_disk() -> None:
-    result = read_once(str(FEEDS / "rss20.xml"))
+    result = read_once(str(FEEDS / "rss20.xml"), settings=get_settings())
     assert result.kind == "feed" and len(result.items) == 2

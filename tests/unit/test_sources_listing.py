@@ -10,6 +10,8 @@ import pytest
 from digest.sample import SAMPLE_LISTING, SAMPLE_SELECTORS
 from digest.sources.discover import discover_feeds
 from digest.sources.errors import SourceError
+from digest.sources.feeds import parse_feed
+from digest.sources.guids import title_digest
 from digest.sources.infer import infer_selectors
 from digest.sources.listing import Selectors, page_url, parse_html, parse_listing
 from digest.sources.parsed import ParsedItem
@@ -249,3 +251,28 @@ def test_page_url_keeps_filters() -> None:
         "https://coop.example.org/news/list?category=coops&type=press&page=3"
     )
     assert page_url(SITE + "&page=2", "page", 3).count("page=") == 1
+
+
+def test_an_item_without_id_or_link_has_one_guid_whether_a_feed_or_a_page_says_it() -> None:
+    """Its guid digests its title and date, spelled one way (digest.sources.guids): the same
+    news read from a listing page or from a feed is one item, and a page read again after
+    migration 0006 finds the items it stored before."""
+    page = (
+        b'<html><body><div class="news"><h3>Cooperative week opens in Lyon</h3>'
+        b'<span class="d">21 February 2024</span></div></body></html>'
+    )
+    feed = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+        b"<item><title>Cooperative week opens in Lyon</title>"
+        b"<pubDate>Wed, 21 Feb 2024 00:00:00 +0000</pubDate></item></channel></rss>"
+    )
+    selectors = Selectors.from_dict({"item": "div.news", "title": "h3", "date": ".d"})
+    (from_page,) = parse_listing(page, SITE, selectors, "en").items
+    (from_feed,) = parse_feed(feed, "https://coop.example.org/feed.xml")
+    assert (from_page.url, from_feed.url) == (None, None)
+    assert from_page.published_at == from_feed.published_at == datetime(2024, 2, 21, tzinfo=UTC)
+    assert (
+        from_page.guid
+        == from_feed.guid
+        == title_digest("Cooperative week opens in Lyon", datetime(2024, 2, 21, tzinfo=UTC))
+    )

@@ -6,17 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from digest.sources.dates import parse_date
 from digest.sources.encoding import declared_encoding, decode
-from digest.sources.normalise import (
-    SUMMARY_HTML_MAX,
-    SUMMARY_TEXT_MAX,
-    TITLE_MAX,
-    absolute_url,
-    canonical_url,
-    clean_title,
-    parse_date,
-    sanitise_summary,
-)
+from digest.sources.summaries import SUMMARY_HTML_MAX, SUMMARY_TEXT_MAX, sanitise_summary
+from digest.sources.text import TITLE_MAX, clean_title
+from digest.urls import absolute_url, canonical_url
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from digest.config import Settings
-from digest.subscribers.tokens import make_token
 from digest.web.app import create_app
+from tests.helpers import token
 
 
 def test_healthz_is_503_when_the_database_is_unreachable() -> None:
@@ -31,7 +31,7 @@ def test_a_forged_link_is_refused_before_the_database_is_asked() -> None:
 def test_a_failing_database_is_a_500_page_not_a_traceback() -> None:
     settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none")
     client = TestClient(create_app(settings), raise_server_exceptions=False)
-    response = client.get(f"/u/{make_token('unsubscribe', 1)}")
+    response = client.get(f"/u/{token('unsubscribe', 1)}")
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.text
     assert "Traceback" not in response.text and "psycopg" not in response.text

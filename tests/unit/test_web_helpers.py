@@ -6,9 +6,9 @@ import pytest
 
 from digest.placeholders import FIELDS, Slots
 from digest.subscribers.actions import NAME_MAX, clean_name
-from digest.subscribers.tokens import make_token
 from digest.web.links import BadLink, mask_email, token_id
 from digest.web.online import web_copy
+from tests.helpers import link_keys, token
 
 ph = Slots.new()
 
@@ -69,11 +69,11 @@ def test_clean_name_is_capped() -> None:
 
 
 def test_token_id_refuses_other_purposes_and_giants() -> None:
-    assert token_id("unsubscribe", make_token("unsubscribe", 5)) == 5
+    assert token_id("unsubscribe", token("unsubscribe", 5), link_keys()) == 5
     with pytest.raises(BadLink):
-        token_id("unsubscribe", make_token("view", 5))
+        token_id("unsubscribe", token("view", 5), link_keys())
     with pytest.raises(BadLink):
-        token_id("unsubscribe", "x" * 10_000)
+        token_id("unsubscribe", "x" * 10_000, link_keys())
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,20 @@ from digest.delivery.message import data_ready
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
 from digest.keys import signing_keys
-from digest.models import Event, SignupRequest, Subscriber, Subscription, utcnow
+from digest.models import (
+    Event,
+    EventKind,
+    SignupOutcome,
+    SignupRequest,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
 from digest.subscribers.addresses import display_email, needs_smtputf8, wire_address
 from digest.subscribers.suppression import is_suppressed
 from digest.subscribers.throttle import Window, hashed, make_throttle, prune_counters
-from digest.subscribers.tokens import Signer
+from digest.tokens import confirm_url, make_token
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,7 @@ KEEP = timedelta(days=30)
 MAX_ATTEMPTS = 3
 RETRY_AFTER = timedelta(minutes=2)  # doubled after each attempt
 BATCH = 100
+QUEUED = "queued"  # counted, never stored: the request waits for its confirmation's result
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +138,7 @@ def _claim(session: Session, ids: Sequence[int] | None, now: datetime) -> list[i
     return sorted(session.scalars(stmt))
 
 
-def _finish(request: SignupRequest, outcome: str) -> None:
+def _finish(request: SignupRequest, outcome: SignupOutcome) -> None:
     request.outcome, request.lease_until = outcome, None
 
 
@@ -141,8 +151,8 @@ def _decide(
     if request is None:
         return "gone", None
     if request.bot:
-        _finish(request, "bot")
-        return "bot", None
+        _finish(request, SignupOutcome.BOT)
+        return SignupOutcome.BOT, None
     lst = request.mailing_list
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == request.email))
     subscription = None
@@ -152,22 +162,22 @@ def _decide(
                 Subscription.list_id == lst.id, Subscription.subscriber_id == subscriber.id
             )
         )
-    outcome = "queued"
+    outcome: SignupOutcome | None = None  # None: queued, a confirmation is to be sent
     if is_suppressed(session, request.email):
-        outcome = "suppressed"
-    elif subscription is not None and subscription.status == "confirmed":
-        outcome = "subscribed"
+        outcome = SignupOutcome.SUPPRESSED
+    elif subscription is not None and subscription.status == SubscriptionStatus.CONFIRMED:
+        outcome = SignupOutcome.SUBSCRIBED
     # A retry was counted on its first try.
     elif request.subscription_id is None and not _within_limits(session, request, settings):
-        outcome = "throttled"
-    if outcome == "queued":
+        outcome = SignupOutcome.THROTTLED
+    if outcome is None:
         if subscriber is None:
             subscriber = Subscriber(email=request.email, name=request.name)
             session.add(subscriber)
             session.flush()
         if subscription is None:
             subscription = Subscription(
-                list_id=lst.id, subscriber_id=subscriber.id, status="pending"
+                list_id=lst.id, subscriber_id=subscriber.id, status=SubscriptionStatus.PENDING
             )
             session.add(subscription)
             session.flush()
@@ -177,15 +187,15 @@ def _decide(
     if request.attempts <= 1:  # one event per request, not per try
         session.add(
             Event(
-                kind="signup",
+                kind=EventKind.SIGNUP,
                 subscriber_id=subscriber.id if subscriber else None,
                 list_id=lst.id,
-                detail={"request_id": request.id, "outcome": outcome},
+                detail={"request_id": request.id, "outcome": outcome or QUEUED},
             )
         )
-    if subscription is None or outcome != "queued":
-        return outcome, None
-    return outcome, _Confirmation(
+    if subscription is None or outcome is not None:
+        return outcome or QUEUED, None
+    return QUEUED, _Confirmation(
         request.id,
         subscription.id,
         request.email,
@@ -216,13 +226,13 @@ def _record(session: Session, results: Sequence[SendResult], now: datetime) -> C
         request.detail = result.detail[:1000]
         request.lease_until = None
         if result.outcome == "sent":
-            request.outcome, request.sent_at = "sent", now
+            request.outcome, request.sent_at = SignupOutcome.SENT, now
         elif result.outcome in ("retry", "deferred") and request.attempts < MAX_ATTEMPTS:
             request.next_attempt_at = now + RETRY_AFTER * 2 ** (request.attempts - 1)
             counts["retry"] += 1
             continue
         else:
-            request.outcome = "failed"
+            request.outcome = SignupOutcome.FAILED
             log.warning("confirmation for sign-up request %s failed: %s", request.id, result.detail)
         counts[request.outcome] += 1
     return counts
@@ -230,8 +240,8 @@ def _record(session: Session, results: Sequence[SendResult], now: datetime) -> C
 
 def confirmation_message(confirmation: _Confirmation, settings: Settings) -> EmailMessage:
     """A small plain message (one per sign-up: the stdlib is fast enough here)."""
-    token = Signer(signing_keys(settings)).token("confirm", confirmation.subscription_id)
-    link = f"{settings.public_url.rstrip('/')}/c/{token}"
+    token = make_token("confirm", confirmation.subscription_id, signing_keys(settings))
+    link = confirm_url(settings.public_url, token)
     domain = confirmation.from_email.rsplit("@", 1)[-1]
     msg = EmailMessage()
     msg["From"] = Address(display_name=confirmation.from_name, addr_spec=confirmation.from_email)

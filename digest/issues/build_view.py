@@ -1,4 +1,4 @@
-"""Build the plain IssueView of an issue from the store (render never sees the ORM)."""
+"""The plain IssueView (`digest.render.view`) of a stored issue: render never sees the ORM."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from itertools import groupby
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from digest.config import get_settings
+from digest.config import Settings
 from digest.errors import NotFound
 from digest.models import Issue, IssueItem, Item
 from digest.render.view import GroupView, IssueView, ItemView
 
 
-def build_issue_view(session: Session, issue_id: int) -> IssueView:
+def build_issue_view(session: Session, issue_id: int, settings: Settings) -> IssueView:
     issue = session.scalar(
         select(Issue)
         .where(Issue.id == issue_id)
@@ -30,7 +30,6 @@ def build_issue_view(session: Session, issue_id: int) -> IssueView:
         GroupView(label=label, items=tuple(_item_view(ii.item) for ii in members))
         for label, members in groupby(ordered, key=lambda ii: ii.group_label)
     )
-    settings = get_settings()
     return IssueView(
         list_name=lst.name,
         list_description=lst.description,

@@ -28,11 +28,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.config import Settings, get_settings
+from digest.config import Settings
 from digest.errors import DigestError
 from digest.issues.compose import compose_issue
 from digest.issues.schedule import OPEN_STATES
-from digest.models import ListSource, MailingList, ScheduledIssue, Source, utcnow
+from digest.models import ListSource, MailingList, ScheduledIssue, ScheduledState, Source, utcnow
 from digest.pipeline import approve_if_auto
 from digest.sources.collect import CollectResult, collect_sources, describe
 
@@ -68,7 +68,7 @@ class OverdueRow:
     list_slug: str
     list_name: str
     fire_at: datetime
-    state: str
+    state: ScheduledState
     attempts: int
     error: str
     next_attempt_at: datetime | None
@@ -77,15 +77,20 @@ class OverdueRow:
 def _claimable(now: datetime) -> ColumnElement[bool]:
     s = ScheduledIssue
     return or_(
-        s.state == "pending",
-        and_(s.state == "failed", or_(s.next_attempt_at.is_(None), s.next_attempt_at <= now)),
-        and_(s.state == "collecting", s.lease_until < now),
+        s.state == ScheduledState.PENDING,
+        and_(
+            s.state == ScheduledState.FAILED,
+            or_(s.next_attempt_at.is_(None), s.next_attempt_at <= now),
+        ),
+        and_(s.state == ScheduledState.COLLECTING, s.lease_until < now),
     )
 
 
 def _held(claim: Claim) -> ColumnElement[bool]:
     s = ScheduledIssue
-    return and_(s.id == claim.id, s.lease_token == claim.token, s.state == "collecting")
+    return and_(
+        s.id == claim.id, s.lease_token == claim.token, s.state == ScheduledState.COLLECTING
+    )
 
 
 def _rowcount(result: Any) -> int:
@@ -109,13 +114,13 @@ def claim_scheduled(
     for record_id, state in session.execute(query).all():
         token = uuid.uuid4().hex
         values: dict[str, Any] = {
-            "state": "collecting",
+            "state": ScheduledState.COLLECTING,
             "attempts": ScheduledIssue.attempts + 1,
             "lease_token": token,
             "lease_until": now + timedelta(seconds=lease_seconds),
             "next_attempt_at": None,
         }
-        if state == "collecting":
+        if state == ScheduledState.COLLECTING:
             values["last_error"] = LOST
         stmt = (
             update(ScheduledIssue)
@@ -159,7 +164,7 @@ def compose_scheduled(session: Session, claim: Claim, now: datetime | None = Non
         return Outcome("taken")
     record = session.get_one(ScheduledIssue, claim.id, populate_existing=True)
     issue = compose_issue(session, record.list_id, now, cutoff=record.fire_at)
-    record.state = "empty" if issue is None else "composed"
+    record.state = ScheduledState.EMPTY if issue is None else ScheduledState.COMPOSED
     record.issue_id = issue.id if issue is not None else None
     record.settled_at, record.lease_token, record.last_error = now, None, None
     session.flush()
@@ -184,7 +189,7 @@ def fail_scheduled(
         update(ScheduledIssue)
         .where(_held(claim))
         .values(
-            state="failed",
+            state=ScheduledState.FAILED,
             last_error=error[:ERROR_MAX],
             next_attempt_at=now + retry_delay(attempts, retry_seconds),
             lease_token=None,
@@ -202,12 +207,9 @@ def _fail(factory: sessionmaker[Session], claim: Claim, error: str, settings: Se
     return Outcome("failed" if held else "taken", error=error)
 
 
-def collect_step(
-    factory: sessionmaker[Session], claim: Claim, settings: Settings | None = None
-) -> Outcome:
+def collect_step(factory: sessionmaker[Session], claim: Claim, settings: Settings) -> Outcome:
     """Bring the claimed issue's list's sources up to date (each source's failure is its own,
     kept on the source); "collected" when composing should follow."""
-    settings = settings or get_settings()
     with factory() as session:
         source_ids = sources_to_collect(session, claim)
     if source_ids is None:
@@ -220,13 +222,10 @@ def collect_step(
     return Outcome("collected", collected=tuple(collected))
 
 
-def compose_step(
-    factory: sessionmaker[Session], claim: Claim, settings: Settings | None = None
-) -> Outcome:
+def compose_step(factory: sessionmaker[Session], claim: Claim, settings: Settings) -> Outcome:
     """Compose the claimed issue and settle it, or record why not; an issue of a list that
     auto-approves is then approved and planned (a failure there leaves the draft to its
     editor: the issue exists, so the scheduled issue stays settled)."""
-    settings = settings or get_settings()
     try:
         with factory.begin() as session:
             outcome = compose_scheduled(session, claim)
@@ -239,16 +238,14 @@ def compose_step(
         return outcome
     try:
         with factory.begin() as session:
-            approved = approve_if_auto(session, outcome.issue_id)
+            approved = approve_if_auto(session, outcome.issue_id, settings)
     except Exception:
         log.exception("issue %s: auto-approval failed; the draft waits", outcome.issue_id)
         approved = False
     return Outcome("composed", outcome.issue_id, approved=approved)
 
 
-def run_scheduled(
-    factory: sessionmaker[Session], claim: Claim, settings: Settings | None = None
-) -> Outcome:
+def run_scheduled(factory: sessionmaker[Session], claim: Claim, settings: Settings) -> Outcome:
     """Both steps in this process (`digest run`, the demo)."""
     collected = collect_step(factory, claim, settings)
     if collected.state != "collected":
@@ -264,11 +261,15 @@ def run_scheduled(
 
 
 def _why(record: ScheduledIssue, now: datetime) -> str:
-    if record.state == "pending":
+    if record.state == ScheduledState.PENDING:
         return NOT_TRIED
-    if record.state == "collecting" and record.lease_until and record.lease_until < now:
+    if (
+        record.state == ScheduledState.COLLECTING
+        and record.lease_until
+        and record.lease_until < now
+    ):
         return LOST
-    if record.state == "collecting":
+    if record.state == ScheduledState.COLLECTING:
         previous = f"; before: {record.last_error}" if record.last_error else ""
         return f"attempt {record.attempts} in progress{previous}"
     return record.last_error or "failed"

@@ -1,17 +1,19 @@
-"""Signed tokens for the links in a message: a salt per purpose, no address inside.
+"""Signed links: the tokens in every message's links and the URLs built from them.
 
-A token carries a row id only; forging or editing one fails signature checks, and a token
-made for one purpose (say, view-online) is refused for another (unsubscribe).
+Cross-cutting on purpose: delivery signs them into each copy, sign-up confirmations sign one,
+the web pages read them. A token carries a row id only, with a salt per purpose; forging or
+editing one fails the signature check, and a token made for one purpose (say, view-online)
+is refused for another (unsubscribe).
 
-Keys come from `digest.keys`: the newest signs, every configured one verifies (so links in mail
-sent before a key rotation keep working), and outside development mode a missing or published
-key raises `InsecureKey` instead of signing or accepting anything.
+The keys are the caller's (`digest.keys.signing_keys(settings)`, which refuses a missing or
+published key outside development mode): the newest signs, every one verifies, so links in
+mail sent before a key rotation keep working. Nothing here reads the global settings, so a
+web app, worker or command signs with the settings it holds.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Literal, get_args
 
@@ -19,13 +21,12 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous import Signer as HmacSigner
 from itsdangerous.encoding import base64_encode, want_bytes
 
-from digest.config import get_settings
 from digest.db import MAX_BIGINT
-from digest.keys import checked, signing_keys
+from digest.keys import LinkKeys
 
 Purpose = Literal["unsubscribe", "preferences", "confirm", "view"]
-# One key, or several oldest first (the last signs); None: the configured keys.
-Secret = str | Sequence[str] | None
+# The path each purpose's link takes on the public site (`digest serve`).
+PATHS: dict[Purpose, str] = {"unsubscribe": "u", "preferences": "p", "confirm": "c", "view": "v"}
 
 
 class InvalidToken(ValueError):
@@ -49,28 +50,17 @@ class _KeyCachingSigner(HmacSigner):
         return _derived_key(secret, want_bytes(self.salt), self.key_derivation, self.digest_method)
 
 
-def keys_for(secret: Secret) -> tuple[str, ...]:
-    """The keys to sign (the last) and verify with; InsecureKey outside development mode when
-    one is missing or published, whether configured or passed in."""
-    settings = get_settings()
-    if secret is None:
-        return signing_keys(settings)
-    return checked((secret,) if isinstance(secret, str) else secret, dev_mode=settings.dev_mode)
+def _serializer(purpose: Purpose, keys: LinkKeys) -> URLSafeSerializer:
+    return URLSafeSerializer(list(keys), salt=f"digest.{purpose}", signer=_KeyCachingSigner)
 
 
-def _serializer(purpose: Purpose, secret: Secret = None) -> URLSafeSerializer:
-    return URLSafeSerializer(
-        list(keys_for(secret)), salt=f"digest.{purpose}", signer=_KeyCachingSigner
-    )
+def make_token(purpose: Purpose, row_id: int, keys: LinkKeys) -> str:
+    return _serializer(purpose, keys).dumps(row_id)
 
 
-def make_token(purpose: Purpose, row_id: int, secret: Secret = None) -> str:
-    return _serializer(purpose, secret).dumps(row_id)
-
-
-def read_token(purpose: Purpose, token: str, secret: Secret = None) -> int:
+def read_token(purpose: Purpose, token: str, keys: LinkKeys) -> int:
     try:
-        value = _serializer(purpose, secret).loads(token)
+        value = _serializer(purpose, keys).loads(token)
     except BadSignature as exc:
         raise InvalidToken(f"invalid {purpose} link") from exc
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_BIGINT:
@@ -82,12 +72,12 @@ class Signer:
     """Makes many tokens fast, for the send path: the same bytes as `make_token` (a test pins
     that), with the HMAC keyed once per purpose and copied per token instead of re-derived."""
 
-    def __init__(self, secret: Secret = None) -> None:
-        # Resolved (and checked) once: every token of this signer uses the same newest key.
-        self._secret = keys_for(secret)
+    def __init__(self, keys: LinkKeys) -> None:
+        # Every token of this signer uses the same newest key.
+        self._keys = keys
         self._by_purpose: dict[str, hmac.HMAC] = {}
         for purpose in get_args(Purpose):
-            signer = _serializer(purpose, self._secret).make_signer()
+            signer = _serializer(purpose, keys).make_signer()
             self._by_purpose[purpose] = hmac.new(
                 signer.derive_key(), digestmod=signer.digest_method
             )
@@ -98,20 +88,29 @@ class Signer:
         # (zlib's output has 8 bytes of overhead); longer ids take the library's path.
         digits = str(int(row_id)).encode()
         if len(digits) > 9:
-            return make_token(purpose, row_id, self._secret)
+            return make_token(purpose, row_id, self._keys)
         payload = base64_encode(digits)
         mac = self._by_purpose[purpose].copy()
         mac.update(payload)
         return (payload + b"." + base64_encode(mac.digest())).decode()
 
 
+def link_url(public_url: str, purpose: Purpose, token: str) -> str:
+    """The public page a token leads to: /u/, /p/, /c/ or /v/ under `public_url`."""
+    return f"{public_url.rstrip('/')}/{PATHS[purpose]}/{token}"
+
+
 def unsubscribe_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}/u/{token}"
+    return link_url(public_url, "unsubscribe", token)
 
 
 def preferences_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}/p/{token}"
+    return link_url(public_url, "preferences", token)
 
 
 def view_online_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}/v/{token}"
+    return link_url(public_url, "view", token)
+
+
+def confirm_url(public_url: str, token: str) -> str:
+    return link_url(public_url, "confirm", token)

@@ -1,4 +1,5 @@
-"""What the editor's pages and the API show: issues, lists and sources as plain rows.
+"""The listing queries: issues, lists, sources and subscribers as plain rows, one query
+function each for the CLI, the editor's pages and the API.
 
 A handful of grouped queries per page (never one per row), read-only.
 """
@@ -9,28 +10,29 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from digest.config import Settings
-from digest.delivery.ledger import progress_by_issue
-from digest.issues.scheduled import OverdueRow, overdue_scheduled
+from digest.delivery.ledger import Progress, progress_by_issue
 from digest.models import (
     Issue,
     IssueItem,
+    IssueStatus,
     Item,
     ListSource,
     MailingList,
     Source,
+    SourceKind,
+    Subscriber,
     Subscription,
+    SubscriptionStatus,
     utcnow,
 )
-from digest.subscribers.service import STATUSES as SUBSCRIPTION_STATUSES
+from digest.scheduled import OverdueRow, overdue_scheduled
 
-IssueStatus = Literal["draft", "approved", "sending", "paused", "sent", "cancelled"]
-ISSUE_STATUSES: tuple[str, ...] = get_args(IssueStatus)
 Health = Literal["ok", "failing", "new", "manual"]
 
 
@@ -40,13 +42,13 @@ class IssueRow:
     list_slug: str
     list_name: str
     number: int
-    status: str
+    status: IssueStatus
     subject: str
     items: int
     created_at: datetime
     approved_at: datetime | None
     sent_at: datetime | None
-    progress: dict[str, int]
+    progress: Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,9 @@ class ListRow:
     slug: str
     name: str
     description: str
-    subscribers: dict[str, int]
+    schedule_cron: str
+    timezone: str
+    subscribers: dict[str, int]  # by SubscriptionStatus value, every status present
     sources: int
     last_issue: IssueRow | None
     draft_issue_id: int | None
@@ -77,7 +81,7 @@ class SourceRow:
     id: int
     name: str
     url: str
-    kind: str
+    kind: SourceKind
     health: Health
     lists: list[str]
     items: int
@@ -125,7 +129,7 @@ def issue_rows(
     session: Session,
     *,
     list_id: int | None = None,
-    status: str | None = None,
+    status: IssueStatus | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[IssueRow]:
@@ -165,26 +169,32 @@ def _pairs(session: Session, stmt: Select[int, int]) -> dict[int, int]:
 
 def list_rows(session: Session) -> list[ListRow]:
     lists = session.scalars(select(MailingList).order_by(MailingList.name)).all()
-    counts: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SUBSCRIPTION_STATUSES, 0))
+    counts: dict[int, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys((s.value for s in SubscriptionStatus), 0)
+    )
     for list_id, status, n in session.execute(
         select(Subscription.list_id, Subscription.status, func.count()).group_by(
             Subscription.list_id, Subscription.status
         )
     ):
-        counts[int(list_id)][status] = int(n)
+        counts[int(list_id)][SubscriptionStatus(status).value] = int(n)
     sources = _pairs(session, select(ListSource.list_id, func.count()).group_by(ListSource.list_id))
     latest_ids = select(func.max(Issue.id)).group_by(Issue.list_id)
     latest = session.scalars(
         select(Issue).options(selectinload(Issue.mailing_list)).where(Issue.id.in_(latest_ids))
     ).all()
     last = {row.list_slug: row for row in _rows(session, latest)}
-    drafts = _pairs(session, select(Issue.list_id, Issue.id).where(Issue.status == "draft"))
+    drafts = _pairs(
+        session, select(Issue.list_id, Issue.id).where(Issue.status == IssueStatus.DRAFT)
+    )
     return [
         ListRow(
             id=lst.id,
             slug=lst.slug,
             name=lst.name,
             description=lst.description,
+            schedule_cron=lst.schedule_cron,
+            timezone=lst.timezone,
             subscribers=counts[lst.id],
             sources=int(sources.get(lst.id, 0)),
             last_issue=last.get(lst.slug),
@@ -195,7 +205,7 @@ def list_rows(session: Session) -> list[ListRow]:
 
 
 def health(source: Source) -> Health:
-    if source.kind == "manual":
+    if source.kind == SourceKind.MANUAL:
         return "manual"
     if source.consecutive_failures:
         return "failing"
@@ -236,3 +246,32 @@ def source_rows(session: Session) -> list[SourceRow]:
 def overdue_rows(session: Session, settings: Settings) -> list[OverdueRow]:
     """Scheduled issues overdue (as `digest issues overdue` lists them), oldest first."""
     return overdue_scheduled(session, utcnow(), settings.schedule_overdue_minutes)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRow:
+    email: str  # as stored (IDNA domain); the edges show `display_email`
+    name: str
+    status: SubscriptionStatus
+
+
+def subscriber_rows(
+    session: Session,
+    list_id: int,
+    *,
+    status: SubscriptionStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[SubscriberRow]:
+    """A list's subscribers, oldest first."""
+    stmt = (
+        select(Subscriber.email, Subscriber.name, Subscription.status)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(Subscription.list_id == list_id)
+        .order_by(Subscriber.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if status is not None:
+        stmt = stmt.where(Subscription.status == status)
+    return [SubscriberRow(email, name, st) for email, name, st in session.execute(stmt)]
