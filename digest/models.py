@@ -140,6 +140,8 @@ class MailingList(Base):
     # Scheduled issues are sent without an editor's approval when set.
     auto_approve: Mapped[bool] = mapped_column(Boolean, default=False)
     postal_address: Mapped[str] = mapped_column(Text, default="")
+    # A private list has no public archive (its sent issues and their Atom feed answer 404).
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
     # The last time the scheduler looked at this list; a cron fire after it is due.
     schedule_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -10,7 +10,7 @@ from rich.table import Table
 from digest import overview
 from digest.cli.common import console, unit_of_work
 from digest.models import Grouping
-from digest.subscribers.lists import create_list, get_list
+from digest.subscribers.lists import create_list, get_list, set_private
 
 app = typer.Typer(help="Manage lists.", no_args_is_help=True)
 
@@ -31,6 +31,7 @@ def create(
         "{list}: {month}"
     ),
     auto_approve: bool = False,
+    private: Annotated[bool, typer.Option(help="No public archive of its issues.")] = False,
 ) -> None:
     """Create a list."""
     with unit_of_work() as session:
@@ -48,8 +49,23 @@ def create(
             lookback_days=lookback_days,
             subject_template=subject,
             auto_approve=auto_approve,
+            private=private,
         )
         console.print(f"created list {lst.slug} (id {lst.id})")
+
+
+@app.command("archive")
+def set_archive(
+    slug: str,
+    private: Annotated[
+        bool, typer.Option("--private/--public", help="Hide or show the public archive.")
+    ],
+) -> None:
+    """Make a list's archive of sent issues (and its Atom feed) private or public."""
+    with unit_of_work() as session:
+        lst = set_private(session, slug, private)
+        shown = "private" if lst.private else f"public at /archive/{lst.slug}"
+        console.print(f"list {lst.slug}: archive {shown}", markup=False)
 
 
 @app.command("list")
@@ -89,6 +105,7 @@ def show(slug: str) -> None:
             "subject_template",
             "preheader_template",
             "auto_approve",
+            "private",
         ):
             console.print(f"{field}: {getattr(lst, field)}", markup=False)
         for src in lst.sources:

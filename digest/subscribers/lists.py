@@ -77,6 +77,7 @@ def create_list(
     preheader_template: str = "{count} new items",
     auto_approve: bool = False,
     max_items: int = 50,
+    private: bool = False,
 ) -> MailingList:
     validate_list_settings(
         slug=slug,
@@ -103,8 +104,17 @@ def create_list(
         preheader_template=preheader_template,
         auto_approve=auto_approve,
         max_items=max_items,
+        private=private,
     )
     session.add(lst)
+    session.flush()
+    return lst
+
+
+def set_private(session: Session, slug_or_id: str | int, private: bool) -> MailingList:
+    """A private list has no public archive; a public one shows its sent issues to anyone."""
+    lst = get_list(session, slug_or_id)
+    lst.private = private
     session.flush()
     return lst
 

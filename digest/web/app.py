@@ -17,6 +17,7 @@ from digest.config import Settings, get_settings
 from digest.db import ping, session_factory
 from digest.keys import public_url_warning, signing_keys
 from digest.web.api import router as api_router
+from digest.web.archive import router as archive_router
 from digest.web.editor import router as editor_router
 from digest.web.pages import router as pages_router
 from digest.web.security import SecurityHeaders
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _server_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    routers = (pages_router, editor_router, api_router, signup_router)
+    routers = (pages_router, archive_router, editor_router, api_router, signup_router)
     for router in routers:
         app.include_router(router)
 

@@ -29,6 +29,14 @@ COMMON = {
 PRIVATE = {"cache-control": "no-store", "x-robots-tag": "noindex, nofollow"}
 
 
+def _is_issue_copy(path: str) -> bool:
+    """/v/TOKEN and /archive/SLUG/NUMBER serve an email's HTML; the archive's index does not."""
+    if path.startswith("/v/"):
+        return True
+    parts = path.split("/")
+    return len(parts) == 4 and parts[1] == "archive" and parts[3].isdigit()
+
+
 class SecurityHeaders:
     """Plain ASGI middleware (no BaseHTTPMiddleware: it would buffer every response)."""
 
@@ -41,7 +49,8 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         extra = dict(COMMON)
-        if not path.startswith("/static/"):
+        # Static files and the public archive are for everyone: cacheable and indexable.
+        if not path.startswith(("/static/", "/archive/")):
             extra.update(PRIVATE)
 
         async def send_with_headers(message: Message) -> None:
@@ -49,7 +58,7 @@ class SecurityHeaders:
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 if b"content-security-policy" not in present:
-                    csp = ISSUE_CSP if path.startswith("/v/") else PAGE_CSP
+                    csp = ISSUE_CSP if _is_issue_copy(path) else PAGE_CSP
                     headers.append((b"content-security-policy", csp.encode()))
                 headers.extend(
                     (k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in present

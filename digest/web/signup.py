@@ -24,7 +24,7 @@ from digest.subscribers.signup import sign_up
 from digest.subscribers.throttle import make_throttle
 from digest.web.clients import client_ip
 from digest.web.deps import SessionDep, SettingsDep, mark_failed
-from digest.web.templating import render
+from digest.web.templating import render, root_path
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -66,9 +66,10 @@ def send_in_background(sf: sessionmaker[Session], request_id: int, settings: Set
 @router.get("/s/{slug}", response_class=HTMLResponse)
 def signup_page(request: Request, slug: str, session: SessionDep) -> Response:
     lst = _list(session, slug)
-    return render(
-        request, "signup.html", {"list_name": lst.name, "list_description": lst.description}
-    )
+    context = {"list_name": lst.name, "list_description": lst.description}
+    if not lst.private:
+        context["archive_url"] = f"{root_path(request)}/archive/{lst.slug}"
+    return render(request, "signup.html", context)
 
 
 @router.post("/s/{slug}", response_class=HTMLResponse)

@@ -1,0 +1,48 @@
+"""The public archive: a list's issues that went out, for anyone, unless the list is private.
+
+Only issues that reached subscribers (sending or sent) are shown; drafts, approved-but-unsent,
+paused and cancelled ones never are, whatever number a visitor tries. A private list and a
+missing one look the same to a visitor (None), so the archive does not reveal which lists exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.db import MAX_INT
+from digest.models import Issue, IssueStatus, MailingList
+
+PUBLISHED = (IssueStatus.SENDING, IssueStatus.SENT)
+PAGE_SIZE = 24
+
+
+def public_list(session: Session, slug: str) -> MailingList | None:
+    found = session.scalar(select(MailingList).where(MailingList.slug == slug))
+    return None if found is None or found.private else found
+
+
+def published_issues(
+    session: Session, lst: MailingList, *, before: int | None = None, limit: int = PAGE_SIZE
+) -> Sequence[Issue]:
+    """Newest first, a page at a time: `before` is the last number of the previous page."""
+    stmt = (
+        select(Issue)
+        .where(Issue.list_id == lst.id, Issue.status.in_(PUBLISHED), Issue.html.is_not(None))
+        .order_by(Issue.number.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        stmt = stmt.where(Issue.number < before)
+    return session.scalars(stmt).all()
+
+
+def published_issue(session: Session, lst: MailingList, number: int) -> Issue | None:
+    if not 0 < number <= MAX_INT:
+        return None
+    issue = session.scalar(select(Issue).where(Issue.list_id == lst.id, Issue.number == number))
+    if issue is None or issue.status not in PUBLISHED or issue.html is None:
+        return None
+    return issue
