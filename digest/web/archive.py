@@ -8,19 +8,18 @@ A private or unknown list, and any issue that did not go out, answer 404 alike.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from lxml import etree
 from lxml.builder import ElementMaker
 
 from digest import archive
-from digest.db import MAX_INT
 from digest.issues.freeze import issue_slots
 from digest.models import Issue, MailingList
 from digest.web.deps import SessionDep
 from digest.web.online import web_copy
+from digest.web.params import BeforeNumber, IssueNumber, Slug
 from digest.web.templating import render, root_path
 
 router = APIRouter()
@@ -43,9 +42,9 @@ def _when(issue: Issue) -> datetime:
 @router.api_route("/archive/{slug}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def archive_page(
     request: Request,
-    slug: str,
+    slug: Slug,
     session: SessionDep,
-    before: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    before: BeforeNumber = None,
 ) -> Response:
     lst = _public(session, slug)
     issues = archive.published_issues(session, lst, before=before)
@@ -76,7 +75,7 @@ def archive_page(
 
 
 @router.api_route("/archive/{slug}/feed.atom", methods=["GET", "HEAD"])
-def archive_feed(request: Request, slug: str, session: SessionDep) -> Response:
+def archive_feed(request: Request, slug: Slug, session: SessionDep) -> Response:
     lst = _public(session, slug)
     issues = archive.published_issues(session, lst, limit=FEED_ENTRIES)
     base = request.app.state.settings.public_url.rstrip("/") + root_path(request)
@@ -111,7 +110,9 @@ def archive_feed(request: Request, slug: str, session: SessionDep) -> Response:
 
 
 @router.api_route("/archive/{slug}/{number}", methods=["GET", "HEAD"], response_class=HTMLResponse)
-def archived_issue(request: Request, slug: str, number: int, session: SessionDep) -> Response:
+def archived_issue(
+    request: Request, slug: Slug, number: IssueNumber, session: SessionDep
+) -> Response:
     lst = _public(session, slug)
     issue = archive.published_issue(session, lst, number)
     if issue is None:

@@ -16,6 +16,11 @@ from digest.db import MAX_BIGINT, MAX_INT
 # Each bounded by its column (digest.db): issues.id is INTEGER, items.id BIGINT.
 IssueId = Annotated[int, Path(ge=1, le=MAX_INT, description="An issue's id.", examples=[1])]
 ItemId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="An item's id.", examples=[1])]
+IssueNumber = Annotated[
+    int, Path(ge=1, le=MAX_INT, description="An issue's number in its list.", examples=[1])
+]
+# Keyset paging: the last number of the previous page.
+BeforeNumber = Annotated[int | None, Query(ge=1, le=MAX_INT, description="Show older than this.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_BIGINT, description="Rows to skip.")]
 Position = Annotated[int, Field(ge=0, le=MAX_INT, description="0-based position in the issue.")]
 PositionField = Annotated[int, Form(ge=0, le=MAX_INT, description="0-based position.")]
