@@ -53,4 +53,5 @@ def _item_view(item: Item) -> ItemView:
         published_at=item.published_at,
         image_url=item.image_url,
         source_name=item.source.name,
+        source_url=item.source.url,
     )

@@ -16,6 +16,7 @@ from jinja2 import TemplateError
 from digest import placeholders
 from digest.placeholders import Slots
 from digest.render.allowlist import check_html
+from digest.render.checks import review
 from digest.render.environment import get_environment
 from digest.render.errors import RenderError
 from digest.render.language import html_lang, labels_for, resolve_locale, text_direction
@@ -71,6 +72,7 @@ def render_issue(
             raise RenderError(f"the {part} part lost placeholders {missing}: check the templates")
     check_html(html, f"issue {view.number} of {view.list_name!r}", slots=slots)
 
+    warnings.extend(review(view, html))
     size = len(html.encode("utf-8"))
     if size > size_warning_bytes:
         warnings.append(

@@ -20,6 +20,7 @@ class ItemView:
     published_at: datetime | None  # naive UTC
     image_url: str | None
     source_name: str
+    source_url: str = ""  # where the item was collected from: its link's host is checked
 
 
 @dataclass(frozen=True, slots=True)
