@@ -252,7 +252,8 @@ class Subscription(Base):
 
 
 class IssueStatus(StrEnum):
-    """draft -> approved -> sending -> sent; sending <-> paused; any unsent one -> cancelled."""
+    """draft -> approved -> sending -> sent; approved -> draft; sending <-> paused; any unsent
+    one -> cancelled."""
 
     DRAFT = "draft"
     APPROVED = "approved"  # rendered once and frozen

@@ -230,9 +230,17 @@ def resume(issue_id: int) -> None:
     deliver(issue_id, settings)
 
 
+@app.command("to-draft")
+def to_draft(issue_id: int) -> None:
+    """Return an approved issue to draft, to edit it again (it is rendered anew at approval)."""
+    with unit_of_work() as session:
+        issue = lifecycle.return_to_draft(session, issue_id)
+        console.print(f"issue {issue_id} is {issue.status}")
+
+
 @app.command("cancel")
 def cancel(issue_id: int) -> None:
-    """Cancel an issue: nothing more is sent."""
+    """Cancel an issue: nothing more is sent, and its items go back to the pool."""
     with unit_of_work() as session:
         issue = lifecycle.cancel(session, issue_id)
         console.print(f"issue {issue_id} is {issue.status}")

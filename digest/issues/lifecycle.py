@@ -1,6 +1,7 @@
 """The issue lifecycle: an editor edits a draft, approves it; sending is paused, resumed, cancelled.
 
-draft -> approved -> sending -> sent; sending <-> paused; any unsent state -> cancelled.
+draft -> approved -> sending -> sent; approved -> draft; sending <-> paused; any unsent state
+-> cancelled.
 Status is the control plane: senders check it before each batch.
 """
 
@@ -155,9 +156,26 @@ def resume(session: Session, issue_id: int) -> Issue:
     return issue
 
 
+def return_to_draft(session: Session, issue_id: int) -> Issue:
+    """Approved -> draft, to edit it again: what was frozen at approval is thrown away (the
+    next approval renders afresh, with a new slot marker). Nothing has been planned yet."""
+    issue = get_issue(session, issue_id, for_update=True)
+    _require(issue, IssueStatus.APPROVED)
+    issue.status = IssueStatus.DRAFT
+    issue.approved_at = None
+    issue.html = issue.text = issue.slot_marker = None
+    issue.message_template = None
+    issue.render_warnings = []
+    session.flush()
+    return issue
+
+
 def cancel(session: Session, issue_id: int) -> Issue:
+    """Nothing more is sent; the issue's items go back to the pool, so the list's next issue
+    offers them again (the issue keeps its frozen copy, and its deliveries their record)."""
     issue = get_issue(session, issue_id, for_update=True)
     _require(issue, *CANCELLABLE)
     issue.status = IssueStatus.CANCELLED
+    issue.issue_items.clear()
     session.flush()
     return issue

@@ -399,6 +399,13 @@ def resume(
     return _sending(dispatch.resume(session, issue_id, settings, background, sf))
 
 
+@router.post("/issues/{issue_id}/to-draft", response_model=IssueDetail)
+def to_draft(session: SessionDep, issue_id: IssueId) -> IssueDetail:
+    """Return an approved issue to draft; what approval froze is thrown away."""
+    lifecycle.return_to_draft(session, issue_id)
+    return issue_detail(session, issue_id)
+
+
 @router.post("/issues/{issue_id}/cancel", response_model=IssueDetail)
 def cancel(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     lifecycle.cancel(session, issue_id)

@@ -58,7 +58,8 @@ NOTICES = {
     "sending-workers": "Sending: the workers are delivering the issue.",
     "sending-in-process": "Sending from this server. Refresh to follow the progress.",
     "paused": "Paused. No new batches are sent until you resume.",
-    "cancelled": "Cancelled. Nothing more will be sent.",
+    "cancelled": "Cancelled. Nothing more will be sent; its items are free for the next issue.",
+    "drafted": "Back to draft. Edit it, then approve it again: it is rendered anew.",
     "proof": "Proof sent.",
     "composed": "New draft composed from what is new since the last issue.",
     "discarded": "Draft discarded. Its items are free for the next issue.",
@@ -387,15 +388,41 @@ def resume(
     )
 
 
+# Destructive actions ask first: the form's box must be ticked, else the page says so.
+CONFIRM_CANCEL = "Tick the box to confirm that the issue should be cancelled."
+CONFIRM_DISCARD = "Tick the box to confirm that the draft should be deleted."
+
+
+@router.post("/issues/{issue_id}/to-draft")
+def to_draft(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
+    return _act(
+        request, session, issue_id, lambda: lifecycle.return_to_draft(session, issue_id), "drafted"
+    )
+
+
 @router.post("/issues/{issue_id}/cancel")
-def cancel(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
+def cancel(
+    request: Request,
+    session: SessionDep,
+    issue_id: IssueId,
+    confirm: Annotated[str | None, Form()] = None,
+) -> Response:
+    if confirm != "yes":
+        return issue_page(request, session, issue_id, error=CONFIRM_CANCEL, status_code=400)
     return _act(
         request, session, issue_id, lambda: lifecycle.cancel(session, issue_id), "cancelled"
     )
 
 
 @router.post("/issues/{issue_id}/discard")
-def discard(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
+def discard(
+    request: Request,
+    session: SessionDep,
+    issue_id: IssueId,
+    confirm: Annotated[str | None, Form()] = None,
+) -> Response:
+    if confirm != "yes":
+        return issue_page(request, session, issue_id, error=CONFIRM_DISCARD, status_code=400)
     response = _act(
         request, session, issue_id, lambda: lifecycle.discard_draft(session, issue_id), ""
     )

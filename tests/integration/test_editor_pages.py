@@ -164,6 +164,28 @@ def test_proof_approve_send(client: TestClient, session: Session, seeded: Seeded
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 5
 
 
+def test_back_to_draft_and_a_cancel_that_asks_first(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
+    base = f"/editor/issues/{seeded.issue_id}"
+    post(client, f"{base}/approve")
+    assert "Back to draft" in client.get(base).text
+    drafted = post(client, f"{base}/to-draft")
+    assert drafted.headers["location"] == f"{base}?done=drafted"
+    session.expire_all()
+    issue = session.get(Issue, seeded.issue_id)
+    assert issue.status == "draft" and issue.html is None and issue.approved_at is None
+    assert "Approve issue" in client.get(base).text
+    post(client, f"{base}/approve")
+    unconfirmed = post(client, f"{base}/cancel")
+    assert unconfirmed.status_code == 400 and "Tick the box" in unconfirmed.text
+    session.expire_all()
+    assert session.get(Issue, seeded.issue_id).status == "approved"
+    assert post(client, f"{base}/cancel", {"confirm": "yes"}).status_code == 303
+    session.expire_all()
+    assert session.get(Issue, seeded.issue_id).status == "cancelled"
+
+
 def test_pause_resume_cancel(client: TestClient, session: Session, seeded: Seeded) -> None:
     base = f"/editor/issues/{seeded.issue_id}"
     post(client, f"{base}/approve")
@@ -178,14 +200,18 @@ def test_pause_resume_cancel(client: TestClient, session: Session, seeded: Seede
     assert resumed.headers["location"] == f"{base}?done=sending-in-process"
     session.expire_all()
     assert session.get(Issue, seeded.issue_id).status == "sent"  # 3 sent in the background
-    cancel = post(client, f"{base}/cancel")
+    cancel = post(client, f"{base}/cancel", {"confirm": "yes"})
     assert cancel.status_code == 409 and "is sent" in cancel.text
 
 
 def test_lists_compose_sources(client: TestClient, session: Session, seeded: Seeded) -> None:
     lists = client.get("/editor/lists").text
     assert "Co-op News" in lists and "Open draft" in lists
-    assert post(client, f"/editor/issues/{seeded.issue_id}/discard").headers["location"] == (
+    discard = f"/editor/issues/{seeded.issue_id}/discard"
+    unconfirmed = post(client, discard)  # a destructive action asks first
+    assert unconfirmed.status_code == 400 and "Tick the box" in unconfirmed.text
+    assert session.get(Issue, seeded.issue_id) is not None
+    assert post(client, discard, {"confirm": "yes"}).headers["location"] == (
         "/editor/issues?done=discarded"
     )
     assert "Compose issue" in client.get("/editor/lists").text
