@@ -156,7 +156,7 @@ def move(issue_id: int, item_id: int, position: int) -> None:
 def edit(
     issue_id: int,
     intro: Annotated[
-        str | None, typer.Option(help="Intro text (blank line = new paragraph).")
+        str | None, typer.Option(help="Intro, in Markdown (blank line = new paragraph).")
     ] = None,
     subject: str | None = None,
     preheader: str | None = None,

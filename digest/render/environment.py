@@ -28,6 +28,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup
 
 from digest.render.errors import RenderError
+from digest.render.intro import intro_html
 from digest.render.language import month_heading
 from digest.render.sanitise import clean_summary, xml_text
 from digest.urls import safe_url
@@ -92,6 +93,11 @@ def summary_filter(value: str) -> Markup:
     return Markup(clean_summary(value))
 
 
+def intro_filter(value: str) -> Markup:
+    """The intro's Markdown as HTML, through the summaries' allow-list."""
+    return Markup(intro_html(value))
+
+
 def build_environment(templates_dir: Path) -> Environment:
     env = Environment(
         loader=FileSystemLoader(templates_dir),
@@ -112,6 +118,7 @@ def build_environment(templates_dir: Path) -> Environment:
     env.filters["paragraphs"] = paragraphs_filter
     env.filters["web_url"] = web_url_filter
     env.filters["summary"] = summary_filter
+    env.filters["intro"] = intro_filter
     return env
 
 

@@ -36,7 +36,7 @@ class IssueView:
     number: int
     subject: str
     preheader: str
-    intro: str  # plain text, paragraphs separated by blank lines
+    intro: str  # Markdown (digest.render.intro); the text part shows it as written
     language: str  # babel locale, e.g. "en", "fr"
     groups: tuple[GroupView, ...]
     from_name: str
