@@ -16,6 +16,7 @@ from kombu.entity import Queue
 
 from digest.config import get_settings
 from digest.keys import public_url_warning, signing_keys
+from digest.live_metrics import QUEUES
 
 settings = get_settings()
 
@@ -30,7 +31,7 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue="default",
-    task_queues=(Queue("default"), Queue("collect"), Queue("send")),
+    task_queues=tuple(Queue(name) for name in QUEUES),
     task_routes={
         "workers.tasks.collect_source": {"queue": "collect"},
         "workers.tasks.collect_sources": {"queue": "collect"},

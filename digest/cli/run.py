@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("worker")(worker)
     app.command("beat")(beat)
+    app.command("doctor")(doctor)
 
 
 def init() -> None:
@@ -100,10 +101,22 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "collect,send,default",
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     loglevel: str = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics of this worker and its pool here (default DIGEST_METRICS_PORT).",
+        ),
+    ] = None,
 ) -> None:
     """Start a Celery worker (needs DIGEST_BROKER_URL)."""
+    settings = get_settings()
     app = _celery_app()
-    require_signing_key(get_settings())  # workers sign every link they send
+    require_signing_key(settings)  # workers sign every link they send
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if port:
+        _serve_worker_metrics(port)
     app.worker_main(
         [
             "worker",
@@ -115,6 +128,50 @@ def worker(
             "--without-mingle",
         ]
     )
+
+
+def _serve_worker_metrics(port: int) -> None:
+    """The worker and its pool processes count in files of a directory of their own
+    (prometheus-client's multiprocess mode); this process serves their sum on `port`."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from prometheus_client import start_http_server
+
+    from digest.db import session_factory
+    from digest.live_metrics import QUEUES, LiveCollector, redis_client
+    from digest.metrics import registry, use_multiprocess
+
+    settings = get_settings()
+    directory = tempfile.mkdtemp(prefix="digest-metrics-")
+    parent = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == parent:  # not in a pool process that inherited the hook
+            shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(remove)
+    use_multiprocess(directory)
+    live = LiveCollector(
+        session_factory(settings.database_url), redis_client(settings.broker_url), QUEUES
+    )
+    start_http_server(port, addr=settings.metrics_host, registry=registry(live))
+    console.print(f"metrics on http://{settings.metrics_host}:{port}/metrics", markup=False)
+
+
+def doctor() -> None:
+    """Check this deployment: database, migrations, broker, relay, public URL, secret key,
+    DKIM. One line each; exit code 1 when any fails."""
+    from digest.checks import doctor as run_checks
+
+    checks = run_checks(get_settings())
+    for check in checks:
+        console.print(check.line(), markup=False, highlight=False)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise typer.Exit(1)
 
 
 def beat(loglevel: str = "INFO") -> None:

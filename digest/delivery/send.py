@@ -44,6 +44,7 @@ from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
 from digest.keys import signing_keys
+from digest.metrics import metrics
 from digest.models import DeliveryStatus, Issue, IssueStatus, utcnow
 from digest.tokens import Signer
 
@@ -245,7 +246,7 @@ class _LedgerWriter:
         )
         if not self.pause_after:
             return
-        session.execute(
+        paused = session.execute(
             update(issue)
             .where(
                 issue.c.id == self.issue_id,
@@ -254,6 +255,11 @@ class _LedgerWriter:
             )
             .values(status=IssueStatus.PAUSED)
         )
+        if paused.rowcount:  # type: ignore[attr-defined]
+            metrics().pauses.labels(reason="errors").inc()
+            log.warning(
+                "issue %s paused: %d transport errors in a row", self.issue_id, self.pause_after
+            )
 
 
 def _load_template(issue: Issue, settings: Settings) -> MessageTemplate:
@@ -297,6 +303,10 @@ def send_batch(
             lease_seconds=settings.lease_seconds,
         )
         session.commit()
+    if claimed.recipients or claimed.skipped:
+        metrics().batches_claimed.inc()
+    if claimed.expired:
+        metrics().lease_expiries.inc(claimed.expired)
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)
