@@ -62,7 +62,7 @@ def migrations(engine: Engine, url: str) -> Check:
     except Exception as exc:
         return Check("migrations", False, f"cannot read the schema's revision ({_reason(exc)})")
     if current is None:
-        return Check("migrations", False, f"no schema: run `digest init` (head is {head})")
+        return Check("migrations", False, f"no migration recorded: run `digest init` ({head})")
     if current != head:
         return Check("migrations", False, f"schema at {current}, code at {head}: run `digest init`")
     return Check("migrations", True, f"at head ({head})")
@@ -135,7 +135,7 @@ async def _relay(name: str, host: str, port: int, security: str) -> Check:
         greeting = await _reply(reader)
         if greeting[0] != 220:
             return Check(label, False, f"greeting refused: {greeting[0]} {greeting[1]}")
-        writer.write(f"EHLO {socket.getfqdn()}\r\n".encode())
+        writer.write(f"EHLO {socket.gethostname()}\r\n".encode())
         code, text = await _reply(reader)
         if code != 250:
             return Check(label, False, f"EHLO refused: {code} {text}")
@@ -151,7 +151,7 @@ async def _relay(name: str, host: str, port: int, security: str) -> Check:
                 await asyncio.wait_for(writer.start_tls(context, server_hostname=host), TIMEOUT)
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 return Check(label, False, f"TLS handshake failed ({_reason(exc)})")
-            writer.write(f"EHLO {socket.getfqdn()}\r\n".encode())
+            writer.write(f"EHLO {socket.gethostname()}\r\n".encode())
             code, text = await _reply(reader)
             if code != 250:
                 return Check(label, False, f"EHLO after STARTTLS refused: {code} {text}")
@@ -192,7 +192,8 @@ def public_url(settings: Settings) -> Check:
         return Check("public URL", False, f"{settings.public_url!r} is not an http(s) URL")
     probe = settings.public_url.rstrip("/") + "/healthz"
     try:
-        answer = httpx.get(probe, timeout=TIMEOUT, follow_redirects=False)
+        # The system's trust store, as for the relay (SSL_CERT_FILE may name another).
+        answer = httpx.get(probe, timeout=TIMEOUT, verify=ssl.create_default_context())
     except httpx.HTTPError as exc:
         return Check("public URL", False, f"{probe} does not answer ({_reason(exc)})")
     if answer.status_code != 200:

@@ -17,6 +17,7 @@ from kombu.entity import Queue
 from digest.config import get_settings
 from digest.keys import public_url_warning, signing_keys
 from digest.live_metrics import QUEUES
+from digest.logs import configure_logging
 
 settings = get_settings()
 
@@ -75,6 +76,14 @@ class KickOnConnect(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 app.steps["consumer"].add(KickOnConnect)
+
+if settings.log_format == "json":
+
+    @signals.setup_logging.connect  # type: ignore[untyped-decorator]
+    def json_logging(loglevel: Any = None, **_: Any) -> None:
+        """One JSON object per line, Celery's own lines included (connecting this signal
+        keeps Celery from installing its text handlers)."""
+        configure_logging("json", loglevel or logging.INFO)
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]

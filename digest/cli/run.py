@@ -72,10 +72,14 @@ def serve(
     import logging
 
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
-    require_signing_key(get_settings())
-    # The app's own log (sign-ins, failures, errors) beside uvicorn's.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    from digest.logs import configure_logging
+
+    settings = get_settings()
+    require_signing_key(settings)
+    # The app's own log (sign-ins, failures, errors) beside uvicorn's; with JSON, uvicorn's too.
+    configure_logging(settings.log_format, logging.INFO)
     uvicorn.run(
         "digest.web.app:create_app",
         factory=True,
@@ -86,6 +90,8 @@ def serve(
         # The app reads X-Forwarded-For itself, from DIGEST_TRUSTED_PROXIES only: uvicorn's
         # default would believe it from any local peer.
         proxy_headers=False,
+        # JSON lines: uvicorn's loggers go through the root handler configured above.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
 
 
