@@ -53,6 +53,7 @@ app.conf.update(
         "compose-due-lists": {"task": "workers.tasks.compose_due_lists", "schedule": 60.0},
         "resume-stalled-sends": {"task": "workers.tasks.kick_sending_issues", "schedule": 60.0},
         "send-open-confirmations": {"task": "workers.tasks.send_confirmations", "schedule": 60.0},
+        "prune-retention": {"task": "workers.tasks.prune_retention", "schedule": 86400.0},
     },
 )
 

@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("beat")(beat)
     app.command("doctor")(doctor)
+    app.command("retention")(retention)
 
 
 def init() -> None:
@@ -178,6 +179,32 @@ def doctor() -> None:
     failed = [c for c in checks if not c.ok]
     if failed:
         raise typer.Exit(1)
+
+
+def retention(
+    months: Annotated[
+        int | None,
+        typer.Option(min=1, help="Keep this many months (default DIGEST_RETENTION_MONTHS)."),
+    ] = None,
+) -> None:
+    """Summarise old delivery rows and issue events into per-issue totals and remove them, in
+    chunks that never wait for a send (beat runs it daily with a broker)."""
+    from digest.db import session_factory
+    from digest.retention import prune
+
+    settings = get_settings()
+    keep = months or settings.retention_months
+    if not keep:
+        console.print("retention is off (DIGEST_RETENTION_MONTHS=0): nothing removed")
+        return
+    done = prune(
+        session_factory(settings.database_url), months=keep, chunk=settings.retention_chunk
+    )
+    console.print(
+        f"removed {done.deliveries} delivery rows of {done.issues} issues and {done.events} "
+        f"events older than {keep} months, in {done.chunks} chunks ({done.seconds:.1f} s)",
+        markup=False,
+    )
 
 
 def beat(loglevel: str = "INFO") -> None:
