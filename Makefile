@@ -42,6 +42,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check digest workers tests benchmarks
 	$(BIN)/ruff format --check digest workers tests benchmarks
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy digest workers
