@@ -46,7 +46,11 @@ def _configure_logging() -> None:
     server too); text stays as each command sets it."""
     from digest.config import get_settings
 
-    if get_settings().log_format == "json":
+    try:
+        log_format = get_settings().log_format
+    except ValueError:
+        return  # the command that reads the settings says what is wrong (--help still works)
+    if log_format == "json":
         from digest.logs import configure_logging
 
         configure_logging("json")
