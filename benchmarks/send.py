@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,7 @@ def main() -> None:
         issue_id, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
         size = message_size(url, issue_id)
 
+        metric_ports = [free_port() for _ in range(args.workers)]
         workers = [
             subprocess.Popen(
                 [
@@ -220,12 +222,14 @@ def main() -> None:
                     str(args.concurrency),
                     "--loglevel",
                     "WARNING",
+                    "--metrics-port",
+                    str(port),
                 ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            for _ in range(args.workers)
+            for port in metric_ports
         ]
         try:
             from workers.app import app
@@ -240,6 +244,7 @@ def main() -> None:
             status, progress = wait_sent(url, issue_id)
             seconds = time.perf_counter() - started
             peak_rss = max(vm_hwm_mb(p) for w in workers for p in pool_pids(w.pid))
+            metrics = scrape(metric_ports)
         finally:
             for w in workers:
                 w.terminate()
@@ -271,8 +276,33 @@ def main() -> None:
         "items": args.items,
         "message_bytes": size,
         "issue_status": status,
-        "ledger": progress,
+        "ledger": asdict(progress),
+        "metrics": metrics,
     }))  # fmt: skip
+
+
+def scrape(ports: list[int]) -> dict[str, float]:
+    """The digest_* counters of every worker's /metrics, summed (histogram buckets left out);
+    the gauges, which every worker reads from the same stores, once."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    for port in ports:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if not s.name.startswith("digest_") or s.name.endswith(("_bucket", "_created")):
+                    continue
+                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                key = f"{s.name}{{{labels}}}" if labels else s.name
+                if family.type == "gauge":  # read from the shared stores: the same for all
+                    totals[key] = max(totals.get(key, 0.0), s.value)
+                else:
+                    totals[key] = round(totals.get(key, 0.0) + s.value, 3)
+    return totals
 
 
 def wait_sent(url: str, issue_id: int, timeout: float = 3600) -> tuple[str, Any]:

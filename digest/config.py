@@ -135,6 +135,18 @@ class Settings(BaseSettings):
 
     html_size_warning_bytes: int = 100 * 1024
 
+    # Delivery rows and issue events older than this become per-issue totals (digest
+    # retention, daily on beat); 0 keeps everything.
+    retention_months: int = Field(default=13, ge=0)
+    retention_chunk: int = Field(default=5000, ge=1, le=1_000_000)
+
+    # `digest worker` serves /metrics (its own and its pool's) on this port; unset: none.
+    # Give each worker on a host its own port. The web app serves /metrics itself.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # "json": one JSON object per log line (structlog), with issue and delivery ids.
+    log_format: Literal["text", "json"] = "text"
+
     # Sign-up throttles (Redis when there is one, else the database). Throttled posts get the
     # same answer as the others, and no mail.
     # At most one confirmation per address and list per this many minutes ...

@@ -402,6 +402,24 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class TotalRecord(StrEnum):
+    DELIVERY = "delivery"  # outcome: a DeliveryStatus
+    EVENT = "event"  # outcome: an EventKind
+
+
+class IssueTotal(Base):
+    """What retention removed, kept as counts: an old issue's delivery rows by status and its
+    events by kind (`digest.retention`). No foreign key, as for the deliveries."""
+
+    __tablename__ = "issue_totals"
+
+    issue_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    record: Mapped[TotalRecord] = mapped_column(words(TotalRecord, "record"), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class SignupOutcome(StrEnum):
     SENT = "sent"  # the confirmation went out
     FAILED = "failed"

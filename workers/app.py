@@ -16,6 +16,8 @@ from kombu.entity import Queue
 
 from digest.config import get_settings
 from digest.keys import public_url_warning, signing_keys
+from digest.live_metrics import QUEUES
+from digest.logs import configure_logging
 
 settings = get_settings()
 
@@ -30,7 +32,7 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue="default",
-    task_queues=(Queue("default"), Queue("collect"), Queue("send")),
+    task_queues=tuple(Queue(name) for name in QUEUES),
     task_routes={
         "workers.tasks.collect_source": {"queue": "collect"},
         "workers.tasks.collect_sources": {"queue": "collect"},
@@ -51,6 +53,7 @@ app.conf.update(
         "compose-due-lists": {"task": "workers.tasks.compose_due_lists", "schedule": 60.0},
         "resume-stalled-sends": {"task": "workers.tasks.kick_sending_issues", "schedule": 60.0},
         "send-open-confirmations": {"task": "workers.tasks.send_confirmations", "schedule": 60.0},
+        "prune-retention": {"task": "workers.tasks.prune_retention", "schedule": 86400.0},
     },
 )
 
@@ -74,6 +77,14 @@ class KickOnConnect(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 app.steps["consumer"].add(KickOnConnect)
+
+if settings.log_format == "json":
+
+    @signals.setup_logging.connect  # type: ignore[untyped-decorator]
+    def json_logging(loglevel: Any = None, **_: Any) -> None:
+        """One JSON object per line, Celery's own lines included (connecting this signal
+        keeps Celery from installing its text handlers)."""
+        configure_logging("json", loglevel or logging.INFO)
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]

@@ -25,6 +25,7 @@ from digest.issues.lifecycle import get_issue, issue_ids_with_status, issue_stat
 from digest.issues.schedule import last_fire, record_due_fires, record_fire
 from digest.models import IssueStatus, MailingList, utcnow
 from digest.pipeline import start_sending
+from digest.retention import prune
 from digest.scheduled import Claim, claim_scheduled, collect_step, compose_step
 from digest.sources.collect import collect_sources as collect_batch
 from digest.sources.due import due_source_ids
@@ -290,3 +291,18 @@ def kick_sending_issues(follow_up: bool = False) -> list[int]:
         except BrokerError as exc:
             log.warning("follow-up kick not enqueued (%s)", exc)
     return ids
+
+
+@app.task(name="workers.tasks.prune_retention")
+def prune_retention() -> dict[str, int]:
+    """Beat, daily: old delivery rows and issue events become per-issue totals (the same
+    function as `digest retention`)."""
+    settings = get_settings()
+    if not settings.retention_months:
+        return {}
+    done = prune(
+        session_factory(settings.database_url),
+        months=settings.retention_months,
+        chunk=settings.retention_chunk,
+    )
+    return {"issues": done.issues, "deliveries": done.deliveries, "events": done.events}

@@ -41,9 +41,25 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else exc.__class__.__name__
 
 
+def _configure_logging() -> None:
+    """JSON log lines for every command when DIGEST_LOG_FORMAT=json (workers, beat and the web
+    server too); text stays as each command sets it."""
+    from digest.config import get_settings
+
+    try:
+        log_format = get_settings().log_format
+    except ValueError:
+        return  # the command that reads the settings says what is wrong (--help still works)
+    if log_format == "json":
+        from digest.logs import configure_logging
+
+        configure_logging("json")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI: bad input is one clear line on stderr and exit code 2, never a traceback."""
     try:
+        _configure_logging()
         # Without standalone mode, click returns a typer.Exit code instead of exiting.
         code = app(args=argv, standalone_mode=False)
     except _EXITS as exc:

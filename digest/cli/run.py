@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("worker")(worker)
     app.command("beat")(beat)
+    app.command("doctor")(doctor)
+    app.command("retention")(retention)
 
 
 def init() -> None:
@@ -71,10 +73,14 @@ def serve(
     import logging
 
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
-    require_signing_key(get_settings())
-    # The app's own log (sign-ins, failures, errors) beside uvicorn's.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    from digest.logs import configure_logging
+
+    settings = get_settings()
+    require_signing_key(settings)
+    # The app's own log (sign-ins, failures, errors) beside uvicorn's; with JSON, uvicorn's too.
+    configure_logging(settings.log_format, logging.INFO)
     uvicorn.run(
         "digest.web.app:create_app",
         factory=True,
@@ -85,6 +91,8 @@ def serve(
         # The app reads X-Forwarded-For itself, from DIGEST_TRUSTED_PROXIES only: uvicorn's
         # default would believe it from any local peer.
         proxy_headers=False,
+        # JSON lines: uvicorn's loggers go through the root handler configured above.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
 
 
@@ -100,10 +108,22 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "collect,send,default",
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     loglevel: str = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics of this worker and its pool here (default DIGEST_METRICS_PORT).",
+        ),
+    ] = None,
 ) -> None:
     """Start a Celery worker (needs DIGEST_BROKER_URL)."""
+    settings = get_settings()
     app = _celery_app()
-    require_signing_key(get_settings())  # workers sign every link they send
+    require_signing_key(settings)  # workers sign every link they send
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if port:
+        _serve_worker_metrics(port)
     app.worker_main(
         [
             "worker",
@@ -114,6 +134,76 @@ def worker(
             "--without-gossip",
             "--without-mingle",
         ]
+    )
+
+
+def _serve_worker_metrics(port: int) -> None:
+    """The worker and its pool processes count in files of a directory of their own
+    (prometheus-client's multiprocess mode); this process serves their sum on `port`."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from prometheus_client import start_http_server
+
+    from digest.db import session_factory
+    from digest.live_metrics import QUEUES, LiveCollector, redis_client
+    from digest.metrics import registry, use_multiprocess
+
+    settings = get_settings()
+    directory = tempfile.mkdtemp(prefix="digest-metrics-")
+    parent = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == parent:  # not in a pool process that inherited the hook
+            shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(remove)
+    use_multiprocess(directory)
+    live = LiveCollector(
+        session_factory(settings.database_url), redis_client(settings.broker_url), QUEUES
+    )
+    start_http_server(port, addr=settings.metrics_host, registry=registry(live))
+    console.print(f"metrics on http://{settings.metrics_host}:{port}/metrics", markup=False)
+
+
+def doctor() -> None:
+    """Check this deployment: database, migrations, broker, relay, public URL, secret key,
+    DKIM. One line each; exit code 1 when any fails."""
+    from digest.checks import doctor as run_checks
+
+    checks = run_checks(get_settings())
+    for check in checks:
+        console.print(check.line(), markup=False, highlight=False)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise typer.Exit(1)
+
+
+def retention(
+    months: Annotated[
+        int | None,
+        typer.Option(min=1, help="Keep this many months (default DIGEST_RETENTION_MONTHS)."),
+    ] = None,
+) -> None:
+    """Summarise old delivery rows and issue events into per-issue totals and remove them, in
+    chunks that never wait for a send (beat runs it daily with a broker)."""
+    from digest.db import session_factory
+    from digest.retention import prune
+
+    settings = get_settings()
+    keep = months or settings.retention_months
+    if not keep:
+        console.print("retention is off (DIGEST_RETENTION_MONTHS=0): nothing removed")
+        return
+    done = prune(
+        session_factory(settings.database_url), months=keep, chunk=settings.retention_chunk
+    )
+    console.print(
+        f"removed {done.deliveries} delivery rows of {done.issues} issues and {done.events} "
+        f"events older than {keep} months, in {done.chunks} chunks ({done.seconds:.1f} s)",
+        markup=False,
     )
 
 

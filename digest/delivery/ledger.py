@@ -127,6 +127,7 @@ def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None
 class Claim:
     recipients: list[Recipient]  # leased, to be sent
     skipped: int = 0  # settled as 'skipped' on the way
+    expired: int = 0  # of those claimed, rows taken over because their lease had run out
 
 
 def _lease_until(now: datetime, lease_seconds: float) -> datetime:
@@ -178,6 +179,7 @@ def claim(
     suppressed = exists().where(Suppression.email == literal_column("deliveries.email"))
     claimed: list[Recipient] = []
     reasons: dict[str, list[int]] = {}
+    taken_over = 0
     for condition in (expired, due):
         wanted = size - len(claimed) - sum(map(len, reasons.values()))
         if wanted <= 0:
@@ -203,7 +205,10 @@ def claim(
                 suppressed,
             )
         )
-        for delivery_id, subscription_id, email, name, status, blocked in session.execute(stmt):
+        rows = session.execute(stmt).all()
+        if condition is expired:
+            taken_over = len(rows)
+        for delivery_id, subscription_id, email, name, status, blocked in rows:
             if blocked:
                 reasons.setdefault("address suppressed", []).append(delivery_id)
             elif status != SubscriptionStatus.CONFIRMED:
@@ -223,7 +228,7 @@ def claim(
                 )
             )
     claimed.sort(key=lambda r: r.delivery_id)
-    return Claim(claimed, sum(map(len, reasons.values())))
+    return Claim(claimed, sum(map(len, reasons.values())), taken_over)
 
 
 def renew_lease(

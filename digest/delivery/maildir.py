@@ -9,6 +9,7 @@ from pathlib import Path
 from digest.delivery.message import unstuff
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import Render, SendResult, copy_failed
+from digest.metrics import metrics
 
 _CHUNK = 100
 
@@ -25,7 +26,9 @@ class MaildirTransport:
     ) -> Iterator[list[SendResult]]:
         chunk: list[SendResult] = []
         for recipient in batch:
-            chunk.append(self._deliver(envelope_from, recipient, render))
+            result = self._deliver(envelope_from, recipient, render)
+            metrics().deliveries.labels(result.outcome, "maildir").inc()
+            chunk.append(result)
             if len(chunk) >= _CHUNK:
                 yield chunk
                 chunk = []

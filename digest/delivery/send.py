@@ -44,6 +44,8 @@ from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
 from digest.keys import signing_keys
+from digest.logs import log_context
+from digest.metrics import metrics
 from digest.models import DeliveryStatus, Issue, IssueStatus, utcnow
 from digest.tokens import Signer
 
@@ -166,6 +168,7 @@ class _LedgerWriter:
         """Write the results (fenced by the lease, a few statements whatever their number);
         returns how many the ledger took."""
         lease = self.lease
+        _log_results(results)
         sent_ids = [r.delivery_id for r in results if r.outcome == "sent"]
         written = sent = mark_sent(session, sent_ids, now, lease=lease)
         self.sent += sent
@@ -245,7 +248,7 @@ class _LedgerWriter:
         )
         if not self.pause_after:
             return
-        session.execute(
+        paused = session.execute(
             update(issue)
             .where(
                 issue.c.id == self.issue_id,
@@ -254,6 +257,26 @@ class _LedgerWriter:
             )
             .values(status=IssueStatus.PAUSED)
         )
+        if paused.rowcount:  # type: ignore[attr-defined]
+            metrics().pauses.labels(reason="errors").inc()
+            log.warning(
+                "issue %s paused: %d transport errors in a row", self.issue_id, self.pause_after
+            )
+
+
+def _log_results(results: list[SendResult]) -> None:
+    """A line per delivery that was not sent (INFO), and per sent one at DEBUG."""
+    debug = log.isEnabledFor(logging.DEBUG)
+    for r in results:
+        if r.outcome != "sent" or debug:
+            log.log(
+                logging.DEBUG if r.outcome == "sent" else logging.INFO,
+                "delivery %s %s: %s",
+                r.delivery_id,
+                r.outcome,
+                r.detail,
+                extra={"delivery_id": r.delivery_id},
+            )
 
 
 def _load_template(issue: Issue, settings: Settings) -> MessageTemplate:
@@ -280,6 +303,20 @@ def send_batch(
     (`on_renew` is called after each renewal: a caller's own heartbeat). A batch that finds
     some of its rows taken over (it stalled for longer than its lease) stops sending: the
     rest may be someone else's too. What it still holds goes back to pending at once."""
+    with log_context(issue_id=issue_id):
+        return _send_batch(sf, issue_id, owner, transport, settings, size=size, on_renew=on_renew)
+
+
+def _send_batch(
+    sf: sessionmaker[Session],
+    issue_id: int,
+    owner: str,
+    transport: Transport,
+    settings: Settings,
+    *,
+    size: int | None,
+    on_renew: Callable[[], None] | None,
+) -> BatchResult:
     lease = lease_token(owner)
     with sf() as session:
         issue = session.get(Issue, issue_id)
@@ -297,6 +334,10 @@ def send_batch(
             lease_seconds=settings.lease_seconds,
         )
         session.commit()
+    if claimed.recipients or claimed.skipped:
+        metrics().batches_claimed.inc()
+    if claimed.expired:
+        metrics().lease_expiries.inc(claimed.expired)
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)

@@ -37,6 +37,7 @@ from digest.delivery.ratelimit import RateLimit, RateLimiter, make_counter
 from digest.delivery.recipient import Recipient
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection, SmtpError
 from digest.delivery.transports import Outcome, Render, SendResult, copy_failed
+from digest.metrics import metrics
 from digest.subscribers.addresses import wire_address
 
 IDLE_CHECK_SECONDS = 2.0  # an idle session older than this is checked with NOOP before use
@@ -339,6 +340,8 @@ class SmtpTransport:
             down = "; ".join(f"{r.name}: {r.last_error}" for r in blocked if r.blocked_by == "down")
             detail = f"no SMTP session: {down or 'unknown error'}"
             outcome, error, wait = "retry", True, 0.0
+        if jobs:
+            metrics().deliveries.labels(outcome, "none").inc(len(jobs))
         for recipient in jobs:
             state.report(SendResult(recipient.delivery_id, outcome, detail, error, wait))
 
@@ -411,7 +414,7 @@ class SmtpTransport:
                                 route.block("down", self.route_retry_seconds)
                             return
                         route.live += 1
-                    await self._send_one(conn, recipient, state)
+                    await self._send_one(conn, recipient, state, route.name)
                     if not conn.usable:
                         route.live -= 1
                         conn.abort()
@@ -433,21 +436,27 @@ class SmtpTransport:
                     conn.abort()
 
     async def _send_one(
-        self, conn: SmtpConnection, recipient: Recipient, state: _BatchState
+        self, conn: SmtpConnection, recipient: Recipient, state: _BatchState, route: str
     ) -> None:
+        counted = metrics()
         try:
             rcpt = wire_address(recipient.email)
             data = state.render(recipient)
         except Exception as exc:  # this copy cannot be made: it fails alone, the batch goes on
+            counted.deliveries.labels("failed", route).inc()
             state.report(copy_failed(recipient, exc))
             return
+        started = time.monotonic()
         try:
             result = await conn.send_message(state.envelope_from, rcpt, data)
         except _SESSION_ERRORS as exc:
             conn.abort()
+            counted.deliveries.labels("retry", route).inc()
             detail = f"session lost: {type(exc).__name__}: {exc}"
             state.report(SendResult(recipient.delivery_id, "retry", detail, True))
             return
+        counted.smtp_seconds.labels(route).observe(time.monotonic() - started)
+        counted.deliveries.labels(result.outcome, route).inc()
         state.report(
             SendResult(
                 recipient.delivery_id,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
+from digest.metrics import metrics
 from digest.models import Issue, IssueItem, IssueStatus, utcnow
 
 
@@ -142,6 +143,8 @@ def mark_sending(session: Session, issue_id: int) -> Issue:
 def pause(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id, for_update=True)
     _require(issue, IssueStatus.SENDING, IssueStatus.PAUSED)
+    if issue.status == IssueStatus.SENDING:
+        metrics().pauses.labels(reason="manual").inc()
     issue.status = IssueStatus.PAUSED
     session.flush()
     return issue

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.metrics import metrics
 from digest.models import Source, SourceKind, utcnow
 from digest.sources.errors import SourceError
 from digest.sources.fetch import make_client, run_sync
@@ -109,10 +110,12 @@ def apply_outcome(
         message = describe(outcome)
         record_failure(source, now, message)
         session.flush()
+        metrics().fetches.labels(outcome="error").inc()
         return CollectResult(source.id, error=message)
     if outcome.not_modified:
         record_success(source, now, outcome.etag, outcome.last_modified)
         session.flush()
+        metrics().fetches.labels(outcome="not_modified").inc()
         return CollectResult(source.id, not_modified=True)
     for warning in outcome.warnings:
         log.warning("source %s: %s", source.id, warning)
@@ -123,6 +126,7 @@ def apply_outcome(
     note = "; ".join(outcome.warnings) or None
     record_success(source, now, outcome.etag, outcome.last_modified, note)
     session.flush()
+    metrics().fetches.labels(outcome="new_items" if counts.new else "no_new_items").inc()
     return CollectResult(
         source.id,
         new=counts.new,

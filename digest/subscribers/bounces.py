@@ -17,6 +17,7 @@ from flufl.bounce import all_failures
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from digest.metrics import metrics
 from digest.models import (
     RECEIVING,
     Event,
@@ -101,6 +102,9 @@ def process_report(session: Session, raw: bytes) -> BounceResult:
     status = SubscriptionStatus.COMPLAINED if complaint else SubscriptionStatus.BOUNCED
     reason = SuppressionReason.COMPLAINT if complaint else SuppressionReason.BOUNCE
     now = utcnow()
+    counted = metrics().bounces
+    counted.labels("complaint" if complaint else "hard").inc(len(result.permanent))
+    counted.labels("soft").inc(len(result.temporary))
     detail = f"issue {result.issue_id}" if result.issue_id else ""
     for address in result.permanent:
         suppress(session, address, reason, detail)

@@ -13,9 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
+from digest.checks import readiness
 from digest.config import Settings, get_settings
-from digest.db import ping, session_factory
+from digest.db import session_factory
 from digest.keys import public_url_warning, signing_keys
+from digest.live_metrics import QUEUES, LiveCollector, redis_client
+from digest.metrics import CONTENT_TYPE, exposition, registry
 from digest.web.api import router as api_router
 from digest.web.archive import router as archive_router
 from digest.web.editor import router as editor_router
@@ -127,13 +130,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        try:
-            with app.state.sessionmaker() as session:
-                ping(session)
-        except Exception:
-            log.exception("health check: database unreachable")
-            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        """The process is alive and serving (asks nothing else: a restart would not help a
+        database that is down)."""
         return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """The database answers, and Redis when one is configured: send traffic here."""
+        checks = readiness(settings, app.state.sessionmaker)
+        body = {c.name: "ok" if c.ok else "unreachable" for c in checks}
+        if all(c.ok for c in checks):
+            return JSONResponse({"status": "ok", **body})
+        for check in checks:
+            if not check.ok:
+                log.warning("not ready: %s %s", check.name, check.detail)
+        return JSONResponse({"status": "error", **body}, status_code=503)
+
+    served = registry(
+        LiveCollector(app.state.sessionmaker, redis_client(settings.broker_url), QUEUES)
+    )
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        """Prometheus text format: this process's counters (every process's in multiprocess
+        mode) and the live gauges. Keep it off the public proxy (it names queue depths)."""
+        return Response(exposition(served), media_type=CONTENT_TYPE)
 
     # For the Allow header of a 405 (FastAPI nests included routers: list their routes here).
     own = [route for route in app.router.routes if isinstance(route, Route)]

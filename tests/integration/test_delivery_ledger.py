@@ -147,9 +147,11 @@ def test_claim_leases_due_rows_once_and_reclaims_expired_leases(session: Session
     # Before the lease runs out nothing is claimable; after it, the dead worker's rows are.
     assert claim_batch(session, issue_id, "w4", 10, NOW + timedelta(seconds=59)) == []
     mark_sent(session, [first[0].delivery_id], NOW, lease="w1")
-    again = claim_batch(session, issue_id, "w4", 10, NOW + timedelta(seconds=61))
+    taken = claim(session, issue_id, "w4", 10, NOW + timedelta(seconds=61), lease_seconds=300)
     session.commit()
+    again = taken.recipients
     assert len(again) == 4
+    assert taken.expired == 4  # all four were taken over from a lease that ran out
     assert first[0].delivery_id not in {r.delivery_id for r in again}
     assert {d.attempts for d in rows(session, issue_id) if d.status == "sending"} == {2}
 

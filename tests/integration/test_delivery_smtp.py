@@ -29,6 +29,7 @@ from digest.delivery.recipient import Recipient
 from digest.delivery.send import BatchResult, send_batch, send_issue_inline
 from digest.delivery.smtp import IDLE_CHECK_SECONDS, SmtpTransport
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection
+from digest.metrics import metrics
 from digest.models import Delivery, Issue
 from digest.placeholders import Slots
 from digest.subscribers.suppression import is_suppressed
@@ -297,8 +298,11 @@ def test_server_down_pauses_the_issue(
     reset_settings()
     issue_id = ready_issue(session, 30, others=False)
     transport = SmtpTransport(SmtpConfig(port=free_port(), timeout=2), connections=4)
+    pauses = metrics().pauses.labels(reason="errors")
+    before = pauses._value.get()
     result = send_all(db_url, issue_id, transport)
     assert result.sent == 0 and result.retried >= 10
+    assert pauses._value.get() == before + 1  # digest_pauses_total{reason="errors"}
     session.expire_all()
     issue = session.get(Issue, issue_id)
     assert issue is not None and issue.status == "paused" and issue.consecutive_errors >= 10

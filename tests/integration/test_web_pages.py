@@ -250,10 +250,11 @@ def test_pages_send_security_headers(client, seeded) -> None:
         assert headers["x-content-type-options"] == "nosniff"
 
 
-def test_healthz_checks_the_database(client) -> None:
-    response = client.get("/healthz")
+def test_readyz_checks_the_database(client) -> None:
+    response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok"}
 
 
 def test_unknown_path_is_a_404_page(client) -> None:

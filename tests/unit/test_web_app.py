@@ -9,12 +9,14 @@ from digest.web.app import create_app
 from tests.helpers import token
 
 
-def test_healthz_is_503_when_the_database_is_unreachable() -> None:
+def test_readyz_is_503_when_the_database_is_unreachable_healthz_200() -> None:
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none")
-    response = TestClient(create_app(settings)).get("/healthz")
+    client = TestClient(create_app(settings))
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "error", "database": "unreachable"}
+    assert client.get("/healthz").json() == {"status": "ok"}
 
 
 def test_a_forged_link_is_refused_before_the_database_is_asked() -> None:
