@@ -56,7 +56,9 @@ def add_first_admin(session: Session, email: str, password: str, *, name: str = 
         session.execute(select(func.pg_advisory_xact_lock(0x64696765_7374)))  # "digest"
     if count_users(session):
         raise DigestError("this install already has users: sign in instead")
-    return add_user(session, email, password, role=Role.ADMIN, name=name)
+    user = add_user(session, email, password, role=Role.ADMIN, name=name)
+    user.last_signin_at = utcnow()  # signed in by creating it
+    return user
 
 
 def list_users(session: Session) -> Sequence[User]:

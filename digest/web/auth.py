@@ -235,12 +235,14 @@ TARGETS = (
 def audited(request: Request, session: SessionDep, principal: PrincipalDep) -> Iterator[None]:
     """Every change a route makes is logged with who, what (the route's name), which
     (its path's id), when and from where, in the change's own transaction. A change that
-    failed or was refused logs nothing; a route may add `request.state.audit_detail`."""
+    failed or was refused logs nothing; a route may add `request.state.audit_detail`, and
+    name what it made in `request.state.audit_target` (kind, id)."""
     yield
     if request.method in SAFE_METHODS or getattr(request.state, "rolled_back", False):
         return
     params = request.path_params
-    kind, target = next(((k, params[p]) for p, k in TARGETS if p in params), ("", ""))
+    named = getattr(request.state, "audit_target", None)  # a route that made its target
+    kind, target = named or next(((k, params[p]) for p, k in TARGETS if p in params), ("", ""))
     detail = dict(getattr(request.state, "audit_detail", None) or {})
     if "item_id" in params:
         detail.setdefault("item_id", params["item_id"])

@@ -100,6 +100,7 @@ def add_user(
         form = {"email": email, "name": name, "role": role.value}
         return _users_page(request, session, error=str(exc), form=form, status=400)
     request.state.audit_detail = {"email": user.email, "role": user.role.value}
+    request.state.audit_target = ("user", user.id)
     return _redirect(request, "/users?done=added")
 
 
