@@ -23,6 +23,7 @@ from digest.web.pages import router as pages_router
 from digest.web.security import SecurityHeaders
 from digest.web.signin import router as signin_router
 from digest.web.signup import router as signup_router
+from digest.web.subscribers_pages import router as subscribers_router
 from digest.web.templating import STATIC_DIR, render
 from digest.web.throttle import login_throttle
 from digest.web.users import router as users_router
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         signin_router,
         editor_router,
         users_router,
+        subscribers_router,
         api_router,
         signup_router,
     )

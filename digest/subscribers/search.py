@@ -1,0 +1,145 @@
+"""The admin's view of subscribers: a search by any part of an address or a name, filtered by
+list, status and suppression, a page at a time; and one subscriber's whole record.
+
+Pages are keyset-paginated (newest first, `before` the last id shown), so page 1,000 costs
+what page 1 does; on PostgreSQL the text search uses the trigram indexes of the subscribers
+table. benchmarks/subscribers.py measures it at 1,000,000 subscribers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from digest.errors import NotFound
+from digest.models import (
+    Delivery,
+    Event,
+    MailingList,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+
+PAGE = 50
+MAX_PAGE = 500
+
+
+class Suppressed(StrEnum):
+    ANY = ""
+    YES = "yes"
+    NO = "no"
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    text: str = ""
+    list_id: int | None = None
+    status: SubscriptionStatus | None = None
+    suppressed: Suppressed = Suppressed.ANY
+    before_id: int | None = None
+    limit: int = PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    email: str
+    name: str
+    created_at: Any
+    suppressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row]
+    next_before: int | None  # the `before_id` of the next page; None on the last one
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search(session: Session, query: Query) -> Page:
+    limit = max(1, min(query.limit, MAX_PAGE))
+    suppressed = exists().where(Suppression.email == Subscriber.email)
+    stmt = select(
+        Subscriber.id,
+        Subscriber.email,
+        Subscriber.name,
+        Subscriber.created_at,
+        suppressed.label("suppressed"),
+    )
+    text = query.text.strip()
+    if text:
+        pattern = _like(text)
+        stmt = stmt.where(
+            or_(
+                Subscriber.email.ilike(pattern, escape="\\"),
+                Subscriber.name.ilike(pattern, escape="\\"),
+            )
+        )
+    if query.list_id is not None or query.status is not None:
+        conditions = [Subscription.subscriber_id == Subscriber.id]
+        if query.list_id is not None:
+            conditions.append(Subscription.list_id == query.list_id)
+        if query.status is not None:
+            conditions.append(Subscription.status == query.status)
+        stmt = stmt.where(exists().where(and_(*conditions)))
+    if query.suppressed == Suppressed.YES:
+        stmt = stmt.where(suppressed)
+    elif query.suppressed == Suppressed.NO:
+        stmt = stmt.where(~suppressed)
+    if query.before_id is not None:
+        stmt = stmt.where(Subscriber.id < query.before_id)
+    stmt = stmt.order_by(Subscriber.id.desc()).limit(limit + 1)
+    found = [Row(*r) for r in session.execute(stmt)]
+    more = len(found) > limit
+    rows = found[:limit]
+    return Page(rows, rows[-1].id if more and rows else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    subscriber: Subscriber
+    subscriptions: list[tuple[Subscription, MailingList]]
+    events: Sequence[Event]
+    deliveries: Sequence[Delivery]
+    suppression: Suppression | None
+
+
+def record(session: Session, subscriber_id: int, *, recent: int = 100) -> Record:
+    """One subscriber: their subscriptions, the latest events and deliveries, suppression."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise NotFound("no such subscriber")
+    subscriptions = [
+        (sub, lst)
+        for sub, lst in session.execute(
+            select(Subscription, MailingList)
+            .join(MailingList, MailingList.id == Subscription.list_id)
+            .where(Subscription.subscriber_id == subscriber_id)
+            .order_by(MailingList.name)
+        ).all()
+    ]
+    events = session.scalars(
+        select(Event)
+        .where(Event.subscriber_id == subscriber_id)
+        .order_by(Event.id.desc())
+        .limit(recent)
+    ).all()
+    deliveries = session.scalars(
+        select(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.id.desc())
+        .limit(recent)
+    ).all()
+    suppression = session.scalar(select(Suppression).where(Suppression.email == subscriber.email))
+    return Record(subscriber, subscriptions, events, deliveries, suppression)
