@@ -22,6 +22,7 @@ from digest.models import (
 )
 from digest.subscribers.actions import clean_name
 from digest.subscribers.addresses import display_email, normalise_email
+from digest.subscribers.bulk_import import merge_rows
 
 # An import never brings back someone who left or whose mail bounced.
 STICKY = frozenset(STOPPED)
@@ -87,13 +88,26 @@ def import_csv(
         raise DigestError("the CSV needs a header row with an 'email' column")
     reader.fieldnames = fields
     total = ImportResult()
-    for chunk in _chunks(_rows(reader, total), CHUNK):
-        _upsert(session, list_id, chunk, checked, total)
+    if session.get_bind().dialect.name == "postgresql":
+        # Streamed: COPY into a staging table, then one set-based merge (flat memory).
+        rows = ((r.line, r.email, r.name, r.attributes) for r in _rows(reader, total, dedupe=False))
+        merged = merge_rows(session, list_id, rows, checked)
+        total.added, total.updated, total.unchanged = merged.added, merged.updated, merged.unchanged
+        total.errors += [
+            (line, f"duplicate of an earlier row: {e}") for line, e in merged.duplicates
+        ]
+    else:
+        for chunk in _chunks(_rows(reader, total), CHUNK):
+            _upsert(session, list_id, chunk, checked, total)
     total.errors.sort()
     return total
 
 
-def _rows(reader: csv.DictReader[str], result: ImportResult) -> Iterator[_Row]:
+def _rows(
+    reader: csv.DictReader[str], result: ImportResult, *, dedupe: bool = True
+) -> Iterator[_Row]:
+    """The valid rows; each bad one is reported with its line. With `dedupe`, a repeated
+    address too (the COPY import finds those in the staging table instead of in memory)."""
     seen: set[str] = set()
     for record in reader:
         line = reader.line_num
@@ -109,10 +123,11 @@ def _rows(reader: csv.DictReader[str], result: ImportResult) -> Iterator[_Row]:
         except DigestError as exc:
             result.errors.append((line, str(exc)))
             continue
-        if email in seen:
-            result.errors.append((line, f"duplicate of an earlier row: {email}"))
-            continue
-        seen.add(email)
+        if dedupe:
+            if email in seen:
+                result.errors.append((line, f"duplicate of an earlier row: {email}"))
+                continue
+            seen.add(email)
         attrs = {k: (v or "").strip() for k, v in record.items() if k not in ("email", "name")}
         yield _Row(line, email, clean_name(record.get("name") or ""), attrs)
 
