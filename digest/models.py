@@ -250,7 +250,8 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
         UniqueConstraint("list_id", "subscriber_id"),
-        Index("ix_subscriptions_list_status", "list_id", "status"),
+        # Also the admin's search by list and status, a page at a time (subscriber_id).
+        Index("ix_subscriptions_list_status", "list_id", "status", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

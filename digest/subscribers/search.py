@@ -86,20 +86,29 @@ def search(session: Session, query: Query) -> Page:
                 Subscriber.name.ilike(pattern, escape="\\"),
             )
         )
-    if query.list_id is not None or query.status is not None:
-        conditions = [Subscription.subscriber_id == Subscriber.id]
-        if query.list_id is not None:
-            conditions.append(Subscription.list_id == query.list_id)
+    key = Subscriber.id
+    if query.list_id is not None:
+        # One subscription per list and subscriber: walk the list's subscriptions backwards
+        # on (list_id, status, subscriber_id) and join, rather than probe every subscriber.
+        stmt = stmt.join(Subscription, Subscription.subscriber_id == Subscriber.id).where(
+            Subscription.list_id == query.list_id
+        )
         if query.status is not None:
-            conditions.append(Subscription.status == query.status)
+            stmt = stmt.where(Subscription.status == query.status)
+        key = Subscription.subscriber_id
+    elif query.status is not None:
+        conditions = [
+            Subscription.subscriber_id == Subscriber.id,
+            Subscription.status == query.status,
+        ]
         stmt = stmt.where(exists().where(and_(*conditions)))
     if query.suppressed == Suppressed.YES:
         stmt = stmt.where(suppressed)
     elif query.suppressed == Suppressed.NO:
         stmt = stmt.where(~suppressed)
     if query.before_id is not None:
-        stmt = stmt.where(Subscriber.id < query.before_id)
-    stmt = stmt.order_by(Subscriber.id.desc()).limit(limit + 1)
+        stmt = stmt.where(key < query.before_id)
+    stmt = stmt.order_by(key.desc()).limit(limit + 1)
     found = [Row(*r) for r in session.execute(stmt)]
     more = len(found) > limit
     rows = found[:limit]

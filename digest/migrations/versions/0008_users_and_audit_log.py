@@ -112,6 +112,12 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_web_sessions_user_id"), ["user_id"], unique=False)
 
+    # The admin's subscriber search by list and status walks this index a page at a time.
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_list_status")
+        batch_op.create_index(
+            "ix_subscriptions_list_status", ["list_id", "status", "subscriber_id"], unique=False
+        )
     # The admin's subscriber search: any part of an address or a name (pg_trgm on PostgreSQL).
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
@@ -128,6 +134,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_list_status")
+        batch_op.create_index("ix_subscriptions_list_status", ["list_id", "status"], unique=False)
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.drop_index("ix_subscribers_name_trgm")
         batch_op.drop_index("ix_subscribers_email_trgm")
