@@ -29,6 +29,7 @@ class Merged:
     added: int = 0
     updated: int = 0
     duplicates: list[tuple[int, str]] = field(default_factory=list)  # (line, email)
+    asked: int = 0  # confirmations queued
 
     @property
     def unchanged(self) -> int:
@@ -40,8 +41,12 @@ def merge_rows(
     list_id: int,
     rows: Iterable[tuple[int, str, str, dict[str, str]]],
     status: SubscriptionStatus,
+    *,
+    confirm_by_mail: bool = False,
 ) -> Merged:
-    """Stream (line, email, name, attributes) rows in and merge them into the list."""
+    """Stream (line, email, name, attributes) rows in and merge them into the list; with
+    `confirm_by_mail`, each new subscription gets a sign-up request, so the confirmation is
+    mailed as for a sign-up (`digest.delivery.confirmations`)."""
     raw: Any = session.connection().connection.driver_connection  # psycopg's connection
     merged = Merged()
     now = utcnow()
@@ -53,6 +58,7 @@ def merge_rows(
         "stopped": [s.value for s in STOPPED],
         "event": EventKind.SUBSCRIBED.value,
         "detail": json.dumps({"via": "import", "status": status.value}),
+        "ask": confirm_by_mail,
     }
     with raw.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {STAGING}")
@@ -98,11 +104,17 @@ def merge_rows(
             " ON CONFLICT (list_id, subscriber_id) DO NOTHING RETURNING subscriber_id),"
             " logged AS (INSERT INTO events (kind, subscriber_id, list_id, detail, created_at)"
             " SELECT %(event)s, subscriber_id, %(list)s, %(detail)s::json, %(now)s FROM added"
-            " RETURNING 1)"
-            " SELECT count(*) FROM logged",
+            " RETURNING 1),"
+            " asked AS (INSERT INTO signup_requests (list_id, email, name, bot, created_at,"
+            " detail, attempts, next_attempt_at)"
+            " SELECT %(list)s, s.email, s.name, false, %(now)s, 'import', 0, %(now)s"
+            " FROM added JOIN subscribers AS s ON s.id = added.subscriber_id"
+            " WHERE %(ask)s RETURNING 1)"
+            " SELECT (SELECT count(*) FROM logged), (SELECT count(*) FROM asked)",
             params,
         )
-        merged.added = int(cur.fetchone()[0])
+        added, asked = cur.fetchone()
+        merged.added, merged.asked = int(added), int(asked)
         cur.execute(f"DROP TABLE {STAGING}")
     session.expire_all()  # rows changed under the ORM's feet
     return merged

@@ -15,6 +15,7 @@ from digest.models import (
     STOPPED,
     Event,
     EventKind,
+    SignupRequest,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -35,6 +36,7 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (CSV line, message)
+    asked: int = 0  # new subscriptions sent a confirmation mail
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +77,18 @@ def add_subscriber(
 
 
 def import_csv(
-    session: Session, list_id: int, stream: IO[str], status: str = SubscriptionStatus.CONFIRMED
+    session: Session,
+    list_id: int,
+    stream: IO[str],
+    status: str = SubscriptionStatus.CONFIRMED,
+    *,
+    confirm_by_mail: bool = False,
 ) -> ImportResult:
     """Import rows with an `email` column (and optional `name`, other columns as attributes).
 
     A malformed row is reported with its line number and skipped; the rest are imported.
+    With `confirm_by_mail`, each new subscription is asked to confirm, by the mail a sign-up
+    gets (a sign-up request per row, sent by the confirmations sender).
     """
     checked = _check_status(status)
     reader = csv.DictReader(stream)
@@ -91,16 +100,28 @@ def import_csv(
     if session.get_bind().dialect.name == "postgresql":
         # Streamed: COPY into a staging table, then one set-based merge (flat memory).
         rows = ((r.line, r.email, r.name, r.attributes) for r in _rows(reader, total, dedupe=False))
-        merged = merge_rows(session, list_id, rows, checked)
+        merged = merge_rows(session, list_id, rows, checked, confirm_by_mail=confirm_by_mail)
         total.added, total.updated, total.unchanged = merged.added, merged.updated, merged.unchanged
+        total.asked = merged.asked
         total.errors += [
             (line, f"duplicate of an earlier row: {e}") for line, e in merged.duplicates
         ]
     else:
         for chunk in _chunks(_rows(reader, total), CHUNK):
-            _upsert(session, list_id, chunk, checked, total)
+            _upsert(session, list_id, chunk, checked, total, confirm_by_mail=confirm_by_mail)
     total.errors.sort()
     return total
+
+
+def import_rows(
+    session: Session, list_id: int, stream: IO[str], *, consent_recorded: bool
+) -> ImportResult:
+    """The import an admin runs (upload or CLI): rows are confirmed only when the uploader
+    says each one's consent was recorded; otherwise they are pending and each new one gets a
+    confirmation mail."""
+    if consent_recorded:
+        return import_csv(session, list_id, stream, SubscriptionStatus.CONFIRMED)
+    return import_csv(session, list_id, stream, SubscriptionStatus.PENDING, confirm_by_mail=True)
 
 
 def _rows(
@@ -149,6 +170,8 @@ def _upsert(
     rows: list[_Row],
     status: SubscriptionStatus,
     result: ImportResult,
+    *,
+    confirm_by_mail: bool = False,
 ) -> None:
     """Add or update one chunk of rows, counting into `result`."""
     emails = [r.email for r in rows]
@@ -198,6 +221,17 @@ def _upsert(
                 )
             )
             result.added += 1
+            if confirm_by_mail:
+                session.add(
+                    SignupRequest(
+                        list_id=list_id,
+                        email=r.email,
+                        name=subscriber.name,
+                        detail="import",
+                        next_attempt_at=now,
+                    )
+                )
+                result.asked += 1
         elif current.status in STICKY or current.status == status:
             result.unchanged += 1
         else:

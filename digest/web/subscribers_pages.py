@@ -1,19 +1,23 @@
-"""The admin's subscriber pages: search (/editor/subscribers) and one subscriber's record
-(/editor/subscribers/{id}). Access, roles and CSRF as in `digest.web.auth` (admins only)."""
+"""The admin's subscriber pages: search (/editor/subscribers), one subscriber's record
+(/editor/subscribers/{id}) and a CSV upload (/editor/subscribers/import). Access, roles, CSRF
+and the audit log as in `digest.web.auth` (admins only)."""
 
 from __future__ import annotations
 
+import io
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from digest.db import MAX_BIGINT
+from digest.errors import DigestError
 from digest.models import MailingList, Role, SubscriptionStatus
 from digest.subscribers import search
+from digest.subscribers.service import import_rows
 from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
-from digest.web.deps import SessionDep
+from digest.web.deps import SessionDep, mark_failed
 from digest.web.editor import EditorRoute, page
 
 router = APIRouter(
@@ -57,6 +61,68 @@ def subscribers_page(
     return page(request, "subscribers.html", context)
 
 
+SHOWN_ERRORS = 1000
+
+
+def _import_page(
+    request: Request,
+    session: SessionDep,
+    *,
+    result: object = None,
+    error: str | None = None,
+    chosen: int | None = None,
+    status: int = 200,
+) -> Response:
+    context = {
+        "section": "subscribers",
+        "lists": session.scalars(select(MailingList).order_by(MailingList.name)).all(),
+        "result": result,
+        "shown_errors": SHOWN_ERRORS,
+        "error": error,
+        "chosen": chosen,
+    }
+    return page(request, "subscribers_import.html", context, status)
+
+
+@router.get("/subscribers/import", response_class=HTMLResponse, dependencies=[needs(Role.ADMIN)])
+def import_form(request: Request, session: SessionDep) -> Response:
+    return _import_page(request, session)
+
+
+@router.post("/subscribers/import", dependencies=[needs(Role.ADMIN)])
+def import_upload(
+    request: Request,
+    session: SessionDep,
+    list_id: Annotated[int, Form(alias="list", ge=1, le=2**31 - 1)],
+    file: Annotated[UploadFile, File()],
+    consent: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The file is streamed to disk by the form parser and read row by row from there."""
+    lst = session.get(MailingList, list_id)
+    if lst is None:
+        mark_failed(request)
+        return _import_page(request, session, error="No such list.", status=400)
+    stream = io.TextIOWrapper(file.file, encoding="utf-8-sig", newline="")
+    try:
+        result = import_rows(session, lst.id, stream, consent_recorded=consent == "yes")
+    except (DigestError, UnicodeDecodeError) as exc:
+        session.rollback()
+        mark_failed(request)
+        message = "the file is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc
+        return _import_page(request, session, error=f"Not imported: {message}.", chosen=lst.id)
+    request.state.audit_target = ("list", lst.slug)
+    request.state.audit_detail = {
+        "file": (file.filename or "")[:100],
+        "added": result.added,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "rejected": len(result.errors),
+        "consent_recorded": consent == "yes",
+    }
+    return _import_page(request, session, result=result, chosen=lst.id)
+
+
+# After /subscribers/import: a path with an id matches any word.
 @router.get(
     "/subscribers/{subscriber_id}", response_class=HTMLResponse, dependencies=[needs(Role.ADMIN)]
 )
