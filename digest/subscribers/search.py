@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import exists, or_, select, true, union
 from sqlalchemy.orm import Session
 
 from digest.errors import NotFound
@@ -70,13 +70,7 @@ def _like(text: str) -> str:
 def search(session: Session, query: Query) -> Page:
     limit = max(1, min(query.limit, MAX_PAGE))
     suppressed = exists().where(Suppression.email == Subscriber.email)
-    stmt = select(
-        Subscriber.id,
-        Subscriber.email,
-        Subscriber.name,
-        Subscriber.created_at,
-        suppressed.label("suppressed"),
-    )
+    stmt = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.created_at)
     text = query.text.strip()
     if text:
         pattern = _like(text)
@@ -96,22 +90,50 @@ def search(session: Session, query: Query) -> Page:
         if query.status is not None:
             stmt = stmt.where(Subscription.status == query.status)
         key = Subscription.subscriber_id
-    elif query.status is not None:
+    elif query.status is not None and (text or query.suppressed != Suppressed.ANY):
         conditions = [
             Subscription.subscriber_id == Subscriber.id,
             Subscription.status == query.status,
         ]
-        stmt = stmt.where(exists().where(and_(*conditions)))
+        stmt = stmt.where(exists().where(*conditions))
+    elif query.status is not None:
+        # Every list's subscriptions in this status, each walked backwards on its index for
+        # one page, and merged (lists are few): the page's ids are among those.
+        lists = session.scalars(select(MailingList.id)).all()
+        walks = [
+            select(Subscription.subscriber_id)
+            .where(Subscription.list_id == list_id, Subscription.status == query.status)
+            .where(
+                Subscription.subscriber_id < query.before_id
+                if query.before_id is not None
+                else true()
+            )
+            .order_by(Subscription.subscriber_id.desc())
+            .limit(limit + 1)
+            for list_id in lists
+        ]
+        if not walks:
+            return Page([], None)
+        # Each walk in its own subquery: SQLite takes no LIMIT inside a UNION's members.
+        parts = [select(w.subquery().c.subscriber_id) for w in walks]
+        ids = union(*parts).subquery() if len(parts) > 1 else walks[0].subquery()
+        stmt = stmt.where(Subscriber.id.in_(select(ids.c[0])))
     if query.suppressed == Suppressed.YES:
-        stmt = stmt.where(suppressed)
+        # A join: the suppression list is small beside the subscribers, and can drive.
+        stmt = stmt.join(Suppression, Suppression.email == Subscriber.email)
     elif query.suppressed == Suppressed.NO:
         stmt = stmt.where(~suppressed)
     if query.before_id is not None:
-        stmt = stmt.where(key < query.before_id)
+        # On both sides of a join, so that neither index is walked from the top.
+        stmt = stmt.where(Subscriber.id < query.before_id, key < query.before_id)
     stmt = stmt.order_by(key.desc()).limit(limit + 1)
-    found = [Row(*r) for r in session.execute(stmt)]
+    found = session.execute(stmt).all()
     more = len(found) > limit
-    rows = found[:limit]
+    found = found[:limit]
+    # The page's suppressions by their index, not a pass over the whole suppression list.
+    emails = [r.email for r in found]
+    stopped = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(emails))))
+    rows = [Row(r.id, r.email, r.name, r.created_at, r.email in stopped) for r in found]
     return Page(rows, rows[-1].id if more and rows else None)
 
 

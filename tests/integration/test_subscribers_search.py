@@ -69,6 +69,23 @@ def test_search_filters_and_keyset_pages(db_url: str, session: Session) -> None:
     assert len(seen) == 30 and len(set(seen)) == 30
     assert seen[0] == "reader29@example.org" and seen[-1] == "reader0@example.org"
 
+    # By status over every list (each list walked on its index, then merged): confirmed in
+    # News or Jobs, each person once, pages of 4.
+    confirmed: list[str] = []
+    query = search.Query(status=SubscriptionStatus.CONFIRMED, limit=4)
+    while True:
+        page = search.search(session, query)
+        confirmed += emails(page)
+        if page.next_before is None:
+            break
+        query = search.Query(
+            status=SubscriptionStatus.CONFIRMED, limit=4, before_id=page.next_before
+        )
+    assert len(confirmed) == 32 and len(set(confirmed)) == 32
+    assert "ana.lopez@coop.example" in confirmed  # pending in News, confirmed in Jobs
+    with_text = search.search(session, search.Query(text="ana", status=SubscriptionStatus.PENDING))
+    assert emails(with_text) == ["ana.lopez@coop.example"]
+
 
 def test_the_admin_pages_show_the_search_and_a_subscribers_record(
     db_url: str, session: Session
