@@ -8,6 +8,7 @@ import io
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
@@ -34,11 +35,18 @@ def subscribers_page(
     request: Request,
     session: SessionDep,
     q: Annotated[str, Query(max_length=320)] = "",
-    list_id: Annotated[int | None, Query(alias="list", ge=1, le=2**31 - 1)] = None,
-    status: SubscriptionStatus | None = None,
+    # The filter form sends every field, empty when not chosen: "" is "any".
+    list_: Annotated[str, Query(alias="list", pattern=r"^[0-9]{0,9}$")] = "",
+    status_: Annotated[str, Query(alias="status", max_length=16)] = "",
     suppressed: search.Suppressed = search.Suppressed.ANY,
     before: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
 ) -> Response:
+    list_id = int(list_) if list_ and int(list_) > 0 else None
+    try:
+        status = SubscriptionStatus(status_) if status_ else None
+    except ValueError:
+        error = {"loc": ("query", "status"), "msg": "no such status"}
+        raise RequestValidationError([error]) from None
     query = search.Query(
         text=q, list_id=list_id, status=status, suppressed=suppressed, before_id=before
     )

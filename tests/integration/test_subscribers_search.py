@@ -109,6 +109,9 @@ def test_the_admin_pages_show_the_search_and_a_subscribers_record(
     suppressed = admin.get("/editor/subscribers?suppressed=yes")
     assert "reader3@example.org" in suppressed.text and "reader4@" not in suppressed.text
     assert admin.get("/editor/subscribers?status=bogus").status_code == 400
+    # The filter form as a browser sends it: every field, the unused ones empty.
+    empty = admin.get("/editor/subscribers?q=lopez&list=&status=&suppressed=")
+    assert empty.status_code == 200 and "ana.lopez@coop.example" in empty.text
 
     ana = search.search(session, search.Query(text="ana.lopez")).rows[0]
     session.add(Event(kind=EventKind.CONFIRMED, subscriber_id=ana.id, list_id=news))
