@@ -137,6 +137,11 @@ def search(session: Session, query: Query) -> Page:
     return Page(rows, rows[-1].id if more and rows else None)
 
 
+def list_choices(session: Session) -> Sequence[MailingList]:
+    """Every list, by name: the search's and the import's list menus."""
+    return session.scalars(select(MailingList).order_by(MailingList.name)).all()
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     subscriber: Subscriber

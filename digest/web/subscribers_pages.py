@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from digest.db import MAX_BIGINT
 from digest.errors import DigestError
@@ -62,7 +61,7 @@ def subscribers_page(
         "page_rows": found.rows,
         "next_before": found.next_before,
         "filters": filters,
-        "lists": session.scalars(select(MailingList).order_by(MailingList.name)).all(),
+        "lists": search.list_choices(session),
         "statuses": [s.value for s in SubscriptionStatus],
         "first_page": before is None,
     }
@@ -83,7 +82,7 @@ def _import_page(
 ) -> Response:
     context = {
         "section": "subscribers",
-        "lists": session.scalars(select(MailingList).order_by(MailingList.name)).all(),
+        "lists": search.list_choices(session),
         "result": result,
         "shown_errors": SHOWN_ERRORS,
         "error": error,
