@@ -79,6 +79,7 @@ def serve(
 
     settings = get_settings()
     require_signing_key(settings)
+    _offer_first_run()
     # The app's own log (sign-ins, failures, errors) beside uvicorn's; with JSON, uvicorn's too.
     configure_logging(settings.log_format, logging.INFO)
     uvicorn.run(
@@ -94,6 +95,35 @@ def serve(
         # JSON lines: uvicorn's loggers go through the root handler configured above.
         log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
+
+
+def _offer_first_run() -> None:
+    """No user yet: make the one-time setup token (unless DIGEST_SETUP_TOKEN chose one) and
+    print the first-run link that holds it; only its holder, or a browser on this machine,
+    can create the first admin."""
+    import os
+    import secrets
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from digest.accounts.users import count_users
+    from digest.cli.common import unit_of_work
+    from digest.config import reset_settings
+
+    settings = get_settings()
+    try:
+        with unit_of_work(settings) as session:
+            if count_users(session):
+                return
+    except SQLAlchemyError as exc:  # no schema yet: the app says so on its first request
+        console.print(f"warning: could not count the users ({exc.__class__.__name__})")
+        return
+    if not settings.setup_token:
+        os.environ["DIGEST_SETUP_TOKEN"] = secrets.token_urlsafe(24)
+        reset_settings()  # the app, made after this, reads the token
+        settings = get_settings()
+    url = f"{settings.public_url.rstrip('/')}/editor/setup?token={settings.setup_token}"
+    console.print(f"No user yet. Create the first admin at:\n  {url}", markup=False)
 
 
 def _celery_app() -> Celery:

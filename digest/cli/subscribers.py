@@ -15,7 +15,7 @@ from digest.cli.common import UsageProblem, console, err, unit_of_work
 from digest.models import SubscriptionStatus
 from digest.subscribers.addresses import display_email
 from digest.subscribers.lists import get_list
-from digest.subscribers.service import add_subscriber, export_csv, import_csv
+from digest.subscribers.service import add_subscriber, export_csv, import_rows
 
 app = typer.Typer(help="Manage subscribers of a list.", no_args_is_help=True)
 ListOpt = Annotated[str, typer.Option("--list", "-l", help="The list's slug.")]
@@ -40,21 +40,29 @@ def add(
 def import_(
     csv_file: Annotated[Path, typer.Argument(help="CSV with an email column (name optional).")],
     list_slug: ListOpt,
-    status: str = "confirmed",
+    consent_recorded: Annotated[
+        bool,
+        typer.Option(
+            "--consent-recorded",
+            help="Each row's consent to this list was recorded: subscribe them confirmed. "
+            "Without it, each new row is pending and gets a confirmation mail.",
+        ),
+    ] = False,
 ) -> None:
     """Import a CSV; bad rows are reported by line and skipped, the rest imported."""
     if not csv_file.is_file():
         raise UsageProblem(f"no such file: {csv_file}")
     with unit_of_work() as session, csv_file.open(newline="", encoding="utf-8-sig") as stream:
         lst = get_list(session, list_slug)
-        result = import_csv(session, lst.id, stream, status)
+        result = import_rows(session, lst.id, stream, consent_recorded=consent_recorded)
     for line, message in result.errors[:50]:
         err.print(f"line {line}: {message}", markup=False)
     if len(result.errors) > 50:
         err.print(f"... and {len(result.errors) - 50} more bad rows")
     console.print(
         f"imported into {list_slug}: {result.added} added, {result.updated} updated, "
-        f"{result.unchanged} unchanged, {len(result.errors)} rejected",
+        f"{result.unchanged} unchanged, {len(result.errors)} rejected, "
+        f"{result.asked} asked to confirm by mail",
         markup=False,
     )
 

@@ -15,6 +15,7 @@ from digest.models import (
     STOPPED,
     Event,
     EventKind,
+    SignupRequest,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -22,6 +23,7 @@ from digest.models import (
 )
 from digest.subscribers.actions import clean_name
 from digest.subscribers.addresses import display_email, normalise_email
+from digest.subscribers.bulk_import import merge_rows
 
 # An import never brings back someone who left or whose mail bounced.
 STICKY = frozenset(STOPPED)
@@ -34,6 +36,7 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (CSV line, message)
+    asked: int = 0  # new subscriptions sent a confirmation mail
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +77,18 @@ def add_subscriber(
 
 
 def import_csv(
-    session: Session, list_id: int, stream: IO[str], status: str = SubscriptionStatus.CONFIRMED
+    session: Session,
+    list_id: int,
+    stream: IO[str],
+    status: str = SubscriptionStatus.CONFIRMED,
+    *,
+    confirm_by_mail: bool = False,
 ) -> ImportResult:
     """Import rows with an `email` column (and optional `name`, other columns as attributes).
 
     A malformed row is reported with its line number and skipped; the rest are imported.
+    With `confirm_by_mail`, each new subscription is asked to confirm, by the mail a sign-up
+    gets (a sign-up request per row, sent by the confirmations sender).
     """
     checked = _check_status(status)
     reader = csv.DictReader(stream)
@@ -87,13 +97,38 @@ def import_csv(
         raise DigestError("the CSV needs a header row with an 'email' column")
     reader.fieldnames = fields
     total = ImportResult()
-    for chunk in _chunks(_rows(reader, total), CHUNK):
-        _upsert(session, list_id, chunk, checked, total)
+    if session.get_bind().dialect.name == "postgresql":
+        # Streamed: COPY into a staging table, then one set-based merge (flat memory).
+        rows = ((r.line, r.email, r.name, r.attributes) for r in _rows(reader, total, dedupe=False))
+        merged = merge_rows(session, list_id, rows, checked, confirm_by_mail=confirm_by_mail)
+        total.added, total.updated, total.unchanged = merged.added, merged.updated, merged.unchanged
+        total.asked = merged.asked
+        total.errors += [
+            (line, f"duplicate of an earlier row: {e}") for line, e in merged.duplicates
+        ]
+    else:
+        for chunk in _chunks(_rows(reader, total), CHUNK):
+            _upsert(session, list_id, chunk, checked, total, confirm_by_mail=confirm_by_mail)
     total.errors.sort()
     return total
 
 
-def _rows(reader: csv.DictReader[str], result: ImportResult) -> Iterator[_Row]:
+def import_rows(
+    session: Session, list_id: int, stream: IO[str], *, consent_recorded: bool
+) -> ImportResult:
+    """The import an admin runs (upload or CLI): rows are confirmed only when the uploader
+    says each one's consent was recorded; otherwise they are pending and each new one gets a
+    confirmation mail."""
+    if consent_recorded:
+        return import_csv(session, list_id, stream, SubscriptionStatus.CONFIRMED)
+    return import_csv(session, list_id, stream, SubscriptionStatus.PENDING, confirm_by_mail=True)
+
+
+def _rows(
+    reader: csv.DictReader[str], result: ImportResult, *, dedupe: bool = True
+) -> Iterator[_Row]:
+    """The valid rows; each bad one is reported with its line. With `dedupe`, a repeated
+    address too (the COPY import finds those in the staging table instead of in memory)."""
     seen: set[str] = set()
     for record in reader:
         line = reader.line_num
@@ -109,10 +144,11 @@ def _rows(reader: csv.DictReader[str], result: ImportResult) -> Iterator[_Row]:
         except DigestError as exc:
             result.errors.append((line, str(exc)))
             continue
-        if email in seen:
-            result.errors.append((line, f"duplicate of an earlier row: {email}"))
-            continue
-        seen.add(email)
+        if dedupe:
+            if email in seen:
+                result.errors.append((line, f"duplicate of an earlier row: {email}"))
+                continue
+            seen.add(email)
         attrs = {k: (v or "").strip() for k, v in record.items() if k not in ("email", "name")}
         yield _Row(line, email, clean_name(record.get("name") or ""), attrs)
 
@@ -134,6 +170,8 @@ def _upsert(
     rows: list[_Row],
     status: SubscriptionStatus,
     result: ImportResult,
+    *,
+    confirm_by_mail: bool = False,
 ) -> None:
     """Add or update one chunk of rows, counting into `result`."""
     emails = [r.email for r in rows]
@@ -183,6 +221,17 @@ def _upsert(
                 )
             )
             result.added += 1
+            if confirm_by_mail:
+                session.add(
+                    SignupRequest(
+                        list_id=list_id,
+                        email=r.email,
+                        name=subscriber.name,
+                        detail="import",
+                        next_attempt_at=now,
+                    )
+                )
+                result.asked += 1
         elif current.status in STICKY or current.status == status:
             result.unchanged += 1
         else:

@@ -1,12 +1,14 @@
 """The JSON API under /api: what the editor's pages do, for scripts and other front ends.
 
-Auth and CSRF as in `digest.web.auth`: HTTP Basic as admin (404 when no admin password is
-set; 429 with Retry-After after repeated failures), and an `X-Requested-With` header on every
-request that changes something. Every error is JSON `{"detail": "..."}`: 400 for a request the
-issue's state or the input cannot honour, 404 for what does not exist, 422 for a malformed
-body, path or query (with `errors`), and the app's own 404, 405 and 500 under /api too.
+Auth, roles and CSRF as in `digest.web.auth`: a user's API token (`Authorization: Bearer
+dgt_...`) or a signed-in browser session, each route with the least role it needs (viewer <
+editor < publisher < admin); a session needs an `X-Requested-With` header on every request
+that changes something. Every change is in the audit log. Every error is JSON
+`{"detail": "..."}`: 400 for a request the issue's state or the input cannot honour, 401
+without a user, 403 for a role too low, 404 for what does not exist, 422 for a malformed body,
+path or query (with `errors`), and the app's own 404, 405 and 500 under /api too.
 Ids are 1 to 2**63-1. Times are UTC, ISO 8601 with "Z". The OpenAPI document is
-/api/openapi.json, for a signed-in admin.
+/api/openapi.json, for a signed-in user.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from digest.errors import NotFound
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
-from digest.models import IssueStatus, SourceKind
+from digest.models import IssueStatus, Role, SourceKind
 from digest.pipeline import approve_issue
 from digest.subscribers.lists import get_list
 from digest.web import dispatch
-from digest.web.auth import API_HEADER, require_admin, require_api_header
+from digest.web.auth import API_HEADER, AuditDep, current_user, needs, require_api_header
 from digest.web.deps import SessionDep, SettingsDep
 from digest.web.guarded import GuardedRoute, Handled
 from digest.web.params import IssueId, ItemId, Offset, Position, Slug, SlugQuery
@@ -83,8 +85,8 @@ def _error(description: str, model: type[BaseModel] = ErrorOut) -> dict[str, Any
 # Every route may answer these (documented so that clients and schemathesis know them).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error("The issue's state or the input cannot be honoured"),
-    401: _error("Sign in: HTTP Basic as admin"),
-    403: _error(f"A change sent without the {API_HEADER} header"),
+    401: _error("Sign in: send a user's API token (Authorization: Bearer ...)"),
+    403: _error(f"The user's role may not do this, or a change without the {API_HEADER} header"),
     404: _error("No such issue, item or list"),
     422: _error("A malformed body, path or query", InvalidOut),
     429: _error("Too many failed sign-ins: wait the Retry-After seconds"),
@@ -93,14 +95,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter(
     prefix="/api",
     route_class=ApiRoute,
-    dependencies=[Depends(require_admin), Depends(require_api_header)],
+    dependencies=[Depends(current_user), Depends(require_api_header), AuditDep],
     responses=ERROR_RESPONSES,
 )
 
 
-@router.get("/openapi.json", include_in_schema=False)
+@router.get("/openapi.json", include_in_schema=False, dependencies=[needs(Role.VIEWER)])
 def openapi(request: Request) -> JSONResponse:
-    """This API's OpenAPI document, for a signed-in admin only: there are no public docs."""
+    """This API's OpenAPI document, for a signed-in user only: there are no public docs."""
     state = request.app.state
     schema = getattr(state, "api_schema", None)
     if schema is None:
@@ -280,7 +282,7 @@ def _sending(result: dispatch.Dispatch) -> Sending:
     )
 
 
-@router.get("/issues", response_model=list[IssueSummary])
+@router.get("/issues", response_model=list[IssueSummary], dependencies=[needs(Role.VIEWER)])
 def list_issues(
     session: SessionDep,
     list_slug: SlugQuery = None,
@@ -293,12 +295,12 @@ def list_issues(
     return [IssueSummary.model_validate(r) for r in rows]
 
 
-@router.get("/issues/{issue_id}", response_model=IssueDetail)
+@router.get("/issues/{issue_id}", response_model=IssueDetail, dependencies=[needs(Role.VIEWER)])
 def get_issue(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     return issue_detail(session, issue_id)
 
 
-@router.patch("/issues/{issue_id}", response_model=IssueDetail)
+@router.patch("/issues/{issue_id}", response_model=IssueDetail, dependencies=[needs(Role.EDITOR)])
 def edit_issue(session: SessionDep, issue_id: IssueId, edit: IssueEdit) -> IssueDetail:
     lifecycle.edit_draft(
         session, issue_id, intro=edit.intro, subject=edit.subject, preheader=edit.preheader
@@ -306,25 +308,33 @@ def edit_issue(session: SessionDep, issue_id: IssueId, edit: IssueEdit) -> Issue
     return issue_detail(session, issue_id)
 
 
-@router.delete("/issues/{issue_id}", status_code=204)
+@router.delete("/issues/{issue_id}", status_code=204, dependencies=[needs(Role.EDITOR)])
 def discard_issue(session: SessionDep, issue_id: IssueId) -> Response:
     lifecycle.discard_draft(session, issue_id)
     return Response(status_code=204)
 
 
-@router.post("/issues/{issue_id}/items/{item_id}/move", response_model=IssueDetail)
+@router.post(
+    "/issues/{issue_id}/items/{item_id}/move",
+    response_model=IssueDetail,
+    dependencies=[needs(Role.EDITOR)],
+)
 def move_item(session: SessionDep, issue_id: IssueId, item_id: ItemId, move: Move) -> IssueDetail:
     lifecycle.move_item(session, issue_id, item_id, move.position)
     return issue_detail(session, issue_id)
 
 
-@router.delete("/issues/{issue_id}/items/{item_id}", response_model=IssueDetail)
+@router.delete(
+    "/issues/{issue_id}/items/{item_id}",
+    response_model=IssueDetail,
+    dependencies=[needs(Role.EDITOR)],
+)
 def drop_item(session: SessionDep, issue_id: IssueId, item_id: ItemId) -> IssueDetail:
     lifecycle.drop_item(session, issue_id, item_id)
     return issue_detail(session, issue_id)
 
 
-@router.get("/issues/{issue_id}/preview", response_model=Preview)
+@router.get("/issues/{issue_id}/preview", response_model=Preview, dependencies=[needs(Role.VIEWER)])
 def preview(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Preview:
     """What a subscriber sees, with a sample reader's name and links."""
     rendered = render_preview(session, issue_id, settings)
@@ -337,13 +347,17 @@ def preview(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Pr
     )
 
 
-@router.get("/issues/{issue_id}/progress", response_model=Progress)
+@router.get(
+    "/issues/{issue_id}/progress", response_model=Progress, dependencies=[needs(Role.VIEWER)]
+)
 def progress(session: SessionDep, issue_id: IssueId) -> Progress:
     lifecycle.get_issue(session, issue_id)
     return Progress.model_validate(issue_progress(session, issue_id))
 
 
-@router.post("/issues/{issue_id}/proof", response_model=list[ProofOutcome])
+@router.post(
+    "/issues/{issue_id}/proof", response_model=list[ProofOutcome], dependencies=[needs(Role.EDITOR)]
+)
 def proof(
     session: SessionDep, settings: SettingsDep, issue_id: IssueId, body: ProofRequest
 ) -> list[ProofOutcome]:
@@ -356,7 +370,9 @@ def proof(
     return [ProofOutcome.model_validate(r) for r in results]
 
 
-@router.post("/issues/{issue_id}/approve", response_model=Approval)
+@router.post(
+    "/issues/{issue_id}/approve", response_model=Approval, dependencies=[needs(Role.PUBLISHER)]
+)
 def approve(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Approval:
     """Draft -> approved: rendered once and frozen for sending."""
     result = approve_issue(session, issue_id, settings)
@@ -367,7 +383,12 @@ def approve(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Ap
     )
 
 
-@router.post("/issues/{issue_id}/send", response_model=Sending, status_code=202)
+@router.post(
+    "/issues/{issue_id}/send",
+    response_model=Sending,
+    status_code=202,
+    dependencies=[needs(Role.PUBLISHER)],
+)
 def send(
     request: Request,
     session: SessionDep,
@@ -381,13 +402,20 @@ def send(
     return _sending(dispatch.send(session, issue_id, settings, background, sf))
 
 
-@router.post("/issues/{issue_id}/pause", response_model=IssueDetail)
+@router.post(
+    "/issues/{issue_id}/pause", response_model=IssueDetail, dependencies=[needs(Role.PUBLISHER)]
+)
 def pause(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     lifecycle.pause(session, issue_id)
     return issue_detail(session, issue_id)
 
 
-@router.post("/issues/{issue_id}/resume", response_model=Sending, status_code=202)
+@router.post(
+    "/issues/{issue_id}/resume",
+    response_model=Sending,
+    status_code=202,
+    dependencies=[needs(Role.PUBLISHER)],
+)
 def resume(
     request: Request,
     session: SessionDep,
@@ -399,25 +427,29 @@ def resume(
     return _sending(dispatch.resume(session, issue_id, settings, background, sf))
 
 
-@router.post("/issues/{issue_id}/to-draft", response_model=IssueDetail)
+@router.post(
+    "/issues/{issue_id}/to-draft", response_model=IssueDetail, dependencies=[needs(Role.PUBLISHER)]
+)
 def to_draft(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     """Return an approved issue to draft; what approval froze is thrown away."""
     lifecycle.return_to_draft(session, issue_id)
     return issue_detail(session, issue_id)
 
 
-@router.post("/issues/{issue_id}/cancel", response_model=IssueDetail)
+@router.post(
+    "/issues/{issue_id}/cancel", response_model=IssueDetail, dependencies=[needs(Role.PUBLISHER)]
+)
 def cancel(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     lifecycle.cancel(session, issue_id)
     return issue_detail(session, issue_id)
 
 
-@router.get("/lists", response_model=list[ListOut])
+@router.get("/lists", response_model=list[ListOut], dependencies=[needs(Role.VIEWER)])
 def lists(session: SessionDep) -> list[ListOut]:
     return [ListOut.model_validate(row) for row in overview.list_rows(session)]
 
 
-@router.post("/lists/{slug}/compose", response_model=Composed)
+@router.post("/lists/{slug}/compose", response_model=Composed, dependencies=[needs(Role.EDITOR)])
 def compose(session: SessionDep, slug: Slug, response: Response) -> Composed:
     """Create the list's next draft from what is new; 201 with it, or 200 when nothing is new."""
     issue = compose_issue(session, slug)
@@ -430,12 +462,14 @@ def compose(session: SessionDep, slug: Slug, response: Response) -> Composed:
     )
 
 
-@router.get("/sources", response_model=list[SourceOut])
+@router.get("/sources", response_model=list[SourceOut], dependencies=[needs(Role.VIEWER)])
 def sources(session: SessionDep) -> list[SourceOut]:
     return [SourceOut.model_validate(row) for row in overview.source_rows(session)]
 
 
-@router.get("/scheduled/overdue", response_model=list[OverdueOut])
+@router.get(
+    "/scheduled/overdue", response_model=list[OverdueOut], dependencies=[needs(Role.VIEWER)]
+)
 def overdue(session: SessionDep, settings: SettingsDep) -> list[OverdueOut]:
     """Scheduled issues due for a while and still without their issue, oldest first, with
     what stops them (as `digest issues overdue` and the editor's issues page show them)."""

@@ -24,9 +24,12 @@ from digest.web.archive import router as archive_router
 from digest.web.editor import router as editor_router
 from digest.web.pages import router as pages_router
 from digest.web.security import SecurityHeaders
+from digest.web.signin import router as signin_router
 from digest.web.signup import router as signup_router
+from digest.web.subscribers_pages import router as subscribers_router
 from digest.web.templating import STATIC_DIR, render
 from digest.web.throttle import login_throttle
+from digest.web.users import router as users_router
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("%s", warning)
     app = FastAPI(
         title="digest",
-        # No public docs: the API's OpenAPI document is served to a signed-in admin only.
+        # No public docs: the API's OpenAPI document is served to a signed-in user only.
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -124,7 +127,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _server_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    routers = (pages_router, archive_router, editor_router, api_router, signup_router)
+    routers = (
+        pages_router,
+        archive_router,
+        signin_router,
+        editor_router,
+        users_router,
+        subscribers_router,
+        api_router,
+        signup_router,
+    )
     for router in routers:
         app.include_router(router)
 

@@ -1,15 +1,14 @@
 """Cross-site request forgery: the editor's forms and where a request says it comes from.
 
-Whatever signs a person in (HTTP Basic now), a browser sends it again on requests another site
-makes it send; so a form POST must prove it came from one of our pages:
-- a random token per browser session, in an HttpOnly, SameSite=Strict cookie (Secure, with the
-  `__Host-` prefix, when the public URL is https) that the page repeats in a hidden field; the
-  two must match (constant time). Another site can neither read the cookie nor set it, and the
-  token says nothing about any password;
+A browser sends the session cookie again on requests another site makes it send; so a form
+POST must prove it came from one of our pages:
+- signed in, the form repeats the session's own random token (`digest.accounts.sessions`),
+  compared in constant time; it says nothing about any password;
+- before sign-in (the sign-in and first-run forms), a random token per browser in an
+  HttpOnly, SameSite=Strict cookie (Secure, with the `__Host-` prefix, when the public URL is
+  https) that the page repeats in a hidden field; another site can neither read nor set it;
 - the request's Origin, when the browser sends one, must be DIGEST_PUBLIC_URL's origin: the
   Host header is the proxy's business (behind a reverse proxy it names the upstream).
-
-Nothing here knows how the person signed in: a later session login uses the same functions.
 """
 
 from __future__ import annotations
@@ -29,12 +28,12 @@ MAX_TOKEN_LENGTH = 128
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _https(settings: Settings) -> bool:
+def https(settings: Settings) -> bool:
     return urlsplit(settings.public_url).scheme.lower() == "https"
 
 
 def cookie_name(settings: Settings) -> str:
-    return SECURE_COOKIE if _https(settings) else COOKIE
+    return SECURE_COOKIE if https(settings) else COOKIE
 
 
 def origin_of(url: str) -> str | None:
@@ -87,10 +86,16 @@ def set_cookie(request: Request, response: Response, settings: Settings) -> None
         cookie_name(settings),
         token,
         path="/",
-        secure=_https(settings),
+        secure=https(settings),
         httponly=True,
         samesite="strict",
     )
+
+
+def same_token(expected: str, submitted: str | None) -> bool:
+    if not expected or not submitted or len(submitted) > MAX_TOKEN_LENGTH:
+        return False
+    return secrets.compare_digest(expected.encode(), submitted.encode())
 
 
 def token_matches(request: Request, settings: Settings, submitted: str | None) -> bool:

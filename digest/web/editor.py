@@ -1,7 +1,8 @@
 """The editor's pages under /editor: issues, one issue (preview, items, proof, approve, send),
 lists with their subscribers, sources with their health.
 
-Access and CSRF as in `digest.web.auth` (HTTP Basic as admin; off, 404, without a password).
+Access, roles and CSRF as in `digest.web.auth`: signed in (else a redirect to the sign-in
+page), each route with the least role it needs; every change is in the audit log.
 Pages load no script: every action is a form POST answered by a redirect (post/redirect/get)
 to the page with a notice, or, when the action is refused, the page again with the reason.
 The preview is a separate sandboxed document with its own strict CSP, framed at 600 and
@@ -13,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
@@ -26,11 +28,11 @@ from digest.errors import DigestError, NotFound
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
-from digest.models import IssueStatus, MailingList, SubscriptionStatus
+from digest.models import IssueStatus, MailingList, Role, SubscriptionStatus
 from digest.pipeline import approve_issue
 from digest.subscribers.service import count_by_status
 from digest.web import csrf, dispatch
-from digest.web.auth import csrf_token, require_admin, require_form_csrf
+from digest.web.auth import AuditDep, csrf_token, current_user, needs, require_form_csrf
 from digest.web.deps import SessionDep, SettingsDep, app_settings, mark_failed
 from digest.web.guarded import GuardedRoute, Handled
 from digest.web.params import IssueId, ItemId, PositionField, Slug
@@ -64,11 +66,12 @@ NOTICES = {
     "composed": "New draft composed from what is new since the last issue.",
     "discarded": "Draft discarded. Its items are free for the next issue.",
     "nothing-new": "Nothing new since the last issue: no draft was created.",
+    "welcome": "Welcome: you are this install’s first admin. Add the others under Users.",
 }
 TITLES = {
     400: "That request wasn’t understood",
     401: "Sign in to the editor",
-    403: "This form can’t be sent",
+    403: "Not allowed",
     404: "Not found",
     429: "Too many failed sign-ins",
 }
@@ -88,9 +91,11 @@ def page(
     *,
     signed_in: bool = True,
 ) -> HTMLResponse:
+    principal = getattr(request.state, "principal", None) if signed_in else None
     values = {
-        "csrf": csrf_token(request) if signed_in else "",
-        "signed_in": signed_in,
+        "csrf": csrf_token(request) if principal else "",
+        "signed_in": principal is not None,
+        "principal": principal,
         "when": when,
         "section": "",
         "notice": None,
@@ -107,6 +112,9 @@ class EditorRoute(GuardedRoute):
     @staticmethod
     async def answer(request: Request, exc: Handled) -> Response:
         headers: Mapping[str, str] | None = None
+        if isinstance(exc, HTTPException) and exc.status_code == 401:
+            target = quote(request.url.path, safe="/")
+            return RedirectResponse(f"{root_path(request)}/editor/signin?next={target}", 303)
         if isinstance(exc, HTTPException):
             status, message, headers = exc.status_code, str(exc.detail), exc.headers
         elif isinstance(exc, RequestValidationError):
@@ -124,7 +132,7 @@ class EditorRoute(GuardedRoute):
 router = APIRouter(
     prefix="/editor",
     route_class=EditorRoute,
-    dependencies=[Depends(require_admin), Depends(require_form_csrf)],
+    dependencies=[Depends(current_user), Depends(require_form_csrf), AuditDep],
 )
 
 
@@ -138,20 +146,13 @@ def _notice(done: str | None, count: int | None = None) -> str | None:
     return NOTICES.get(done or "")
 
 
-@router.get("/assets/editor.css", include_in_schema=False)
-def stylesheet() -> FileResponse:
-    return FileResponse(
-        STYLESHEET, media_type="text/css", headers={"cache-control": "private, max-age=300"}
-    )
-
-
-@router.get("", include_in_schema=False)
-@router.get("/", include_in_schema=False)
+@router.get("", include_in_schema=False, dependencies=[needs(Role.VIEWER)])
+@router.get("/", include_in_schema=False, dependencies=[needs(Role.VIEWER)])
 def home(request: Request) -> RedirectResponse:
     return _redirect(request, "/issues")
 
 
-@router.get("/issues", response_class=HTMLResponse)
+@router.get("/issues", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])
 def issues_page(
     request: Request,
     session: SessionDep,
@@ -210,7 +211,7 @@ def issue_page(
     return page(request, "issue.html", context, status_code)
 
 
-@router.get("/issues/{issue_id}", response_class=HTMLResponse)
+@router.get("/issues/{issue_id}", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])
 def issue_view(
     request: Request,
     session: SessionDep,
@@ -222,7 +223,9 @@ def issue_view(
     return issue_page(request, session, issue_id, view, notice=_notice(done, n))
 
 
-@router.get("/issues/{issue_id}/preview", response_class=HTMLResponse)
+@router.get(
+    "/issues/{issue_id}/preview", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)]
+)
 def issue_preview(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Response:
     """The framed copy: the email as a sample reader gets it, links opening a new tab."""
     rendered = render_preview(session, issue_id, settings)
@@ -260,7 +263,7 @@ def _sending(result: dispatch.Dispatch) -> str:
     return f"sending-{result.mode}"
 
 
-@router.post("/issues/{issue_id}/items/{item_id}/move")
+@router.post("/issues/{issue_id}/items/{item_id}/move", dependencies=[needs(Role.EDITOR)])
 def move_item(
     request: Request,
     session: SessionDep,
@@ -274,7 +277,7 @@ def move_item(
     return _act(request, session, issue_id, move, "moved", f"#item-{item_id}")
 
 
-@router.post("/issues/{issue_id}/items/{item_id}/drop")
+@router.post("/issues/{issue_id}/items/{item_id}/drop", dependencies=[needs(Role.EDITOR)])
 def drop_item(
     request: Request, session: SessionDep, issue_id: IssueId, item_id: ItemId
 ) -> Response:
@@ -284,7 +287,7 @@ def drop_item(
     return _act(request, session, issue_id, drop, "dropped", "#items")
 
 
-@router.post("/issues/{issue_id}/edit")
+@router.post("/issues/{issue_id}/edit", dependencies=[needs(Role.EDITOR)])
 def edit_issue(
     request: Request,
     session: SessionDep,
@@ -299,7 +302,7 @@ def edit_issue(
     return _act(request, session, issue_id, edit, "saved")
 
 
-@router.post("/issues/{issue_id}/proof")
+@router.post("/issues/{issue_id}/proof", dependencies=[needs(Role.EDITOR)])
 def send_proof(
     request: Request,
     session: SessionDep,
@@ -333,7 +336,7 @@ def send_proof(
     )
 
 
-@router.post("/issues/{issue_id}/approve")
+@router.post("/issues/{issue_id}/approve", dependencies=[needs(Role.PUBLISHER)])
 def approve(
     request: Request, session: SessionDep, settings: SettingsDep, issue_id: IssueId
 ) -> Response:
@@ -343,7 +346,7 @@ def approve(
     return _act(request, session, issue_id, approve, "approved")
 
 
-@router.post("/issues/{issue_id}/send")
+@router.post("/issues/{issue_id}/send", dependencies=[needs(Role.PUBLISHER)])
 def send(
     request: Request,
     session: SessionDep,
@@ -365,12 +368,12 @@ def send(
     )
 
 
-@router.post("/issues/{issue_id}/pause")
+@router.post("/issues/{issue_id}/pause", dependencies=[needs(Role.PUBLISHER)])
 def pause(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
     return _act(request, session, issue_id, lambda: lifecycle.pause(session, issue_id), "paused")
 
 
-@router.post("/issues/{issue_id}/resume")
+@router.post("/issues/{issue_id}/resume", dependencies=[needs(Role.PUBLISHER)])
 def resume(
     request: Request,
     session: SessionDep,
@@ -393,14 +396,14 @@ CONFIRM_CANCEL = "Tick the box to confirm that the issue should be cancelled."
 CONFIRM_DISCARD = "Tick the box to confirm that the draft should be deleted."
 
 
-@router.post("/issues/{issue_id}/to-draft")
+@router.post("/issues/{issue_id}/to-draft", dependencies=[needs(Role.PUBLISHER)])
 def to_draft(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
     return _act(
         request, session, issue_id, lambda: lifecycle.return_to_draft(session, issue_id), "drafted"
     )
 
 
-@router.post("/issues/{issue_id}/cancel")
+@router.post("/issues/{issue_id}/cancel", dependencies=[needs(Role.PUBLISHER)])
 def cancel(
     request: Request,
     session: SessionDep,
@@ -414,7 +417,7 @@ def cancel(
     )
 
 
-@router.post("/issues/{issue_id}/discard")
+@router.post("/issues/{issue_id}/discard", dependencies=[needs(Role.EDITOR)])
 def discard(
     request: Request,
     session: SessionDep,
@@ -431,7 +434,7 @@ def discard(
     return response
 
 
-@router.get("/lists", response_class=HTMLResponse)
+@router.get("/lists", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])
 def lists_page(request: Request, session: SessionDep, done: str | None = None) -> Response:
     context = {
         "section": "lists",
@@ -441,7 +444,7 @@ def lists_page(request: Request, session: SessionDep, done: str | None = None) -
     return page(request, "lists.html", context)
 
 
-@router.post("/lists/{slug}/compose")
+@router.post("/lists/{slug}/compose", dependencies=[needs(Role.EDITOR)])
 def compose(request: Request, session: SessionDep, slug: Slug) -> Response:
     try:
         issue = compose_issue(session, slug)
@@ -457,7 +460,7 @@ def compose(request: Request, session: SessionDep, slug: Slug) -> Response:
     return _redirect(request, f"/issues/{issue.id}?done=composed")
 
 
-@router.get("/sources", response_class=HTMLResponse)
+@router.get("/sources", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])
 def sources_page(request: Request, session: SessionDep) -> Response:
     context = {"section": "sources", "rows": overview.source_rows(session)}
     return page(request, "sources.html", context)

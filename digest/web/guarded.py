@@ -1,7 +1,7 @@
 """What the editor and the API routes share: errors answered by the route itself.
 
 The app's exception handlers speak to subscribers (HTML pages, no headers kept), so the
-editor and API routes answer their own errors: a 401 must keep its WWW-Authenticate header,
+editor and API routes answer their own errors: the editor sends a 401 to the sign-in page,
 the API answers JSON. An error answered that way leaves the endpoint normally, so the session
 dependency is told (`deps.mark_failed`) to roll back instead of committing.
 """
@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from digest.errors import DigestError
-from digest.web.auth import FeatureOff
 from digest.web.deps import mark_failed
 
 Handled = HTTPException | RequestValidationError | DigestError
@@ -38,8 +37,6 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
-            except FeatureOff:
-                raise  # the app's own 404: the feature does not exist
             except (HTTPException, RequestValidationError, DigestError) as exc:
                 mark_failed(request)
                 return await answer(request, exc)

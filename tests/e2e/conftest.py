@@ -1,5 +1,6 @@
 """What every browser test shares: Debian's Chromium driven by Playwright, and a screenshot
-folder in the test's tmp dir, copied to DIGEST_TEST_SCREENSHOTS when set (for a human)."""
+folder in the test's tmp dir, kept for a human in test-output/screenshots/ at the top of the
+checkout (gitignored), or in DIGEST_TEST_SCREENSHOTS when set."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from tests.conftest import IN_CI
 
 CHROMIUM = "/usr/bin/chromium"
+KEEP = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -47,5 +49,6 @@ def shots(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "screenshots"
     folder.mkdir()
     yield folder
-    if keep := os.environ.get("DIGEST_TEST_SCREENSHOTS"):
+    if any(folder.iterdir()):
+        keep = os.environ.get("DIGEST_TEST_SCREENSHOTS") or KEEP
         shutil.copytree(folder, keep, dirs_exist_ok=True)

@@ -14,23 +14,34 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from digest.config import reset_settings
 from digest.models import Issue, Source
 from digest.web.app import create_app
+from tests.accounts import ADMIN, PASSWORD, grant
 from tests.e2e import test_web_browser as web
-from tests.integration.test_editor_api import PASSWORD, TITLES, order, seed_issue
+from tests.integration.test_editor_api import TITLES, order, seed_issue
 from tests.integration.test_web_http import live_server
 
 DESKTOP, PHONE = web.DESKTOP, web.PHONE
 WIDE = {"width": 1440, "height": 1000}
 
 
-def editor_page(browser: Any, viewport: dict[str, int], password: str = PASSWORD) -> Any:
-    """A signed-in page in a fresh context that can reach nothing beyond 127.0.0.1."""
-    credentials = {"username": "admin", "password": password}
-    page = web.new_page(browser, viewport, http_credentials=credentials)
+def editor_page(
+    browser: Any,
+    viewport: dict[str, int],
+    base_url: str,
+    email: str = ADMIN,
+    password: str = PASSWORD,
+) -> Any:
+    """A page in a fresh context that can reach nothing beyond 127.0.0.1, signed in through
+    the sign-in form (or not, with a wrong password)."""
+    page = web.new_page(browser, viewport)
     page.console_errors = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.goto(f"{base_url}/editor/signin")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
     return page
 
 
@@ -44,9 +55,8 @@ def editor_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def admin(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
-    reset_settings()
+def admin(db_url: str) -> None:
+    grant(db_url)
 
 
 def test_open_an_issue_drop_an_item_and_approve(
@@ -54,7 +64,7 @@ def test_open_an_issue_drop_an_item_and_approve(
 ) -> None:
     seeded = seed_issue(session, subscribers=12)
     with editor_server() as base_url:
-        page = editor_page(browser, WIDE)
+        page = editor_page(browser, WIDE, base_url)
         page.goto(f"{base_url}/editor")
         page.get_by_role("heading", name="Issues").wait_for()
         page.screenshot(path=shots / "issues-desktop.png", full_page=True)
@@ -100,7 +110,7 @@ def test_open_an_issue_drop_an_item_and_approve(
         page.context.close()
 
         # The same issue on a phone, then lists and sources.
-        page = editor_page(browser, PHONE)
+        page = editor_page(browser, PHONE, base_url)
         page.goto(f"{base_url}/editor/issues/{seeded.issue_id}?view=mobile")
         page.frame_locator("iframe[title^='Mobile preview']").get_by_text(TITLES[0]).wait_for()
         page.screenshot(path=shots / "issue-phone.png", full_page=True)
@@ -119,7 +129,7 @@ def test_open_an_issue_drop_an_item_and_approve(
             )
         )
         session.commit()
-        page = editor_page(browser, DESKTOP)
+        page = editor_page(browser, DESKTOP, base_url)
         page.goto(f"{base_url}/editor/lists")
         page.screenshot(path=shots / "lists-desktop.png", full_page=True)
         page.goto(f"{base_url}/editor/sources")
@@ -132,8 +142,9 @@ def test_open_an_issue_drop_an_item_and_approve(
 def test_wrong_password_gets_no_editor(browser, admin, session: Session) -> None:
     seed_issue(session)
     with editor_server() as base_url:
-        page = editor_page(browser, DESKTOP, password="wrong")
-        response = page.goto(f"{base_url}/editor/issues")
-        assert response is not None and response.status == 401
+        page = editor_page(browser, DESKTOP, base_url, password="wrong password")
+        page.get_by_role("alert").filter(has_text="Wrong address or password").wait_for()
+        page.goto(f"{base_url}/editor/issues")
+        assert page.url.startswith(f"{base_url}/editor/signin?next=")
         assert TITLES[0] not in page.content()
         page.context.close()

@@ -1,8 +1,8 @@
 """The JSON API under /api on both stores: auth, CSRF, and every action an editor takes."""
+# The users and tokens of these tests come from tests/accounts.py.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,8 +18,8 @@ from digest.models import Delivery, Issue, IssueItem, Item, Source, utcnow
 from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import add_subscriber
 from digest.web.app import create_app
+from tests.accounts import bearer, grant, signed_in
 
-PASSWORD = "correct horse battery staple"
 TITLES = [f"Cooperative news number {i}" for i in range(1, 6)]
 
 
@@ -63,12 +63,7 @@ def seed_issue(session: Session, *, subscribers: int = 3) -> Seeded:
     return Seeded(lst.id, issue.id, items, source.id)
 
 
-def basic(password: str = PASSWORD, user: str = "admin") -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-API = {**basic(), "X-Requested-With": "test"}
+API = {**bearer(), "X-Requested-With": "test"}
 
 
 @pytest.fixture
@@ -77,11 +72,8 @@ def seeded(session: Session) -> Seeded:
 
 
 @pytest.fixture
-def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
-    from digest.config import reset_settings
-
-    reset_settings()
+def client(db_url: str) -> Iterator[TestClient]:
+    grant(db_url)
     with TestClient(create_app(), follow_redirects=False) as c:
         yield c
 
@@ -97,31 +89,37 @@ def order(session: Session, issue_id: int) -> list[int]:
     )
 
 
-def test_off_without_a_password(db_url: str) -> None:
+def test_no_user_no_api(db_url: str) -> None:
+    """A fresh install has no user, so no token opens the API."""
     client = TestClient(create_app())
-    for path in ("/api/issues", "/editor/issues", "/editor"):
-        response = client.get(path, headers=basic())
-        assert response.status_code == 404, path
-    assert client.post("/api/lists/x/compose", headers=API).status_code == 404
+    for path in ("/api/issues", "/api/openapi.json"):
+        assert client.get(path, headers=bearer()).status_code == 401, path
+    assert client.post("/api/lists/x/compose", headers=API).status_code == 401
 
 
 def test_auth_required(client: TestClient, seeded: Seeded) -> None:
     response = client.get("/api/issues")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith('Basic realm="digest editor"')
+    assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.json()["detail"]
-    assert client.get("/api/issues", headers=basic("wrong")).status_code == 401
-    assert client.get("/api/issues", headers=basic(user="root")).status_code == 401
-    assert client.get("/api/issues", headers={"Authorization": "Basic !!"}).status_code == 401
-    assert client.get("/api/issues", headers=basic()).status_code == 200
+    wrong = {"Authorization": "Bearer dgt_wrong"}
+    assert client.get("/api/issues", headers=wrong).status_code == 401
+    basic = {"Authorization": "Basic YWRtaW46YWRtaW4="}  # HTTP Basic is gone
+    assert client.get("/api/issues", headers=basic).status_code == 401
+    assert client.get("/api/issues", headers={"Authorization": "Bearer !!"}).status_code == 401
+    assert client.get("/api/issues", headers=bearer()).status_code == 200
 
 
-def test_changes_need_the_csrf_header(client: TestClient, session: Session, seeded: Seeded) -> None:
+def test_changes_from_a_browser_session_need_the_csrf_header(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
     first, second = seeded.item_ids[:2]
-    response = client.delete(f"/api/issues/{seeded.issue_id}/items/{first}", headers=basic())
+    signed_in(client)  # the session cookie, as a browser would send it to /api
+    assert client.get("/api/issues").status_code == 200
+    response = client.delete(f"/api/issues/{seeded.issue_id}/items/{first}")
     assert response.status_code == 403
     assert "X-Requested-With" in response.json()["detail"]
-    response = client.post(f"/api/issues/{seeded.issue_id}/approve", headers=basic())
+    response = client.post(f"/api/issues/{seeded.issue_id}/approve")
     assert response.status_code == 403
     session.expire_all()
     assert session.get(Issue, seeded.issue_id).status == "draft"

@@ -10,13 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.config import reset_settings
 from digest.models import Delivery, Issue, Source
-from digest.web import csrf
 from digest.web.app import create_app
-from tests.integration.test_editor_api import PASSWORD, TITLES, Seeded, basic, order, seed_issue
-
-AUTH = basic()
+from tests.accounts import PASSWORD, grant, sign_in, signed_in
+from tests.integration.test_editor_api import TITLES, Seeded, order, seed_issue
 
 
 @pytest.fixture
@@ -25,11 +22,10 @@ def seeded(session: Session) -> Seeded:
 
 
 @pytest.fixture
-def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
-    reset_settings()
-    with TestClient(create_app(), follow_redirects=False, headers=AUTH) as c:
-        yield c
+def client(db_url: str) -> Iterator[TestClient]:
+    grant(db_url)
+    with TestClient(create_app(), follow_redirects=False) as c:
+        yield signed_in(c)
 
 
 def csrf_of(html: str) -> str:
@@ -39,24 +35,28 @@ def csrf_of(html: str) -> str:
 
 
 def post(client: TestClient, path: str, data: dict[str, str] | None = None):
-    """A form POST as the editor's page sends it: with this browser's token (and cookie)."""
-    if csrf.COOKIE not in client.cookies:
-        assert client.get("/editor/issues").status_code == 200
-    token = client.cookies[csrf.COOKIE]  # the value every page's forms repeat
+    """A form POST as the editor's page sends it: with the session's token (and cookie)."""
+    page = client.get("/editor/issues")
+    assert page.status_code == 200
+    token = csrf_of(page.text)  # the value every page's forms repeat
     return client.post(path, data={"csrf": token, **(data or {})})
 
 
-def test_sign_in_required(db_url: str, monkeypatch: pytest.MonkeyPatch, seeded: Seeded) -> None:
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
-    reset_settings()
+def test_sign_in_required(db_url: str, seeded: Seeded) -> None:
+    grant(db_url)
     client = TestClient(create_app(), follow_redirects=False)
-    for headers in ({}, basic("guess")):
-        response = client.get(f"/editor/issues/{seeded.issue_id}", headers=headers)
-        assert response.status_code == 401
-        assert response.headers["www-authenticate"].startswith("Basic ")
-        assert "Sign in to the editor" in response.text
+    path = f"/editor/issues/{seeded.issue_id}"
+    for headers in ({}, {"Cookie": "digest_session=forged"}):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 303
+        assert response.headers["location"] == f"/editor/signin?next={path}"
         assert TITLES[0] not in response.text
-    assert client.get("/editor/issues", headers=AUTH).status_code == 200
+    wrong = sign_in(client, password="guess")
+    assert wrong.status_code == 401 and "Wrong address or password" in wrong.text
+    assert client.get("/editor/issues").status_code == 303
+    done = sign_in(client, password=PASSWORD)
+    assert done.status_code == 303
+    assert client.get("/editor/issues").status_code == 200
 
 
 def test_issue_page_shows_items_preview_and_forms(client: TestClient, seeded: Seeded) -> None:

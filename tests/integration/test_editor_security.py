@@ -1,6 +1,6 @@
-"""The editor's and the API's defences on both stores: CSRF tokens bound to the browser, the
+"""The editor's and the API's defences on both stores: CSRF tokens bound to the session, the
 Origin checked against the public URL, throttled and logged sign-ins, numbers past 64 bits,
-JSON errors under /api, and the OpenAPI document for the admin only."""
+JSON errors under /api, and the OpenAPI document for signed-in users only."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from digest.config import reset_settings
-from digest.models import Issue
+from digest.models import Issue, Role
 from digest.web.app import create_app
-from tests.integration.test_editor_api import API, PASSWORD, Seeded, basic, order, seed_issue
+from tests.accounts import ADMIN, PASSWORD, bearer, grant, sign_in, signed_in
+from tests.integration.test_editor_api import API, Seeded, order, seed_issue
 
 BIG = 2**64
-AUTH = basic()
 
 
 @pytest.fixture
@@ -29,13 +29,16 @@ def seeded(session: Session) -> Seeded:
 
 
 @pytest.fixture
-def admin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
-    reset_settings()
+def admin(db_url: str) -> None:
+    grant(db_url)
 
 
 def browser(**kwargs: object) -> TestClient:
     return TestClient(create_app(), follow_redirects=False, **kwargs)  # type: ignore[arg-type]
+
+
+def signed(**kwargs: object) -> TestClient:
+    return signed_in(browser(**kwargs))
 
 
 def form_token(client: TestClient, issue_id: int, **kwargs: object) -> str:
@@ -49,11 +52,11 @@ def form_token(client: TestClient, issue_id: int, **kwargs: object) -> str:
 # CSRF ----------------------------------------------------------------------------------------
 
 
-def test_the_form_token_is_random_per_browser_not_from_the_password(
+def test_the_form_token_is_random_per_session_not_from_the_password(
     admin: None, session: Session, seeded: Seeded
 ) -> None:
     path = f"/editor/issues/{seeded.issue_id}/items/{seeded.item_ids[0]}/drop"
-    alice, bob = browser(headers=AUTH), browser(headers=AUTH)
+    alice, bob = signed(), signed()
     alice_token, bob_token = form_token(alice, seeded.issue_id), form_token(bob, seeded.issue_id)
     assert alice_token != bob_token
     assert len(alice_token) >= 32
@@ -67,7 +70,7 @@ def test_the_form_token_is_random_per_browser_not_from_the_password(
         hashlib.sha256(PASSWORD.encode()).hexdigest()[:16]
     )
     # Bob's token in Alice's browser, Alice's with no cookie at all: refused.
-    stranger = browser(headers=AUTH)
+    stranger = signed()
     for client, token in ((alice, old), (alice, bob_token), (stranger, alice_token)):
         response = client.post(path, data={"csrf": token})
         assert response.status_code == 403, response.text
@@ -78,22 +81,46 @@ def test_the_form_token_is_random_per_browser_not_from_the_password(
     assert order(session, seeded.issue_id) == seeded.item_ids[1:]
 
 
-def test_the_cookie_is_httponly_strict_and_secure_over_https(
+def test_the_cookies_are_httponly_samesite_and_secure_over_https(
     admin: None, monkeypatch: pytest.MonkeyPatch, seeded: Seeded
 ) -> None:
-    head = browser(headers=AUTH).get("/editor/issues").headers["set-cookie"]
+    client = browser()
+    head = client.get("/editor/signin").headers["set-cookie"]  # the sign-in form's token
     assert head.startswith("digest_csrf=")
     attributes = {a.strip().lower() for a in head.split(";")[1:]}
     assert {"httponly", "samesite=strict", "path=/"} <= attributes
     assert "secure" not in attributes
+    head = sign_in(client).headers["set-cookie"]  # the session's
+    assert head.startswith("digest_session=")
+    attributes = {a.strip().lower() for a in head.split(";")[1:]}
+    assert {"httponly", "samesite=lax", "path=/"} <= attributes
+    assert "secure" not in attributes
 
     monkeypatch.setenv("DIGEST_PUBLIC_URL", "https://digest.example.org")
     reset_settings()
-    head = browser(headers=AUTH).get("/editor/issues").headers["set-cookie"]
+    client = browser(base_url="https://digest.example.org")
+    head = client.get("/editor/signin").headers["set-cookie"]
     # __Host-: only a Secure cookie of this very host on Path=/, never one a subdomain set.
     assert head.startswith("__Host-digest_csrf=")
     attributes = {a.strip().lower() for a in head.split(";")[1:]}
     assert {"httponly", "samesite=strict", "path=/", "secure"} <= attributes
+    head = sign_in(client).headers["set-cookie"]
+    assert head.startswith("__Host-digest_session=")
+    attributes = {a.strip().lower() for a in head.split(";")[1:]}
+    assert {"httponly", "samesite=lax", "path=/", "secure"} <= attributes
+    assert client.get("/editor/issues").status_code == 200
+
+    # Signing out ends the session on the server: the old cookie opens nothing.
+    cookie = client.cookies["__Host-digest_session"]
+    page = client.get("/editor/issues").text
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token
+    assert client.post("/editor/signout", data={"csrf": "forged"}).status_code == 403
+    out = client.post("/editor/signout", data={"csrf": token.group(1)})
+    assert out.status_code == 303 and out.headers["location"] == "/editor/signin?out=1"
+    replay = browser(base_url="https://digest.example.org")
+    replay.cookies.set("__Host-digest_session", cookie)
+    assert replay.get("/editor/issues").status_code == 303
 
 
 def test_origin_is_the_public_urls_not_the_host_header(
@@ -103,18 +130,18 @@ def test_origin_is_the_public_urls_not_the_host_header(
     # http://web:8000 (the Host the proxy sends upstream).
     monkeypatch.setenv("DIGEST_PUBLIC_URL", "https://digest.example.org/")
     reset_settings()
-    client = browser(base_url="http://web:8000", headers=AUTH)
+    client = signed(base_url="https://web:8000")
     page = client.get(f"/editor/issues/{seeded.issue_id}")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert token
-    cookie = {"Cookie": f"__Host-digest_csrf={token.group(1)}"}
+    cookie: dict[str, str] = {}
     path = f"/editor/issues/{seeded.issue_id}/items/{seeded.item_ids[0]}/drop"
     for foreign in (
         "https://evil.example",
         "http://digest.example.org",  # another scheme is another origin
         "https://digest.example.org:8443",
         "https://digest.example.org.evil.example",
-        "http://web:8000",  # the Host header's origin is not the public one
+        "https://web:8000",  # the Host header's origin is not the public one
     ):
         refused = client.post(
             path, data={"csrf": token.group(1)}, headers=cookie | {"Origin": foreign}
@@ -140,46 +167,42 @@ def test_origin_is_the_public_urls_not_the_host_header(
 def test_failed_sign_ins_are_throttled_per_address_and_logged(
     admin: None, seeded: Seeded, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="digest.web.auth")
+    caplog.set_level(logging.INFO, logger="digest.web.signin")
     app = create_app()
-    guesser = TestClient(app, client=("198.51.100.7", 40000))
+    guesser = TestClient(app, client=("198.51.100.7", 40000), follow_redirects=False)
     for i in range(5):
-        response = guesser.get("/api/issues", headers=basic(f"guess-{i}"))
+        response = sign_in(guesser, password=f"guess-{i}")
         assert response.status_code == 401
-    locked = guesser.get("/api/issues", headers=basic())  # the right password: still locked
-    assert locked.status_code == 429
-    assert locked.headers["content-type"] == "application/json"
+    locked = sign_in(guesser)  # the right password: still locked
+    assert locked.status_code == 429 and locked.headers["content-type"].startswith("text/html")
     assert 0 < int(locked.headers["retry-after"]) <= 30
-    assert "try again" in locked.json()["detail"]
-    page = guesser.get("/editor/issues", headers=basic())
-    assert page.status_code == 429 and page.headers["content-type"].startswith("text/html")
-    assert "Too many failed sign-ins" in page.text and "retry-after" in page.headers
+    assert "Too many failed sign-ins" in locked.text and "try again" in locked.text
+    assert guesser.get("/editor/issues").status_code == 303  # not signed in
 
     # Another address is not locked by this one's guesses.
-    other = TestClient(app, client=("203.0.113.9", 40000))
-    assert other.get("/api/issues", headers=basic()).status_code == 200
-    assert other.get("/api/issues", headers=basic()).status_code == 200
+    other = TestClient(app, client=("203.0.113.9", 40000), follow_redirects=False)
+    assert sign_in(other).status_code == 303
+    assert sign_in(other).status_code == 303
 
     text = caplog.text
     failures = [r for r in caplog.records if r.getMessage().startswith("failed sign-in")]
     assert len(failures) == 5
-    assert "'admin' from 198.51.100.7" in failures[0].getMessage()
+    assert f"'{ADMIN}' from 198.51.100.7" in failures[0].getMessage()
     assert "locked out" in text
     successes = [r for r in caplog.records if r.getMessage().startswith("signed in")]
-    assert [r.getMessage() for r in successes] == ["signed in as 'admin' from 203.0.113.9"]
+    assert [r.getMessage() for r in successes] == [f"signed in as '{ADMIN}' from 203.0.113.9"]
     assert PASSWORD not in text and "guess-" not in text  # no password, right or wrong
 
 
 def test_a_user_name_guessed_from_many_addresses_is_locked(admin: None, seeded: Seeded) -> None:
     app = create_app()
     for i in range(10):
-        client = TestClient(app, client=(f"192.0.2.{i + 1}", 40000))
-        assert client.get("/api/issues", headers=basic("wrong")).status_code == 401
-    fresh = TestClient(app, client=("192.0.2.200", 40000))
-    assert fresh.get("/api/issues", headers=basic()).status_code == 429
+        client = TestClient(app, client=(f"192.0.2.{i + 1}", 40000), follow_redirects=False)
+        assert sign_in(client, password="wrong password").status_code == 401
+    fresh = TestClient(app, client=("192.0.2.200", 40000), follow_redirects=False)
+    assert sign_in(fresh).status_code == 429
     # Another name from that address is not locked by it.
-    response = fresh.get("/api/issues", headers=basic(user="root"))
-    assert response.status_code == 401
+    assert sign_in(fresh, email="root@example.org").status_code == 401
 
 
 def test_the_lock_is_shared_through_redis(
@@ -192,10 +215,10 @@ def test_the_lock_is_shared_through_redis(
     reset_settings()
     one, two = create_app(), create_app()  # two web processes
     for _ in range(5):
-        guess = TestClient(one, client=("198.51.100.8", 1)).get("/api/issues", headers=basic("x"))
+        guess = sign_in(TestClient(one, client=("198.51.100.8", 1)), password="x" * 12)
         assert guess.status_code == 401
     assert any(client.scan_iter("digest:signin:addr:*"))
-    locked = TestClient(two, client=("198.51.100.8", 1)).get("/api/issues", headers=basic())
+    locked = sign_in(TestClient(two, client=("198.51.100.8", 1)))
     assert locked.status_code == 429
 
 
@@ -231,7 +254,7 @@ def test_ids_past_64_bits_are_4xx_json_under_api(admin: None, seeded: Seeded) ->
 def test_ids_past_64_bits_are_4xx_pages_in_the_editor(
     admin: None, session: Session, seeded: Seeded
 ) -> None:
-    client = browser(raise_server_exceptions=False, headers=AUTH)
+    client = signed(raise_server_exceptions=False)
     token = form_token(client, seeded.issue_id)
     base = f"/editor/issues/{seeded.issue_id}"
     for method, path, data in (
@@ -254,32 +277,31 @@ def test_ids_past_64_bits_are_4xx_pages_in_the_editor(
 
 
 def test_every_error_under_api_is_json(
-    admin: None, monkeypatch: pytest.MonkeyPatch, seeded: Seeded
+    admin: None, db_url: str, monkeypatch: pytest.MonkeyPatch, seeded: Seeded
 ) -> None:
+    grant(db_url, Role.VIEWER)
     client = browser()
     for method, path, status in (
         ("GET", "/api/no-such-thing", 404),
         ("GET", "/api", 404),
         ("PUT", "/api/issues", 405),
         ("GET", "/api/issues/abc", 422),
-        ("POST", f"/api/issues/{seeded.issue_id}/approve", 403),  # no X-Requested-With
     ):
-        response = client.request(method, path, headers=AUTH)
+        response = client.request(method, path, headers=bearer())
         assert response.status_code == status, path
         assert response.headers["content-type"] == "application/json", path
         assert isinstance(response.json()["detail"], str)
-    assert "GET" in client.put("/api/issues", headers=AUTH).headers["allow"]
+    assert "GET" in client.put("/api/issues", headers=bearer()).headers["allow"]
+    for headers, status in (({}, 401), (bearer(Role.VIEWER), 403)):  # no user; a role too low
+        response = client.post(f"/api/issues/{seeded.issue_id}/approve", headers=headers)
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/json"
+        assert isinstance(response.json()["detail"], str)
 
     # Public pages keep their pages.
     page = client.get("/no-such-page")
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert client.put("/u/token").headers["content-type"].startswith("text/html")
-
-    # The feature off: the API's 404 is JSON too.
-    monkeypatch.delenv("DIGEST_ADMIN_PASSWORD")
-    reset_settings()
-    off = browser().get("/api/issues", headers=AUTH)
-    assert off.status_code == 404 and off.json() == {"detail": "Not Found"}
 
 
 def test_a_server_error_under_api_is_json_and_says_nothing_inside(
@@ -294,20 +316,23 @@ def test_a_server_error_under_api_is_json_and_says_nothing_inside(
     assert response.headers["content-type"] == "application/json"
     assert "psycopg" not in response.text and "Traceback" not in response.text
     assert response.json()["detail"]
-    page = client.get("/editor/issues", headers=AUTH)
+    page = client.get("/editor/issues", headers={"Cookie": "digest_session=x"})
     assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
 
 
 # The OpenAPI document -------------------------------------------------------------------------
 
 
-def test_the_openapi_document_is_for_the_admin_only(
-    admin: None, monkeypatch: pytest.MonkeyPatch, seeded: Seeded
+def test_the_openapi_document_is_for_signed_in_users_only(
+    admin: None, db_url: str, seeded: Seeded
 ) -> None:
+    grant(db_url, Role.VIEWER)
     client = browser()
     assert client.get("/api/openapi.json").status_code == 401
-    assert client.get("/api/openapi.json", headers=basic("wrong")).status_code == 401
-    document = client.get("/api/openapi.json", headers=AUTH)
+    wrong = {"Authorization": "Bearer dgt_wrong"}
+    assert client.get("/api/openapi.json", headers=wrong).status_code == 401
+    assert client.get("/api/openapi.json", headers=bearer(Role.VIEWER)).status_code == 200
+    document = client.get("/api/openapi.json", headers=bearer())
     assert document.status_code == 200
     schema = document.json()
     assert schema["openapi"].startswith("3.")
@@ -315,8 +340,4 @@ def test_the_openapi_document_is_for_the_admin_only(
     assert all(path.startswith("/api/") for path in schema["paths"])
     assert "/api/openapi.json" not in schema["paths"]
     for path in ("/openapi.json", "/docs", "/redoc", "/api/docs"):
-        assert client.get(path, headers=AUTH).status_code == 404, path
-
-    monkeypatch.delenv("DIGEST_ADMIN_PASSWORD")
-    reset_settings()
-    assert browser().get("/api/openapi.json", headers=AUTH).status_code == 404
+        assert client.get(path, headers=bearer()).status_code == 404, path

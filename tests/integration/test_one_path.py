@@ -14,14 +14,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.cli import sending
-from digest.config import get_settings, reset_settings
+from digest.config import get_settings
 from digest.delivery.ledger import issue_progress
 from digest.models import Delivery, Issue, IssueStatus, Subscription
 from digest.pipeline import approve_issue, start_sending
 from digest.subscribers.actions import unsubscribe
 from digest.web.app import create_app
+from tests.accounts import grant, signed_in
 from tests.helpers import run_digest
-from tests.integration.test_editor_api import API, PASSWORD, Seeded, seed_issue
+from tests.integration.test_editor_api import API, Seeded, seed_issue
 from tests.integration.test_editor_pages import post
 
 
@@ -31,11 +32,10 @@ def seeded(session: Session) -> Seeded:
 
 
 @pytest.fixture
-def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
-    reset_settings()
+def client(db_url: str) -> Iterator[TestClient]:
+    grant(db_url)
     with TestClient(create_app(), follow_redirects=False, headers=API) as c:
-        yield c
+        yield signed_in(c)  # the API by its token, the editor's forms by the session
 
 
 def cli(db_url: str, *args: str) -> tuple[int, str]:

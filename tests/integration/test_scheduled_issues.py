@@ -32,9 +32,9 @@ from digest.scheduled import (
 )
 from digest.subscribers.lists import create_list, link_source
 from digest.web.app import create_app
+from tests.accounts import grant, signed_in
 from tests.conftest import truncate_all
 from tests.fixtures.sources.server import Page, serving
-from tests.integration.test_editor_api import PASSWORD, basic
 
 T = TypeVar("T")
 LEASE = 300
@@ -288,9 +288,9 @@ def test_the_editor_shows_overdue_issues_with_their_reason(
     failed.last_error = "collecting its sources failed: <b>database</b> went away"
     failed.next_attempt_at = utcnow() + timedelta(minutes=4)
     session.commit()
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
-    reset_settings()
-    with TestClient(create_app(), headers=basic()) as client:
+    grant(session)
+    with TestClient(create_app()) as client:
+        signed_in(client)
         page = client.get("/editor/issues")
         assert page.status_code == 200
         assert "Scheduled issues overdue" in page.text

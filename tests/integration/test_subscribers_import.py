@@ -66,3 +66,41 @@ def test_bad_list_settings_are_refused(session: Session) -> None:
         create_list(session, slug="x", name="X", schedule_cron="every day")
     with pytest.raises(DigestError, match="slug"):
         create_list(session, slug="Bad Slug", name="X")
+
+
+def test_import_counts_merges_and_reports_alike_on_both_stores(session: Session) -> None:
+    """PostgreSQL merges through COPY and a staging table, SQLite row chunk by chunk: the same
+    file gives the same counts, events, names and reports."""
+    from sqlalchemy import func, select
+
+    from digest.models import Event, Subscriber, Subscription
+
+    lst = create_list(session, slug="merge", name="Merge")
+    add_subscriber(session, lst.id, "kept@example.org", name="Kept", status="pending")
+    add_subscriber(session, lst.id, "gone@example.org", status="confirmed")
+    gone = session.scalar(
+        select(Subscription).join(Subscriber).where(Subscriber.email == "gone@example.org")
+    )
+    assert gone is not None
+    gone.status = "unsubscribed"
+    session.commit()
+    events_before = session.scalar(select(func.count()).select_from(Event))
+    text = (
+        "email,name,city\n"
+        "new@example.org,New Person,Lyon\n"  # 2: added
+        "KEPT@example.org,Kept Renamed,\n"  # 3: pending -> confirmed, renamed
+        "gone@example.org,,\n"  # 4: stays unsubscribed
+        "not-an-address,,\n"  # 5: rejected
+        "new@example.org,Again,\n"  # 6: a repeat of line 2
+    )
+    result = import_csv(session, lst.id, io.StringIO(text), "confirmed")
+    session.commit()
+    assert (result.added, result.updated, result.unchanged) == (1, 1, 1)
+    assert [line for line, _ in result.errors] == [5, 6]
+    assert "duplicate of an earlier row: new@example.org" in result.errors[1][1]
+    names = {e: n for e, n in session.execute(select(Subscriber.email, Subscriber.name))}
+    assert names["kept@example.org"] == "Kept Renamed" and names["new@example.org"] == "New Person"
+    new = session.scalar(select(Subscriber).where(Subscriber.email == "new@example.org"))
+    assert new is not None and new.attributes == {"city": "Lyon"}
+    assert count_by_status(session, lst.id) == {"confirmed": 2, "unsubscribed": 1}
+    assert session.scalar(select(func.count()).select_from(Event)) == (events_before or 0) + 1

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from digest.errors import DigestError
 from digest.subscribers.addresses import (
     AddressError,
     display_email,
@@ -124,3 +125,61 @@ def test_normalise_never_accepts_an_unreadable_character(raw: str) -> None:
 def test_any_control_or_format_character_is_refused(before: str, bad: str, after: str) -> None:
     with pytest.raises(AddressError):
         normalise_email(f"{before}{bad}{after}@example.org")
+
+
+FAST_SAMPLES = [
+    "Ana.Lopez@Example.ORG",
+    "a@b",
+    "a@localhost",
+    "a@example",
+    "a@-example.org",
+    "a@example-.org",
+    "a@ex_ample.org",
+    "a@example.123",
+    "a@123.123.123.123",
+    "a..b@example.org",
+    ".a@example.org",
+    "a.@example.org",
+    "x" * 64 + "@example.org",
+    "x" * 65 + "@example.org",
+    "a@" + "d" * 63 + ".org",
+    "a@" + "d" * 64 + ".org",
+    "a@" + ".".join(["d" * 60] * 5) + ".org",
+    "o'neil+tag@example.org",
+    "a@bücher.example",
+    "a@XN--BCHER-KVA.example",
+    "a@example.org.",
+    "a@.example.org",
+    "{weird}|~@example.org",
+    "a@example.invalid",
+    "a@example.local",
+]
+
+
+@pytest.mark.parametrize("raw", FAST_SAMPLES)
+def test_the_fast_path_agrees_with_the_full_check(raw: str) -> None:
+    """Imports validate plain addresses with a cached domain check: same answer, always."""
+    from digest.subscribers.addresses import _checked, _fast
+
+    fast = _fast(raw)
+    try:
+        full: str | None = _checked(raw)
+    except DigestError:
+        full = None
+    assert fast is None or fast == full
+
+
+@given(
+    st.text(alphabet="abcXYZ09.-_+'@", min_size=1, max_size=30),
+    st.sampled_from(["example.org", "EXAMPLE.org", "a.b", "x", "bücher.example", "-a.org"]),
+)
+def test_the_fast_path_agrees_on_generated_addresses(local: str, domain: str) -> None:
+    from digest.subscribers.addresses import _checked, _fast
+
+    raw = f"{local}@{domain}"
+    fast = _fast(raw)
+    try:
+        full: str | None = _checked(raw)
+    except DigestError:
+        full = None
+    assert fast is None or fast == full

@@ -1,0 +1,126 @@
+"""The admin's subscriber search and a subscriber's page, on both stores: any part of an
+address or a name, filters by list, status and suppression, keyset pages that neither skip nor
+repeat anyone, and the record of one person."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from digest.models import Event, EventKind, SubscriptionStatus, SuppressionReason
+from digest.subscribers import search
+from digest.subscribers.lists import create_list
+from digest.subscribers.service import add_subscriber
+from digest.subscribers.suppression import suppress
+from digest.web.app import create_app
+from tests.accounts import grant, signed_in
+
+
+def people(session: Session) -> tuple[int, int]:
+    news = create_list(session, slug="news", name="News")
+    jobs = create_list(session, slug="jobs", name="Jobs")
+    for i in range(30):
+        add_subscriber(session, news.id, f"reader{i}@example.org", name=f"Reader {i}")
+    add_subscriber(session, news.id, "ana.lopez@coop.example", name="Ana López", status="pending")
+    add_subscriber(session, jobs.id, "ana.lopez@coop.example", name="Ana López")
+    add_subscriber(session, jobs.id, "100%_real@example.org", name="Percent")
+    suppress(session, "reader3@example.org", SuppressionReason.BOUNCE, "550 no such user")
+    session.commit()
+    return news.id, jobs.id
+
+
+def emails(page: search.Page) -> list[str]:
+    return [r.email for r in page.rows]
+
+
+def test_search_filters_and_keyset_pages(db_url: str, session: Session) -> None:
+    news, jobs = people(session)
+    assert emails(search.search(session, search.Query(text="LOPEZ@coop"))) == [
+        "ana.lopez@coop.example"
+    ]
+    assert emails(search.search(session, search.Query(text="Ana Ló"))) == ["ana.lopez@coop.example"]
+    # % and _ are letters here, not wildcards.
+    assert emails(search.search(session, search.Query(text="0%_"))) == ["100%_real@example.org"]
+    assert emails(search.search(session, search.Query(text="%"))) == ["100%_real@example.org"]
+    pending = search.Query(list_id=news, status=SubscriptionStatus.PENDING)
+    assert emails(search.search(session, pending)) == ["ana.lopez@coop.example"]
+    confirmed_jobs = search.Query(list_id=jobs, status=SubscriptionStatus.CONFIRMED)
+    assert set(emails(search.search(session, confirmed_jobs))) == {
+        "ana.lopez@coop.example",
+        "100%_real@example.org",
+    }
+    supp = search.search(session, search.Query(suppressed=search.Suppressed.YES))
+    assert emails(supp) == ["reader3@example.org"] and supp.rows[0].suppressed
+    not_supp = search.search(session, search.Query(suppressed=search.Suppressed.NO, limit=500))
+    assert len(not_supp.rows) == 31 and "reader3@example.org" not in emails(not_supp)
+
+    # Pages of 7 over the 30 readers of News: each once, newest first, then the end.
+    seen: list[str] = []
+    query = search.Query(text="reader", list_id=news, limit=7)
+    while True:
+        page = search.search(session, query)
+        seen += emails(page)
+        if page.next_before is None:
+            break
+        query = search.Query(text="reader", list_id=news, limit=7, before_id=page.next_before)
+    assert len(seen) == 30 and len(set(seen)) == 30
+    assert seen[0] == "reader29@example.org" and seen[-1] == "reader0@example.org"
+
+    # By status over every list (each list walked on its index, then merged): confirmed in
+    # News or Jobs, each person once, pages of 4.
+    confirmed: list[str] = []
+    query = search.Query(status=SubscriptionStatus.CONFIRMED, limit=4)
+    while True:
+        page = search.search(session, query)
+        confirmed += emails(page)
+        if page.next_before is None:
+            break
+        query = search.Query(
+            status=SubscriptionStatus.CONFIRMED, limit=4, before_id=page.next_before
+        )
+    assert len(confirmed) == 32 and len(set(confirmed)) == 32
+    assert "ana.lopez@coop.example" in confirmed  # pending in News, confirmed in Jobs
+    with_text = search.search(session, search.Query(text="ana", status=SubscriptionStatus.PENDING))
+    assert emails(with_text) == ["ana.lopez@coop.example"]
+
+
+def test_the_admin_pages_show_the_search_and_a_subscribers_record(
+    db_url: str, session: Session
+) -> None:
+    news, _ = people(session)
+    for i in range(30, 60):  # 61 in News: two pages of 50
+        add_subscriber(session, news, f"reader{i}@example.org", name=f"Reader {i}")
+    grant(session)
+    admin = signed_in(TestClient(create_app(), follow_redirects=False))
+    found = admin.get("/editor/subscribers?q=lopez")
+    assert found.status_code == 200
+    assert "ana.lopez@coop.example" in found.text and "reader1@" not in found.text
+    first = admin.get(f"/editor/subscribers?list={news}")
+    assert "Next page" in first.text and "reader59@example.org" in first.text
+    assert "reader0@example.org" not in first.text
+    link = re.search(r'href="([^"]+)">Next page', first.text)
+    assert link
+    second = admin.get(html.unescape(link.group(1)))
+    assert "reader0@example.org" in second.text and "reader59@" not in second.text
+    assert "Next page" not in second.text
+    suppressed = admin.get("/editor/subscribers?suppressed=yes")
+    assert "reader3@example.org" in suppressed.text and "reader4@" not in suppressed.text
+    assert admin.get("/editor/subscribers?status=bogus").status_code == 400
+    # The filter form as a browser sends it: every field, the unused ones empty.
+    empty = admin.get("/editor/subscribers?q=lopez&list=&status=&suppressed=")
+    assert empty.status_code == 200 and "ana.lopez@coop.example" in empty.text
+
+    ana = search.search(session, search.Query(text="ana.lopez")).rows[0]
+    session.add(Event(kind=EventKind.CONFIRMED, subscriber_id=ana.id, list_id=news))
+    session.commit()
+    page = admin.get(f"/editor/subscribers/{ana.id}")
+    assert page.status_code == 200
+    for text in ("Ana López", "News", "Jobs", "pending", "confirmed", "Not suppressed"):
+        assert text in page.text, text
+    reader3 = search.search(session, search.Query(text="reader3@")).rows[0]
+    page = admin.get(f"/editor/subscribers/{reader3.id}")
+    assert "550 no such user" in page.text and "bounce" in page.text
+    assert admin.get("/editor/subscribers/999999").status_code == 404
