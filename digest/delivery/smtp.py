@@ -36,7 +36,14 @@ from digest.delivery.domains import DomainSlots, make_slots
 from digest.delivery.ratelimit import RateLimit, RateLimiter, make_counter
 from digest.delivery.recipient import Recipient
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection, SmtpError
-from digest.delivery.transports import Outcome, Render, SendResult, copy_failed
+from digest.delivery.transports import (
+    Outcome,
+    Render,
+    Sender,
+    SendResult,
+    copy_failed,
+    sender_for,
+)
 from digest.subscribers.addresses import wire_address
 
 IDLE_CHECK_SECONDS = 2.0  # an idle session older than this is checked with NOOP before use
@@ -81,7 +88,7 @@ class Route:
 
 @dataclass
 class _BatchState:
-    envelope_from: str
+    envelope_from: Sender
     render: Render
     report: Callable[[SendResult], None]
     deadline: float
@@ -228,7 +235,7 @@ class SmtpTransport:
         return self._loop
 
     def send(
-        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+        self, envelope_from: Sender, batch: Sequence[Recipient], render: Render
     ) -> Iterator[list[SendResult]]:
         results: queue.SimpleQueue[list[SendResult] | None] = queue.SimpleQueue()
         future: Future[None] = asyncio.run_coroutine_threadsafe(
@@ -291,7 +298,7 @@ class SmtpTransport:
     async def _send_all(
         self,
         jobs: deque[Recipient],
-        envelope_from: str,
+        envelope_from: Sender,
         render: Render,
         out: queue.SimpleQueue[list[SendResult] | None],
     ) -> None:
@@ -442,7 +449,8 @@ class SmtpTransport:
             state.report(copy_failed(recipient, exc))
             return
         try:
-            result = await conn.send_message(state.envelope_from, rcpt, data)
+            mail_from = sender_for(state.envelope_from, recipient)
+            result = await conn.send_message(mail_from, rcpt, data)
         except _SESSION_ERRORS as exc:
             conn.abort()
             detail = f"session lost: {type(exc).__name__}: {exc}"
@@ -454,7 +462,7 @@ class SmtpTransport:
                 result.outcome,
                 result.detail,
                 result.transport_error,
-                suppress=result.suppress,
+                verdict=result.verdict,
             )
         )
 
