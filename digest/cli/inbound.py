@@ -62,14 +62,14 @@ class Tally:
         )
 
 
-def _messages(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
-    """(file, in a Maildir's new/) for each message."""
+def _messages(paths: list[Path], new_only: bool) -> Iterator[tuple[Path, bool]]:
+    """(file, in a Maildir's new/) for each message; `new_only`: a Maildir's new/ only."""
     for path in paths:
         if path.is_dir():
             # A Maildir keeps messages in new/ and cur/; a plain folder holds .eml files.
             new, cur = path / "new", path / "cur"
             if new.is_dir() or cur.is_dir():
-                for folder in (new, cur):
+                for folder in (new,) if new_only else (new, cur):
                     if folder.is_dir():
                         for p in sorted(folder.iterdir()):
                             if p.is_file():
@@ -85,7 +85,7 @@ def _messages(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
 def process_paths(paths: list[Path], settings: Settings, *, move_seen: bool) -> Tally:
     require_signing_key(settings, warn_http=False)
     tally = Tally()
-    for path, is_new in list(_messages(paths)):
+    for path, is_new in list(_messages(paths, new_only=move_seen)):
         try:
             raw = path.read_bytes()[:MAX_MESSAGE_BYTES]
             tally.add(receive(raw, settings))

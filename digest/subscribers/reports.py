@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -48,6 +49,9 @@ _BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _JMRP_SENDERS = re.compile(r"@(?:hotmail|outlook|live|msn|microsoft)\.com$", re.IGNORECASE)
+# flufl.bounce logs a traceback for every detector that chokes on a malformed message (and
+# goes on with the next): for hostile input that is noise, not news.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 DETAIL_MAX = 500
 SCAN_MAX = 1_000_000  # bytes of a message looked at for marks
 
