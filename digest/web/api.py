@@ -30,8 +30,9 @@ from digest.errors import NotFound
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
-from digest.models import IssueStatus, SourceKind
+from digest.models import FeedbackAction, FeedbackVia, IssueStatus, SourceKind, Verdict
 from digest.pipeline import approve_issue
+from digest.subscribers import feedback
 from digest.subscribers.lists import get_list
 from digest.web import dispatch
 from digest.web.auth import API_HEADER, require_admin, require_api_header
@@ -291,6 +292,37 @@ def list_issues(
     list_id = get_list(session, list_slug).id if list_slug else None
     rows = overview.issue_rows(session, list_id=list_id, status=status, limit=limit, offset=offset)
     return [IssueSummary.model_validate(r) for r in rows]
+
+
+class DeliveryEventOut(Out):
+    id: int
+    verdict: Verdict
+    action: FeedbackAction
+    via: FeedbackVia
+    matched: bool
+    delivery_id: int | None
+    issue_id: int | None
+    subscriber_id: int | None
+    email: str
+    status: str
+    detail: str
+    created_at: UtcTime
+
+
+@router.get("/events", response_model=list[DeliveryEventOut])
+def delivery_events(
+    session: SessionDep,
+    issue: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    unmatched: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryEventOut]:
+    """Bounces, complaints, blocks, unsubscribes by mail and relay refusals, newest first:
+    of an issue, of an address, or those that named no delivery of ours."""
+    rows = feedback.list_events(
+        session, issue_id=issue, email=email, unmatched=unmatched, limit=limit
+    )
+    return [DeliveryEventOut.model_validate(r) for r in rows]
 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail)

@@ -301,3 +301,34 @@ def test_lists_and_sources(client: TestClient, session: Session, seeded: Seeded)
     assert sources["Co-op Federation"]["lists"] == ["coop-news"]
     assert sources["Broken feed"]["health"] == "failing"
     assert sources["Broken feed"]["last_error"] == "HTTP 503 from the server"
+
+
+def test_delivery_events_by_issue_and_address(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
+    from digest.models import DeliveryEvent
+
+    session.add_all(
+        [
+            DeliveryEvent(
+                verdict="hard",
+                action="suppressed",
+                via="inbound",
+                matched=True,
+                issue_id=seeded.issue_id,
+                email="ada@example.net",
+                domain="example.net",
+                status="5.1.1",
+            ),
+            DeliveryEvent(verdict="other", via="inbound", email="x@example.com"),
+        ]
+    )
+    session.commit()
+    by_issue = client.get(f"/api/events?issue={seeded.issue_id}", headers=API)
+    assert by_issue.status_code == 200
+    assert [(e["email"], e["verdict"], e["action"]) for e in by_issue.json()] == [
+        ("ada@example.net", "hard", "suppressed")
+    ]
+    unmatched = client.get("/api/events?unmatched=true", headers=API).json()
+    assert [e["email"] for e in unmatched] == ["x@example.com"]
+    assert client.get("/api/events?issue=0", headers=API).status_code == 422
