@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     return_path_local: str = Field(default="bounces", pattern=r"^[A-Za-z0-9._-]{1,40}$")
     return_path_domain: str | None = None  # default: the list's from domain
     # Soft bounces (mailbox full, expired ...) suppress an address after this many in a window.
+    # DKIM signing of each copy (dkimpy): a PEM RSA key or a base64 Ed25519 key, its selector,
+    # and the signing domain (default: the list's from domain).
+    dkim_key_file: Path | None = None
+    dkim_selector: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,63}$")
+    dkim_domain: str | None = None
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_days: int = Field(default=30, ge=1)
     # Blocks (5.7.x, spam, policy) from one destination domain that pause its deliveries:

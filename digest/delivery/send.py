@@ -29,6 +29,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.delivery.dkim import dkim_signer
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.ledger import (
     claim,
@@ -42,7 +43,7 @@ from digest.delivery.ledger import (
 )
 from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
-from digest.delivery.transports import SendResult, Transport
+from digest.delivery.transports import Render, SendResult, Transport
 from digest.keys import signing_keys
 from digest.models import DeliveryStatus, Issue, IssueStatus, PausedDomain, utcnow
 from digest.subscribers.feedback import FeedbackPolicy, domain_of, paused_domains
@@ -295,6 +296,13 @@ def send_batch(
         if issue.status not in SENDABLE:
             return BatchResult()
         template = _load_template(issue, settings)
+        # A bad DKIM key fails here, before anything is claimed.
+        signer = dkim_signer(
+            settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or template.domain
+        )
+        render: Render = (
+            template.personalise if signer is None else signer.wrap(template.personalise)
+        )
         errors_before = issue.consecutive_errors
         claimed = claim(
             session,
@@ -312,7 +320,7 @@ def send_batch(
     writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, settings, on_renew)
     if paused:
         recipients = _hold_paused(recipients, paused, writer)
-    results = transport.send(template.return_path, recipients, template.personalise)
+    results = transport.send(template.return_path, recipients, render)
     try:
         _send_all(results, recipients, writer)
     finally:
