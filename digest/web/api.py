@@ -33,7 +33,7 @@ from digest.issues.preview import personalise_for_preview, render_preview
 from digest.models import FeedbackAction, FeedbackVia, IssueStatus, SourceKind, Verdict
 from digest.pipeline import approve_issue
 from digest.subscribers import feedback
-from digest.subscribers.lists import get_list
+from digest.subscribers.lists import get_list, set_postal_address
 from digest.web import dispatch
 from digest.web.auth import API_HEADER, require_admin, require_api_header
 from digest.web.deps import SessionDep, SettingsDep
@@ -219,6 +219,12 @@ class ListOut(Out):
     sources: int
     last_issue: IssueSummary | None
     draft_issue_id: int | None
+    postal_address: str
+
+
+class PostalAddress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    postal_address: str = Field(max_length=2000)
 
 
 class Composed(BaseModel):
@@ -440,6 +446,14 @@ def cancel(session: SessionDep, issue_id: IssueId) -> IssueDetail:
 @router.get("/lists", response_model=list[ListOut])
 def lists(session: SessionDep) -> list[ListOut]:
     return [ListOut.model_validate(row) for row in overview.list_rows(session)]
+
+
+@router.put("/lists/{slug}/postal-address", response_model=PostalAddress)
+def put_postal_address(session: SessionDep, slug: Slug, body: PostalAddress) -> PostalAddress:
+    """The postal address every issue of the list shows in its footer (empty: none, and
+    approval warns)."""
+    lst = set_postal_address(session, slug, body.postal_address)
+    return PostalAddress(postal_address=lst.postal_address)
 
 
 @router.post("/lists/{slug}/compose", response_model=Composed)

@@ -28,6 +28,7 @@ from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
 from digest.models import IssueStatus, MailingList, SubscriptionStatus
 from digest.pipeline import approve_issue
+from digest.subscribers.lists import set_postal_address
 from digest.subscribers.service import count_by_status
 from digest.web import csrf, dispatch
 from digest.web.auth import csrf_token, require_admin, require_form_csrf
@@ -63,6 +64,7 @@ NOTICES = {
     "composed": "New draft composed from what is new since the last issue.",
     "discarded": "Draft discarded. Its items are free for the next issue.",
     "nothing-new": "Nothing new since the last issue: no draft was created.",
+    "postal-address": "Postal address saved. The next approved issue shows it.",
 }
 TITLES = {
     400: "That request wasn’t understood",
@@ -428,6 +430,25 @@ def compose(request: Request, session: SessionDep, slug: Slug) -> Response:
     if issue is None:
         return _redirect(request, "/lists?done=nothing-new")
     return _redirect(request, f"/issues/{issue.id}?done=composed")
+
+
+@router.post("/lists/{slug}/postal-address")
+def postal_address(
+    request: Request,
+    session: SessionDep,
+    slug: Slug,
+    address: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    try:
+        set_postal_address(session, slug, address)
+    except NotFound:
+        raise
+    except DigestError as exc:
+        session.rollback()
+        mark_failed(request)
+        context = {"section": "lists", "rows": overview.list_rows(session), "error": str(exc)}
+        return page(request, "lists.html", context, 422)
+    return _redirect(request, "/lists?done=postal-address")
 
 
 @router.get("/sources", response_class=HTMLResponse)

@@ -130,3 +130,16 @@ def test_maildir_applies_new_mail_once_and_survives_junk(
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     by_issue = run_digest("bounces", "events", "--issue", "1", env=env, cwd=tmp_path)
     assert "complaint" in by_issue.stdout and "bob@example.net" in by_issue.stdout
+
+
+def test_postal_address_from_the_cli(
+    store: tuple[str, dict[str, corpus.Sent]], tmp_path: Path
+) -> None:
+    url, _ = store
+    env = {"DIGEST_DATABASE_URL": url}
+    done = run_digest("lists", "postal-address", "news", "1 High St\\nTown", env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "1 High St, Town" in done.stdout
+    shown = run_digest("lists", "show", "news", env=env, cwd=tmp_path)
+    assert "postal_address: 1 High St\nTown" in shown.stdout
+    bad = run_digest("lists", "postal-address", "news", "x\u202ey", env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

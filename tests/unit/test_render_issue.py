@@ -235,4 +235,4 @@ def test_a_template_that_drops_a_placeholder_is_refused(tmp_path):
 def test_mjml_source_is_available_for_debugging():
     source = render_mjml_source(issue())
     assert source.lstrip().startswith("<mjml")
-    assert "overflow:hidden;\">Preheader text" in source
+    assert 'overflow:hidden;">Preheader text' in source
