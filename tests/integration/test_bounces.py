@@ -300,3 +300,61 @@ def test_mailto_unsubscribe_as_a_mail_client_sends_it(box: Mailbox) -> None:
     before = box.status("ada@example.net")
     assert box.receive(forged.as_bytes()).matched is False
     assert box.status("ada@example.net") == before
+
+
+RELAY_ANSWERS = {
+    "ada@example.net": "550 5.1.1 <ada@example.net>: Recipient address rejected: User unknown",
+    "bob@example.net": "550 5.7.1 Message rejected as spam by Content Filtering",
+    "cy@example.com": "552 5.2.2 Mailbox full",
+}
+
+
+def test_the_relays_answers_at_send_time_follow_the_same_policy(box: Mailbox, db_url: str) -> None:
+    from digest.db import session_factory
+    from digest.delivery.send import send_issue_inline
+    from digest.delivery.smtp import SmtpTransport
+    from digest.delivery.smtp_client import SmtpConfig
+    from tests.smtp_server import RecordingHandler, SMTPServer
+
+    box.session.commit()
+    handler = RecordingHandler(reply=lambda rcpt: RELAY_ANSWERS.get(rcpt.strip("<>")))
+    with (
+        SMTPServer(handler) as relay,
+        SmtpTransport(SmtpConfig(port=relay.port, timeout=10)) as transport,
+    ):
+        totals = send_issue_inline(session_factory(db_url), box.issue_id, transport, get_settings())
+    assert totals.failed == 3
+    box.session.expire_all()
+    assert box.suppressed() == {"ada@example.net": "bounce"}  # only the hard one
+    assert box.status("bob@example.net") == box.status("cy@example.com") == "confirmed"
+    events = {e.email: e for e in box.session.scalars(select(DeliveryEvent))}
+    assert {e: (v.verdict.value, v.via.value, v.matched) for e, v in events.items()} == {
+        "ada@example.net": ("hard", "relay", True),
+        "bob@example.net": ("block", "relay", True),
+        "cy@example.com": ("soft", "relay", True),
+    }
+    assert events["bob@example.net"].status == "5.7.1"
+
+
+def test_a_paused_domain_waits_untried(box: Mailbox, db_url: str) -> None:
+    from digest.db import session_factory
+    from digest.delivery.maildir import MaildirTransport
+    from digest.delivery.send import send_issue_inline
+    from digest.subscribers.feedback import pause_domain, resume_domain
+
+    until = utcnow() + timedelta(hours=1)
+    pause_domain(box.session, "example.net", until, "blocks")
+    box.session.commit()
+    transport = MaildirTransport(get_settings().outbox_dir)
+    totals = send_issue_inline(session_factory(db_url), box.issue_id, transport, get_settings())
+    assert (totals.sent, totals.deferred) == (1, 2)  # cy@example.com only
+    box.session.expire_all()
+    waiting = box.session.scalars(
+        select(Delivery).where(Delivery.issue_id == box.issue_id, Delivery.status == "pending")
+    ).all()
+    assert {d.email for d in waiting} == {"ada@example.net", "bob@example.net"}
+    assert all(
+        d.next_attempt_at and d.next_attempt_at >= until - timedelta(seconds=5) for d in waiting
+    )
+    assert all("destination domain paused" in (d.last_error or "") for d in waiting)
+    assert resume_domain(box.session, "example.net") and not paused_domains(box.session)
