@@ -163,6 +163,32 @@ def reference_rate(port: int, count: int, size: int, sessions: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def dkim_env(kind: str, workdir: str) -> dict[str, str]:
+    """Settings that make every copy DKIM-signed with a fresh key of this kind."""
+    if kind == "off":
+        return {}
+    path = Path(workdir) / "dkim.key"
+    if kind == "rsa":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+    else:
+        import base64
+
+        import nacl.signing
+
+        path.write_bytes(base64.b64encode(bytes(nacl.signing.SigningKey.generate())))
+    return {"DIGEST_DKIM_KEY_FILE": str(path), "DIGEST_DKIM_SELECTOR": "bench"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--recipients", type=int, default=100_000)
@@ -176,6 +202,12 @@ def main() -> None:
         type=int,
         default=0,
         help="smtp-source's messages (default: N, <= 200k)",
+    )
+    parser.add_argument(
+        "--dkim",
+        choices=["off", "rsa", "ed25519"],
+        default="off",
+        help="sign each copy with a DKIM key of this kind (2048-bit RSA or Ed25519)",
     )
     args = parser.parse_args()
     for tool in (SINK, SOURCE, REDIS):
@@ -192,17 +224,21 @@ def main() -> None:
         running(redis_args(redis_port, workdir), redis_port, "redis-server"),
     ):
         broker = f"redis://127.0.0.1:{redis_port}/0"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {
-            "DIGEST_DATABASE_URL": url,
-            "DIGEST_BROKER_URL": broker,
-            "DIGEST_SECRET_KEY": "bench-secret",
-            "DIGEST_TRANSPORT": "smtp",
-            "DIGEST_SMTP_HOST": "127.0.0.1",
-            "DIGEST_SMTP_PORT": str(sink_port),
-            "DIGEST_SMTP_CONNECTIONS": str(args.sessions),
-            "DIGEST_BATCH_SIZE": str(args.batch_size),
-            "DIGEST_SEND_FANOUT": str(procs),
-        }
+        env = (
+            {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+            | {
+                "DIGEST_DATABASE_URL": url,
+                "DIGEST_BROKER_URL": broker,
+                "DIGEST_SECRET_KEY": "bench-secret",
+                "DIGEST_TRANSPORT": "smtp",
+                "DIGEST_SMTP_HOST": "127.0.0.1",
+                "DIGEST_SMTP_PORT": str(sink_port),
+                "DIGEST_SMTP_CONNECTIONS": str(args.sessions),
+                "DIGEST_BATCH_SIZE": str(args.batch_size),
+                "DIGEST_SEND_FANOUT": str(procs),
+            }
+            | dkim_env(args.dkim, workdir)
+        )
         os.environ.update(env)
         from digest.config import reset_settings
 
@@ -262,6 +298,7 @@ def main() -> None:
     rate = progress.sent / seconds
     print(json.dumps({
         "recipients": args.recipients,
+        "dkim": args.dkim,
         "seconds": round(seconds, 2),
         "msgs_per_s": round(rate),
         "reference_msgs_per_s": round(reference),

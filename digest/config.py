@@ -74,6 +74,22 @@ class Settings(BaseSettings):
     from_email: str = "digest@example.org"
     from_name: str = "Digest"
     unsubscribe_mailbox: str | None = None  # default: unsubscribe@<the list's from domain>
+    # Returned mail: each copy's return path is <local>+<delivery>-<mark>@<domain> (VERP).
+    return_path_local: str = Field(default="bounces", pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    return_path_domain: str | None = None  # default: the list's from domain
+    # Soft bounces (mailbox full, expired ...) suppress an address after this many in a window.
+    # DKIM signing of each copy (dkimpy): a PEM RSA key or a base64 Ed25519 key, its selector,
+    # and the signing domain (default: the list's from domain).
+    dkim_key_file: Path | None = None
+    dkim_selector: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,63}$")
+    dkim_domain: str | None = None
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_days: int = Field(default=30, ge=1)
+    # Blocks (5.7.x, spam, policy) from one destination domain that pause its deliveries:
+    # this many within the window pauses it for domain_pause_minutes; nobody is suppressed.
+    domain_block_limit: int = Field(default=10, ge=1)
+    domain_block_minutes: int = Field(default=60, ge=1)
+    domain_pause_minutes: int = Field(default=60, ge=1)
 
     transport: Literal["maildir", "smtp"] = "maildir"
     outbox_dir: Path = Path("outbox")

@@ -585,6 +585,92 @@ event.listen(
 )
 
 
+class Verdict(StrEnum):
+    """What a returned message, or the relay's answer at send time, says about an address
+    (digest.subscribers.classify decides; digest.subscribers.feedback acts)."""
+
+    HARD = "hard"  # the address does not exist or has moved: suppressed at once
+    SOFT = "soft"  # mailbox full, expired, temporary trouble: suppressed after N in a window
+    BLOCK = "block"  # block, policy, authentication, spam: never the subscriber's fault
+    OURS = "ours"  # a command the relay could not parse (501, 5.5.x), a copy we could not build
+    DELAY = "delay"  # still trying: nothing to do
+    COMPLAINT = "complaint"  # ARF abuse, Microsoft JMRP: unsubscribed and suppressed
+    OPT_OUT = "opt_out"  # ARF opt-out: unsubscribed only
+    AUTH_FAILURE = "auth_failure"  # a DMARC failure report: neither
+    AUTO_REPLY = "auto_reply"  # out of office and the like
+    UNSUBSCRIBE = "unsubscribe"  # a mailto: unsubscribe request
+    OTHER = "other"  # mail that is none of these
+
+
+class FeedbackAction(StrEnum):
+    """What was done about a delivery event."""
+
+    NONE = "none"  # recorded only (unmatched, a delay, a soft bounce below the limit ...)
+    SUPPRESSED = "suppressed"  # the address suppressed (and its subscriptions stopped)
+    UNSUBSCRIBED = "unsubscribed"  # the list's subscription stopped, the address kept
+    DOMAIN_PAUSED = "domain_paused"  # the destination domain's deliveries paused
+
+
+class FeedbackVia(StrEnum):
+    RELAY = "relay"  # the relay's answer at send time
+    INBOUND = "inbound"  # a message that came back (`digest inbound`)
+
+
+class DeliveryEvent(Base):
+    """Something a delivery's recipient system said: a relay's answer at send time, a bounce,
+    a complaint, an unsubscribe by mail. Matched to our delivery by its VERP return path or a
+    quoted Message-ID; an unmatched one is recorded and changes nothing."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (
+        Index("ix_delivery_events_email", "email", "verdict", "created_at"),
+        Index("ix_delivery_events_domain", "domain", "verdict", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    verdict: Mapped[Verdict] = mapped_column(words(Verdict, "verdict"))
+    action: Mapped[FeedbackAction] = mapped_column(
+        words(FeedbackAction, "action"), default=FeedbackAction.NONE
+    )
+    via: Mapped[FeedbackVia] = mapped_column(words(FeedbackVia, "via"))
+    matched: Mapped[bool] = mapped_column(Boolean, default=False)
+    delivery_id: Mapped[int | None] = mapped_column(BigInteger)
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320), default="")
+    domain: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(16), default="")  # 5.1.1, 550 ...
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PausedDomain(Base):
+    """A destination domain that refused us (blocks at a rate): its deliveries wait until
+    `paused_until`, or until an operator resumes it."""
+
+    __tablename__ = "paused_domains"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    paused_until: Mapped[datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Installation(Base):
+    """One row: what makes this installation's Message-IDs its own (a random part), so two
+    databases never make the same one."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id_part: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 def _as_member(enum: type[Enum]) -> Any:
     def coerce(_target: Any, value: Any, _old: Any, _initiator: Any) -> Any:
         return value if value is None or isinstance(value, enum) else enum(value)

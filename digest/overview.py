@@ -74,6 +74,7 @@ class ListRow:
     sources: int
     last_issue: IssueRow | None
     draft_issue_id: int | None
+    postal_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ def list_rows(session: Session) -> list[ListRow]:
             sources=int(sources.get(lst.id, 0)),
             last_issue=last.get(lst.slug),
             draft_issue_id=drafts.get(lst.id),
+            postal_address=lst.postal_address,
         )
         for lst in lists
     ]

@@ -44,7 +44,15 @@ def approve_issue(session: Session, issue_id: int, settings: Settings) -> Approv
     lifecycle.mark_approved(session, issue_id)
     rendered = freeze_issue(session, issue_id, settings)
     prepare_issue_message(session, issue_id, settings)
-    return Approval(issue_id, rendered.warnings, len(rendered.html.encode()))
+    warnings = tuple(rendered.warnings)
+    mailing_list = lifecycle.get_issue(session, issue_id).mailing_list
+    if not mailing_list.postal_address.strip():
+        warnings += (
+            f"list {mailing_list.slug} has no postal address: bulk mail should show one "
+            f"(CAN-SPAM; receivers notice); set it with `digest lists postal-address "
+            f"{mailing_list.slug} ADDRESS`, the API or the editor",
+        )
+    return Approval(issue_id, warnings, len(rendered.html.encode()))
 
 
 def start_sending(session: Session, issue_id: int) -> Handover:

@@ -13,6 +13,8 @@ web app, worker or command signs with the settings it holds.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from functools import lru_cache
 from typing import Any, Literal, get_args
@@ -81,6 +83,13 @@ class Signer:
             self._by_purpose[purpose] = hmac.new(
                 signer.derive_key(), digestmod=signer.digest_method
             )
+        self._mark = _mark_hmac(keys[-1])
+
+    def mark(self, delivery_id: int) -> str:
+        """The delivery's mark in its return path and Message-ID (see `delivery_mark`)."""
+        mac = self._mark.copy()
+        mac.update(str(int(delivery_id)).encode())
+        return _mark_text(mac.digest())
 
     def token(self, purpose: Purpose, row_id: int) -> str:
         # URLSafeSerializer's format: base64url(json(id)) "." base64url(hmac(payload)). It
@@ -93,6 +102,38 @@ class Signer:
         mac = self._by_purpose[purpose].copy()
         mac.update(payload)
         return (payload + b"." + base64_encode(mac.digest())).decode()
+
+
+MARK_LENGTH = 10  # base32 characters: 50 bits
+
+
+def _mark_hmac(key: str) -> hmac.HMAC:
+    return hmac.new(
+        hashlib.sha256(b"digest.delivery-mark\0" + key.encode()).digest(), None, "sha256"
+    )
+
+
+def _mark_text(digest: bytes) -> str:
+    return base64.b32encode(digest).decode()[:MARK_LENGTH].lower()
+
+
+def delivery_mark(delivery_id: int, keys: LinkKeys) -> str:
+    """An HMAC of a delivery id (newest key): what its VERP return path
+    (`bounces+<delivery>-<mark>@domain`) and its Message-ID carry, so a returned message that
+    names one of our deliveries is known to answer it and cannot be made up for another."""
+    mac = _mark_hmac(keys[-1])
+    mac.update(str(int(delivery_id)).encode())
+    return _mark_text(mac.digest())
+
+
+def check_mark(delivery_id: int, mark: str, keys: LinkKeys) -> bool:
+    """True when `mark` is the delivery's under any of the keys (a rotation keeps working)."""
+    for key in keys:
+        mac = _mark_hmac(key)
+        mac.update(str(int(delivery_id)).encode())
+        if hmac.compare_digest(_mark_text(mac.digest()), mark.lower()):
+            return True
+    return False
 
 
 def link_url(public_url: str, purpose: Purpose, token: str) -> str:

@@ -34,6 +34,8 @@ ISSUE_HEADERS = [
     "Subject",
     "List-Id",
     "List-Unsubscribe-Post",
+    "Precedence",
+    "Feedback-ID",
     "MIME-Version",
     "Content-Type",
 ]

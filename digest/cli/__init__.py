@@ -8,7 +8,7 @@ import click
 import typer
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
-from digest.cli import bounces, issues, lists, run, sources, subscribers, users
+from digest.cli import bounces, inbound, issues, lists, run, sources, subscribers, users
 from digest.cli.common import UsageProblem, err
 from digest.errors import DigestError
 
@@ -23,6 +23,7 @@ app.add_typer(lists.app, name="lists")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(issues.app, name="issues")
 app.add_typer(bounces.app, name="bounces")
+app.add_typer(inbound.app, name="inbound")
 app.add_typer(sources.app, name="sources")
 app.add_typer(users.app, name="users")
 

@@ -1,53 +1,83 @@
-"""`digest bounces import`: apply returned mail (DSNs, complaints) from files or a Maildir."""
+"""`digest bounces`: returned mail from files, the delivery events, paused domains."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from digest.cli.common import UsageProblem, console, err, unit_of_work
-from digest.subscribers.bounces import process_report
+from digest.cli.common import UsageProblem, console, unit_of_work
+from digest.cli.inbound import process_paths
+from digest.config import get_settings
+from digest.subscribers.feedback import list_events, paused_domains, resume_domain
 
-app = typer.Typer(help="Process bounces and complaints.", no_args_is_help=True)
-
-
-def _messages(paths: list[Path]) -> Iterator[Path]:
-    for path in paths:
-        if path.is_dir():
-            # A Maildir keeps messages in new/ and cur/; a plain folder holds .eml files.
-            subdirs = [path / "new", path / "cur"]
-            folders = [d for d in subdirs if d.is_dir()] or [path]
-            for folder in folders:
-                yield from sorted(p for p in folder.iterdir() if p.is_file())
-        elif path.is_file():
-            yield path
-        else:
-            raise UsageProblem(f"no such file or folder: {path}")
+app = typer.Typer(
+    help="Bounces, complaints, delivery events, paused domains.", no_args_is_help=True
+)
 
 
 @app.command("import")
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Message files or Maildir folders.")],
 ) -> None:
-    """Suppress hard-bounced and complaining addresses; each message in its own transaction."""
-    files = list(_messages(paths))
-    totals = {"bounce": 0, "complaint": 0, "none": 0, "error": 0}
-    suppressed = 0
-    for path in files:
-        try:
-            with unit_of_work() as session:
-                result = process_report(session, path.read_bytes())
-        except Exception as exc:  # one bad message never stops the rest
-            totals["error"] += 1
-            err.print(f"{path}: {exc}", markup=False)
-            continue
-        totals[result.kind] += 1
-        suppressed += len(result.permanent)
-    console.print(
-        f"{len(files)} messages: {totals['bounce']} bounces, {totals['complaint']} complaints, "
-        f"{totals['none']} not reports, {totals['error']} unreadable; "
-        f"{suppressed} addresses suppressed"
-    )
+    """Apply returned mail (bounces, complaints, mailto: unsubscribes) from files or Maildirs,
+    as `digest inbound maildir` does; each message in its own transaction."""
+    process_paths(paths, get_settings(), move_seen=False)
+
+
+@app.command("events")
+def events(
+    issue: Annotated[int | None, typer.Option(help="Only this issue's events.")] = None,
+    email: Annotated[str | None, typer.Option(help="Only this address's events.")] = None,
+    unmatched: Annotated[bool, typer.Option(help="Only events that named no delivery.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Delivery events, newest first: bounces, complaints, blocks, unsubscribes by mail and
+    the relay's refusals, with what was done about each."""
+    with unit_of_work() as session:
+        rows = list_events(session, issue_id=issue, email=email, unmatched=unmatched, limit=limit)
+        for row in rows:
+            record = {
+                "id": row.id,
+                "at": row.created_at.isoformat(timespec="seconds"),
+                "verdict": row.verdict.value,
+                "action": row.action.value,
+                "via": row.via.value,
+                "matched": row.matched,
+                "issue": row.issue_id,
+                "delivery": row.delivery_id,
+                "email": row.email,
+                "status": row.status,
+                "detail": row.detail,
+            }
+            if as_json:
+                console.print(json.dumps(record), markup=False, highlight=False)
+            else:
+                console.print(
+                    f"{record['at']}  {row.verdict.value:<12} {row.action.value:<13} "
+                    f"{row.via.value:<7} issue {row.issue_id or '-'}  {row.email or '-'}  "
+                    f"{row.status} {row.detail[:80]}",
+                    markup=False,
+                    highlight=False,
+                )
+
+
+@app.command("domains")
+def domains() -> None:
+    """Destination domains paused because they refuse our mail."""
+    with unit_of_work() as session:
+        for domain, row in sorted(paused_domains(session).items()):
+            until = row.paused_until.isoformat(timespec="minutes")
+            console.print(f"{domain}  until {until}  {row.reason}", markup=False, highlight=False)
+
+
+@app.command("resume-domain")
+def resume(domain: Annotated[str, typer.Argument(help="The destination domain.")]) -> None:
+    """Let a paused destination domain's deliveries go again."""
+    with unit_of_work() as session:
+        if not resume_domain(session, domain):
+            raise UsageProblem(f"domain {domain} is not paused")
+    console.print(f"domain {domain} resumed")

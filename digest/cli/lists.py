@@ -10,7 +10,7 @@ from rich.table import Table
 from digest import overview
 from digest.cli.common import console, unit_of_work
 from digest.models import Grouping
-from digest.subscribers.lists import create_list, get_list, set_private
+from digest.subscribers.lists import create_list, get_list, set_postal_address, set_private
 
 app = typer.Typer(help="Manage lists.", no_args_is_help=True)
 
@@ -32,6 +32,9 @@ def create(
     ),
     auto_approve: bool = False,
     private: Annotated[bool, typer.Option(help="No public archive of its issues.")] = False,
+    postal_address: Annotated[
+        str, typer.Option(help="Shown in every issue's footer (lines separated by \\n).")
+    ] = "",
 ) -> None:
     """Create a list."""
     with unit_of_work() as session:
@@ -50,8 +53,21 @@ def create(
             subject_template=subject,
             auto_approve=auto_approve,
             private=private,
+            postal_address=postal_address.replace("\\n", "\n"),
         )
         console.print(f"created list {lst.slug} (id {lst.id})")
+
+
+@app.command("postal-address")
+def postal_address(
+    slug: str,
+    address: Annotated[str, typer.Argument(help="The address; lines separated by \\n.")],
+) -> None:
+    """Set the postal address every issue of the list shows in its footer."""
+    with unit_of_work() as session:
+        lst = set_postal_address(session, slug, address.replace("\\n", "\n"))
+        shown = lst.postal_address.replace("\n", ", ") or "(none)"
+        console.print(f"list {lst.slug}: postal address {shown}", markup=False)
 
 
 @app.command("archive")
@@ -106,6 +122,7 @@ def show(slug: str) -> None:
             "preheader_template",
             "auto_approve",
             "private",
+            "postal_address",
         ):
             console.print(f"{field}: {getattr(lst, field)}", markup=False)
         for src in lst.sources:

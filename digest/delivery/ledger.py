@@ -49,16 +49,18 @@ from digest.models import (
     DeliveryStatus,
     Event,
     EventKind,
+    FeedbackVia,
     Issue,
     IssueStatus,
     Subscriber,
     Subscription,
     SubscriptionStatus,
     Suppression,
-    SuppressionReason,
+    Verdict,
     utcnow,
 )
-from digest.subscribers.suppression import suppress
+from digest.subscribers.classify import status_of
+from digest.subscribers.feedback import DeliveryRef, FeedbackPolicy, record_event
 
 # Not settled yet: waiting to be claimed, or claimed.
 OPEN = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
@@ -389,21 +391,38 @@ def mark_failed(
     error: str,
     *,
     lease: str,
-    suppress_address: bool = True,
+    verdict: Verdict = Verdict.HARD,
+    policy: FeedbackPolicy | None = None,
 ) -> bool:
-    """A permanent failure (5xx): failed for good, the address suppressed, an event recorded.
-    Returns False, and suppresses and records nothing, when `lease` no longer holds the row
-    (settled already, or taken over by another worker)."""
+    """A permanent failure (5xx): failed for good, an event recorded, and the verdict handed
+    to the policy (digest.subscribers.feedback: a hard bounce suppresses, a soft one after a
+    few, a block never). Returns False, and records nothing, when `lease` no longer holds
+    the row (settled already, or taken over by another worker)."""
     row = session.execute(
         sql_update(_deliveries)
         .where(_deliveries.c.id == delivery_id, _held(lease))
         .values(status=DeliveryStatus.FAILED, last_error=error, lease_owner=None, lease_until=None)
-        .returning(_deliveries.c.email, _deliveries.c.subscriber_id, _deliveries.c.issue_id)
+        .returning(
+            _deliveries.c.email,
+            _deliveries.c.subscriber_id,
+            _deliveries.c.subscription_id,
+            _deliveries.c.issue_id,
+        )
     ).one_or_none()
     if row is None:
         return False
-    if suppress_address:
-        suppress(session, row.email, SuppressionReason.BOUNCE, error)
+    delivery = DeliveryRef(
+        delivery_id, row.issue_id, row.subscriber_id, row.subscription_id, row.email
+    )
+    record_event(
+        session,
+        verdict,
+        via=FeedbackVia.RELAY,
+        policy=policy or FeedbackPolicy(),
+        delivery=delivery,
+        status=status_of(text=error),
+        detail=error,
+    )
     session.add(
         Event(
             kind=EventKind.DELIVERY_FAILED,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from digest.delivery.message import unstuff
 from digest.delivery.recipient import Recipient
-from digest.delivery.transports import Render, SendResult, copy_failed
+from digest.delivery.transports import Render, Sender, SendResult, copy_failed, sender_for
 from digest.metrics import metrics
 
 _CHUNK = 100
@@ -22,7 +22,7 @@ class MaildirTransport:
         self._box = mailbox.Maildir(self.path, factory=None, create=True)
 
     def send(
-        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+        self, envelope_from: Sender, batch: Sequence[Recipient], render: Render
     ) -> Iterator[list[SendResult]]:
         chunk: list[SendResult] = []
         for recipient in batch:
@@ -35,14 +35,15 @@ class MaildirTransport:
         if chunk:
             yield chunk
 
-    def _deliver(self, envelope_from: str, recipient: Recipient, render: Render) -> SendResult:
+    def _deliver(self, envelope_from: Sender, recipient: Recipient, render: Render) -> SendResult:
         try:
             message = unstuff(render(recipient))
+            sender = sender_for(envelope_from, recipient)
         except Exception as exc:  # this copy only: the batch goes on
             return copy_failed(recipient, exc)
         try:
             # Return-Path records the envelope sender, as a delivering MTA would.
-            self._box.add(b"Return-Path: <%s>\r\n" % envelope_from.encode() + message)
+            self._box.add(b"Return-Path: <%s>\r\n" % sender.encode() + message)
         except OSError as exc:
             return SendResult(recipient.delivery_id, "retry", str(exc), True)
         return SendResult(recipient.delivery_id, "sent", "maildir")

@@ -113,6 +113,10 @@ def _body_segments(body: str, escape: bool, view_url: str, slots: Slots) -> list
     return segments
 
 
+def _feedback_field(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", value)[:60]
+
+
 def _list_id(name: str, slug: str, domain: str) -> str:
     name = _one_line(name)
     ident = f"<{slug}.{domain}>"
@@ -134,8 +138,14 @@ def build_template(
     signer: Signer,
     reply_to: str | None = None,
     unsubscribe_address: str | None = None,
+    message_id_part: str = "",
+    return_path_local: str = "bounces",
+    return_path_domain: str | None = None,
 ) -> MessageTemplate:
     """Build the issue's message once with the email package and freeze it into a template.
+
+    `message_id_part`: this installation's random part of every Message-ID (digest.installation);
+    each copy's envelope sender is `<return_path_local>+<delivery>-<mark>@<return_path_domain>`.
 
     `slots` is the render's (RenderedIssue.slots): only slots spelled with its marker are filled.
     """
@@ -147,6 +157,9 @@ def build_template(
     msg["Subject"] = _one_line(subject)
     msg["List-Id"] = _list_id(list_name, list_slug, domain)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["Precedence"] = "bulk"
+    # Gmail's feedback loop groups complaints by these fields (campaign:list:type:sender).
+    msg["Feedback-ID"] = f"i{issue_id}:{_feedback_field(list_slug)}:digest:{domain}"
     msg["MIME-Version"] = "1.0"
     msg.make_alternative()
     for marker, subtype in ((_TEXT_MARKER, "plain"), (_HTML_MARKER, "html")):
@@ -188,6 +201,8 @@ def build_template(
         public_url=public_url,
         segments=_freeze(segments),
         signer=signer,
+        message_id_part=message_id_part,
+        return_path=f"{return_path_local}@{return_path_domain or domain}",
     )
 
 
@@ -249,7 +264,9 @@ class MessageTemplate:
         "_slots",
         "domain",
         "issue_id",
+        "message_id_part",
         "public_url",
+        "return_path_base",
         "segments",
         "signer",
         "unsubscribe_address",
@@ -264,8 +281,13 @@ class MessageTemplate:
         public_url: str,
         segments: list[Segment],
         signer: Signer,
+        message_id_part: str = "",
+        return_path: str = "",
     ) -> None:
         self.issue_id = issue_id
+        self.message_id_part = message_id_part
+        # The plain return path (local@domain) each copy's VERP address is made from.
+        self.return_path_base = return_path or f"bounces@{domain}"
         self.domain = domain
         self.unsubscribe_address = unsubscribe_address
         self.public_url = public_url
@@ -281,11 +303,27 @@ class MessageTemplate:
 
     @property
     def bounce_address(self) -> str:
-        """The envelope sender: bounces come back to the sender's domain."""
-        return f"bounces@{self.domain}"
+        """The plain envelope sender (proofs, which answer no delivery)."""
+        return self.return_path_base
+
+    def return_path(self, recipient: Recipient) -> str:
+        """The copy's envelope sender (VERP): `local+<delivery>-<mark>@domain`, so what
+        comes back names the delivery it answers, and nobody can make one up for another."""
+        if recipient.delivery_id <= 0:
+            return self.return_path_base
+        local, _, domain = self.return_path_base.rpartition("@")
+        mark = self.signer.mark(recipient.delivery_id)
+        return f"{local}+{recipient.delivery_id}-{mark}@{domain}"
 
     def message_id(self, delivery_id: int) -> str:
-        return f"<d{delivery_id}.i{self.issue_id}@{self.domain}>"
+        """Stable per delivery; with this installation's random part and the delivery's mark,
+        it repeats in no other database and a report quoting it is known to be ours."""
+        if not self.message_id_part:
+            return f"<d{delivery_id}.i{self.issue_id}@{self.domain}>"  # an older template
+        if delivery_id <= 0:  # a proof, which is no delivery
+            return f"<d{delivery_id}.i{self.issue_id}.{self.message_id_part}@{self.domain}>"
+        mark = self.signer.mark(delivery_id)
+        return f"<d{delivery_id}.{mark}.i{self.issue_id}.{self.message_id_part}@{self.domain}>"
 
     def personalise(self, recipient: Recipient) -> bytes:
         name = _clean(recipient.name)
@@ -323,6 +361,8 @@ class MessageTemplate:
             "domain": self.domain,
             "unsubscribe_address": self.unsubscribe_address,
             "public_url": self.public_url,
+            "message_id_part": self.message_id_part,
+            "return_path": self.return_path_base,
             "segments": [len(s) if isinstance(s, bytes) else s for s in self.segments],
         }
         blob = b"".join(s for s in self.segments if isinstance(s, bytes))
@@ -351,6 +391,8 @@ class MessageTemplate:
             public_url=str(meta["public_url"]),
             segments=segments,
             signer=signer,
+            message_id_part=str(meta.get("message_id_part", "")),
+            return_path=str(meta.get("return_path", "")),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from digest import installation
 from digest.config import Settings
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.message import MessageTemplate, build_template
@@ -24,7 +25,14 @@ def prepare_issue_message(session: Session, issue_id: int, settings: Settings) -
     slots = Slots(issue.slot_marker)
     # Checked when rendered; checked again on what is frozen for sending, whatever stored it.
     check_html(issue.html, f"issue {issue_id}", slots=slots)
-    template = issue_template(issue, issue.html, issue.text, slots, settings)
+    template = issue_template(
+        issue,
+        issue.html,
+        issue.text,
+        slots,
+        settings,
+        message_id_part=installation.message_id_part(session),
+    )
     issue.message_template = template.to_bytes()
 
 
@@ -36,6 +44,7 @@ def issue_template(
     settings: Settings,
     *,
     subject_prefix: str = "",
+    message_id_part: str = "",
 ) -> MessageTemplate:
     """The issue's message template with its list's sender identity (proofs use it too)."""
     s = settings
@@ -54,4 +63,7 @@ def issue_template(
         public_url=s.public_url,
         unsubscribe_address=s.unsubscribe_mailbox,
         signer=Signer(signing_keys(s)),
+        message_id_part=message_id_part,
+        return_path_local=s.return_path_local,
+        return_path_domain=s.return_path_domain,
     )

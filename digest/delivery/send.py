@@ -29,6 +29,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.delivery.dkim import dkim_signer
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.ledger import (
     claim,
@@ -42,11 +43,12 @@ from digest.delivery.ledger import (
 )
 from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
-from digest.delivery.transports import SendResult, Transport
+from digest.delivery.transports import Render, SendResult, Transport
 from digest.keys import signing_keys
 from digest.logs import log_context
 from digest.metrics import metrics
-from digest.models import DeliveryStatus, Issue, IssueStatus, utcnow
+from digest.models import DeliveryStatus, Issue, IssueStatus, PausedDomain, utcnow
+from digest.subscribers.feedback import FeedbackPolicy, domain_of, paused_domains
 from digest.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ class _LedgerWriter:
         # issue pauses itself: the relay is down or refuses us, and retrying everything would
         # burn attempts.
         self.pause_after = settings.pause_after_errors
+        self.policy = FeedbackPolicy.from_settings(settings)
 
     def add(self, chunk: Sequence[SendResult]) -> None:
         """Take results (an empty chunk: the transport is waiting); write them when due, and
@@ -198,7 +201,12 @@ class _LedgerWriter:
         written += len(statuses)
         for r in results:
             if r.outcome == "failed" and mark_failed(
-                session, r.delivery_id, r.detail, lease=lease, suppress_address=r.suppress
+                session,
+                r.delivery_id,
+                r.detail,
+                lease=lease,
+                verdict=r.verdict,
+                policy=self.policy,
             ):
                 self.failed += 1
                 written += 1
@@ -325,6 +333,13 @@ def _send_batch(
         if issue.status not in SENDABLE:
             return BatchResult()
         template = _load_template(issue, settings)
+        # A bad DKIM key fails here, before anything is claimed.
+        signer = dkim_signer(
+            settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or template.domain
+        )
+        render: Render = (
+            template.personalise if signer is None else signer.wrap(template.personalise)
+        )
         errors_before = issue.consecutive_errors
         claimed = claim(
             session,
@@ -334,6 +349,7 @@ def _send_batch(
             lease_seconds=settings.lease_seconds,
         )
         session.commit()
+        paused = paused_domains(session) if claimed.recipients else {}
     if claimed.recipients or claimed.skipped:
         metrics().batches_claimed.inc()
     if claimed.expired:
@@ -343,7 +359,9 @@ def _send_batch(
         return BatchResult(claimed=skipped, skipped=skipped)
     ids = [r.delivery_id for r in recipients]
     writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, settings, on_renew)
-    results = transport.send(template.bounce_address, recipients, template.personalise)
+    if paused:
+        recipients = _hold_paused(recipients, paused, writer)
+    results = transport.send(template.return_path, recipients, render)
     try:
         _send_all(results, recipients, writer)
     finally:
@@ -361,6 +379,25 @@ def _send_batch(
         writer.deferred,
         writer.refused,
     )
+
+
+def _hold_paused(
+    recipients: list[Recipient], paused: dict[str, PausedDomain], writer: _LedgerWriter
+) -> list[Recipient]:
+    """Recipients at a paused destination domain wait, untried, until its pause ends."""
+    now = utcnow()
+    held: list[SendResult] = []
+    going: list[Recipient] = []
+    for recipient in recipients:
+        pause = paused.get(domain_of(recipient.email))
+        if pause is None:
+            going.append(recipient)
+            continue
+        wait = max((pause.paused_until - now).total_seconds(), 1.0)
+        detail = f"destination domain paused: {pause.reason}"[:1000]
+        held.append(SendResult(recipient.delivery_id, "deferred", detail, retry_after=wait))
+    writer.add(held)
+    return going
 
 
 def _send_all(

@@ -36,7 +36,14 @@ from digest.delivery.domains import DomainSlots, make_slots
 from digest.delivery.ratelimit import RateLimit, RateLimiter, make_counter
 from digest.delivery.recipient import Recipient
 from digest.delivery.smtp_client import SmtpConfig, SmtpConnection, SmtpError
-from digest.delivery.transports import Outcome, Render, SendResult, copy_failed
+from digest.delivery.transports import (
+    Outcome,
+    Render,
+    Sender,
+    SendResult,
+    copy_failed,
+    sender_for,
+)
 from digest.metrics import metrics
 from digest.subscribers.addresses import wire_address
 
@@ -82,7 +89,7 @@ class Route:
 
 @dataclass
 class _BatchState:
-    envelope_from: str
+    envelope_from: Sender
     render: Render
     report: Callable[[SendResult], None]
     deadline: float
@@ -229,7 +236,7 @@ class SmtpTransport:
         return self._loop
 
     def send(
-        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+        self, envelope_from: Sender, batch: Sequence[Recipient], render: Render
     ) -> Iterator[list[SendResult]]:
         results: queue.SimpleQueue[list[SendResult] | None] = queue.SimpleQueue()
         future: Future[None] = asyncio.run_coroutine_threadsafe(
@@ -292,7 +299,7 @@ class SmtpTransport:
     async def _send_all(
         self,
         jobs: deque[Recipient],
-        envelope_from: str,
+        envelope_from: Sender,
         render: Render,
         out: queue.SimpleQueue[list[SendResult] | None],
     ) -> None:
@@ -448,7 +455,8 @@ class SmtpTransport:
             return
         started = time.monotonic()
         try:
-            result = await conn.send_message(state.envelope_from, rcpt, data)
+            mail_from = sender_for(state.envelope_from, recipient)
+            result = await conn.send_message(mail_from, rcpt, data)
         except _SESSION_ERRORS as exc:
             conn.abort()
             counted.deliveries.labels("retry", route).inc()
@@ -463,7 +471,7 @@ class SmtpTransport:
                 result.outcome,
                 result.detail,
                 result.transport_error,
-                suppress=result.suppress,
+                verdict=result.verdict,
             )
         )
 

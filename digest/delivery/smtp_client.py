@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from digest.delivery.transports import Outcome
+from digest.models import Verdict
+from digest.subscribers.classify import classify
 
 Security = Literal["none", "starttls", "tls"]
 
@@ -60,26 +62,24 @@ class MessageResult:
     outcome: Outcome
     detail: str
     transport_error: bool = False
-    suppress: bool = True  # a failure that says the address cannot receive
+    verdict: Verdict = Verdict.HARD  # what a failure says about the address
 
 
 NO_SMTPUTF8 = "the relay does not offer SMTPUTF8, which this address needs"
-# Replies about our command (its syntax, its order, an unknown parameter), not the mailbox.
-_COMMAND_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
 # What may not appear in a path between < and >: it would end the command or the path.
 _PATH_BREAKERS = re.compile(rb"[\x00-\x20<>\x7f]")
 
 
 def _classify(stage: str, reply: Reply) -> MessageResult:
-    """4xx: try again later; 5xx: permanent for this recipient. A refused sender is our
-    problem, not the recipient's, so it retries and counts as a transport error; a command
-    the relay could not parse fails the message without blaming the address."""
+    """4xx: try again later; 5xx: failed, with the verdict the policy reads from the
+    reply (digest.subscribers.classify: hard, soft, block or ours). A refused sender is our
+    problem, not the recipient's, so it retries and counts as a transport error."""
     detail = f"{stage}: {reply}"
     if stage == "MAIL FROM" or reply.code == 421:
         return MessageResult("retry", detail, True)
     if reply.code < 500:
         return MessageResult("retry", detail)
-    return MessageResult("failed", detail, suppress=reply.code not in _COMMAND_ERRORS)
+    return MessageResult("failed", detail, verdict=classify(code=reply.code, text=reply.text))
 
 
 class SmtpConnection:
@@ -111,11 +111,11 @@ class SmtpConnection:
         answer 5xx, which would wrongly read as a dead mailbox."""
         sender, recipient = mail_from.encode("utf-8"), rcpt.encode("utf-8")
         if _PATH_BREAKERS.search(sender) or _PATH_BREAKERS.search(recipient):
-            return MessageResult("failed", f"unusable address {rcpt!r}", suppress=False)
+            return MessageResult("failed", f"unusable address {rcpt!r}", verdict=Verdict.OURS)
         params = b""
         if not (sender.isascii() and recipient.isascii()):
             if not self.smtputf8:
-                return MessageResult("failed", NO_SMTPUTF8, suppress=False)
+                return MessageResult("failed", NO_SMTPUTF8, verdict=Verdict.OURS)
             params = b" SMTPUTF8" + (b" BODY=8BITMIME" if "8bitmime" in self.extensions else b"")
         return b"MAIL FROM:<%s>%s\r\n" % (sender, params), b"RCPT TO:<%s>\r\n" % recipient
 

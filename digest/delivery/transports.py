@@ -11,11 +11,18 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from digest.delivery.recipient import Recipient
+from digest.models import Verdict
 
 # deferred: not tried (a rate limit ran out, the batch ran past its time); back to pending
 # without using up an attempt.
 Outcome = Literal["sent", "retry", "failed", "deferred"]
 Render = Callable[[Recipient], bytes]  # DATA-ready bytes (dot-stuffed, CRLF) for a recipient
+# The envelope sender: one for the batch, or one per recipient (each copy's VERP return path).
+Sender = str | Callable[[Recipient], str]
+
+
+def sender_for(sender: Sender, recipient: Recipient) -> str:
+    return sender if isinstance(sender, str) else sender(recipient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +33,11 @@ class SendResult:
     # The transport itself failed (connection refused, dropped, timed out), not this message.
     transport_error: bool = False
     retry_after: float = 0.0  # deferred: seconds until it may be tried again
-    # failed: the address cannot receive (a 5xx about the mailbox), so it is suppressed.
-    # False when the fault is ours or the relay's (a copy we could not build, a relay
-    # without SMTPUTF8, a command it could not parse): that delivery fails, the address stays.
-    suppress: bool = True
+    # failed: what the failure says about the address (digest.subscribers.classify), which
+    # the ledger hands to the policy (digest.subscribers.feedback): hard suppresses at once,
+    # soft after a few, a block never; OURS when the fault is ours or the relay's (a copy we
+    # could not build, a relay without SMTPUTF8, a command it could not parse).
+    verdict: Verdict = Verdict.HARD
 
 
 def copy_failed(recipient: Recipient, exc: Exception) -> SendResult:
@@ -37,12 +45,12 @@ def copy_failed(recipient: Recipient, exc: Exception) -> SendResult:
     address the message cannot carry, a bug): that delivery fails with the reason, its batch
     goes on, and the address is not suppressed for our fault."""
     detail = f"could not build this copy: {type(exc).__name__}: {exc}"
-    return SendResult(recipient.delivery_id, "failed", detail[:1000], suppress=False)
+    return SendResult(recipient.delivery_id, "failed", detail[:1000], verdict=Verdict.OURS)
 
 
 class Transport(Protocol):
     def send(
-        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+        self, envelope_from: Sender, batch: Sequence[Recipient], render: Render
     ) -> Iterator[list[SendResult]]:
         """Send the batch; yield results in chunks as they arrive (an empty chunk now and
         then while waiting, so the caller can flush on time). Every recipient gets exactly one

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from digest import installation
 from digest.config import Settings
 from digest.delivery.prepare import issue_template
 from digest.delivery.recipient import Recipient
@@ -42,7 +43,13 @@ def send_proof(
     issue = get_issue(session, issue_id)
     rendered = render_preview(session, issue_id, settings)
     template = issue_template(
-        issue, rendered.html, rendered.text, rendered.slots, settings, subject_prefix="[Proof] "
+        issue,
+        rendered.html,
+        rendered.text,
+        rendered.slots,
+        settings,
+        subject_prefix="[Proof] ",
+        message_id_part=installation.message_id_part(session),
     )
     # Negative ids keep proof Message-IDs apart from every real delivery's.
     batch = [Recipient(-(i + 1), 0, email, "") for i, email in enumerate(emails)]

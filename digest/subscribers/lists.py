@@ -78,6 +78,7 @@ def create_list(
     auto_approve: bool = False,
     max_items: int = 50,
     private: bool = False,
+    postal_address: str = "",
 ) -> MailingList:
     validate_list_settings(
         slug=slug,
@@ -105,8 +106,34 @@ def create_list(
         auto_approve=auto_approve,
         max_items=max_items,
         private=private,
+        postal_address=clean_postal_address(postal_address),
     )
     session.add(lst)
+    session.flush()
+    return lst
+
+
+POSTAL_ADDRESS_MAX = 500
+_POSTAL_FORBIDDEN = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_postal_address(value: str) -> str:
+    """A postal address as the footer shows it: lines of text (CRLF or CR made LF), no other
+    control or bidi characters, at most POSTAL_ADDRESS_MAX characters."""
+    text = value.replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(line.strip() for line in text.split("\n")).strip()
+    if _POSTAL_FORBIDDEN.search(text):
+        raise DigestError("the postal address has control or bidi characters")
+    if len(text) > POSTAL_ADDRESS_MAX:
+        raise DigestError(f"the postal address is longer than {POSTAL_ADDRESS_MAX} characters")
+    return text
+
+
+def set_postal_address(session: Session, slug_or_id: str | int, address: str) -> MailingList:
+    """The list's postal address, shown in every issue's footer (empty: none, and approval
+    warns)."""
+    lst = get_list(session, slug_or_id)
+    lst.postal_address = clean_postal_address(address)
     session.flush()
     return lst
 

@@ -32,9 +32,10 @@ from digest.errors import NotFound
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
-from digest.models import IssueStatus, Role, SourceKind
+from digest.models import FeedbackAction, FeedbackVia, IssueStatus, Role, SourceKind, Verdict
 from digest.pipeline import approve_issue
-from digest.subscribers.lists import get_list
+from digest.subscribers import feedback
+from digest.subscribers.lists import get_list, set_postal_address
 from digest.web import dispatch
 from digest.web.auth import API_HEADER, AuditDep, current_user, needs, require_api_header
 from digest.web.deps import SessionDep, SettingsDep
@@ -220,6 +221,12 @@ class ListOut(Out):
     sources: int
     last_issue: IssueSummary | None
     draft_issue_id: int | None
+    postal_address: str
+
+
+class PostalAddress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    postal_address: str = Field(max_length=2000)
 
 
 class Composed(BaseModel):
@@ -293,6 +300,37 @@ def list_issues(
     list_id = get_list(session, list_slug).id if list_slug else None
     rows = overview.issue_rows(session, list_id=list_id, status=status, limit=limit, offset=offset)
     return [IssueSummary.model_validate(r) for r in rows]
+
+
+class DeliveryEventOut(Out):
+    id: int
+    verdict: Verdict
+    action: FeedbackAction
+    via: FeedbackVia
+    matched: bool
+    delivery_id: int | None
+    issue_id: int | None
+    subscriber_id: int | None
+    email: str
+    status: str
+    detail: str
+    created_at: UtcTime
+
+
+@router.get("/events", response_model=list[DeliveryEventOut], dependencies=[needs(Role.VIEWER)])
+def delivery_events(
+    session: SessionDep,
+    issue: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    unmatched: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryEventOut]:
+    """Bounces, complaints, blocks, unsubscribes by mail and relay refusals, newest first:
+    of an issue, of an address, or those that named no delivery of ours."""
+    rows = feedback.list_events(
+        session, issue_id=issue, email=email, unmatched=unmatched, limit=limit
+    )
+    return [DeliveryEventOut.model_validate(r) for r in rows]
 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetail, dependencies=[needs(Role.VIEWER)])
@@ -447,6 +485,18 @@ def cancel(session: SessionDep, issue_id: IssueId) -> IssueDetail:
 @router.get("/lists", response_model=list[ListOut], dependencies=[needs(Role.VIEWER)])
 def lists(session: SessionDep) -> list[ListOut]:
     return [ListOut.model_validate(row) for row in overview.list_rows(session)]
+
+
+@router.put(
+    "/lists/{slug}/postal-address",
+    response_model=PostalAddress,
+    dependencies=[needs(Role.ADMIN)],
+)
+def put_postal_address(session: SessionDep, slug: Slug, body: PostalAddress) -> PostalAddress:
+    """The postal address every issue of the list shows in its footer (empty: none, and
+    approval warns)."""
+    lst = set_postal_address(session, slug, body.postal_address)
+    return PostalAddress(postal_address=lst.postal_address)
 
 
 @router.post("/lists/{slug}/compose", response_model=Composed, dependencies=[needs(Role.EDITOR)])

@@ -30,6 +30,7 @@ from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
 from digest.models import IssueStatus, MailingList, Role, SubscriptionStatus
 from digest.pipeline import approve_issue
+from digest.subscribers.lists import set_postal_address
 from digest.subscribers.service import count_by_status
 from digest.web import csrf, dispatch
 from digest.web.auth import AuditDep, csrf_token, current_user, needs, require_form_csrf
@@ -67,6 +68,7 @@ NOTICES = {
     "discarded": "Draft discarded. Its items are free for the next issue.",
     "nothing-new": "Nothing new since the last issue: no draft was created.",
     "welcome": "Welcome: you are this install’s first admin. Add the others under Users.",
+    "postal-address": "Postal address saved. The next approved issue shows it.",
 }
 TITLES = {
     400: "That request wasn’t understood",
@@ -458,6 +460,25 @@ def compose(request: Request, session: SessionDep, slug: Slug) -> Response:
     if issue is None:
         return _redirect(request, "/lists?done=nothing-new")
     return _redirect(request, f"/issues/{issue.id}?done=composed")
+
+
+@router.post("/lists/{slug}/postal-address", dependencies=[needs(Role.ADMIN)])
+def postal_address(
+    request: Request,
+    session: SessionDep,
+    slug: Slug,
+    address: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    try:
+        set_postal_address(session, slug, address)
+    except NotFound:
+        raise
+    except DigestError as exc:
+        session.rollback()
+        mark_failed(request)
+        context = {"section": "lists", "rows": overview.list_rows(session), "error": str(exc)}
+        return page(request, "lists.html", context, 422)
+    return _redirect(request, "/lists?done=postal-address")
 
 
 @router.get("/sources", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])

@@ -82,7 +82,13 @@ def check_copies(session: Session, issue_id: int, messages: list[tuple[str, Emai
         assert text_part.get_content_type() == "text/plain"
         assert html_part.get_content_type() == "text/html"
         assert msg["To"].addresses[0].addr_spec == rcpt
-        assert msg["Message-ID"] == f"<d{d.id}.i{issue_id}@example.org>"
+        # The delivery, its mark, the issue, this installation's random part.
+        assert re.fullmatch(
+            rf"<d{d.id}\.[a-z2-7]{{10}}\.i{issue_id}\.[0-9a-f]{{12}}@example\.org>",
+            msg["Message-ID"],
+        )
+        assert msg["Precedence"] == "bulk"
+        assert msg["Feedback-ID"].startswith(f"i{issue_id}:")
         ids.add(msg["Message-ID"])
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         match = re.search(r"/u/([A-Za-z0-9_.-]+)>", msg["List-Unsubscribe"])
@@ -119,7 +125,9 @@ def test_inline_send_to_maildir_gives_everyone_one_copy(
     assert issue is not None and issue.status == "sent" and issue.sent_at is not None
     messages = read_maildir(outbox)
     check_copies(session, issue_id, messages)
-    assert messages[0][1]["Return-Path"] == "<bounces@example.org>"
+    for _, msg in messages:  # each copy's own VERP return path
+        assert re.fullmatch(r"<bounces\+\d+-[a-z2-7]{10}@example\.org>", msg["Return-Path"])
+    assert len({msg["Return-Path"] for _, msg in messages}) == len(messages)
 
     # A rerun sends nothing new.
     assert send_issue_inline(sf, issue_id, transport, get_settings()) == BatchResult()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.issues.compose import compose_issue
-from digest.models import Delivery, Issue, IssueItem, Item, Source, utcnow
+from digest.models import Delivery, Issue, IssueItem, Item, MailingList, Source, utcnow
 from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import add_subscriber
 from digest.web.app import create_app
@@ -299,3 +299,63 @@ def test_lists_and_sources(client: TestClient, session: Session, seeded: Seeded)
     assert sources["Co-op Federation"]["lists"] == ["coop-news"]
     assert sources["Broken feed"]["health"] == "failing"
     assert sources["Broken feed"]["last_error"] == "HTTP 503 from the server"
+
+
+def test_delivery_events_by_issue_and_address(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
+    from digest.models import DeliveryEvent
+
+    session.add_all(
+        [
+            DeliveryEvent(
+                verdict="hard",
+                action="suppressed",
+                via="inbound",
+                matched=True,
+                issue_id=seeded.issue_id,
+                email="ada@example.net",
+                domain="example.net",
+                status="5.1.1",
+            ),
+            DeliveryEvent(verdict="other", via="inbound", email="x@example.com"),
+        ]
+    )
+    session.commit()
+    by_issue = client.get(f"/api/events?issue={seeded.issue_id}", headers=API)
+    assert by_issue.status_code == 200
+    assert [(e["email"], e["verdict"], e["action"]) for e in by_issue.json()] == [
+        ("ada@example.net", "hard", "suppressed")
+    ]
+    unmatched = client.get("/api/events?unmatched=true", headers=API).json()
+    assert [e["email"] for e in unmatched] == ["x@example.com"]
+    assert client.get("/api/events?issue=0", headers=API).status_code == 422
+
+
+def test_postal_address_from_the_api_and_the_approval_warning(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
+    slug = session.get_one(MailingList, seeded.list_id).slug
+    url = f"/api/issues/{seeded.issue_id}"
+    # No address yet: approval says so (and still approves).
+    approved = client.post(f"{url}/approve", headers=API).json()
+    assert any("no postal address" in w for w in approved["warnings"])
+    put = client.put(
+        f"/api/lists/{slug}/postal-address",
+        json={"postal_address": "Example Ltd\r\n1 High Street\nTown"},
+        headers=API,
+    )
+    assert put.status_code == 200
+    assert put.json() == {"postal_address": "Example Ltd\n1 High Street\nTown"}
+    (row,) = client.get("/api/lists", headers=API).json()
+    assert row["postal_address"] == "Example Ltd\n1 High Street\nTown"
+    bidi = client.put(
+        f"/api/lists/{slug}/postal-address",
+        json={"postal_address": "Evil \u202e street"},
+        headers=API,
+    )
+    assert bidi.status_code == 400 and "bidi" in bidi.json()["detail"]
+    missing = client.put(
+        "/api/lists/nope/postal-address", json={"postal_address": "x"}, headers=API
+    )
+    assert missing.status_code == 404 and "detail" in missing.json()

@@ -242,3 +242,16 @@ def test_lists_compose_sources(client: TestClient, session: Session, seeded: See
     issues = client.get("/editor/issues").text
     assert "Approved" in issues and "Co-op News" in issues
     assert "No issues sent yet" in client.get("/editor/issues?status=sent").text
+
+
+def test_postal_address_from_the_editor(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
+    page = client.get("/editor/lists")
+    assert "Postal address" in page.text and "missing" in page.text
+    saved = post(client, "/editor/lists/coop-news/postal-address", {"address": "1 High St\r\nTown"})
+    assert saved.status_code == 303
+    page = client.get("/editor/lists")
+    assert "1 High St\nTown</textarea>" in page.text
+    bad = post(client, "/editor/lists/coop-news/postal-address", {"address": "x\x07y"})
+    assert bad.status_code == 422 and "control or bidi" in bad.text

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from digest.delivery.maildir import MaildirTransport
 from digest.delivery.message import MessageTemplate, build_template, unstuff
 from digest.delivery.recipient import Recipient
+from digest.models import Verdict
 from digest.placeholders import Slots
 from digest.subscribers.addresses import wire_address
 from tests.flows import ISSUE_HEADERS
@@ -110,4 +111,4 @@ def test_a_maildir_batch_reports_every_recipient_and_sends_the_good_ones(
     for result in results:
         assert result.outcome in ("sent", "failed")
         if result.outcome == "failed":
-            assert not result.suppress and "could not build this copy" in result.detail
+            assert result.verdict == Verdict.OURS and "could not build this copy" in result.detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -137,8 +138,12 @@ def test_layout_is_single_column_on_mobile():
 
 def test_preheader_is_the_hidden_first_text():
     doc = parse(render_issue(issue(preheader="Read this first")).html)
-    hidden = doc.xpath("//body/div[contains(@style, 'display:none')]")[0].text_content()
-    assert hidden.startswith("Read this first")
+    (hidden,) = doc.xpath("//body//div[contains(@style, 'display:none')]")
+    assert hidden.text_content().startswith("Read this first")
+    # In the page's own colour, not white on grey (SpamAssassin's HTML_FONT_LOW_CONTRAST).
+    (body,) = doc.xpath("//body")
+    background = re.search(r"background-color:(#[0-9a-f]{6})", body.get("style")).group(1)
+    assert f"color:{background};" in hidden.get("style")
 
 
 def test_other_languages_render_their_words_and_dates():
@@ -230,4 +235,4 @@ def test_a_template_that_drops_a_placeholder_is_refused(tmp_path):
 def test_mjml_source_is_available_for_debugging():
     source = render_mjml_source(issue())
     assert source.lstrip().startswith("<mjml")
-    assert "<mj-preview>Preheader text" in source
+    assert 'overflow:hidden;">Preheader text' in source
