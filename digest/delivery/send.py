@@ -20,6 +20,7 @@ import os
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -44,7 +45,7 @@ from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
 from digest.keys import signing_keys
-from digest.models import DeliveryStatus, Issue, IssueStatus, utcnow
+from digest.models import DeliveryStatus, Issue, IssueStatus, IssueVariant, utcnow
 from digest.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,55 @@ def _load_template(issue: Issue, settings: Settings) -> MessageTemplate:
     return MessageTemplate.from_bytes(issue.message_template, Signer(signing_keys(settings)))
 
 
+# Frozen variants this process has loaded, by (id, slot marker): a variant never changes once
+# frozen, and its marker is drawn afresh by each render, so the key cannot name another.
+# Bounded, so a worker's memory stays flat whatever the number of issues and variants.
+_VARIANT_CACHE: OrderedDict[tuple[int, str], MessageTemplate] = OrderedDict()
+VARIANT_CACHE_SIZE = 256
+
+
+def _variant_templates(
+    session: Session,
+    issue_id: int,
+    recipients: Sequence[Recipient],
+    settings: Settings,
+) -> dict[int | None, MessageTemplate]:
+    """The message of each variant the batch's recipients read."""
+    wanted = {r.variant_id for r in recipients}
+    templates: dict[int | None, MessageTemplate] = {}
+    ids = sorted(v for v in wanted if v is not None)
+    if not ids:
+        return templates
+    rows = session.execute(
+        select(IssueVariant.id, IssueVariant.slot_marker).where(
+            IssueVariant.id.in_(ids), IssueVariant.issue_id == issue_id
+        )
+    )
+    markers = {int(i): marker for i, marker in rows}
+    missing = [i for i in ids if (i, markers.get(i) or "") not in _VARIANT_CACHE]
+    if missing:
+        signer = Signer(signing_keys(settings))
+        frozen = session.execute(
+            select(IssueVariant.id, IssueVariant.slot_marker, IssueVariant.message_template).where(
+                IssueVariant.id.in_(missing)
+            )
+        )
+        for variant_id, marker, data in frozen:
+            if data is not None:
+                _VARIANT_CACHE[(variant_id, marker or "")] = MessageTemplate.from_bytes(
+                    data, signer
+                )
+                while len(_VARIANT_CACHE) > VARIANT_CACHE_SIZE:
+                    _VARIANT_CACHE.popitem(last=False)
+    for i in ids:
+        key = (i, markers.get(i) or "")
+        if key not in _VARIANT_CACHE:
+            raise DeliveryError(f"issue {issue_id}: variant {i} has no frozen message")
+        _VARIANT_CACHE.move_to_end(key)
+        templates[i] = _VARIANT_CACHE[key]
+    return templates
+
+
 def send_batch(
     sf: sessionmaker[Session],
     issue_id: int,
@@ -287,7 +337,7 @@ def send_batch(
             raise LedgerError(f"issue {issue_id} does not exist")
         if issue.status not in SENDABLE:
             return BatchResult()
-        template = _load_template(issue, settings)
+        own = _load_template(issue, settings)  # every issue sent has its own message frozen
         errors_before = issue.consecutive_errors
         claimed = claim(
             session,
@@ -296,13 +346,24 @@ def send_batch(
             size or settings.batch_size,
             lease_seconds=settings.lease_seconds,
         )
+        try:
+            templates = _variant_templates(session, issue.id, claimed.recipients, settings)
+            templates[None] = own
+        except Exception:
+            session.rollback()  # nothing claimed: the rows stay as they were
+            raise
         session.commit()
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)
     ids = [r.delivery_id for r in recipients]
     writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, settings, on_renew)
-    results = transport.send(template.bounce_address, recipients, template.personalise)
+    template = own
+
+    def render(recipient: Recipient) -> bytes:
+        return templates[recipient.variant_id].personalise(recipient)
+
+    results = transport.send(template.bounce_address, recipients, render)
     try:
         _send_all(results, recipients, writer)
     finally:
