@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, DateTime, String, case, func, literal, sel
 from sqlalchemy.orm import Session
 
 from digest.models import MailingList, Subscriber, Subscription, SubscriptionStatus, Suppression
+from digest.subscribers.topics import parse_hhmm
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -72,16 +73,6 @@ def reader_groups(session: Session, lst: MailingList) -> list[tuple[str, str, in
         .group_by(edition, Subscription.topic_ids)
     )
     return [(str(e), str(t or ""), int(n)) for e, t, n in rows]
-
-
-def parse_hhmm(value: str) -> time:
-    """ "09:00" -> time(9, 0); ValueError for anything else."""
-    hours, sep, minutes = value.partition(":")
-    if not sep or len(hours) not in (1, 2) or len(minutes) != 2:
-        raise ValueError(f"not a time of day (HH:MM): {value!r}")
-    if not (hours.isdigit() and minutes.isdigit()):
-        raise ValueError(f"not a time of day (HH:MM): {value!r}")
-    return time(int(hours), int(minutes))
 
 
 def zone(name: str | None, fallback: str) -> ZoneInfo:

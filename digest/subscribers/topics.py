@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import Locale, UnknownLocaleError
@@ -17,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError, NotFound
-from digest.models import ListSource, MailingList, Topic
+from digest.models import ListSource, MailingList, Subscriber, Subscription, Topic
+from digest.subscribers.addresses import normalise_email
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 MAX_TERMS = 50
@@ -132,6 +134,16 @@ def clean_timezone(value: str) -> str | None:
     return name
 
 
+def parse_hhmm(value: str) -> time:
+    """ "09:00" -> time(9, 0); ValueError for anything else."""
+    hours, sep, minutes = value.partition(":")
+    if not sep or len(hours) not in (1, 2) or len(minutes) != 2:
+        raise ValueError(f"not a time of day (HH:MM): {value!r}")
+    if not (hours.isdigit() and minutes.isdigit()):
+        raise ValueError(f"not a time of day (HH:MM): {value!r}")
+    return time(int(hours), int(minutes))
+
+
 _ZONES: frozenset[str] | None = None
 
 
@@ -145,3 +157,42 @@ def _zones() -> frozenset[str]:
 def time_zones() -> list[str]:
     """Every IANA zone name, sorted: what a reader may choose from."""
     return sorted(_zones())
+
+
+def configure_readers(
+    session: Session,
+    lst: MailingList,
+    *,
+    editions: Sequence[str] | None = None,
+    send_local_time: str | None = None,
+) -> MailingList:
+    """Set the list's language editions (besides its own language) and the local time its
+    issues reach each reader at ("" for at once). Bad values raise DigestError, nothing set."""
+    if editions is not None:
+        cleaned = [clean_language(e) for e in editions if e.strip()]
+        main = clean_language(lst.language) or "en"
+        lst.editions = sorted({e for e in cleaned if e and e != main})
+    if send_local_time is not None:
+        value = send_local_time.strip()
+        if value:
+            try:
+                at = parse_hhmm(value)
+            except ValueError as exc:
+                raise DigestError(str(exc)) from None
+            value = at.strftime("%H:%M")
+        lst.send_local_time = value or None
+    session.flush()
+    return lst
+
+
+def subscription_of(session: Session, list_id: int, email: str) -> Subscription:
+    """The subscription of an address to a list; NotFound when there is none."""
+    address = normalise_email(email)
+    found = session.scalar(
+        select(Subscription)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.list_id == list_id, Subscriber.email == address)
+    )
+    if found is None:
+        raise NotFound(f"{email[:80]!r} is not subscribed to list {list_id}")
+    return found
