@@ -1,0 +1,79 @@
+"""The preferences page lets a reader choose their edition, time zone and topics (issue 11)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from digest.models import MailingList, Source, Subscriber, Subscription
+from digest.subscribers.lists import link_source
+from digest.subscribers.topics import define_topic
+from digest.web.app import create_app
+from tests.helpers import token
+
+
+def _seed(session: Session) -> tuple[int, dict[str, int]]:
+    lst = MailingList(slug="sse", name="SSE News", editions=["fr", "es"], timezone="UTC")
+    source = Source(name="Desk", url="http://127.0.0.1/desk", kind="html")
+    subscriber = Subscriber(email="ana@example.org", name="Ana")
+    session.add_all([lst, source, subscriber])
+    session.flush()
+    link_source(session, lst.id, source.id)
+    topics = {
+        slug: define_topic(session, lst, slug, name, keywords=[slug]).id
+        for slug, name in (("climate", "Climate"), ("jobs", "Jobs <b>&</b> work"))
+    }
+    subscription = Subscription(list_id=lst.id, subscriber_id=subscriber.id, status="confirmed")
+    session.add(subscription)
+    session.commit()
+    return subscription.id, topics
+
+
+def test_a_reader_chooses_edition_time_zone_and_topics(session: Session, db_url: str) -> None:
+    subscription_id, topics = _seed(session)
+    client = TestClient(create_app(), follow_redirects=False)
+    path = f"/p/{token('preferences', subscription_id)}"
+
+    page = client.get(path).text
+    assert '<option value="fr" lang="fr">Français</option>' in page
+    assert '<option value="es" lang="es">Español</option>' in page
+    assert "<option>Pacific/Auckland</option>" in page
+    assert 'name="topic" value="climate"> Climate' in page
+    assert "Jobs &lt;b&gt;&amp;&lt;/b&gt; work" in page  # a topic's name is text
+
+    form = {"action": "save", "language": "fr", "timezone": "Asia/Tokyo", "topics_shown": "1"}
+    saved = client.post(path, data={**form, "topic": ["jobs", "climate"]})
+    assert saved.status_code == 303
+    session.expire_all()
+    subscription = session.get(Subscription, subscription_id)
+    assert subscription is not None
+    assert subscription.topic_ids == ",".join(str(i) for i in sorted(topics.values()))
+    assert (subscription.subscriber.language, subscription.subscriber.timezone) == (
+        "fr",
+        "Asia/Tokyo",
+    )
+    page = client.get(path).text
+    assert '<option value="fr" lang="fr" selected>' in page
+    assert "<option selected>Asia/Tokyo</option>" in page
+    assert 'value="jobs" checked>' in page
+
+    # Nothing ticked: everything again. The name alone (an older form) leaves topics be.
+    client.post(path, data={**form, "topic": ["jobs"]})
+    client.post(path, data={"action": "save", "name": "Ana"})
+    session.expire_all()
+    assert session.get(Subscription, subscription_id).topic_ids == str(topics["jobs"])  # type: ignore[union-attr]
+    client.post(path, data=form)
+    session.expire_all()
+    assert session.get(Subscription, subscription_id).topic_ids == ""  # type: ignore[union-attr]
+
+    # Values no form offers: a 400, and nothing changes.
+    for bad in (
+        {"timezone": "Mars/Olympus"},
+        {"language": "<script>"},
+        {"topic": "nope", "topics_shown": "1"},
+    ):
+        answer = client.post(path, data={"action": "save", **bad})
+        assert answer.status_code == 400, bad
+    session.expire_all()
+    subscriber = session.get(Subscription, subscription_id).subscriber  # type: ignore[union-attr]
+    assert (subscriber.language, subscriber.timezone) == ("fr", "Asia/Tokyo")
