@@ -412,13 +412,17 @@ def approve_only(args: argparse.Namespace) -> None:
         from digest.config import reset_settings
 
         reset_settings()
-        variants = args.variants or 1
-        _, load_seconds, approve_seconds, plan_seconds, frozen = make_variant_issue(
-            url, args.recipients, args.items, args.editions, variants
-        )
+        variants = args.variants
+        if variants:
+            _, load_seconds, approve_seconds, plan_seconds, frozen = make_variant_issue(
+                url, args.recipients, args.items, args.editions, variants
+            )
+        else:  # the one-rendering baseline: planning only (approval is not timed there)
+            _, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
+            approve_seconds, frozen = 0.0, 1
     print(json.dumps({
         "recipients": args.recipients,
-        "editions": args.editions,
+        "editions": args.editions if variants else 1,
         "topic_sets": variants,
         "variants_frozen": frozen,
         "approve_seconds": round(approve_seconds, 2),
