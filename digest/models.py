@@ -105,7 +105,7 @@ class Item(Base):
     image_url: Mapped[str | None] = mapped_column(Text)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     # The feed's own categories (tags) of the item, plain text: topics may be defined by them.
-    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     source: Mapped[Source] = relationship(back_populates="items")
 
@@ -146,7 +146,7 @@ class MailingList(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     # Language editions besides `language` (e.g. ["fr", "es"]): each reader gets the edition
     # of their language, made from the sources of that language (digest.readers).
-    editions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    editions: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     # "HH:MM": deliveries become due at that time in each reader's time zone; None: at once.
     send_local_time: Mapped[str | None] = mapped_column(String(5))
     # The last time the scheduler looked at this list; a cron fire after it is due.
@@ -270,8 +270,8 @@ class Subscription(Base):
     )
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The reader's topics of the list: their ids, ascending, comma-separated ("" = everything).
-    # One string so planning can match it to a variant in SQL.
-    topic_ids: Mapped[str] = mapped_column(String(200), default="")
+    # One string so planning can match it to a variant in SQL. Raw loads (COPY) get "" too.
+    topic_ids: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
