@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from digest.config import get_settings, reset_settings
+from digest.issues.compose import compose_issue
+from digest.issues.variants import variant_summaries
 from digest.models import MailingList, Source, Subscriber, Subscription
+from digest.pipeline import approve_issue, start_sending
 from digest.subscribers.lists import link_source
 from digest.subscribers.topics import define_topic
 from digest.web.app import create_app
@@ -77,3 +85,31 @@ def test_a_reader_chooses_edition_time_zone_and_topics(session: Session, db_url:
     session.expire_all()
     subscriber = session.get(Subscription, subscription_id).subscriber  # type: ignore[union-attr]
     assert (subscriber.language, subscriber.timezone) == ("fr", "Asia/Tokyo")
+
+
+def test_the_editor_previews_each_variant_with_its_readers(
+    session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_editor_api import PASSWORD, basic
+    from tests.integration.test_readers_topics_time import START, TITLES, _seed
+
+    list_id, _ = _seed(session)
+    with time_machine.travel(START, tick=False):
+        issue = compose_issue(session, list_id)
+        assert issue is not None
+        approve_issue(session, issue.id, get_settings())
+        start_sending(session, issue.id)
+        session.commit()
+        monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
+        reset_settings()
+        client = TestClient(create_app(), follow_redirects=False, headers=basic())
+        page = client.get(f"/editor/issues/{issue.id}").text
+    climate = next(v for v in variant_summaries(session, issue.id) if v.topics == ("Climate",))
+    assert f"variant={climate.id}#preview-heading" in page
+    assert re.search(r"<td>Arts</td>\s*<td>1</td>\s*<td>0: no mail</td>", page), page
+    assert re.search(r">Climate</a></td>\s*<td>5</td>\s*<td>2</td>", page)
+    assert "Waves to come" in page and "2026-03-02 14:00 UTC: 3" in page
+    framed = client.get(f"/editor/issues/{issue.id}/preview?variant={climate.id}").text
+    shown = [key for key, title in TITLES.items() if title in framed]
+    assert shown == ["heat", "bank"]
+    assert client.get(f"/editor/issues/{issue.id}/preview?variant=999999").status_code == 404
