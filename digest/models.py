@@ -485,6 +485,10 @@ class SignupRequest(Base):
     email: Mapped[str] = mapped_column(String(320))  # normalised
     name: Mapped[str] = mapped_column(String(200), default="")
     bot: Mapped[bool] = mapped_column(Boolean, default=False)  # the honeypot was filled in
+    # What the form said of the reader: their language, and the time zone their browser
+    # suggested; given to a new subscriber only (never to an existing one: anyone can post).
+    language: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     outcome: Mapped[SignupOutcome | None] = mapped_column(
         words(SignupOutcome, "outcome")

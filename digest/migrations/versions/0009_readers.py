@@ -29,6 +29,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("topic_ids", sa.String(length=200), nullable=False, server_default="")
         )
+    with op.batch_alter_table("signup_requests", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("language", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("timezone", sa.String(length=64), nullable=True))
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("variant_id", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("due_at", sa.DateTime(), nullable=True))
@@ -84,6 +87,9 @@ def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_column("due_at")
         batch_op.drop_column("variant_id")
+    with op.batch_alter_table("signup_requests", schema=None) as batch_op:
+        batch_op.drop_column("timezone")
+        batch_op.drop_column("language")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_column("topic_ids")
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
