@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -401,7 +402,7 @@ def main() -> None:
         "items": args.items,
         "message_bytes": size,
         "issue_status": status,
-        "ledger": progress,
+        "ledger": asdict(progress),
     }))  # fmt: skip
 
 
