@@ -9,6 +9,13 @@ sessions, as the reference. Prints one JSON line:
  "plan_seconds", ...}; peak_rss_mb is the largest VmHWM of the workers' pool processes.
 
     .venv/bin/python benchmarks/send.py --recipients 100000 --workers 2
+
+With `--variants N` (and `--editions E`, default 3) the list has E language editions and
+readers spread over N topic sets in each: approval renders and freezes every (edition, topic
+set) variant, timed as "approve_seconds"; each copy is then personalised from its variant.
+`--approve-only` stops after approval and planning.
+
+    .venv/bin/python benchmarks/send.py --recipients 1000000 --variants 64 --approve-only
 """
 
 from __future__ import annotations
@@ -114,6 +121,105 @@ def make_issue(url: str, recipients: int, items: int = 20) -> tuple[int, float, 
     return issue_id, load_seconds, plan_seconds
 
 
+EDITION_LANGUAGES = ("en", "fr", "es", "de", "ar", "pt")
+APPROVE_CPU: list[float] = []  # this process's CPU seconds in approval (the machine may be busy)
+
+
+def load_readers(url: str, list_id: int, count: int, editions: int, topic_sets: list[str]) -> float:
+    """COPY `count` confirmed readers in: reader i reads edition i % editions and topic set
+    (i // editions) % len(topic_sets), so every (edition, topic set) pair has readers."""
+    import psycopg
+
+    started = time.perf_counter()
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(
+            "COPY subscribers (id, email, name, attributes, language, created_at) FROM STDIN"
+        ) as cp:
+            for i in range(1, count + 1):
+                language = EDITION_LANGUAGES[i % editions]
+                cp.write_row((i, f"reader{i}@example.org", f"Reader {i}", "{}", language,
+                              "2024-01-01"))  # fmt: skip
+        with cur.copy(
+            "COPY subscriptions (id, list_id, subscriber_id, status, preferences, topic_ids,"
+            " created_at) FROM STDIN"
+        ) as cp:
+            for i in range(1, count + 1):
+                topics = topic_sets[(i // editions) % len(topic_sets)]
+                cp.write_row((i, list_id, i, "confirmed", "{}", topics, "2024-01-01"))
+        cur.execute("SELECT setval('subscribers_id_seq', %s)", (count,))
+        cur.execute("SELECT setval('subscriptions_id_seq', %s)", (count,))
+        cur.execute("ANALYZE subscribers; ANALYZE subscriptions")
+    return time.perf_counter() - started
+
+
+def make_variant_issue(
+    url: str, recipients: int, items: int, editions: int, variants: int
+) -> tuple[int, float, float, float, int]:
+    """A list with `editions` language editions (a source each, `items` news items each)
+    and enough topics for `variants` topic sets (every subset of them, "all" first), its
+    readers spread over every (edition, topic set), and a draft composed; then approved
+    through `digest.pipeline.approve_issue` (rendering every variant: the timed figure) and
+    planned. Returns (issue id, load s, approve s, plan s, variants frozen)."""
+    from digest.config import get_settings
+    from digest.db import session_scope
+    from digest.issues.compose import compose_issue
+    from digest.models import Item, MailingList, Source
+    from digest.pipeline import approve_issue, start_sending
+    from digest.subscribers.lists import link_source
+    from digest.subscribers.topics import define_topic, topic_key
+    from tests.fixtures.sample_issue import NEWS
+
+    topics = max(1, (variants - 1).bit_length())  # 2**topics subsets cover the sets wanted
+    languages = EDITION_LANGUAGES[:editions]
+    with session_scope(url) as s:
+        lst = MailingList(slug="bench", name="SSE News", from_email="news@example.org",
+                          language=languages[0], editions=list(languages[1:]),
+                          lookback_days=3650)  # fmt: skip
+        s.add(lst)
+        s.flush()
+        for language in languages:
+            source = Source(name=f"News ({language})", url=f"https://news.example.org/{language}/",
+                            kind="html", language=language)  # fmt: skip
+            s.add(source)
+            s.flush()
+            link_source(s, lst.id, source.id)
+            for k in range(items):
+                title, published, summary = NEWS[k % len(NEWS)]
+                s.add(Item(source_id=source.id, guid=f"{language}-{k}",
+                           url=f"https://news.example.org/{language}/{k}",
+                           canonical_url=f"https://news.example.org/{language}/{k}",
+                           title=f"{title} ({language})", summary_text=summary,
+                           summary_html=f"<p>{summary}</p>" if summary else "",
+                           published_at=published, categories=[f"c{k % topics}"]))  # fmt: skip
+        ids = [
+            define_topic(s, lst, f"t{j}", f"Topic {j}", categories=[f"c{j}"]).id
+            for j in range(topics)
+        ]
+        list_id = lst.id
+    # Topic sets: "" (everything) first, then subsets of the topics, `variants` in all.
+    topic_sets = [""] + [
+        topic_key(ids[j] for j in range(topics) if mask >> j & 1) for mask in range(1, 2**topics)
+    ]
+    topic_sets = topic_sets[:variants]
+    load_seconds = load_readers(url, list_id, recipients, editions, topic_sets)
+    with session_scope(url) as s:
+        issue = compose_issue(s, list_id)
+        assert issue is not None
+        issue_id = issue.id
+    started, cpu = time.perf_counter(), time.process_time()
+    with session_scope(url) as s:
+        frozen = approve_issue(s, issue_id, get_settings()).variants
+    approve_seconds = time.perf_counter() - started
+    APPROVE_CPU.append(time.process_time() - cpu)
+    started = time.perf_counter()
+    with session_scope(url) as s:
+        planned = start_sending(s, issue_id).planned
+    plan_seconds = time.perf_counter() - started
+    assert planned == recipients, (planned, recipients)
+    return issue_id, load_seconds, approve_seconds, plan_seconds, frozen
+
+
 def message_size(url: str, issue_id: int) -> int:
     from digest.config import get_settings
     from digest.db import session_scope
@@ -198,6 +304,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--items", type=int, default=20, help="news items in the digest")
     parser.add_argument(
+        "--variants",
+        type=int,
+        default=0,
+        help="topic sets per edition (0: one rendering for all, as before)",
+    )
+    parser.add_argument("--editions", type=int, default=3, help="with --variants: editions")
+    parser.add_argument(
+        "--approve-only",
+        action="store_true",
+        help="with --variants: stop after approval and planning (no workers, no SMTP)",
+    )
+    parser.add_argument(
         "--reference-count",
         type=int,
         default=0,
@@ -210,11 +328,14 @@ def main() -> None:
         help="sign each copy with a DKIM key of this kind (2048-bit RSA or Ed25519)",
     )
     args = parser.parse_args()
-    for tool in (SINK, SOURCE, REDIS):
+    for tool in () if args.approve_only else (SINK, SOURCE, REDIS):
         if not Path(tool).exists():
             raise SystemExit(f"{tool} is needed (Debian packages postfix and redis-server)")
 
     os.environ["DIGEST_SECRET_KEY"] = "bench-secret"
+    if args.approve_only:
+        approve_only(args)
+        return
     sink_port, redis_port = free_port(), free_port()
     procs = args.workers * args.concurrency
     with (
@@ -243,7 +364,13 @@ def main() -> None:
         from digest.config import reset_settings
 
         reset_settings()
-        issue_id, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
+        approve_seconds, frozen = 0.0, 1
+        if args.variants:
+            issue_id, load_seconds, approve_seconds, plan_seconds, frozen = make_variant_issue(
+                url, args.recipients, args.items, args.editions, args.variants
+            )
+        else:
+            issue_id, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
         size = message_size(url, issue_id)
 
         metric_ports = [free_port() for _ in range(args.workers)]
@@ -306,6 +433,9 @@ def main() -> None:
         "peak_rss_mb": round(peak_rss, 1),
         "plan_seconds": round(plan_seconds, 2),
         "load_seconds": round(load_seconds, 2),
+        "approve_seconds": round(approve_seconds, 2),
+        "variants_frozen": frozen,
+        "editions": args.editions if args.variants else 1,
         "workers": args.workers,
         "processes": procs,
         "sessions": procs * args.sessions,
@@ -315,6 +445,35 @@ def main() -> None:
         "issue_status": status,
         "ledger": asdict(progress),
         "metrics": metrics,
+    }))  # fmt: skip
+
+
+def approve_only(args: argparse.Namespace) -> None:
+    """Approval and planning of a list with variants, without workers or SMTP."""
+    with scratch_database(f"digest_bench_approve_{os.getpid()}") as url:
+        os.environ["DIGEST_DATABASE_URL"] = url
+        from digest.config import reset_settings
+
+        reset_settings()
+        variants = args.variants
+        if variants:
+            _, load_seconds, approve_seconds, plan_seconds, frozen = make_variant_issue(
+                url, args.recipients, args.items, args.editions, variants
+            )
+        else:  # the one-rendering baseline: planning only (approval is not timed there)
+            _, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
+            approve_seconds, frozen = 0.0, 1
+    print(json.dumps({
+        "recipients": args.recipients,
+        "editions": args.editions if variants else 1,
+        "topic_sets": variants,
+        "variants_frozen": frozen,
+        "approve_seconds": round(approve_seconds, 2),
+        "approve_cpu_seconds": round(sum(APPROVE_CPU), 2),
+        "plan_seconds": round(plan_seconds, 2),
+        "load_seconds": round(load_seconds, 2),
+        "items_per_edition": args.items,
+        "load_average": os.getloadavg()[0],
     }))  # fmt: skip
 
 

@@ -105,6 +105,8 @@ class Item(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     image_url: Mapped[str | None] = mapped_column(Text)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # The feed's own categories (tags) of the item, plain text: topics may be defined by them.
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     source: Mapped[Source] = relationship(back_populates="items")
 
@@ -143,6 +145,11 @@ class MailingList(Base):
     postal_address: Mapped[str] = mapped_column(Text, default="")
     # A private list has no public archive (its sent issues and their Atom feed answer 404).
     private: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Language editions besides `language` (e.g. ["fr", "es"]): each reader gets the edition
+    # of their language, made from the sources of that language (digest.readers).
+    editions: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # "HH:MM": deliveries become due at that time in each reader's time zone; None: at once.
+    send_local_time: Mapped[str | None] = mapped_column(String(5))
     # The last time the scheduler looked at this list; a cron fire after it is due.
     schedule_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -192,6 +199,22 @@ class ScheduledIssue(Base):
     mailing_list: Mapped[MailingList] = relationship()
 
 
+class Topic(Base):
+    """A topic of a list: the items of some of its sources, or carrying some feed categories,
+    or mentioning some keywords (any one of them puts an item in the topic)."""
+
+    __tablename__ = "topics"
+    __table_args__ = (UniqueConstraint("list_id", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    source_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
 class ListSource(Base):
     __tablename__ = "list_sources"
 
@@ -226,6 +249,9 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)  # normalised, lower-case
     name: Mapped[str] = mapped_column(String(200), default="")
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The reader's language ("fr") and IANA time zone ("America/Lima"); None: the list's.
+    language: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -261,6 +287,9 @@ class Subscription(Base):
         words(SubscriptionStatus, "status"), default=SubscriptionStatus.PENDING
     )
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The reader's topics of the list: their ids, ascending, comma-separated ("" = everything).
+    # One string so planning can match it to a variant in SQL. Raw loads (COPY) get "" too.
+    topic_ids: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -314,6 +343,33 @@ class Issue(Base):
     issue_items: Mapped[list[IssueItem]] = relationship(
         back_populates="issue", order_by="IssueItem.position", cascade="all, delete-orphan"
     )
+
+
+class IssueVariant(Base):
+    """One rendering of an issue for the readers of one edition with one topic set, frozen
+    at approval: its HTML, text, slot marker and message template. Each delivery names the
+    variant its copy comes from; per-recipient work stays a substitution into it."""
+
+    __tablename__ = "issue_variants"
+    __table_args__ = (UniqueConstraint("issue_id", "language", "topic_ids"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(16))  # the edition
+    topic_ids: Mapped[str] = mapped_column(String(200), default="")  # as Subscription's
+    subject: Mapped[str] = mapped_column(Text)
+    item_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # in the issue's order
+    readers: Mapped[int] = mapped_column(Integer, default=0)  # confirmed readers at freezing
+    html: Mapped[str | None] = mapped_column(Text)  # None: no items, nothing to send
+    text: Mapped[str | None] = mapped_column(Text)
+    slot_marker: Mapped[str | None] = mapped_column(String(48))
+    render_warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    message_template: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def item_count(self) -> int:
+        return len(self.item_ids)
 
 
 class IssueItem(Base):
@@ -374,6 +430,11 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The variant (IssueVariant) the copy comes from; None: the issue's own message.
+    variant_id: Mapped[int | None] = mapped_column(BigInteger)
+    # When the delivery became due at planning (the reader's local hour, or at once); its
+    # first next_attempt_at. Kept as planned, so the waves still to come can be shown.
+    due_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class SuppressionReason(StrEnum):
@@ -460,6 +521,10 @@ class SignupRequest(Base):
     email: Mapped[str] = mapped_column(String(320))  # normalised
     name: Mapped[str] = mapped_column(String(200), default="")
     bot: Mapped[bool] = mapped_column(Boolean, default=False)  # the honeypot was filled in
+    # What the form said of the reader: their language, and the time zone their browser
+    # suggested; given to a new subscriber only (never to an existing one: anyone can post).
+    language: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     outcome: Mapped[SignupOutcome | None] = mapped_column(
         words(SignupOutcome, "outcome")

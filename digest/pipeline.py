@@ -21,6 +21,7 @@ from digest.delivery.prepare import prepare_issue_message
 from digest.errors import DigestError
 from digest.issues import lifecycle
 from digest.issues.freeze import freeze_issue
+from digest.issues.variants import freeze_variants
 from digest.models import IssueStatus
 
 
@@ -29,6 +30,7 @@ class Approval:
     issue_id: int
     warnings: tuple[str, ...]
     html_bytes: int
+    variants: int = 1  # renderings frozen: one per (edition, topic set) among the readers
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +46,16 @@ def approve_issue(session: Session, issue_id: int, settings: Settings) -> Approv
     lifecycle.mark_approved(session, issue_id)
     rendered = freeze_issue(session, issue_id, settings)
     prepare_issue_message(session, issue_id, settings)
-    warnings = tuple(rendered.warnings)
+    variants = freeze_variants(session, issue_id, settings)
+    warnings = {*rendered.warnings, *(w for v in variants for w in v.render_warnings)}
     mailing_list = lifecycle.get_issue(session, issue_id).mailing_list
     if not mailing_list.postal_address.strip():
-        warnings += (
+        warnings.add(
             f"list {mailing_list.slug} has no postal address: bulk mail should show one "
             f"(CAN-SPAM; receivers notice); set it with `digest lists postal-address "
-            f"{mailing_list.slug} ADDRESS`, the API or the editor",
+            f"{mailing_list.slug} ADDRESS`, the API or the editor"
         )
-    return Approval(issue_id, warnings, len(rendered.html.encode()))
+    return Approval(issue_id, tuple(sorted(warnings)), len(rendered.html.encode()), len(variants))
 
 
 def start_sending(session: Session, issue_id: int) -> Handover:

@@ -13,10 +13,15 @@ from digest import overview
 from digest.cli.common import UsageProblem, console, err, require_signing_key, unit_of_work
 from digest.cli.sending import deliver, describe
 from digest.config import get_settings
-from digest.delivery.ledger import issue_progress
+from digest.delivery.ledger import issue_progress, waves_to_come
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
-from digest.issues.preview import personalise_for_preview, render_preview
+from digest.issues.preview import (
+    personalise_for_preview,
+    render_preview,
+    render_variant_preview,
+)
+from digest.issues.variants import variant_summaries
 from digest.models import IssueStatus
 from digest.overview import overdue_rows
 from digest.pipeline import approve_issue, resume_sending, start_sending
@@ -97,13 +102,19 @@ def preview(
     issue_id: int,
     fmt: Annotated[str, typer.Option("--format", help="html or text.")] = "html",
     out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    variant: Annotated[
+        int | None, typer.Option(help="A variant of an approved issue (`issues variants`).")
+    ] = None,
 ) -> None:
     """Write what a subscriber sees (with a sample recipient's name and links)."""
     if fmt not in ("html", "text"):
         raise UsageProblem("--format must be html or text")
     settings = get_settings()
     with unit_of_work(settings) as session:
-        rendered = render_preview(session, issue_id, settings)
+        if variant is None:
+            rendered = render_preview(session, issue_id, settings)
+        else:
+            rendered = render_variant_preview(session, issue_id, variant)
     body = personalise_for_preview(
         rendered.html if fmt == "html" else rendered.text, rendered.slots
     )
@@ -208,7 +219,31 @@ def status(issue_id: int) -> None:
     with unit_of_work() as session:
         issue = lifecycle.get_issue(session, issue_id)
         counts = issue_progress(session, issue_id)
+        waves = waves_to_come(session, issue_id)
     console.print(f"issue {issue_id} [{issue.status}]: {describe(counts)}", markup=False)
+    for wave in waves:
+        console.print(
+            f"  wave at {wave.due_at:%Y-%m-%d %H:%M} UTC: {wave.deliveries} to send",
+            markup=False,
+        )
+
+
+@app.command("variants")
+def variants(issue_id: int) -> None:
+    """Show an approved issue's variants: each (edition, topic set) rendered, its readers."""
+    with unit_of_work() as session:
+        rows = variant_summaries(session, issue_id)
+    table = Table("variant", "language", "topics", "readers", "items", "subject")
+    for v in rows:
+        table.add_row(
+            str(v.id),
+            v.language,
+            Text(", ".join(v.topics) or "all"),
+            str(v.readers),
+            str(v.items) if v.items else "0 (no mail)",
+            Text(v.subject),
+        )
+    console.print(table)
 
 
 @app.command("pause")

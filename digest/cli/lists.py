@@ -6,11 +6,19 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from digest import overview
 from digest.cli.common import console, unit_of_work
+from digest.delivery.audience import list_editions
 from digest.models import Grouping
 from digest.subscribers.lists import create_list, get_list, set_postal_address, set_private
+from digest.subscribers.topics import (
+    configure_readers,
+    define_topic,
+    delete_topic,
+    list_topics,
+)
 
 app = typer.Typer(help="Manage lists.", no_args_is_help=True)
 
@@ -123,7 +131,87 @@ def show(slug: str) -> None:
             "auto_approve",
             "private",
             "postal_address",
+            "editions",
+            "send_local_time",
         ):
             console.print(f"{field}: {getattr(lst, field)}", markup=False)
+        for topic in list_topics(session, lst.id):
+            console.print(f"topic: {topic.slug} ({topic.name})", markup=False)
         for src in lst.sources:
             console.print(f"source: {src.id} {src.name} <{src.url}>", markup=False)
+
+
+@app.command("readers")
+def readers(
+    slug: str,
+    editions: Annotated[
+        str | None,
+        typer.Option(help="Language editions besides the list's own, comma-separated: fr,es."),
+    ] = None,
+    send_at: Annotated[
+        str | None,
+        typer.Option(help="HH:MM: reach each reader at that time in their zone; '' at once."),
+    ] = None,
+) -> None:
+    """Set a list's language editions and the local time its issues reach readers at."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        configure_readers(
+            session,
+            lst,
+            editions=editions.split(",") if editions is not None else None,
+            send_local_time=send_at,
+        )
+        when = f"at {lst.send_local_time} local time" if lst.send_local_time else "at once"
+        editions_shown = ", ".join(list_editions(lst))
+        console.print(f"{lst.slug}: editions {editions_shown}; sends {when}", markup=False)
+
+
+@app.command("topic")
+def topic(
+    slug: str,
+    topic_slug: str,
+    name: Annotated[str, typer.Option(help="What readers see.")] = "",
+    source: Annotated[list[int] | None, typer.Option(help="A source id; repeat for more.")] = None,
+    category: Annotated[list[str] | None, typer.Option(help="A feed category; repeat.")] = None,
+    keyword: Annotated[list[str] | None, typer.Option(help="A keyword; repeat.")] = None,
+) -> None:
+    """Define (or redefine) a topic of a list: its sources, feed categories or keywords."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        found = define_topic(
+            session,
+            lst,
+            topic_slug,
+            name or topic_slug,
+            source_ids=source or [],
+            categories=category or [],
+            keywords=keyword or [],
+        )
+        console.print(f"topic {found.slug} of {lst.slug} (id {found.id})", markup=False)
+
+
+@app.command("topic-delete")
+def topic_delete(slug: str, topic_slug: str) -> None:
+    """Delete a topic; its readers keep their other topics (none left: everything)."""
+    with unit_of_work() as session:
+        delete_topic(session, get_list(session, slug), topic_slug)
+    console.print(f"deleted topic {topic_slug}", markup=False)
+
+
+@app.command("topics")
+def topics(slug: str) -> None:
+    """Show a list's topics."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        table = Table("id", "slug", "name", "sources", "categories", "keywords")
+        for t in list_topics(session, lst.id):
+            table.add_row(
+                str(t.id),
+                t.slug,
+                Text(t.name),
+                ", ".join(map(str, t.source_ids)) or "-",
+                Text(", ".join(t.categories) or "-"),
+                Text(", ".join(t.keywords) or "-"),
+            )
+    console.print(table)

@@ -19,7 +19,7 @@ from digest.sources.fetch import normalise_target
 from digest.sources.listing import Selectors
 from digest.sources.parsed import ParsedItem
 from digest.sources.reader import ReadResult, read_once
-from digest.sources.registry import add_source
+from digest.sources.registry import add_source, set_source_language
 from digest.subscribers.lists import get_list, link_source
 
 app = typer.Typer(
@@ -249,7 +249,7 @@ def add(
             kind=SourceKind(result.kind),
             name=name or result.title,
             selectors=result.selectors.to_dict() if result.selectors else {},
-            language=language,
+            language=language or result.language,
             fetch_interval_minutes=interval,
         )
         if mailing_list is not None:
@@ -304,3 +304,14 @@ def list_(
             str(row["last_error"] or ""),
         )
     console.print(table)
+
+
+@app.command("set-language")
+def set_language(
+    source_id: int,
+    language: str = typer.Argument(..., help="fr, es-es ...; '' to detect it again."),
+) -> None:
+    """Set a source's language: the edition of its list its items go to."""
+    with unit_of_work() as session:
+        source = set_source_language(session, source_id, language)
+        console.print(f"source {source.id}: language {source.language or '-'}", markup=False)

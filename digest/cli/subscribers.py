@@ -13,9 +13,11 @@ from rich.text import Text
 from digest import overview
 from digest.cli.common import UsageProblem, console, err, unit_of_work
 from digest.models import SubscriptionStatus
+from digest.subscribers.actions import update_preferences
 from digest.subscribers.addresses import display_email
 from digest.subscribers.lists import get_list
 from digest.subscribers.service import add_subscriber, export_csv, import_rows
+from digest.subscribers.topics import subscription_of
 
 app = typer.Typer(help="Manage subscribers of a list.", no_args_is_help=True)
 ListOpt = Annotated[str, typer.Option("--list", "-l", help="The list's slug.")]
@@ -98,3 +100,35 @@ def list_(
             # Text, not markup: a name is whatever someone typed into the sign-up form.
             table.add_row(Text(display_email(row.email)), Text(row.name), row.status)
         console.print(table)
+
+
+@app.command("prefs")
+def prefs(
+    email: str,
+    list_slug: ListOpt,
+    language: Annotated[str | None, typer.Option(help="fr, es ...; '' for the list's.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Europe/Paris ...; '' for the list's.")
+    ] = None,
+    topics: Annotated[
+        str | None, typer.Option(help="Topic slugs, comma-separated; '' for everything.")
+    ] = None,
+) -> None:
+    """Set a reader's language, time zone and topics (what their preferences page sets)."""
+    with unit_of_work() as session:
+        lst = get_list(session, list_slug)
+        subscription = subscription_of(session, lst.id, email)
+        changed = update_preferences(
+            session,
+            subscription.id,
+            language=language,
+            timezone=timezone,
+            topics=[t for t in topics.split(",") if t.strip()] if topics is not None else None,
+        )
+        sub = subscription.subscriber
+        console.print(
+            f"{display_email(sub.email)} on {lst.slug}: language {sub.language or '-'}, "
+            f"time zone {sub.timezone or '-'}, topics {subscription.topic_ids or 'all'}"
+            + ("" if changed else " (unchanged)"),
+            markup=False,
+        )

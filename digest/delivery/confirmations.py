@@ -172,7 +172,12 @@ def _decide(
         outcome = SignupOutcome.THROTTLED
     if outcome is None:
         if subscriber is None:
-            subscriber = Subscriber(email=request.email, name=request.name)
+            subscriber = Subscriber(
+                email=request.email,
+                name=request.name,
+                language=request.language,
+                timezone=request.timezone,
+            )
             session.add(subscriber)
             session.flush()
         if subscription is None:

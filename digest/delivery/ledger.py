@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     and_,
     any_,
     bindparam,
@@ -33,15 +34,17 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
+    null,
     or_,
     select,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from digest.db import is_postgres
+from digest.delivery.audience import due_column, edition_column, reader_zones
 from digest.delivery.errors import LedgerError
 from digest.delivery.recipient import Recipient
 from digest.models import (
@@ -52,6 +55,8 @@ from digest.models import (
     FeedbackVia,
     Issue,
     IssueStatus,
+    IssueVariant,
+    MailingList,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -70,17 +75,38 @@ _MAX_DOUBLINGS = 64  # a back-off base too small to reach the cap in 64 doubling
 _RETRY_CHUNK = 250  # rows per retry statement: each carries its own error
 
 _deliveries = cast(Table, Delivery.__table__)
+# Why a reader planned as skipped gets no mail: their variant of the issue holds no item.
+NOTHING_FOR_THEM = "nothing in this issue for their topics"
 
 
 def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None) -> int:
     """Snapshot the issue's recipients: one INSERT ... SELECT of the list's confirmed,
-    unsuppressed subscribers. Rerunning adds only those not planned yet. Returns rows added."""
+    unsuppressed subscribers. Rerunning adds only those not planned yet. Returns rows added.
+
+    Each row names the variant its copy comes from (the reader's edition and topic set,
+    else that edition's full variant, else none: the issue's own message) and when it is
+    due (`due_at`, also its first `next_attempt_at`, so the claim takes it no sooner). A
+    reader whose variant holds no item is planned as skipped, with the reason: recorded,
+    not sent, not a failure."""
     # The row lock serialises planners of one issue, so "nothing planned yet" stays true
     # until this insert commits.
     list_id = session.scalar(select(Issue.list_id).where(Issue.id == issue_id).with_for_update())
     if list_id is None:
         raise LedgerError(f"issue {issue_id} does not exist")
+    lst = session.get(MailingList, list_id)
+    assert lst is not None  # the issue's foreign key
+    now = now or utcnow()
     first = not session.scalar(select(exists().where(Delivery.issue_id == issue_id)))
+    edition = edition_column(lst)
+    exact = aliased(IssueVariant)
+    whole = aliased(IssueVariant)
+    variant_id = func.coalesce(exact.id, whole.id)
+    empty = or_(
+        and_(exact.id.is_not(None), exact.html.is_(None)),
+        and_(exact.id.is_(None), whole.id.is_not(None), whole.html.is_(None)),
+    )
+    zones = reader_zones(session, lst) if lst.send_local_time else []
+    due = due_column(lst, zones, now)
     rows = (
         select(
             literal(issue_id, Integer()),
@@ -88,11 +114,30 @@ def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None
             Subscription.id,
             Subscriber.email,
             Subscriber.name,
-            literal(DeliveryStatus.PENDING.value, String()),
+            case(
+                (empty, literal(DeliveryStatus.SKIPPED.value, String())),
+                else_=literal(DeliveryStatus.PENDING.value, String()),
+            ),
             literal(0, Integer()),
-            literal(now or utcnow(), DateTime()),
+            due,
+            variant_id,
+            due,
+            case((empty, literal(NOTHING_FOR_THEM, Text())), else_=null()),
         )
+        .select_from(Subscription)
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .outerjoin(
+            exact,
+            and_(
+                exact.issue_id == issue_id,
+                exact.language == edition,
+                exact.topic_ids == Subscription.topic_ids,
+            ),
+        )
+        .outerjoin(
+            whole,
+            and_(whole.issue_id == issue_id, whole.language == edition, whole.topic_ids == ""),
+        )
         .where(
             Subscription.list_id == list_id,
             Subscription.status == SubscriptionStatus.CONFIRMED,
@@ -108,6 +153,9 @@ def plan_deliveries(session: Session, issue_id: int, now: datetime | None = None
         "status",
         "attempts",
         "next_attempt_at",
+        "variant_id",
+        "due_at",
+        "last_error",
     ]
     # Idempotence comes from the (issue_id, subscriber_id) unique key, not an anti-join on
     # deliveries: PostgreSQL may plan that as a scan of the table being filled (quadratic).
@@ -205,18 +253,19 @@ def claim(
                 _deliveries.c.name,
                 subscription_status,
                 suppressed,
+                _deliveries.c.variant_id,
             )
         )
         rows = session.execute(stmt).all()
         if condition is expired:
             taken_over = len(rows)
-        for delivery_id, subscription_id, email, name, status, blocked in rows:
+        for delivery_id, subscription_id, email, name, status, blocked, variant in rows:
             if blocked:
                 reasons.setdefault("address suppressed", []).append(delivery_id)
             elif status != SubscriptionStatus.CONFIRMED:
                 reasons.setdefault(f"subscription {status or 'deleted'}", []).append(delivery_id)
             else:
-                claimed.append(Recipient(delivery_id, subscription_id, email, name))
+                claimed.append(Recipient(delivery_id, subscription_id, email, name, variant))
     for reason, skipped in reasons.items():
         for group in _id_groups(session, skipped):
             session.execute(
@@ -475,6 +524,29 @@ def progress_by_issue(session: Session, issue_ids: Sequence[int]) -> dict[int, P
     found: dict[int, Progress] = defaultdict(Progress)
     found.update((issue_id, Progress(**by_status)) for issue_id, by_status in counts.items())
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Wave:
+    """Deliveries that become due together (a local hour somewhere), not due yet."""
+
+    due_at: datetime  # naive UTC
+    deliveries: int
+
+
+def waves_to_come(session: Session, issue_id: int, now: datetime | None = None) -> list[Wave]:
+    """The issue's pending deliveries planned for later, by the moment they become due."""
+    rows = session.execute(
+        select(Delivery.due_at, func.count())
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.due_at > (now or utcnow()),
+        )
+        .group_by(Delivery.due_at)
+        .order_by(Delivery.due_at)
+    )
+    return [Wave(due_at, int(count)) for due_at, count in rows if due_at is not None]
 
 
 def has_open_deliveries(session: Session, issue_id: int) -> bool:

@@ -45,13 +45,14 @@ def issue_template(
     *,
     subject_prefix: str = "",
     message_id_part: str = "",
+    subject: str | None = None,
 ) -> MessageTemplate:
     """The issue's message template with its list's sender identity (proofs use it too)."""
     s = settings
     mailing_list = issue.mailing_list
     return build_template(
         issue_id=issue.id,
-        subject=subject_prefix + issue.subject,
+        subject=subject_prefix + (issue.subject if subject is None else subject),
         html_body=html,
         text_body=text,
         slots=slots,

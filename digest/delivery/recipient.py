@@ -11,3 +11,4 @@ class Recipient:
     subscription_id: int
     email: str
     name: str = ""
+    variant_id: int | None = None  # the IssueVariant its copy comes from; None: the issue's

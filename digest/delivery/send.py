@@ -20,6 +20,7 @@ import os
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -47,7 +48,7 @@ from digest.delivery.transports import Render, SendResult, Transport
 from digest.keys import signing_keys
 from digest.logs import log_context
 from digest.metrics import metrics
-from digest.models import DeliveryStatus, Issue, IssueStatus, PausedDomain, utcnow
+from digest.models import DeliveryStatus, Issue, IssueStatus, IssueVariant, PausedDomain, utcnow
 from digest.subscribers.feedback import FeedbackPolicy, domain_of, paused_domains
 from digest.tokens import Signer
 
@@ -293,6 +294,55 @@ def _load_template(issue: Issue, settings: Settings) -> MessageTemplate:
     return MessageTemplate.from_bytes(issue.message_template, Signer(signing_keys(settings)))
 
 
+# Frozen variants this process has loaded, by (id, slot marker): a variant never changes once
+# frozen, and its marker is drawn afresh by each render, so the key cannot name another.
+# Bounded, so a worker's memory stays flat whatever the number of issues and variants.
+_VARIANT_CACHE: OrderedDict[tuple[int, str], MessageTemplate] = OrderedDict()
+VARIANT_CACHE_SIZE = 256
+
+
+def _variant_templates(
+    session: Session,
+    issue_id: int,
+    recipients: Sequence[Recipient],
+    settings: Settings,
+) -> dict[int | None, MessageTemplate]:
+    """The message of each variant the batch's recipients read."""
+    wanted = {r.variant_id for r in recipients}
+    templates: dict[int | None, MessageTemplate] = {}
+    ids = sorted(v for v in wanted if v is not None)
+    if not ids:
+        return templates
+    rows = session.execute(
+        select(IssueVariant.id, IssueVariant.slot_marker).where(
+            IssueVariant.id.in_(ids), IssueVariant.issue_id == issue_id
+        )
+    )
+    markers = {int(i): marker for i, marker in rows}
+    missing = [i for i in ids if (i, markers.get(i) or "") not in _VARIANT_CACHE]
+    if missing:
+        signer = Signer(signing_keys(settings))
+        frozen = session.execute(
+            select(IssueVariant.id, IssueVariant.slot_marker, IssueVariant.message_template).where(
+                IssueVariant.id.in_(missing)
+            )
+        )
+        for variant_id, marker, data in frozen:
+            if data is not None:
+                _VARIANT_CACHE[(variant_id, marker or "")] = MessageTemplate.from_bytes(
+                    data, signer
+                )
+                while len(_VARIANT_CACHE) > VARIANT_CACHE_SIZE:
+                    _VARIANT_CACHE.popitem(last=False)
+    for i in ids:
+        key = (i, markers.get(i) or "")
+        if key not in _VARIANT_CACHE:
+            raise DeliveryError(f"issue {issue_id}: variant {i} has no frozen message")
+        _VARIANT_CACHE.move_to_end(key)
+        templates[i] = _VARIANT_CACHE[key]
+    return templates
+
+
 def send_batch(
     sf: sessionmaker[Session],
     issue_id: int,
@@ -332,13 +382,10 @@ def _send_batch(
             raise LedgerError(f"issue {issue_id} does not exist")
         if issue.status not in SENDABLE:
             return BatchResult()
-        template = _load_template(issue, settings)
+        own = _load_template(issue, settings)  # every issue sent has its own message frozen
         # A bad DKIM key fails here, before anything is claimed.
         signer = dkim_signer(
-            settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or template.domain
-        )
-        render: Render = (
-            template.personalise if signer is None else signer.wrap(template.personalise)
+            settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or own.domain
         )
         errors_before = issue.consecutive_errors
         claimed = claim(
@@ -348,6 +395,12 @@ def _send_batch(
             size or settings.batch_size,
             lease_seconds=settings.lease_seconds,
         )
+        try:
+            templates = _variant_templates(session, issue.id, claimed.recipients, settings)
+            templates[None] = own
+        except Exception:
+            session.rollback()  # nothing claimed: the rows stay as they were
+            raise
         session.commit()
         paused = paused_domains(session) if claimed.recipients else {}
     if claimed.recipients or claimed.skipped:
@@ -361,7 +414,12 @@ def _send_batch(
     writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, settings, on_renew)
     if paused:
         recipients = _hold_paused(recipients, paused, writer)
-    results = transport.send(template.return_path, recipients, render)
+
+    def personalise(recipient: Recipient) -> bytes:
+        return templates[recipient.variant_id].personalise(recipient)
+
+    render: Render = personalise if signer is None else signer.wrap(personalise)
+    results = transport.send(own.return_path, recipients, render)
     try:
         _send_all(results, recipients, writer)
     finally:

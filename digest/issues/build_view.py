@@ -27,7 +27,7 @@ def build_issue_view(session: Session, issue_id: int, settings: Settings) -> Iss
     lst = issue.mailing_list
     ordered = sorted(issue.issue_items, key=lambda ii: ii.position)
     groups = tuple(
-        GroupView(label=label, items=tuple(_item_view(ii.item) for ii in members))
+        GroupView(label=label, items=tuple(item_view(ii.item) for ii in members))
         for label, members in groupby(ordered, key=lambda ii: ii.group_label)
     )
     return IssueView(
@@ -44,7 +44,7 @@ def build_issue_view(session: Session, issue_id: int, settings: Settings) -> Iss
     )
 
 
-def _item_view(item: Item) -> ItemView:
+def item_view(item: Item) -> ItemView:
     return ItemView(
         title=item.title,
         url=item.url,

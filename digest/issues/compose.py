@@ -91,10 +91,11 @@ def select_candidates(
     return [Candidate(*row) for row in rows]
 
 
-def month_label(when: datetime, lst: MailingList) -> str:
+def month_label(when: datetime, lst: MailingList, language: str | None = None) -> str:
+    """The month of `when` in the list's zone, said in `language` (default: the list's)."""
     local = when.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(lst.timezone))
     # The locale render uses: "en-GB" works, an unknown language falls back to English.
-    locale, _ = resolve_locale(lst.language)
+    locale, _ = resolve_locale(language or lst.language)
     return month_heading(local.date(), locale)
 
 
@@ -116,10 +117,18 @@ def order_for_grouping(candidates: list[Candidate], lst: MailingList) -> list[Ca
     return sorted(candidates, key=lambda c: first_seen[c.source_name])
 
 
-def fill_template(template: str, lst: MailingList, count: int, number: int, now: datetime) -> str:
+def fill_template(
+    template: str,
+    lst: MailingList,
+    count: int,
+    number: int,
+    now: datetime,
+    *,
+    language: str | None = None,
+) -> str:
     values = {
         "list": lst.name,
-        "month": month_label(now, lst),
+        "month": month_label(now, lst, language),
         "count": str(count),
         "number": str(number),
     }

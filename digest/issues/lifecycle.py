@@ -7,13 +7,13 @@ Status is the control plane: senders check it before each batch.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
 from digest.metrics import metrics
-from digest.models import Issue, IssueItem, IssueStatus, utcnow
+from digest.models import Issue, IssueItem, IssueStatus, IssueVariant, utcnow
 
 
 def get_issue(session: Session, issue_id: int, *, for_update: bool = False) -> Issue:
@@ -169,6 +169,7 @@ def return_to_draft(session: Session, issue_id: int) -> Issue:
     issue.html = issue.text = issue.slot_marker = None
     issue.message_template = None
     issue.render_warnings = []
+    session.execute(delete(IssueVariant).where(IssueVariant.issue_id == issue.id))
     session.flush()
     return issue
 

@@ -7,10 +7,11 @@ from sqlalchemy.orm import Session
 
 from digest import placeholders
 from digest.config import Settings
+from digest.errors import NotFound
 from digest.issues.build_view import build_issue_view
 from digest.issues.freeze import issue_slots
 from digest.issues.lifecycle import get_issue
-from digest.models import IssueStatus
+from digest.models import IssueStatus, IssueVariant
 from digest.placeholders import Slots
 from digest.render.issue import render_issue
 from digest.render.view import RenderedIssue
@@ -41,3 +42,14 @@ def render_preview(session: Session, issue_id: int, settings: Settings) -> Rende
 def personalise_for_preview(body: str, slots: Slots) -> str:
     """Fill the slots with a sample reader, so a preview reads like a real copy."""
     return slots.fill(body, PREVIEW_VALUES)
+
+
+def render_variant_preview(session: Session, issue_id: int, variant_id: int) -> RenderedIssue:
+    """A variant of an approved issue as frozen; NotFound for another issue's or none."""
+    variant = session.get(IssueVariant, variant_id)
+    if variant is None or variant.issue_id != issue_id:
+        raise NotFound(f"issue {issue_id} has no variant {variant_id}")
+    if variant.html is None or variant.text is None or variant.slot_marker is None:
+        raise NotFound(f"variant {variant_id} holds no item: its readers get no mail")
+    warnings = tuple(variant.render_warnings or ())
+    return RenderedIssue(variant.html, variant.text, warnings, Slots(variant.slot_marker))

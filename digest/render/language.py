@@ -1,83 +1,88 @@
-"""The list's language: its babel locale and the words the email itself says.
+"""An edition's language: its babel locale and the words the email itself says.
 
-The few fixed strings of an email (footer links, greeting) live here per language so the text
-and HTML parts say the same thing; a language without its own strings falls back to English.
+The few fixed words of an email (footer links, greeting) come from gettext catalogues
+(digest/render/locale/, en, fr, es, de and ar shipped), so the text and HTML parts say the
+same thing; a language without a catalogue falls back to English.
 """
 
 from __future__ import annotations
 
+import gettext
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
 
 DEFAULT_LANGUAGE = "en"
+
+
+CATALOGUES = Path(__file__).with_name("locale")
+DOMAIN = "email"
 
 
 @dataclass(frozen=True, slots=True)
 class Labels:
     greeting: str  # {name} is GREETING_NAME: a space and the name, or nothing
     issue: str  # {number}
-    items_one: str  # {count}
-    items_other: str  # {count}
     view_online: str
     preferences: str
     unsubscribe: str
     read_more: str
     why: str  # {email} {list}
+    translations: gettext.NullTranslations
 
     def items(self, locale: Locale, count: int) -> str:
-        template = self.items_one if locale.plural_form(count) == "one" else self.items_other
-        return template.format(count=count)
+        """ "12 stories in this issue", in the catalogue's plural form for `count`."""
+        del locale  # the catalogue's Plural-Forms decide
+        text = self.translations.ngettext(
+            "{count} story in this issue", "{count} stories in this issue", count
+        )
+        return text.format(count=count)
 
 
-LABELS: dict[str, Labels] = {
-    "en": Labels(
-        greeting="Hello{name},",
-        issue="Issue {number}",
-        items_one="{count} story in this issue",
-        items_other="{count} stories in this issue",
-        view_online="View online",
-        preferences="Preferences",
-        unsubscribe="Unsubscribe",
-        read_more="Read more",
-        why="You receive this email at {email} because you subscribed to {list}.",
-    ),
-    "fr": Labels(
-        greeting="Bonjour{name},",
-        issue="Numéro {number}",
-        items_one="{count} article dans ce numéro",
-        items_other="{count} articles dans ce numéro",
-        view_online="Voir en ligne",
-        preferences="Préférences",
-        unsubscribe="Se désabonner",
-        read_more="Lire la suite",
-        why="Vous recevez ce message à l’adresse {email} car vous êtes abonné·e à {list}.",
-    ),
-    "es": Labels(
-        greeting="Hola,{name}:",
-        issue="Número {number}",
-        items_one="{count} noticia en este número",
-        items_other="{count} noticias en este número",
-        view_online="Ver en línea",
-        preferences="Preferencias",
-        unsubscribe="Darse de baja",
-        read_more="Leer más",
-        why="Recibe este correo en {email} porque se suscribió a {list}.",
-    ),
-    "de": Labels(
-        greeting="Hallo{name},",
-        issue="Ausgabe {number}",
-        items_one="{count} Beitrag in dieser Ausgabe",
-        items_other="{count} Beiträge in dieser Ausgabe",
-        view_online="Online ansehen",
-        preferences="Einstellungen",
-        unsubscribe="Abbestellen",
-        read_more="Weiterlesen",
-        why="Sie erhalten diese E-Mail an {email}, weil Sie {list} abonniert haben.",
-    ),
-}
+@lru_cache(maxsize=32)
+def translations(language: str) -> gettext.NullTranslations:
+    """The gettext catalogue of a language (digest/render/locale/<lang>/LC_MESSAGES/email.po,
+    read with Babel: no compiled file to keep in step); English words when there is none."""
+    path = CATALOGUES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if not path.is_file():
+        return gettext.NullTranslations()
+    with path.open("rb") as po:
+        catalog = read_po(po, locale=language, domain=DOMAIN)
+    compiled = BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(compiled, domain=DOMAIN)
+
+
+def shipped_languages() -> tuple[str, ...]:
+    """The languages with a catalogue of the email's words."""
+    return tuple(
+        sorted(p.parent.parent.name for p in CATALOGUES.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
+    )
+
+
+@lru_cache(maxsize=32)
+def _labels(language: str) -> Labels:
+    t = translations(language)
+    _ = t.gettext
+    return Labels(
+        greeting=_("Hello{name},"),
+        issue=_("Issue {number}"),
+        view_online=_("View online"),
+        preferences=_("Preferences"),
+        unsubscribe=_("Unsubscribe"),
+        read_more=_("Read more"),
+        why=_("You receive this email at {email} because you subscribed to {list}."),
+        translations=t,
+    )
 
 
 def resolve_locale(language: str) -> tuple[Locale, list[str]]:
@@ -93,7 +98,8 @@ def resolve_locale(language: str) -> tuple[Locale, list[str]]:
 
 
 def labels_for(locale: Locale) -> Labels:
-    return LABELS.get(locale.language, LABELS[DEFAULT_LANGUAGE])
+    """The email's words in the locale's language (English where the catalogue has none)."""
+    return _labels(locale.language)
 
 
 def html_lang(locale: Locale) -> str:

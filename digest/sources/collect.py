@@ -119,6 +119,8 @@ def apply_outcome(
         return CollectResult(source.id, not_modified=True)
     for warning in outcome.warnings:
         log.warning("source %s: %s", source.id, warning)
+    if source.language is None and outcome.language:
+        source.language = outcome.language  # detected once; an editor may change it
     # Write first: on SQLite this opens the transaction the item savepoints nest in.
     source.last_fetched_at = now
     session.flush()

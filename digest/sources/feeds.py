@@ -10,6 +10,7 @@ import calendar
 import html
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,6 +169,7 @@ def parse_xml_feed(content: bytes, url: str, content_type: str | None = None) ->
                 summary_text=summary_text,
                 published_at=published,
                 image_url=_entry_image(entry, base),
+                categories=clean_categories(t.get("term") for t in entry.get("tags") or ()),
             )
         )
     return items
@@ -217,9 +219,33 @@ def parse_json_feed(content: bytes, url: str, content_type: str | None = None) -
                 summary_text=summary_text,
                 published_at=published,
                 image_url=image,
+                categories=clean_categories(_list(entry.get("tags"))),
             )
         )
     return items
+
+
+MAX_CATEGORIES = 20
+MAX_CATEGORY = 100
+
+
+def clean_categories(values: Iterable[Any]) -> tuple[str, ...]:
+    """A feed's categories for an item: strings, one line each, markup stripped, capped in number
+    and length, without repeats (any case)."""
+    found: dict[str, str] = {}
+    for value in values:
+        if not isinstance(value, str):
+            continue
+        term = clean_title(value)[:MAX_CATEGORY].strip()
+        if term and term.casefold() not in found:
+            found[term.casefold()] = term
+        if len(found) >= MAX_CATEGORIES:
+            break
+    return tuple(found.values())
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _str(value: Any) -> str | None:

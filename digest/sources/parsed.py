@@ -26,3 +26,4 @@ class ParsedItem:
     summary_text: str = ""
     published_at: datetime | None = None
     image_url: str | None = None
+    categories: tuple[str, ...] = ()  # the feed's categories (tags) of the item, plain text

@@ -19,6 +19,7 @@ from digest.sources.errors import FetchRefused, SourceError
 from digest.sources.feeds import looks_like, not_a_feed, parse_feed
 from digest.sources.fetch import Fetched, Limiter, fetch_async, make_client, run_sync
 from digest.sources.infer import infer_candidates
+from digest.sources.language import detect_language
 from digest.sources.listing import Selectors, parse_html, read_page
 from digest.sources.parsed import ParsedItem
 from digest.sources.text import clean_title
@@ -44,6 +45,7 @@ class ReadResult:
     warnings: list[str] = field(default_factory=list)  # e.g. a later page that failed
     # Inferred listings: each candidate selector set with the items it reads on the first page.
     candidates: list[tuple[Selectors, list[ParsedItem]]] = field(default_factory=list)
+    language: str | None = None  # what the document declares, else what its URL names
 
 
 def _page_title(document: Any) -> str:
@@ -146,6 +148,7 @@ async def read_source(
     if first.not_modified:
         result.not_modified = True
         return result
+    result.language = detect_language(first.content, first.url)
     sniffed = looks_like(first.content)
     if kind == "feed" or (kind == "auto" and sniffed in ("feed", "json", "unknown")):
         result.kind = "feed"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
 from digest.models import Source, SourceKind
+from digest.sources.language import known_language
 
 NAME_MAX = 200
 
@@ -56,5 +57,19 @@ def add_source(
         fetch_interval_minutes=fetch_interval_minutes,
     )
     session.add(source)
+    session.flush()
+    return source
+
+
+def set_source_language(session: Session, source_id: int, language: str) -> Source:
+    """Set (or, with "", clear) a source's language: the edition its items go to, and the
+    language its dates are read in. Detection fills it only while it is unset."""
+    source = session.get(Source, source_id) if 0 < source_id <= MAX_INT else None
+    if source is None:
+        raise NotFound(f"no source {source_id}")
+    value = language.strip()
+    if value and known_language(value) is None:
+        raise DigestError(f"unknown language {value[:40]!r}")
+    source.language = known_language(value) if value else None
     session.flush()
     return source

@@ -74,6 +74,7 @@ class _Row:
     summary_text: str
     published_at: datetime | None
     image_url: str | None
+    categories: list[str]
 
     def differs(self, item: Item) -> bool:
         return (
@@ -83,12 +84,14 @@ class _Row:
             or item.summary_text != self.summary_text
             or item.published_at != self.published_at
             or item.image_url != self.image_url
+            or list(item.categories or ()) != self.categories
         )
 
     def apply(self, item: Item) -> None:
         item.title, item.url = self.title, self.url
         item.summary_html, item.summary_text = self.summary_html, self.summary_text
         item.published_at, item.image_url = self.published_at, self.image_url
+        item.categories = list(self.categories)
 
 
 def _rows(items: Iterable[ParsedItem]) -> list[_Row]:
@@ -109,6 +112,7 @@ def _rows(items: Iterable[ParsedItem]) -> list[_Row]:
                 summary_text=item.summary_text,
                 published_at=store_time(item.published_at),
                 image_url=item.image_url,
+                categories=list(item.categories),
             )
         )
     return rows
@@ -235,6 +239,7 @@ def _new_item(source: Source, row: _Row, now: datetime) -> Item:
         summary_text=row.summary_text,
         published_at=row.published_at,
         image_url=row.image_url,
+        categories=list(row.categories),
         first_seen_at=now,
     )
 

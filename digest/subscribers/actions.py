@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, update
@@ -26,6 +27,7 @@ from digest.models import (
     SubscriptionStatus,
     utcnow,
 )
+from digest.subscribers.topics import clean_language, clean_timezone, resolve_topics
 
 NAME_MAX = 200
 _SPACES = re.compile(r"\s+")
@@ -152,21 +154,42 @@ def update_preferences(
     *,
     name: str | None = None,
     preferences: dict[str, Any] | None = None,
+    language: str | None = None,
+    timezone: str | None = None,
+    topics: Sequence[str] | None = None,
 ) -> bool:
     """Save what the preferences page edits; True when something changed (and an event says what).
 
-    The name belongs to the subscriber, so it changes on every list they read;
-    `preferences` are merged into the subscription's own settings.
+    The name, language and time zone belong to the subscriber, so they change on every list
+    they read ("" clears the language or zone: the list's then); `topics` (slugs or ids of
+    the list's topics, none: everything) and `preferences` are the subscription's own.
+    Bad values raise DigestError and change nothing.
     """
     subscription = get_subscription(session, subscription_id)
+    subscriber = session.get(Subscriber, subscription.subscriber_id)
+    assert subscriber is not None  # the foreign key guarantees it
+    wanted_language = clean_language(language) if language is not None else subscriber.language
+    wanted_zone = clean_timezone(timezone) if timezone is not None else subscriber.timezone
+    wanted_topics = (
+        resolve_topics(session, subscription.list_id, topics)
+        if topics is not None
+        else subscription.topic_ids
+    )
     changed: list[str] = []
     if name is not None:
-        subscriber = session.get(Subscriber, subscription.subscriber_id)
-        assert subscriber is not None  # the foreign key guarantees it
         cleaned = clean_name(name)
         if cleaned != subscriber.name:
             subscriber.name = cleaned
             changed.append("name")
+    if wanted_language != subscriber.language:
+        subscriber.language = wanted_language
+        changed.append("language")
+    if wanted_zone != subscriber.timezone:
+        subscriber.timezone = wanted_zone
+        changed.append("timezone")
+    if wanted_topics != subscription.topic_ids:
+        subscription.topic_ids = wanted_topics
+        changed.append("topics")
     if preferences:
         current = subscription.preferences or {}
         differing = sorted(k for k, v in preferences.items() if current.get(k, object()) != v)

@@ -23,11 +23,16 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from digest import overview
-from digest.delivery.ledger import issue_progress
+from digest.delivery.ledger import issue_progress, waves_to_come
 from digest.errors import DigestError, NotFound
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
-from digest.issues.preview import personalise_for_preview, render_preview
+from digest.issues.preview import (
+    personalise_for_preview,
+    render_preview,
+    render_variant_preview,
+)
+from digest.issues.variants import variant_summaries
 from digest.models import IssueStatus, MailingList, Role, SubscriptionStatus
 from digest.pipeline import approve_issue
 from digest.subscribers.lists import set_postal_address
@@ -183,9 +188,17 @@ def issue_page(
     error: str | None = None,
     proof_results: list[Any] | None = None,
     status_code: int = 200,
+    variant: int | None = None,
 ) -> HTMLResponse:
     issue = lifecycle.get_issue(session, issue_id)
-    rendered = render_preview(session, issue_id, app_settings(request))
+    variants = variant_summaries(session, issue_id)
+    if variant is not None and variant not in {v.id for v in variants if v.items}:
+        variant = None  # another issue's, or one with nothing to show: the issue itself
+    rendered = (
+        render_preview(session, issue_id, app_settings(request))
+        if variant is None
+        else render_variant_preview(session, issue_id, variant)
+    )
     lst: MailingList = issue.mailing_list
     context = {
         "section": "issues",
@@ -200,6 +213,9 @@ def issue_page(
             else 0
         ),
         "progress": issue_progress(session, issue_id),
+        "waves": waves_to_come(session, issue_id),
+        "variants": variants,
+        "variant": variant,
         "view": view,
         "width": WIDTHS.get(view, 600),
         "text": personalise_for_preview(rendered.text, rendered.slots) if view == "text" else "",
@@ -221,16 +237,29 @@ def issue_view(
     view: View = "desktop",
     done: str | None = None,
     n: Annotated[int | None, Query(ge=0, le=1000)] = None,  # how many proofs were sent
+    variant: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
-    return issue_page(request, session, issue_id, view, notice=_notice(done, n))
+    return issue_page(request, session, issue_id, view, notice=_notice(done, n), variant=variant)
 
 
 @router.get(
     "/issues/{issue_id}/preview", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)]
 )
-def issue_preview(session: SessionDep, settings: SettingsDep, issue_id: IssueId) -> Response:
-    """The framed copy: the email as a sample reader gets it, links opening a new tab."""
-    rendered = render_preview(session, issue_id, settings)
+def issue_preview(
+    session: SessionDep,
+    settings: SettingsDep,
+    issue_id: IssueId,
+    variant: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    """The framed copy: the email as a sample reader gets it, links opening a new tab (of
+    one variant of an approved issue when asked)."""
+    if variant is None:
+        rendered = render_preview(session, issue_id, settings)
+    else:
+        try:
+            rendered = render_variant_preview(session, issue_id, variant)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
     html = personalise_for_preview(rendered.html, rendered.slots)
     html = html.replace("<head>", '<head><base target="_blank">', 1)
     return HTMLResponse(

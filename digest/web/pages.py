@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from fastapi import APIRouter, Form, Request
+from babel import Locale, UnknownLocaleError
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from digest.delivery.audience import list_editions
+from digest.errors import DigestError
 from digest.issues.freeze import issue_slots
 from digest.models import RECEIVING, Subscription, SubscriptionStatus
 from digest.subscribers import actions
 from digest.subscribers.addresses import display_email
+from digest.subscribers.topics import list_topics, parse_topic_ids, time_zones
 from digest.tokens import make_token
 from digest.web.deps import SessionDep, link_keys
 from digest.web.links import issue_for, mask_email, subscription_for
@@ -71,7 +75,32 @@ def preferences_page(
     context = _context(request, subscription)
     notice = done if done in NOTICES else None  # a hand-edited query string shows nothing
     context.update(name=subscription.subscriber.name, notice=notice, name_max=actions.NAME_MAX)
+    context.update(reader_choices(session, subscription))
     return render(request, "preferences.html", context)
+
+
+def reader_choices(session: SessionDep, subscription: Subscription) -> dict[str, object]:
+    """What a reader may choose on the preferences page: the list's editions (each named in
+    its own language), time zones, and the list's topics, with their current choice."""
+    lst = subscription.mailing_list
+    chosen = set(parse_topic_ids(subscription.topic_ids))
+    return {
+        "languages": [(code, language_name(code)) for code in list_editions(lst)],
+        "language": subscription.subscriber.language or "",
+        "time_zones": time_zones(),
+        "timezone": subscription.subscriber.timezone or "",
+        "list_timezone": lst.timezone,
+        "topics": [(t.slug, t.name, t.id in chosen) for t in list_topics(session, lst.id)],
+    }
+
+
+def language_name(code: str) -> str:
+    """ "fr" -> "français": a language named in itself, so its readers find it."""
+    try:
+        name = Locale.parse(code).get_display_name(code) or code
+    except (UnknownLocaleError, ValueError):
+        return code
+    return name[:1].upper() + name[1:]
 
 
 @router.post("/p/{token}")
@@ -81,6 +110,10 @@ def save_preferences(
     session: SessionDep,
     action: Annotated[Literal["save", "unsubscribe", "resubscribe"], Form()] = "save",
     name: Annotated[str | None, Form(max_length=1000)] = None,
+    language: Annotated[str | None, Form(max_length=40)] = None,
+    timezone: Annotated[str | None, Form(max_length=80)] = None,
+    topic: Annotated[list[str] | None, Form(max_length=100)] = None,
+    topics_shown: Annotated[str | None, Form(max_length=1)] = None,
 ) -> Response:
     subscription = subscription_for(session, "preferences", token, link_keys(request))
     notice: Notice
@@ -91,7 +124,18 @@ def save_preferences(
         changed = actions.resubscribe(session, subscription.id, via="preferences")
         notice = "resubscribed" if changed else "unchanged"
     else:
-        actions.update_preferences(session, subscription.id, name=name)
+        # Topics: the boxes ticked, when the form showed them (none ticked: everything).
+        try:
+            actions.update_preferences(
+                session,
+                subscription.id,
+                name=name,
+                language=language,
+                timezone=timezone,
+                topics=(topic or []) if topics_shown else None,
+            )
+        except DigestError as exc:  # a value no form offers: nothing is changed
+            raise HTTPException(400, str(exc)) from None
         notice = "saved"
     # Post/redirect/get: reloading the page does not post the form again.
     return RedirectResponse(f"{root_path(request)}/p/{token}?done={notice}", status_code=303)

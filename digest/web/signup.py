@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.delivery.audience import list_editions
 from digest.errors import DigestError
 from digest.models import MailingList
 from digest.subscribers.addresses import display_email
@@ -24,6 +25,8 @@ from digest.subscribers.signup import sign_up
 from digest.subscribers.throttle import make_throttle
 from digest.web.clients import client_ip
 from digest.web.deps import SessionDep, SettingsDep, mark_failed
+from digest.web.pages import language_name
+from digest.web.security import PAGE_CSP
 from digest.web.templating import render, root_path
 
 log = logging.getLogger(__name__)
@@ -66,10 +69,28 @@ def send_in_background(sf: sessionmaker[Session], request_id: int, settings: Set
 @router.get("/s/{slug}", response_class=HTMLResponse)
 def signup_page(request: Request, slug: str, session: SessionDep) -> Response:
     lst = _list(session, slug)
-    context = {"list_name": lst.name, "list_description": lst.description}
+    return _with_script(render(request, "signup.html", _context(request, lst)))
+
+
+def _context(request: Request, lst: MailingList) -> dict[str, object]:
+    languages = [(code, language_name(code)) for code in list_editions(lst)]
+    context: dict[str, object] = {
+        "list_name": lst.name,
+        "list_description": lst.description,
+        "languages": languages,
+    }
     if not lst.private:
         context["archive_url"] = f"{root_path(request)}/archive/{lst.slug}"
-    return render(request, "signup.html", context)
+    return context
+
+
+# The sign-up page runs one script of ours: it puts the browser's time zone in the form.
+SIGNUP_CSP = PAGE_CSP + "; script-src 'self'"
+
+
+def _with_script(response: Response) -> Response:
+    response.headers["content-security-policy"] = SIGNUP_CSP
+    return response
 
 
 @router.post("/s/{slug}", response_class=HTMLResponse)
@@ -82,9 +103,11 @@ def signup(
     email: Annotated[str, Form(max_length=FIELD_MAX)],
     name: Annotated[str, Form(max_length=FIELD_MAX)] = "",
     website: Annotated[str, Form(max_length=FIELD_MAX)] = "",  # a honeypot: people leave it empty
+    language: Annotated[str, Form(max_length=40)] = "",
+    timezone: Annotated[str, Form(max_length=80)] = "",  # filled in by the browser's script
 ) -> Response:
     lst = _list(session, slug)
-    context = {"list_name": lst.name, "list_description": lst.description}
+    context = _context(request, lst)
     try:
         received = sign_up(
             session,
@@ -95,14 +118,18 @@ def signup(
             bot=bool(website),
             throttle=make_throttle(settings, session),
             settings=settings,
+            language=language,
+            timezone=timezone,
         )
     except DigestError as exc:
         mark_failed(request)
-        return render(
-            request,
-            "signup.html",
-            {**context, "error": str(exc), "email": email[:320], "name": name[:200]},
-            status_code=422,
+        return _with_script(
+            render(
+                request,
+                "signup.html",
+                {**context, "error": str(exc), "email": email[:320], "name": name[:200]},
+                status_code=422,
+            )
         )
     if received.request_id is not None:
         # Background tasks run after the response, and the session commits before it.

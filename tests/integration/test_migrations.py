@@ -195,27 +195,27 @@ def test_listing_items_stored_before_0006_are_found_again_after_it(
             )
         )
         for n, (title, published) in enumerate(STORED, 1):
-            conn.execute(
-                insert(Item).values(
-                    id=n,
-                    source_id=1,
-                    guid=_listing_guid_before_0006(title, published),
-                    title=title,
-                    published_at=published,
-                    first_seen_at=datetime(2024, 2, 22),
-                )
+            _insert_as_of(
+                conn,
+                Item,
+                id=n,
+                source_id=1,
+                guid=_listing_guid_before_0006(title, published),
+                title=title,
+                published_at=published,
+                first_seen_at=datetime(2024, 2, 22),
             )
         # A feed's item digested the ISO way all along: the migration leaves it be.
         feed_guid = item_guid(None, None, "From a feed", datetime(2024, 2, 1, tzinfo=UTC))
-        conn.execute(
-            insert(Item).values(
-                id=3,
-                source_id=1,
-                guid=feed_guid,
-                title="From a feed",
-                published_at=datetime(2024, 2, 1),
-                first_seen_at=datetime(2024, 2, 22),
-            )
+        _insert_as_of(
+            conn,
+            Item,
+            id=3,
+            source_id=1,
+            guid=feed_guid,
+            title="From a feed",
+            published_at=datetime(2024, 2, 1),
+            first_seen_at=datetime(2024, 2, 22),
         )
     upgrade(empty_url)
 
