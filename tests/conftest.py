@@ -24,7 +24,24 @@ PG_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 PG_DB = f"digest_test_{os.getpid()}"
-REDIS_URL = os.environ.get("DIGEST_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url() -> str:
+    """DIGEST_TEST_REDIS names the Redis db of the run; under pytest-xdist worker gwN takes
+    the db N below it (gw0 that db itself), so workers that flush theirs or run Celery queues
+    in it never meet."""
+    base = os.environ.get("DIGEST_TEST_REDIS", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    if not index:
+        return base
+    prefix, _, db = base.rpartition("/")
+    if int(db) - index < 0:
+        raise RuntimeError(f"DIGEST_TEST_REDIS {base}: no db {int(db) - index} for {worker}")
+    return f"{prefix}/{int(db) - index}"
+
+
+REDIS_URL = _redis_url()
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Outside development mode nothing signs a link without a key: test modules that build a
 # message at import (before any fixture) sign with the tests' key. Each test gets it again
@@ -160,3 +177,22 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("counts reported by tests")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# The markers pyproject declares, put on each test by the fixtures it uses (so a new test is
+# marked without thinking of it): `make test-fast` runs what needs none of the services.
+_NEEDS = {"pg_url": "postgres", "redis_url": "redis", "redis_server": "redis"}
+_SERVICE_FIXTURES = {"browser", "smtp_sink"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        marks = {mark for fixture, mark in _NEEDS.items() if fixture in names}
+        if callspec is not None and callspec.params.get("db_url") == "postgres":
+            marks.add("postgres")
+        if marks or names & _SERVICE_FIXTURES or item.get_closest_marker("postgres"):
+            marks.add("service")
+        for mark in sorted(marks):
+            item.add_marker(mark)

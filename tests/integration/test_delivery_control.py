@@ -47,7 +47,7 @@ from digest.subscribers.suppression import suppress
 from tests.helpers import signer
 from tests.integration.test_delivery_send import ready_issue
 from tests.slow_proxy import SlowProxy
-from tests.smtp_server import free_port
+from tests.smtp_server import BoundController, free_port
 
 
 @dataclass
@@ -85,11 +85,10 @@ def servers() -> Iterator[Any]:
     controllers: list[Controller] = []
 
     def start(recorder: Recorder) -> int:
-        port = free_port()
-        controller = Controller(recorder, hostname="127.0.0.1", port=port)
+        controller = BoundController(recorder)
         controller.start()
         controllers.append(controller)
-        return port
+        return int(controller.port)
 
     yield start
     for c in controllers:
@@ -388,9 +387,9 @@ def test_relay_down_mid_batch_fails_over(servers: Any) -> None:
     """The first relay dies while a batch is on the wire: what it had not sent goes to the
     second; a message it lost in flight comes back as a retry, never as lost."""
     first, second = Recorder(delay=0.01), Recorder()
-    port = free_port()
-    controller = Controller(first, hostname="127.0.0.1", port=port)
+    controller = BoundController(first)
     controller.start()
+    port = int(controller.port)
     routes = [
         Route(SmtpConfig(port=port, timeout=3), connections=2, weight=1, name="first"),
         Route(SmtpConfig(port=servers(second)), connections=2, weight=1, name="second"),
