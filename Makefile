@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test test-fast lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/digest demo
 
+# Every test, real services included, on two xdist workers (each with its own PostgreSQL
+# scratch database and Redis db: DIGEST_TEST_REDIS, and the db below it for the second);
+# the tests that run Celery workers or CPU hogs share one xdist worker (--dist loadgroup).
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
+
+# What needs no service and starts no process: seconds, for the edit-test loop.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not service and not process"
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest workers tests benchmarks

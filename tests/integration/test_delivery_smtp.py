@@ -370,6 +370,7 @@ def smtp_sink(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError("smtp-sink did not start")
 
 
+@pytest.mark.service  # Postfix's smtp-sink
 @pytest.mark.skipif(
     shutil.which("smtp-sink") is None and not Path("/usr/sbin/smtp-sink").exists(),
     reason="Postfix's smtp-sink is not installed",

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, update
+from sqlalchemy import Connection, Engine, event, update
 from sqlalchemy.orm import Session
 
 from digest import overview
@@ -29,12 +29,14 @@ from tests.integration.test_editor_api import PASSWORD, basic
 
 
 @contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
+def statements(engine: Engine | Connection) -> Iterator[list[str]]:
     """Every statement sent to the database inside the block, in order."""
     seen: list[str] = []
 
     def note(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(" ".join(statement.split())[:160])
+        # The savepoints are the test's rolled-back transaction's, not the code's.
+        if "SAVEPOINT" not in statement:
+            seen.append(" ".join(statement.split())[:160])
 
     event.listen(engine, "before_cursor_execute", note)
     try:
@@ -80,8 +82,7 @@ def add_lists(session: Session, first: int, count: int) -> list[int]:
 
 
 def overview_counts(session: Session) -> dict[str, int]:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
+    engine = session.get_bind()  # a connection when the test runs in a rolled-back transaction
     settings = get_settings()
     calls = {
         "issue_rows": lambda: overview.issue_rows(session),
@@ -160,7 +161,6 @@ def test_a_claim_is_two_statements_plus_one_per_reason_to_skip(session: Session)
     assert plan_deliveries(session, issue_id) == 200
     session.commit()
     engine = session.get_bind()
-    assert isinstance(engine, Engine)
 
     with statements(engine) as plain:
         first = claim(session, issue_id, "lease-a", 80, lease_seconds=60)
