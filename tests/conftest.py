@@ -146,6 +146,8 @@ def _rolls_back(item: pytest.Item) -> bool:
     info = getattr(item, "_fixtureinfo", None)
     if info is None or "session" not in info.names_closure:
         return False
+    if _hands_the_store_on(item):
+        return False
     if {"db_url", "pg_url"} & set(info.argnames):
         return False
     for name, defs in info.name2fixturedefs.items():
@@ -154,6 +156,22 @@ def _rolls_back(item: pytest.Item) -> bool:
         ):
             return False
     return True
+
+
+# What, written anywhere in a test's module, may open sessions of its own on the store.
+_OTHER_SESSIONS = (
+    "create_app", "TestClient", "main(", "run_digest", "session_factory", "session_scope",
+    "sessionmaker", "unit_of_work", "Thread", "Pool", "database_url",
+)  # fmt: skip
+
+
+def _hands_the_store_on(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    try:
+        source = inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):
+        return True
+    return any(name in source for name in _OTHER_SESSIONS)
 
 
 @pytest.fixture(autouse=True)
