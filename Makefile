@@ -9,7 +9,7 @@ UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint typecheck check bench clean lock lock-upgrade
+.PHONY: demo test test-fast lint typecheck check bench clean lock lock-upgrade
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv uv==$(UV_VERSION)
@@ -35,8 +35,15 @@ lock-upgrade: $(UV)
 demo: $(STAMP)
 	$(BIN)/digest demo
 
+# Every test, real services included, on two xdist workers (each with its own PostgreSQL
+# scratch database and Redis db: DIGEST_TEST_REDIS, and the db below it for the second);
+# the tests that run Celery workers or CPU hogs share one xdist worker (--dist loadgroup).
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
+
+# What needs no service and starts no process: seconds, for the edit-test loop.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not service and not process"
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest workers tests benchmarks

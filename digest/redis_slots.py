@@ -3,8 +3,10 @@
 A sorted set per name holds one member per slot held, scored by its expiry on Redis's own
 clock (machines with skewed clocks agree on what expired); one Lua call takes a slot. A
 holder gives its slot back when done; a process that dies holding one loses it at its expiry,
-never for good. Used for the messages in flight per recipient domain (delivery/domains.py)
-and the requests in flight per host while collecting (sources/hosts.py).
+never for good. Used for the messages in flight per recipient domain (delivery/domains.py,
+through `AsyncSlotSet` and redis.asyncio: its calls run on the SMTP sessions' event loop, where
+a slow Redis must not stall the other sessions) and the requests in flight per host while
+collecting (sources/hosts.py, `SlotSet`: threads).
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ return 1
 """
 
 
-class SlotSet:
-    """The slots of every name under `prefix`; calls raise redis's errors for the caller to
-    decide how to go on without Redis."""
+class _Holder:
+    """What both slot sets share: the member names and the memory of Redis failing."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.prefix = prefix
@@ -57,14 +58,6 @@ class SlotSet:
         """A member no other holder (process, machine) uses."""
         return f"{self._owner}:{next(self._seq)}"
 
-    def take(self, name: str, limit: int, ttl: float, member: str) -> bool:
-        """Hold one of `name`'s `limit` slots as `member` for at most `ttl` seconds."""
-        return bool(self._script(keys=[self.key(name)], args=[limit, ttl, member]))
-
-    def give_back(self, name: str, members: list[str]) -> None:
-        if members:
-            self._client.zrem(self.key(name), *members)
-
     @property
     def down(self) -> bool:
         """Redis failed lately: count in this process without asking it."""
@@ -80,7 +73,31 @@ class SlotSet:
                 "slots %s:*: Redis unavailable (%s); counting in this process", self.prefix, exc
             )
 
+
+class SlotSet(_Holder):
+    """The slots of every name under `prefix`, over a synchronous redis client; calls raise
+    redis's errors for the caller to decide how to go on without Redis."""
+
+    def take(self, name: str, limit: int, ttl: float, member: str) -> bool:
+        """Hold one of `name`'s `limit` slots as `member` for at most `ttl` seconds."""
+        return bool(self._script(keys=[self.key(name)], args=[limit, ttl, member]))
+
+    def give_back(self, name: str, members: list[str]) -> None:
+        if members:
+            self._client.zrem(self.key(name), *members)
+
     def held(self, name: str) -> int:
         """Slots of `name` held now (expired ones not counted)."""
         now = self._client.time()
         return int(self._client.zcount(self.key(name), now[0] + now[1] / 1e6, "+inf"))
+
+
+class AsyncSlotSet(_Holder):
+    """The same slots over a redis.asyncio client, for holders on an event loop."""
+
+    async def take(self, name: str, limit: int, ttl: float, member: str) -> bool:
+        return bool(await self._script(keys=[self.key(name)], args=[limit, ttl, member]))
+
+    async def give_back(self, name: str, members: list[str]) -> None:
+        if members:
+            await self._client.zrem(self.key(name), *members)

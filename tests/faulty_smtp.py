@@ -13,7 +13,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.smtp_server import free_port
+from tests.smtp_server import BoundController, free_port
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
 
@@ -108,18 +108,25 @@ class FlakyHandler(CopyHandler):
 
 
 class RestartableSMTPServer:
-    """An aiosmtpd server on a fixed port that can be down, come up, go down again."""
+    """An aiosmtpd server that can be down, come up, go down again, on one port: the first
+    start binds port 0 (the system picks a free one, no race); a server asked for its port
+    before it ever started (one down at first) reserves a free port instead."""
 
     def __init__(self, handler: Any, port: int | None = None) -> None:
         self.handler = handler
-        self.port = port or free_port()
+        self._port = port or 0
         self.controller: Controller | None = None
 
+    @property
+    def port(self) -> int:
+        if not self._port:
+            self._port = free_port()
+        return self._port
+
     def start(self) -> RestartableSMTPServer:
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, data_size_limit=0
-        )
+        self.controller = BoundController(self.handler, port=self._port, data_size_limit=0)
         self.controller.start()
+        self._port = int(self.controller.port)
         return self
 
     def stop(self) -> None:

@@ -12,9 +12,25 @@ from aiosmtpd.controller import Controller
 
 
 def free_port() -> int:
+    """A port nothing listens on now. Racy (another process may take it before it is
+    bound): only for what cannot bind port 0 itself, such as redis-server, a server that
+    must be down at first, or an address where nothing should answer."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class BoundController(Controller):
+    """aiosmtpd's Controller on 127.0.0.1, bound to port 0 unless given one: the system
+    picks a free port when binding (no race), and `port` says which once started."""
+
+    def __init__(self, handler: Any, port: int = 0, **kwargs: Any) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=port, **kwargs)
+
+    def _trigger_server(self) -> None:
+        if not self.port and self.server is not None:
+            self.port = int(self.server.sockets[0].getsockname()[1])
+        super()._trigger_server()
 
 
 @dataclass
@@ -57,12 +73,16 @@ class RecordingHandler:
 
 
 class SMTPServer:
+    """A recording server; its `port` is known once entered."""
+
     def __init__(self, handler: RecordingHandler | None = None, **kwargs: Any) -> None:
         self.handler = handler or RecordingHandler()
-        self.port = free_port()
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, data_size_limit=0, **kwargs
-        )
+        self.controller = BoundController(self.handler, data_size_limit=0, **kwargs)
+
+    @property
+    def port(self) -> int:
+        assert self.controller.port, "the server is not started yet"
+        return int(self.controller.port)
 
     def __enter__(self) -> SMTPServer:
         self.controller.start()

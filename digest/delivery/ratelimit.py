@@ -6,6 +6,8 @@ grants a block of messages atomically across all windows); counted in-process fo
 embedded mode. A sender takes a small block of grants at a time and drops what it did not use
 when the shortest limited window it was granted in is over, so a per-second limit holds across
 processes; grants are never handed back, so a limit can be undershot, never exceeded.
+A take is a coroutine on the SMTP sessions' event loop and the Redis call goes through
+redis.asyncio: a session waiting on a slow Redis lets the other sessions send meanwhile.
 With Redis unreachable a limited relay sends nothing: the batch fails and its rows wait out
 their lease, rather than every process sending as if it were alone (domains.py, a cap on
 concurrency rather than a quota, falls back to counting in-process instead).
@@ -61,7 +63,7 @@ class RateLimit:
 
 
 class Counter(Protocol):
-    def take(self, wanted: int, now: float) -> tuple[int, float]:
+    async def take(self, wanted: int, now: float) -> tuple[int, float]:
         """Grant up to `wanted` messages now; returns (granted, seconds until a window that
         ran out opens again, or 0)."""
         ...
@@ -79,7 +81,7 @@ class LocalCounter:
         self._used: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
-    def take(self, wanted: int, now: float) -> tuple[int, float]:
+    async def take(self, wanted: int, now: float) -> tuple[int, float]:
         with self._lock:
             keys = [(name, int(now) // seconds) for name, seconds, _ in self.windows]
             grant, wait = wanted, 0.0
@@ -96,19 +98,20 @@ class LocalCounter:
 
 
 class RedisCounter:
-    """Fixed-window counters in Redis, shared by every process sending through a transport."""
+    """Fixed-window counters in Redis, shared by every process sending through a transport
+    (`client`: a redis.asyncio client, used on one event loop)."""
 
     def __init__(self, limit: RateLimit, name: str, client: Any) -> None:
         self.windows = limit.windows()
         self.name = name
         self._script = client.register_script(_TAKE)
 
-    def take(self, wanted: int, now: float) -> tuple[int, float]:
+    async def take(self, wanted: int, now: float) -> tuple[int, float]:
         keys, args = [], [wanted]
         for window, seconds, limit in self.windows:
             keys.append(f"{KEY_PREFIX}:{self.name}:{window}:{int(now) // seconds}")
             args += [limit, seconds + 60]
-        granted, blocked = self._script(keys=keys, args=args)
+        granted, blocked = await self._script(keys=keys, args=args)
         wait = _reopens(now, self.windows[int(blocked) - 1][1]) if blocked else 0.0
         return int(granted), wait
 
@@ -145,7 +148,7 @@ class RateLimiter:
             if self._tokens and window == self._window:
                 self._tokens -= 1
                 return 0.0
-            granted, wait = self.counter.take(self.block, now)
+            granted, wait = await self.counter.take(self.block, now)
             if granted:
                 self._tokens, self._window = granted - 1, window
                 return 0.0
@@ -156,7 +159,7 @@ class RateLimiter:
 
 
 def make_counter(limit: RateLimit, name: str, redis_client: Any | None) -> Counter:
-    """Redis counters when a Redis client is given, else in-process ones."""
+    """Redis counters when a (redis.asyncio) client is given, else in-process ones."""
     if redis_client is not None:
         return RedisCounter(limit, name, redis_client)
     return LocalCounter(limit)

@@ -103,10 +103,10 @@ class _BatchState:
         if self.slots is not None:
             self.pending[_domain(recipient.email)] += 1
 
-    def release(self, domain: str | None) -> None:
+    async def release(self, domain: str | None) -> None:
         if domain is None or self.slots is None:
             return
-        self.slots.give_back(domain, more_coming=self.pending[domain] > 0)
+        await self.slots.give_back(domain, more_coming=self.pending[domain] > 0)
         self.changed.set()  # wake sessions waiting for a domain slot
         self.changed = asyncio.Event()
 
@@ -160,8 +160,9 @@ class SmtpTransport:
         max_batch_seconds: float = 150.0,
         route_retry_seconds: float = 30.0,
     ) -> None:
-        """domain_redis: a Redis client to share the per-domain limit with every process
-        sending with it (None: the limit holds in this process)."""
+        """domain_redis: a redis.asyncio client to share the per-domain limit with every
+        process sending with it (None: the limit holds in this process). Its calls run on this
+        transport's event loop, whose close() closes it."""
         if routes is None:
             routes = [Route(config or SmtpConfig(), max(1, connections))]
         if not routes:
@@ -197,11 +198,11 @@ class SmtpTransport:
         redis_url = s.shared_redis_url
         redis_client = None  # one client (and connection pool) for every shared counter
         if redis_url:
-            import redis
+            import redis.asyncio
 
-            # The calls run on the sessions' event loop: a Redis host that does not answer
-            # must fail them in seconds, not hold every session for a TCP timeout.
-            redis_client = redis.Redis.from_url(
+            # Awaited on the sessions' event loop: a slow Redis holds only the session asking
+            # it, and one that does not answer fails the call in seconds.
+            redis_client = redis.asyncio.Redis.from_url(
                 redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
             )
         routes = []
@@ -329,7 +330,7 @@ class SmtpTransport:
             self._settle_leftovers(jobs, state)
         finally:
             if slots is not None:
-                slots.close()
+                await slots.close()
             report.close()
 
     def _settle_leftovers(self, jobs: deque[Recipient], state: _BatchState) -> None:
@@ -372,7 +373,7 @@ class SmtpTransport:
             return None
         return conn
 
-    def _next_job(self, jobs: deque[Recipient], state: _BatchState) -> Recipient | None:
+    async def _next_job(self, jobs: deque[Recipient], state: _BatchState) -> Recipient | None:
         """The next job whose domain has a free slot (None: none has), its slot taken."""
         if state.slots is None:
             return jobs.popleft()
@@ -381,7 +382,7 @@ class SmtpTransport:
             recipient = jobs.popleft()
             domain = _domain(recipient.email)
             if domain not in full:
-                if state.slots.take(domain):
+                if await state.slots.take(domain):
                     state.pending[domain] -= 1
                     return recipient
                 full.add(domain)
@@ -394,7 +395,7 @@ class SmtpTransport:
             while jobs and route.available(time.monotonic()):
                 if time.monotonic() >= state.deadline:
                     return
-                recipient = self._next_job(jobs, state)
+                recipient = await self._next_job(jobs, state)
                 if recipient is None:
                     # Every job left waits for a busy domain: a slot freed here wakes us at
                     # once, one freed by another process is seen at the next look.
@@ -427,7 +428,7 @@ class SmtpTransport:
                         conn.abort()
                         conn = None
                 finally:
-                    state.release(domain)
+                    await state.release(domain)
         except asyncio.CancelledError:
             # The caller stopped the batch (its lease was taken over): a session cut off
             # mid-transaction must not be reused.
@@ -480,6 +481,9 @@ class SmtpTransport:
         for route in self.routes:
             route.idle = []
         await asyncio.gather(*(conn.quit() for conn in idle))
+        if self.domain_redis is not None:  # the counters share it; it is bound to this loop
+            with contextlib.suppress(Exception):
+                await self.domain_redis.aclose()
 
     def close(self) -> None:
         loop, thread = self._loop, self._thread

@@ -62,7 +62,8 @@ def test_with_redis_away_each_process_counts_alone() -> None:
     assert asyncio.run(peak_of([limiter], 6)) == 2
 
 
-def test_a_run_reads_the_recent_titles_once(session: Session) -> None:
+def test_a_run_reads_the_recent_titles_once(session: Session, db_url: str) -> None:
+    # db_url: the run's sessions, in threads of their own, see what the test committed.
     factory = sessionmaker(session.get_bind(), expire_on_commit=False)
     with serving() as server:
         for n in range(6):

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,7 +46,8 @@ from digest.placeholders import Slots
 from digest.subscribers.suppression import suppress
 from tests.helpers import signer
 from tests.integration.test_delivery_send import ready_issue
-from tests.smtp_server import free_port
+from tests.slow_proxy import SlowProxy
+from tests.smtp_server import BoundController, free_port
 
 
 @dataclass
@@ -83,11 +85,10 @@ def servers() -> Iterator[Any]:
     controllers: list[Controller] = []
 
     def start(recorder: Recorder) -> int:
-        port = free_port()
-        controller = Controller(recorder, hostname="127.0.0.1", port=port)
+        controller = BoundController(recorder)
         controller.start()
         controllers.append(controller)
-        return port
+        return int(controller.port)
 
     yield start
     for c in controllers:
@@ -171,21 +172,54 @@ def test_spent_hourly_limit_defers_the_rest_without_using_attempts(
 def test_rate_limit_is_shared_through_redis(redis_url: str) -> None:
     """Two senders (as in two worker processes) on one relay's counters: together they never
     get more than the limit in a window."""
-    client = redis.Redis.from_url(redis_url)
     name = f"relay-{uuid.uuid4().hex[:8]}"
     limit = RateLimit(per_second=30, per_hour=45)
-    a, b = RedisCounter(limit, name, client), RedisCounter(limit, name, client)
     now = float(int(time.time()) + 1)
-    grants = [a.take(10, now)[0], b.take(10, now)[0], a.take(10, now)[0], b.take(10, now)[0]]
-    assert grants == [10, 10, 10, 0]
-    granted, wait = b.take(10, now + 0.5)
-    assert granted == 0 and 0.49 < wait <= 0.5
-    assert a.take(10, now + 1)[0] == 10
-    assert b.take(10, now + 2)[0] == 5  # the hour's 45 are spent
-    assert make_counter(limit, name, None).take(1, now)[0] == 1  # no Redis: in-process
-    keys = list(client.scan_iter(f"digest:rate:{name}:*"))
-    assert keys and all(client.ttl(k) > 0 for k in keys)  # counters expire on their own
-    client.delete(*keys)
+
+    async def run() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        a, b = RedisCounter(limit, name, client), RedisCounter(limit, name, client)
+        grants = [(await c.take(10, now))[0] for c in (a, b, a, b)]
+        assert grants == [10, 10, 10, 0]
+        granted, wait = await b.take(10, now + 0.5)
+        assert granted == 0 and 0.49 < wait <= 0.5
+        assert (await a.take(10, now + 1))[0] == 10
+        assert (await b.take(10, now + 2))[0] == 5  # the hour's 45 are spent
+        assert (await make_counter(limit, name, None).take(1, now))[0] == 1  # in-process
+        keys = [k async for k in client.scan_iter(f"digest:rate:{name}:*")]
+        assert keys and all([await client.ttl(k) > 0 for k in keys])  # they expire
+        await client.delete(*keys)
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_slow_redis_holds_only_the_session_asking_it(servers: Any, redis_url: str) -> None:
+    """The shared counters are awaited on the sessions' event loop (redis.asyncio): while
+    one relay's session waits seconds for a slow Redis to grant its rate limit, the other
+    relay's sessions send their whole share. A blocking call there stalled every session."""
+    limited, free = Recorder(), Recorder()
+    host, port, db = redis_url.removeprefix("redis://").replace("/", ":").split(":")
+    with SlowProxy((host, int(port)), delay=1.0) as proxy:
+        client = redis.asyncio.Redis(port=proxy.port, db=int(db), socket_timeout=30)
+        limit = RateLimit(per_hour=100_000)
+        routes = [
+            Route(
+                SmtpConfig(port=servers(limited)),
+                connections=1,
+                name="limited",
+                limiter=RateLimiter(limit, RedisCounter(limit, f"slow-{uuid.uuid4().hex}", client)),
+            ),
+            Route(SmtpConfig(port=servers(free)), connections=2, name="free"),
+        ]
+        transport = SmtpTransport(routes=routes, domain_redis=client)
+        results = send(transport, recipients(80))
+        assert proxy.held >= 1  # the grant did wait on the slow Redis
+        print(f"replies held {proxy.held}")
+    assert {r.outcome for r in results} == {"sent"} and len(results) == 80
+    assert (len(limited.rcpts), len(free.rcpts)) == (40, 40)
+    # Every message of the free relay went out before the limited relay got its first grant.
+    assert max(free.times) < min(limited.times)
 
 
 def test_domain_concurrency_caps_messages_in_flight_per_domain(servers: Any) -> None:
@@ -208,36 +242,52 @@ def test_domain_concurrency_caps_messages_in_flight_per_domain(servers: Any) -> 
 def test_domain_slots_in_redis_are_shared_kept_while_needed_and_given_back(
     redis_url: str,
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
     domain = f"{uuid.uuid4().hex[:12]}.example"
     key = f"digest:domain:{domain}"
-    a, b = RedisSlots(2, client, ttl=30), RedisSlots(2, client, ttl=30)
-    assert a.take(domain) and b.take(domain)
-    assert not a.take(domain) and not b.take(domain)  # two in flight, whoever sends them
-    a.give_back(domain, more_coming=True)  # kept for a's next message to the domain
-    assert not b.take(domain) and a.take(domain)
-    a.give_back(domain, more_coming=False)  # a has none left for it: handed back at once
-    assert client.zcard(key) == 1 and b.take(domain) and not a.take(domain)
-    assert 0 < client.ttl(key) <= 31  # the set goes away on its own too
-    b.close()  # the batch ends: everything it held goes back
-    assert client.zcard(key) == 0
 
-    # A process that dies holding slots loses them at their expiry.
-    dead = RedisSlots(2, client, ttl=0.5)
-    assert dead.take(domain) and dead.take(domain)
-    alive = RedisSlots(2, client, ttl=30)
-    assert not alive.take(domain)
-    time.sleep(0.6)
-    assert alive.take(domain) and alive.take(domain) and not alive.take(domain)
-    alive.close()
+    async def run() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        a, b = RedisSlots(2, client, ttl=30), RedisSlots(2, client, ttl=30)
+        assert await a.take(domain) and await b.take(domain)
+        assert not await a.take(domain) and not await b.take(domain)  # two in flight in all
+        await a.give_back(domain, more_coming=True)  # kept for a's next message to it
+        assert not await b.take(domain) and await a.take(domain)
+        await a.give_back(domain, more_coming=False)  # a has none left: handed back at once
+        assert await client.zcard(key) == 1
+        assert await b.take(domain) and not await a.take(domain)
+        assert 0 < await client.ttl(key) <= 31  # the set goes away on its own too
+        await b.close()  # the batch ends: everything it held goes back
+        assert await client.zcard(key) == 0
 
-    # Redis gone mid-batch: the process keeps sending under its own count, and says so once.
-    lost = RedisSlots(1, redis.Redis(port=free_port(), socket_connect_timeout=0.2), ttl=30)
-    assert lost.take(domain) and not lost.take(domain)
-    lost.give_back(domain, more_coming=False)
-    assert lost.take(domain)
-    lost.close()
-    assert isinstance(make_slots(2, None, 30), LocalSlots) and make_slots(0, client, 30) is None
+        # Sessions of one batch asking at once get no more than the limit between them.
+        together = RedisSlots(2, client, ttl=30)
+        taken = await asyncio.gather(*(together.take(domain) for _ in range(5)))
+        assert sorted(taken) == [False, False, False, True, True]
+        assert together.inflight[domain] == 2 and await client.zcard(key) == 2
+        await together.close()
+
+        # A process that dies holding slots loses them at their expiry.
+        dead = RedisSlots(2, client, ttl=0.5)
+        assert await dead.take(domain) and await dead.take(domain)
+        alive = RedisSlots(2, client, ttl=30)
+        assert not await alive.take(domain)
+        await asyncio.sleep(0.6)
+        assert await alive.take(domain) and await alive.take(domain)
+        assert not await alive.take(domain)
+        await alive.close()
+
+        # Redis gone mid-batch: the process keeps sending under its own count, said once.
+        away = redis.asyncio.Redis(port=free_port(), socket_connect_timeout=0.2)
+        lost = RedisSlots(1, away, ttl=30)
+        assert await lost.take(domain) and not await lost.take(domain)
+        await lost.give_back(domain, more_coming=False)
+        assert await lost.take(domain)
+        await lost.close()
+        assert isinstance(make_slots(2, None, 30), LocalSlots)
+        assert make_slots(0, client, 30) is None
+        await client.aclose()
+
+    asyncio.run(run())
 
 
 def test_domain_concurrency_holds_across_sending_processes_through_redis(
@@ -257,10 +307,13 @@ def test_domain_concurrency_holds_across_sending_processes_through_redis(
     def run(shared: bool) -> Recorder:
         rec = Recorder(delay=0.03)
         port = servers(rec)
-        client = redis.Redis.from_url(redis_url) if shared else None
         transports = [
             SmtpTransport(
-                SmtpConfig(port=port), connections=4, domain_concurrency=2, domain_redis=client
+                SmtpConfig(port=port),
+                connections=4,
+                domain_concurrency=2,
+                # A client per transport (per process): it lives on that transport's loop.
+                domain_redis=redis.asyncio.Redis.from_url(redis_url) if shared else None,
             )
             for _ in range(2)
         ]
@@ -268,8 +321,9 @@ def test_domain_concurrency_holds_across_sending_processes_through_redis(
             results = list(pool.map(send, transports, [batch(0), batch(100)]))
         assert [len(r) for r in results] == [48, 48]
         assert {r.outcome for rs in results for r in rs} == {"sent"}
-        if client is not None:
-            assert client.zcard(f"digest:domain:{big}") == 0  # all handed back
+        if shared:
+            left = redis.Redis.from_url(redis_url).zcard(f"digest:domain:{big}")
+            assert left == 0  # all handed back
         return rec
 
     shared, apart = run(shared=True), run(shared=False)
@@ -333,9 +387,9 @@ def test_relay_down_mid_batch_fails_over(servers: Any) -> None:
     """The first relay dies while a batch is on the wire: what it had not sent goes to the
     second; a message it lost in flight comes back as a retry, never as lost."""
     first, second = Recorder(delay=0.01), Recorder()
-    port = free_port()
-    controller = Controller(first, hostname="127.0.0.1", port=port)
+    controller = BoundController(first)
     controller.start()
+    port = int(controller.port)
     routes = [
         Route(SmtpConfig(port=port, timeout=3), connections=2, weight=1, name="first"),
         Route(SmtpConfig(port=servers(second)), connections=2, weight=1, name="second"),

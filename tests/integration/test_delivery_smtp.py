@@ -35,7 +35,7 @@ from digest.placeholders import Slots
 from digest.subscribers.suppression import is_suppressed
 from tests.helpers import signer
 from tests.integration.test_delivery_send import check_copies, parse, ready_issue
-from tests.smtp_server import free_port
+from tests.smtp_server import BoundController, free_port
 
 USER, PASSWORD = "mailer", "s3cret-pässword"
 
@@ -122,11 +122,10 @@ def smtp_server() -> Iterator[Any]:
     controllers: list[Controller] = []
 
     def start(handler: Handler, **kw: Any) -> int:
-        port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **kw)
+        controller = BoundController(handler, **kw)
         controller.start()
         controllers.append(controller)
-        return port
+        return int(controller.port)
 
     yield start
     for c in controllers:
@@ -375,6 +374,7 @@ def smtp_sink(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError("smtp-sink did not start")
 
 
+@pytest.mark.service  # Postfix's smtp-sink
 @pytest.mark.skipif(
     shutil.which("smtp-sink") is None and not Path("/usr/sbin/smtp-sink").exists(),
     reason="Postfix's smtp-sink is not installed",

@@ -1,6 +1,7 @@
 """`digest demo` on a fresh folder: the whole job on embedded defaults, then a quiet rerun."""
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.helpers import outbox_messages, parts, read, run_digest
@@ -43,7 +44,7 @@ def test_demo_delivers_every_copy_then_sends_nothing_new(tmp_path: Path) -> None
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     run_digest("init", cwd=tmp_path)
-    for args in (
+    cases = [
         ["issues", "compose", "no-such-list"],
         ["issues", "show", "999"],
         ["subscribers", "import", "missing.csv", "--list", "x"],
@@ -55,8 +56,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ["issues", "status", "abc"],
         ["no-such-command"],
         ["demo", "--subscribers", "0"],
-    ):
-        result = run_digest(*args, cwd=tmp_path)
+    ]
+    # Each is a process of its own (seconds to start on a busy machine): run them side by side.
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda args: run_digest(*args, cwd=tmp_path), cases))
+    for args, result in zip(cases, results, strict=True):
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
         assert result.stderr.startswith("error: "), result.stderr

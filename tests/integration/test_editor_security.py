@@ -53,7 +53,7 @@ def form_token(client: TestClient, issue_id: int, **kwargs: object) -> str:
 
 
 def test_the_form_token_is_random_per_session_not_from_the_password(
-    admin: None, session: Session, seeded: Seeded
+    admin: None, session: Session, db_url: str, seeded: Seeded
 ) -> None:
     path = f"/editor/issues/{seeded.issue_id}/items/{seeded.item_ids[0]}/drop"
     alice, bob = signed(), signed()
@@ -124,7 +124,7 @@ def test_the_cookies_are_httponly_samesite_and_secure_over_https(
 
 
 def test_origin_is_the_public_urls_not_the_host_header(
-    admin: None, monkeypatch: pytest.MonkeyPatch, session: Session, seeded: Seeded
+    admin: None, monkeypatch: pytest.MonkeyPatch, session: Session, db_url: str, seeded: Seeded
 ) -> None:
     # Behind a TLS proxy: the browser is on https://digest.example.org, the app is reached as
     # http://web:8000 (the Host the proxy sends upstream).
@@ -252,7 +252,7 @@ def test_ids_past_64_bits_are_4xx_json_under_api(admin: None, seeded: Seeded) ->
 
 
 def test_ids_past_64_bits_are_4xx_pages_in_the_editor(
-    admin: None, session: Session, seeded: Seeded
+    admin: None, session: Session, db_url: str, seeded: Seeded
 ) -> None:
     client = signed(raise_server_exceptions=False)
     token = form_token(client, seeded.issue_id)

@@ -357,14 +357,16 @@ class Server:
     tasks run after the response is sent (TestClient would wait for them)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(create_app(), host="127.0.0.1", port=self.port, log_level="error")
+        # Port 0: the system picks a free port as uvicorn binds it; read back once started.
+        config = uvicorn.Config(create_app(), host="127.0.0.1", port=0, log_level="error")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.port = 0
 
     def __enter__(self) -> Server:
         self.thread.start()
         wait_until(lambda: self.server.started, 20, what="uvicorn to start")
+        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -227,6 +227,7 @@ def _sink(port: int, dumps: Path) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.service  # Postfix's smtp-sink
 @pytest.mark.skipif(
     shutil.which("smtp-sink") is None and not Path("/usr/sbin/smtp-sink").exists(),
     reason="Postfix's smtp-sink is not installed",

@@ -38,7 +38,7 @@ from digest.models import (
 )
 from digest.sources.collect import collect_sources
 from digest.sources.guids import item_guid
-from tests.conftest import scratch_postgres
+from tests.conftest import PG_DB, scratch_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -47,7 +47,9 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrated.db'}"
         return
-    with scratch_postgres(f"digest_migrate_{request.node.name[-12:].strip('[]-')}") as url:
+    # Named after this pytest process too: parallel runs (xdist, other checkouts) never meet.
+    name = f"{PG_DB}_migrate_{request.node.name[-12:].strip('[]-')}"
+    with scratch_postgres(name) as url:
         yield url
 
 
@@ -61,8 +63,9 @@ def test_sqlite_schema_matches_models(tmp_path: Path) -> None:
     _assert_matches_models(f"sqlite:///{tmp_path / 'm.db'}")
 
 
+@pytest.mark.postgres
 def test_postgres_schema_matches_models() -> None:
-    with scratch_postgres("digest_migrations_test") as url:
+    with scratch_postgres(f"{PG_DB}_migrations") as url:
         _assert_matches_models(url)
         upgrade(url)  # a second upgrade is a no-op
 

@@ -279,8 +279,8 @@ def test_digest_run_makes_the_due_issue_in_process(
 
 
 def test_the_editor_shows_overdue_issues_with_their_reason(
-    session: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # db_url: the app reads the rows, committed, through its own sessions
     _list_id, record_id, _ids = news(session, utcnow() - timedelta(hours=2))
     failed = record(session, record_id)
     failed.state, failed.attempts = "failed", 3

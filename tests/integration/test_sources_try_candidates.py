@@ -108,3 +108,26 @@ def test_paging_options_work_with_inferred_selectors(
     # Parts of an item without --item are still a mistake, said in words.
     code, _out, err = cli(capsys, "try", url, "--title", "a")
     assert code == 2 and err.startswith("error: --item is needed with --title")
+
+
+def test_add_keeps_paging_options_with_inferred_selectors(
+    db_url: str, session: Session, server: SourceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sources add` with only --next and --max-pages: the item selectors are inferred, the
+    paging is stored as given, and a later collect reads those pages."""
+    server.add("/news", Page(numbered(1, 3, "/news?p=2")))
+    server.add("/news?p=2", Page(numbered(4, 3, "/news?p=3")))
+    server.add("/news?p=3", Page(numbered(7, 3, None)))
+    url = server.url("/news")
+    code, out, err = cli(
+        capsys, "add", url, "--kind", "html", "--next", "p.more a", "--max-pages", "2"
+    )
+    assert code == 0, err
+    assert "6 items" in out, out
+    source = session.scalar(select(Source))
+    assert source is not None
+    selectors = source.selectors or {}
+    assert selectors.get("next") == "p.more a" and selectors.get("max_pages") == 2, selectors
+    assert selectors.get("item"), selectors  # inferred, stored with the paging
+    code, _out, err = cli(capsys, "add", url, "--kind", "html", "--max-pages", "0")
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1

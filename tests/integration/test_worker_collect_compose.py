@@ -434,3 +434,41 @@ def test_no_session_is_idle_in_a_transaction_while_fetching(
     assert held >= 10, "the test looked while a request was held"
     assert max(idle) == 0, f"sessions idle in a transaction during a fetch: {idle}"
     assert sum(http.hits.values()) == 3
+
+
+def test_tasks_an_earlier_version_enqueued_still_collect_and_compose(
+    store: str, broker: RedisServer, http: SourceServer, tmp_path: Path
+) -> None:
+    """Queued before an upgrade: `collect_source` (one source) collects it as a batch of
+    one; `compose_list` (sent after the old beat had moved the list's checkpoint past the
+    fire) records the fire, so the next tick composes it instead of the fire being lost."""
+    fire = fire_an_hour_ago()
+    feed = rss(("Published just before the fire", fire - timedelta(minutes=2)))
+    url = http.add("/feed.xml", Page(feed, "application/rss+xml"))
+    list_id = scheduled_list(store, fire, [url])
+    with session_scope(store) as session:
+        source_id = session.scalar(select(Source.id))
+        session.execute(
+            text("UPDATE lists SET schedule_checked_at = :t"), {"t": fire + timedelta(minutes=1)}
+        )
+    env = worker_env(store, broker, tmp_path)
+    (worker,) = start_workers(env, tmp_path)
+    try:
+        tick(broker, "collect_source", source_id)
+        (collected,) = wait_until(lambda: succeeded(worker, "collect_source"), 60)
+        assert "'sources': 1, 'new': 1, 'errors': 0" in collected
+        tick(broker, "compose_due_lists")  # the checkpoint is past the fire: nothing to do
+        wait_until(lambda: succeeded(worker, "compose_due_lists"), 60)
+        assert scheduled(store) == []
+        tick(broker, "compose_list", list_id)
+        wait_until(lambda: succeeded(worker, "compose_list"), 60)
+        ((fired, state),) = [(r["fire_at"], r["state"]) for r in scheduled(store)]
+        assert fired == fire and state not in ("composed", "empty")
+        tick(broker, "compose_due_lists")
+        wait_until(lambda: settled(store), 60, 0.2, "the recorded fire to be composed")
+    finally:
+        reap([worker])
+    ((issue_id, status, period_end, titles),) = issues(store)
+    assert (status, period_end, titles) == ("draft", fire, ["Published just before the fire"])
+    (record,) = scheduled(store)
+    assert (record["state"], record["issue_id"]) == ("composed", issue_id)

@@ -85,6 +85,8 @@ def test_token_id_refuses_other_purposes_and_giants() -> None:
         (f"<p>Hello{ph.GREETING_NAME},</p>", "<p>Hello,</p>"),
         ("<p>Hi[[digest:some_future_field]]!</p>", "<p>Hi[[digest:some_future_field]]!</p>"),
     ],
+    # Fixed ids: the markers are random per process, and xdist workers must agree.
+    ids=["hello", "hola", "bonjour", "greeting-name", "unknown-field"],
 )
 def test_web_copy_greets_nobody_in_particular(greeting: str, neutral: str) -> None:
     assert web_copy(greeting, ph, links_url="/l", view_url="/v") == neutral
