@@ -499,7 +499,12 @@ def put_postal_address(session: SessionDep, slug: Slug, body: PostalAddress) -> 
     return PostalAddress(postal_address=lst.postal_address)
 
 
-@router.post("/lists/{slug}/compose", response_model=Composed, dependencies=[needs(Role.EDITOR)])
+@router.post(
+    "/lists/{slug}/compose",
+    response_model=Composed,
+    dependencies=[needs(Role.EDITOR)],
+    responses={201: {"model": Composed, "description": "A new draft was made."}},
+)
 def compose(session: SessionDep, slug: Slug, response: Response) -> Composed:
     """Create the list's next draft from what is new; 201 with it, or 200 when nothing is new."""
     issue = compose_issue(session, slug)

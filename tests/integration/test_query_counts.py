@@ -20,12 +20,12 @@ from digest.config import get_settings, reset_settings
 from digest.db import get_engine
 from digest.delivery.ledger import claim, plan_deliveries
 from digest.issues.compose import compose_issue
-from digest.models import Delivery, Issue, Item, Source, SuppressionReason, utcnow
+from digest.models import Delivery, Issue, Item, Role, Source, SuppressionReason, utcnow
 from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import add_subscriber
 from digest.subscribers.suppression import suppress
 from digest.web.app import create_app
-from tests.integration.test_editor_api import PASSWORD, basic
+from tests.accounts import grant, signed_in
 
 
 @contextmanager
@@ -113,7 +113,8 @@ def test_overview_queries_are_a_fixed_handful_whatever_the_rows(session: Session
     assert one == six == OVERVIEW, f"1 list: {one}; 6 lists: {six}"
 
 
-EDITOR_PAGES = {"/editor/issues": 5, "/editor/lists": 8, "/editor/sources": 3}
+# Each page's own statements, plus two for the signed-in session (digest.accounts.sessions).
+EDITOR_PAGES = {"/editor/issues": 7, "/editor/lists": 10, "/editor/sources": 5}
 
 
 def page_counts(client: TestClient, engine: Engine, issue_id: int) -> dict[str, int]:
@@ -129,12 +130,12 @@ def page_counts(client: TestClient, engine: Engine, issue_id: int) -> dict[str, 
 def test_editor_pages_run_a_fixed_number_of_statements(
     session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD", PASSWORD)
     reset_settings()
     engine = get_engine(db_url)
     (first,) = add_lists(session, 0, 1)
-    with TestClient(create_app(), follow_redirects=False, headers=basic()) as client:
-        client.get("/editor/issues")  # the app's first request: the CSRF cookie is set
+    grant(session, Role.VIEWER)
+    with signed_in(TestClient(create_app(), follow_redirects=False), Role.VIEWER) as client:
+        client.get("/editor/issues")  # the app's first request after signing in
         one = page_counts(client, engine, first)
         add_lists(session, 1, 5)
         six = page_counts(client, engine, first)
@@ -143,9 +144,9 @@ def test_editor_pages_run_a_fixed_number_of_statements(
 
 
 # The issue (read three times: the page, the preview render and its context), its list, its
-# issue items, their items and sources (the render's), the items joined for the page, and
-# the delivery progress.
-ISSUE_PAGE = 9
+# issue items, their items and sources (the render's), the items joined for the page, the
+# delivery progress, its variants with their readers and the waves to come, and the session.
+ISSUE_PAGE = 15
 
 
 def test_a_claim_is_two_statements_plus_one_per_reason_to_skip(session: Session) -> None:
