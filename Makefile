@@ -43,7 +43,7 @@ test: $(STAMP)
 
 # What needs no service and starts no process: seconds, for the edit-test loop.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not service and not process"
+	$(BIN)/pytest -q -m "not service and not process" tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest workers tests benchmarks
