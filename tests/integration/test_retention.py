@@ -3,8 +3,8 @@ during a real send (PostgreSQL, SMTP on 127.0.0.1) without touching a row of tha
 
 from __future__ import annotations
 
+import itertools
 import threading
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -158,6 +158,7 @@ def test_retention_removes_exactly_what_is_old(db_url: str) -> None:
 
 
 RECIPIENTS = 3000
+FIRST_BATCH = 100
 
 
 def test_retention_during_a_send_loses_no_row_of_it(pg_url: str) -> None:
@@ -170,16 +171,21 @@ def test_retention_during_a_send_loses_no_row_of_it(pg_url: str) -> None:
     ids = _history(pg_url, list_id)
     issueless = _event_kinds(pg_url, None)
 
-    # A relay slow enough (a few ms a recipient) that retention runs while it sends.
-    def slow(_: str) -> None:
-        time.sleep(0.003)
+    # The relay takes the first batch, then holds every recipient until retention has run:
+    # retention runs while the issue is sending however fast or slow the machine is.
+    retention_done = threading.Event()
+    answered = itertools.count()
+
+    def held(_: str) -> None:
+        if next(answered) >= FIRST_BATCH:
+            retention_done.wait(120)
         return None
 
     settings = Settings(
         database_url=pg_url, transport="smtp", smtp_host="127.0.0.1", secret_key="test-secret"
     )
     sf = session_factory(pg_url)
-    with SMTPServer(RecordingHandler(reply=slow)) as smtp:
+    with SMTPServer(RecordingHandler(reply=held)) as smtp:
         transport = SmtpTransport.from_settings(
             settings.model_copy(update={"smtp_port": smtp.port})
         )
@@ -187,7 +193,7 @@ def test_retention_during_a_send_loses_no_row_of_it(pg_url: str) -> None:
 
         def send() -> None:
             try:
-                send_issue_inline(sf, issue_id, transport, settings, size=100)
+                send_issue_inline(sf, issue_id, transport, settings, size=FIRST_BATCH)
             except BaseException as exc:  # reported by the test below
                 failures.append(exc)
 
@@ -198,7 +204,9 @@ def test_retention_during_a_send_loses_no_row_of_it(pg_url: str) -> None:
             done = prune(sf, months=13, chunk=100)
             still = issue_state(pg_url, issue_id)
         finally:
+            retention_done.set()
             sender.join(300)
+            assert not sender.is_alive(), "the send did not finish"
             transport.close()
     assert not failures, failures
     assert (done.issues, done.deliveries, done.events) == (3, 3200, 9)
