@@ -377,6 +377,20 @@ def approve(
     return _act(request, session, issue_id, approve, "approved")
 
 
+# Sending and destructive actions ask first: the form's box must be ticked ("yes"), else the
+# issue's page says why nothing happened.
+Confirm = Annotated[str | None, Form()]
+ASK_FIRST = {
+    "send": "Tick the box to confirm that the issue should go to every subscriber.",
+    "cancel": "Tick the box to confirm that the issue should be cancelled.",
+    "discard": "Tick the box to confirm that the draft should be deleted.",
+}
+
+
+def _ask_first(request: Request, session: SessionDep, issue_id: int, action: str) -> Response:
+    return issue_page(request, session, issue_id, error=ASK_FIRST[action], status_code=400)
+
+
 @router.post("/issues/{issue_id}/send", dependencies=[needs(Role.PUBLISHER)])
 def send(
     request: Request,
@@ -384,11 +398,10 @@ def send(
     settings: SettingsDep,
     background: BackgroundTasks,
     issue_id: IssueId,
-    confirm: Annotated[str | None, Form()] = None,
+    confirm: Confirm = None,
 ) -> Response:
     if confirm != "yes":
-        error = "Tick the box to confirm that the issue should go to every subscriber."
-        return issue_page(request, session, issue_id, error=error, status_code=400)
+        return _ask_first(request, session, issue_id, "send")
     sf = request.app.state.sessionmaker
     return _act(
         request,
@@ -422,11 +435,6 @@ def resume(
     )
 
 
-# Destructive actions ask first: the form's box must be ticked, else the page says so.
-CONFIRM_CANCEL = "Tick the box to confirm that the issue should be cancelled."
-CONFIRM_DISCARD = "Tick the box to confirm that the draft should be deleted."
-
-
 @router.post("/issues/{issue_id}/to-draft", dependencies=[needs(Role.PUBLISHER)])
 def to_draft(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
     return _act(
@@ -439,10 +447,10 @@ def cancel(
     request: Request,
     session: SessionDep,
     issue_id: IssueId,
-    confirm: Annotated[str | None, Form()] = None,
+    confirm: Confirm = None,
 ) -> Response:
     if confirm != "yes":
-        return issue_page(request, session, issue_id, error=CONFIRM_CANCEL, status_code=400)
+        return _ask_first(request, session, issue_id, "cancel")
     return _act(
         request, session, issue_id, lambda: lifecycle.cancel(session, issue_id), "cancelled"
     )
@@ -453,10 +461,10 @@ def discard(
     request: Request,
     session: SessionDep,
     issue_id: IssueId,
-    confirm: Annotated[str | None, Form()] = None,
+    confirm: Confirm = None,
 ) -> Response:
     if confirm != "yes":
-        return issue_page(request, session, issue_id, error=CONFIRM_DISCARD, status_code=400)
+        return _ask_first(request, session, issue_id, "discard")
     response = _act(
         request, session, issue_id, lambda: lifecycle.discard_draft(session, issue_id), ""
     )
