@@ -15,10 +15,9 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from digest import archive
-from digest.issues.freeze import issue_slots
 from digest.models import Issue, MailingList
 from digest.web.deps import SessionDep
-from digest.web.online import web_copy
+from digest.web.online import issue_web_copy
 from digest.web.params import BeforeNumber, IssueNumber, Slug
 from digest.web.templating import render, root_path
 
@@ -118,12 +117,7 @@ def archived_issue(
     if issue is None:
         raise HTTPException(status_code=404, detail="not-found")
     root = root_path(request)
-    html = web_copy(
-        issue.html or "",
-        issue_slots(issue),
-        links_url=f"{root}/links",
-        view_url=f"{root}/archive/{lst.slug}/{issue.number}",
-    )
+    html = issue_web_copy(issue, root=root, view_path=f"/archive/{lst.slug}/{issue.number}")
     return HTMLResponse(html)
 
 

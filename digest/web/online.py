@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 from digest import placeholders
+from digest.issues.freeze import issue_slots
+from digest.models import Issue
 from digest.placeholders import Slots
 
 
@@ -27,3 +29,11 @@ def web_copy(html: str, slots: Slots, *, links_url: str, view_url: str) -> str:
     }
     # GREETING_NAME ("Hello[[...]],") and whatever render learns to leave next: nobody's.
     return slots.fill(html, links, default="")
+
+
+def issue_web_copy(issue: Issue, *, root: str, view_path: str) -> str:
+    """The web copy of a frozen issue, as /v/TOKEN and the archive serve it: its personal
+    links lead to /links, its view-online link to `view_path` (under `root`)."""
+    return web_copy(
+        issue.html or "", issue_slots(issue), links_url=f"{root}/links", view_url=root + view_path
+    )

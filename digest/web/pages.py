@@ -14,7 +14,6 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 
 from digest.delivery.audience import list_editions
 from digest.errors import DigestError
-from digest.issues.freeze import issue_slots
 from digest.models import RECEIVING, Subscription, SubscriptionStatus
 from digest.subscribers import actions
 from digest.subscribers.addresses import display_email
@@ -22,7 +21,7 @@ from digest.subscribers.topics import list_topics, parse_topic_ids, time_zones
 from digest.tokens import make_token
 from digest.web.deps import SessionDep, link_keys
 from digest.web.links import issue_for, mask_email, subscription_for
-from digest.web.online import web_copy
+from digest.web.online import issue_web_copy
 from digest.web.templating import render, root_path
 
 router = APIRouter()
@@ -163,12 +162,7 @@ def confirm(request: Request, token: str, session: SessionDep) -> Response:
 def view_online(request: Request, token: str, session: SessionDep) -> Response:
     issue = issue_for(session, token, link_keys(request))
     root = root_path(request)
-    html = web_copy(
-        issue.html or "",
-        issue_slots(issue),
-        links_url=f"{root}/links",
-        view_url=f"{root}/v/{token}",
-    )
+    html = issue_web_copy(issue, root=root, view_path=f"/v/{token}")
     return HTMLResponse(html)
 
 
