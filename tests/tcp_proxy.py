@@ -1,18 +1,25 @@
-"""A TCP proxy on 127.0.0.1 that a test can stop and start again on the same port: the
-machine's PostgreSQL seen "down" and "up" without stopping it (other tests use it)."""
+"""A TCP proxy on 127.0.0.1 in front of a real server, for the tests: stopped and started
+again on the same port, it is the machine's PostgreSQL seen "down" and "up" without stopping
+it (other tests use it); with `reply_delay`, every reply is held that long (a slow Redis made
+of the real one)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 
 from tests.smtp_server import free_port
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", *, reply_delay: float = 0.0
+    ) -> None:
         self.target = (target_host, target_port)
+        self.reply_delay = reply_delay
+        self.held = 0  # replies held so far
         self.port = free_port()
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
@@ -63,12 +70,16 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._conns |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, delay in ((client, upstream, 0.0), (upstream, client, self.reply_delay)):
+                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, delay: float) -> None:
         try:
             while data := src.recv(65536):
+                if delay:
+                    with self._lock:
+                        self.held += 1
+                    time.sleep(delay)  # the slowness under test, not a wait for something
                 dst.sendall(data)
         except OSError:
             pass

@@ -46,8 +46,8 @@ from digest.placeholders import Slots
 from digest.subscribers.suppression import suppress
 from tests.helpers import signer
 from tests.integration.test_delivery_send import ready_issue
-from tests.slow_proxy import SlowProxy
 from tests.smtp_server import BoundController, free_port
+from tests.tcp_proxy import TcpProxy
 
 
 @dataclass
@@ -200,7 +200,7 @@ def test_a_slow_redis_holds_only_the_session_asking_it(servers: Any, redis_url: 
     relay's sessions send their whole share. A blocking call there stalled every session."""
     limited, free = Recorder(), Recorder()
     host, port, db = redis_url.removeprefix("redis://").replace("/", ":").split(":")
-    with SlowProxy((host, int(port)), delay=1.0) as proxy:
+    with TcpProxy(int(port), host, reply_delay=1.0) as proxy:
         client = redis.asyncio.Redis(port=proxy.port, db=int(db), socket_timeout=30)
         limit = RateLimit(per_hour=100_000)
         routes = [
