@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str = "http://127.0.0.1:8000"
-    # The editor (/editor) and JSON API (/api): users sign in (`digest users add`, or the
+    # The editor (/editor) and JSON API (/api/v1): users sign in (`digest users add`, or the
     # first-run page of a fresh install). A session lasts this long after sign-in.
     session_hours: float = Field(default=12.0, gt=0, le=24 * 90)
     # Opens the first-run page (/editor/setup) to a browser that is not on this machine while

@@ -1,4 +1,4 @@
-"""The JSON API under /api: what the editor's pages do, for scripts and other front ends.
+"""The JSON API under /api/v1: what the editor's pages do, for scripts and other front ends.
 
 Auth, roles and CSRF as in `digest.web.auth`: a user's API token (`Authorization: Bearer
 dgt_...`) or a signed-in browser session, each route with the least role it needs (viewer <
@@ -6,9 +6,9 @@ editor < publisher < admin); a session needs an `X-Requested-With` header on eve
 that changes something. Every change is in the audit log. Every error is JSON
 `{"detail": "..."}`: 400 for a request the issue's state or the input cannot honour, 401
 without a user, 403 for a role too low, 404 for what does not exist, 422 for a malformed body,
-path or query (with `errors`), and the app's own 404, 405 and 500 under /api too.
+path or query (with `errors`), and the app's own 404, 405 and 500 under /api/v1 too.
 Ids are 1 to 2**63-1. Times are UTC, ISO 8601 with "Z". The OpenAPI document is
-/api/openapi.json, for a signed-in user.
+/api/v1/openapi.json, for a signed-in user.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(
-    prefix="/api",
+    prefix="/api/v1",
     route_class=ApiRoute,
     dependencies=[Depends(current_user), Depends(require_api_header), AuditDep],
     responses=ERROR_RESPONSES,

@@ -1,9 +1,9 @@
-"""Who may use the editor (/editor) and the JSON API (/api), and how their forms are protected.
+"""Who may use the editor (/editor) and the JSON API (/api/v1), and how their forms are protected.
 
 Access: a user signs in (`digest.web.signin`) and gets a server-side session
 (`digest.accounts.sessions`) whose random token is the cookie: HttpOnly, SameSite=Lax, Secure
 with the `__Host-` prefix when DIGEST_PUBLIC_URL is https. Scripts may instead send a user's
-API token as `Authorization: Bearer dgt_...` to /api.
+API token as `Authorization: Bearer dgt_...` to /api/v1.
 
 Roles: each route declares the least role it needs with one dependency (`needs(Role.EDITOR)`;
 viewer < editor < publisher < admin). Nobody signed in: 401 (the editor's pages redirect to the
@@ -133,7 +133,7 @@ def _under_api(request: Request) -> bool:
 
 
 def current_user(request: Request, session: SessionDep) -> Principal:
-    """The signed-in user (session cookie, or an API token under /api); 401 without one."""
+    """The signed-in user (session cookie, or an API token under /api/v1); 401 without one."""
     bearer: str | None
     address = address_of(request)
     principal: Principal | None = None

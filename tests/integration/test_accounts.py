@@ -185,14 +185,16 @@ def test_api_tokens_are_shown_once_stored_hashed_and_die_with_revocation(
 
     api = TestClient(create_app())
     headers = {"Authorization": f"Bearer {token}"}
-    assert api.get("/api/issues", headers=headers).status_code == 200
+    assert api.get("/api/v1/issues", headers=headers).status_code == 200
     # An editor's token edits drafts but may not approve.
-    edit = api.patch(f"/api/issues/{seeded_issue}", json={"subject": "By script"}, headers=headers)
+    edit = api.patch(
+        f"/api/v1/issues/{seeded_issue}", json={"subject": "By script"}, headers=headers
+    )
     assert edit.status_code == 200
-    assert api.post(f"/api/issues/{seeded_issue}/approve", headers=headers).status_code == 403
+    assert api.post(f"/api/v1/issues/{seeded_issue}/approve", headers=headers).status_code == 403
     revoke = client.post(f"/editor/account/tokens/{row.id}/revoke", data={"csrf": csrf})
     assert revoke.status_code == 303
-    assert api.get("/api/issues", headers=headers).status_code == 401
+    assert api.get("/api/v1/issues", headers=headers).status_code == 401
 
 
 def test_the_audit_log_says_who_did_what_to_which_when_and_from_where(
@@ -201,13 +203,13 @@ def test_the_audit_log_says_who_did_what_to_which_when_and_from_where(
     grant(session)
     grant(session, Role.VIEWER)
     api = TestClient(create_app(), client=("198.51.100.20", 1))
-    assert api.post(f"/api/issues/{seeded_issue}/approve", headers=API).status_code == 200
+    assert api.post(f"/api/v1/issues/{seeded_issue}/approve", headers=API).status_code == 200
     # Refused (role) or failed (state): no entry.
     assert (
-        api.post(f"/api/issues/{seeded_issue}/cancel", headers=bearer(Role.VIEWER)).status_code
+        api.post(f"/api/v1/issues/{seeded_issue}/cancel", headers=bearer(Role.VIEWER)).status_code
         == 403
     )
-    assert api.post(f"/api/issues/{seeded_issue}/approve", headers=API).status_code == 400
+    assert api.post(f"/api/v1/issues/{seeded_issue}/approve", headers=API).status_code == 400
     entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
     assert [(e.actor, e.action, e.target_kind, e.target_id, e.address) for e in entries] == [
         ("admin@example.org", "approve", "issue", str(seeded_issue), "198.51.100.20")

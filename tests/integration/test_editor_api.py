@@ -1,4 +1,4 @@
-"""The JSON API under /api on both stores: auth, CSRF, and every action an editor takes."""
+"""The JSON API under /api/v1 on both stores: auth, CSRF, and every action an editor takes."""
 # The users and tokens of these tests come from tests/accounts.py.
 
 from __future__ import annotations
@@ -92,34 +92,34 @@ def order(session: Session, issue_id: int) -> list[int]:
 def test_no_user_no_api(db_url: str) -> None:
     """A fresh install has no user, so no token opens the API."""
     client = TestClient(create_app())
-    for path in ("/api/issues", "/api/openapi.json"):
+    for path in ("/api/v1/issues", "/api/v1/openapi.json"):
         assert client.get(path, headers=bearer()).status_code == 401, path
-    assert client.post("/api/lists/x/compose", headers=API).status_code == 401
+    assert client.post("/api/v1/lists/x/compose", headers=API).status_code == 401
 
 
 def test_auth_required(client: TestClient, seeded: Seeded) -> None:
-    response = client.get("/api/issues")
+    response = client.get("/api/v1/issues")
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.json()["detail"]
     wrong = {"Authorization": "Bearer dgt_wrong"}
-    assert client.get("/api/issues", headers=wrong).status_code == 401
+    assert client.get("/api/v1/issues", headers=wrong).status_code == 401
     basic = {"Authorization": "Basic YWRtaW46YWRtaW4="}  # HTTP Basic is gone
-    assert client.get("/api/issues", headers=basic).status_code == 401
-    assert client.get("/api/issues", headers={"Authorization": "Bearer !!"}).status_code == 401
-    assert client.get("/api/issues", headers=bearer()).status_code == 200
+    assert client.get("/api/v1/issues", headers=basic).status_code == 401
+    assert client.get("/api/v1/issues", headers={"Authorization": "Bearer !!"}).status_code == 401
+    assert client.get("/api/v1/issues", headers=bearer()).status_code == 200
 
 
 def test_changes_from_a_browser_session_need_the_csrf_header(
     client: TestClient, session: Session, seeded: Seeded
 ) -> None:
     first, second = seeded.item_ids[:2]
-    signed_in(client)  # the session cookie, as a browser would send it to /api
-    assert client.get("/api/issues").status_code == 200
-    response = client.delete(f"/api/issues/{seeded.issue_id}/items/{first}")
+    signed_in(client)  # the session cookie, as a browser would send it to /api/v1
+    assert client.get("/api/v1/issues").status_code == 200
+    response = client.delete(f"/api/v1/issues/{seeded.issue_id}/items/{first}")
     assert response.status_code == 403
     assert "X-Requested-With" in response.json()["detail"]
-    response = client.post(f"/api/issues/{seeded.issue_id}/approve")
+    response = client.post(f"/api/v1/issues/{seeded.issue_id}/approve")
     assert response.status_code == 403
     session.expire_all()
     assert session.get(Issue, seeded.issue_id).status == "draft"
@@ -127,7 +127,7 @@ def test_changes_from_a_browser_session_need_the_csrf_header(
 
 
 def test_list_and_show_issues(client: TestClient, seeded: Seeded) -> None:
-    [summary] = client.get("/api/issues", headers=API).json()
+    [summary] = client.get("/api/v1/issues", headers=API).json()
     assert summary["id"] == seeded.issue_id
     assert summary["status"] == "draft"
     assert summary["items"] == 5
@@ -141,23 +141,23 @@ def test_list_and_show_issues(client: TestClient, seeded: Seeded) -> None:
         "skipped": 0,
         "total": 0,
     }
-    assert client.get("/api/issues?status=sent", headers=API).json() == []
-    assert len(client.get("/api/issues?list=coop-news", headers=API).json()) == 1
-    assert client.get("/api/issues?list=nope", headers=API).status_code == 404
-    bad = client.get("/api/issues?status=bogus", headers=API)
+    assert client.get("/api/v1/issues?status=sent", headers=API).json() == []
+    assert len(client.get("/api/v1/issues?list=coop-news", headers=API).json()) == 1
+    assert client.get("/api/v1/issues?list=nope", headers=API).status_code == 404
+    bad = client.get("/api/v1/issues?status=bogus", headers=API)
     assert bad.status_code == 422
     assert "status" in bad.json()["detail"]
 
-    detail = client.get(f"/api/issues/{seeded.issue_id}", headers=API).json()
+    detail = client.get(f"/api/v1/issues/{seeded.issue_id}", headers=API).json()
     assert [i["item_id"] for i in detail["issue_items"]] == seeded.item_ids
     assert [i["title"] for i in detail["issue_items"]] == TITLES
     assert detail["issue_items"][0]["source"] == "Co-op Federation"
-    assert client.get("/api/issues/999999", headers=API).status_code == 404
+    assert client.get("/api/v1/issues/999999", headers=API).status_code == 404
 
 
 def test_move_drop_and_edit(client: TestClient, session: Session, seeded: Seeded) -> None:
     a, b, c, d, e = seeded.item_ids
-    url = f"/api/issues/{seeded.issue_id}"
+    url = f"/api/v1/issues/{seeded.issue_id}"
     moved = client.post(f"{url}/items/{e}/move", json={"position": 0}, headers=API)
     assert moved.status_code == 200
     assert [i["item_id"] for i in moved.json()["issue_items"]] == [e, a, b, c, d]
@@ -192,7 +192,7 @@ def test_move_drop_and_edit(client: TestClient, session: Session, seeded: Seeded
 def test_preview_proof_approve_and_send(
     client: TestClient, session: Session, seeded: Seeded, tmp_path: Path
 ) -> None:
-    url = f"/api/issues/{seeded.issue_id}"
+    url = f"/api/v1/issues/{seeded.issue_id}"
     preview = client.get(f"{url}/preview", headers=API).json()
     assert TITLES[0] in preview["html"] and TITLES[0] in preview["text"]
     assert "[[digest" not in preview["html"]
@@ -241,7 +241,7 @@ def test_preview_proof_approve_and_send(
 
 
 def test_pause_resume_cancel(client: TestClient, session: Session, seeded: Seeded) -> None:
-    url = f"/api/issues/{seeded.issue_id}"
+    url = f"/api/v1/issues/{seeded.issue_id}"
     assert client.post(f"{url}/pause", headers=API).status_code == 400  # a draft is not sending
     client.post(f"{url}/approve", headers=API)
     issue = session.get(Issue, seeded.issue_id)
@@ -256,27 +256,27 @@ def test_pause_resume_cancel(client: TestClient, session: Session, seeded: Seede
 
 def test_discard_and_compose(client: TestClient, session: Session, seeded: Seeded) -> None:
     # A draft is open: compose says so.
-    busy = client.post("/api/lists/coop-news/compose", headers=API)
+    busy = client.post("/api/v1/lists/coop-news/compose", headers=API)
     assert busy.status_code == 400 and "draft" in busy.json()["detail"]
-    assert client.delete(f"/api/issues/{seeded.issue_id}", headers=API).status_code == 204
+    assert client.delete(f"/api/v1/issues/{seeded.issue_id}", headers=API).status_code == 204
     assert session.scalar(select(func.count()).select_from(Issue)) == 0
-    composed = client.post("/api/lists/coop-news/compose", headers=API)
+    composed = client.post("/api/v1/lists/coop-news/compose", headers=API)
     assert composed.status_code == 201
     body = composed.json()
     assert body["created"] is True and body["issue"]["items"] == 5
-    client.post(f"/api/issues/{body['issue']['id']}/approve", headers=API)
-    nothing = client.post("/api/lists/coop-news/compose", headers=API)
+    client.post(f"/api/v1/issues/{body['issue']['id']}/approve", headers=API)
+    nothing = client.post("/api/v1/lists/coop-news/compose", headers=API)
     assert nothing.status_code == 200
     assert nothing.json() == {
         "created": False,
         "issue": None,
         "message": "nothing new for coop-news",
     }
-    assert client.post("/api/lists/nope/compose", headers=API).status_code == 404
+    assert client.post("/api/v1/lists/nope/compose", headers=API).status_code == 404
 
 
 def test_lists_and_sources(client: TestClient, session: Session, seeded: Seeded) -> None:
-    [lst] = client.get("/api/lists", headers=API).json()
+    [lst] = client.get("/api/v1/lists", headers=API).json()
     assert lst["slug"] == "coop-news"
     assert lst["subscribers"]["confirmed"] == 3
     assert lst["subscribers"]["pending"] == 1
@@ -293,7 +293,7 @@ def test_lists_and_sources(client: TestClient, session: Session, seeded: Seeded)
     )
     session.add(failing)
     session.commit()
-    sources = {s["name"]: s for s in client.get("/api/sources", headers=API).json()}
+    sources = {s["name"]: s for s in client.get("/api/v1/sources", headers=API).json()}
     assert sources["Co-op Federation"]["health"] == "manual"
     assert sources["Co-op Federation"]["items"] == 5
     assert sources["Co-op Federation"]["lists"] == ["coop-news"]
@@ -322,40 +322,40 @@ def test_delivery_events_by_issue_and_address(
         ]
     )
     session.commit()
-    by_issue = client.get(f"/api/events?issue={seeded.issue_id}", headers=API)
+    by_issue = client.get(f"/api/v1/events?issue={seeded.issue_id}", headers=API)
     assert by_issue.status_code == 200
     assert [(e["email"], e["verdict"], e["action"]) for e in by_issue.json()] == [
         ("ada@example.net", "hard", "suppressed")
     ]
-    unmatched = client.get("/api/events?unmatched=true", headers=API).json()
+    unmatched = client.get("/api/v1/events?unmatched=true", headers=API).json()
     assert [e["email"] for e in unmatched] == ["x@example.com"]
-    assert client.get("/api/events?issue=0", headers=API).status_code == 422
+    assert client.get("/api/v1/events?issue=0", headers=API).status_code == 422
 
 
 def test_postal_address_from_the_api_and_the_approval_warning(
     client: TestClient, session: Session, seeded: Seeded
 ) -> None:
     slug = session.get_one(MailingList, seeded.list_id).slug
-    url = f"/api/issues/{seeded.issue_id}"
+    url = f"/api/v1/issues/{seeded.issue_id}"
     # No address yet: approval says so (and still approves).
     approved = client.post(f"{url}/approve", headers=API).json()
     assert any("no postal address" in w for w in approved["warnings"])
     put = client.put(
-        f"/api/lists/{slug}/postal-address",
+        f"/api/v1/lists/{slug}/postal-address",
         json={"postal_address": "Example Ltd\r\n1 High Street\nTown"},
         headers=API,
     )
     assert put.status_code == 200
     assert put.json() == {"postal_address": "Example Ltd\n1 High Street\nTown"}
-    (row,) = client.get("/api/lists", headers=API).json()
+    (row,) = client.get("/api/v1/lists", headers=API).json()
     assert row["postal_address"] == "Example Ltd\n1 High Street\nTown"
     bidi = client.put(
-        f"/api/lists/{slug}/postal-address",
+        f"/api/v1/lists/{slug}/postal-address",
         json={"postal_address": "Evil \u202e street"},
         headers=API,
     )
     assert bidi.status_code == 400 and "bidi" in bidi.json()["detail"]
     missing = client.put(
-        "/api/lists/nope/postal-address", json={"postal_address": "x"}, headers=API
+        "/api/v1/lists/nope/postal-address", json={"postal_address": "x"}, headers=API
     )
     assert missing.status_code == 404 and "detail" in missing.json()

@@ -1,6 +1,6 @@
 """The editor's and the API's defences on both stores: CSRF tokens bound to the session, the
 Origin checked against the public URL, throttled and logged sign-ins, numbers past 64 bits,
-JSON errors under /api, and the OpenAPI document for signed-in users only."""
+JSON errors under /api/v1, and the OpenAPI document for signed-in users only."""
 
 from __future__ import annotations
 
@@ -222,28 +222,28 @@ def test_the_lock_is_shared_through_redis(
     assert locked.status_code == 429
 
 
-# Numbers past 64 bits, and JSON errors under /api ---------------------------------------------
+# Numbers past 64 bits, and JSON errors under /api/v1 ---------------------------------------------
 
 
 def test_ids_past_64_bits_are_4xx_json_under_api(admin: None, seeded: Seeded) -> None:
     client = browser(raise_server_exceptions=False)
-    url = f"/api/issues/{seeded.issue_id}"
+    url = f"/api/v1/issues/{seeded.issue_id}"
     item = seeded.item_ids[0]
     for method, path, body, status in (
-        ("GET", f"/api/issues/{BIG}", None, 422),
-        ("GET", f"/api/issues/{-BIG}", None, 422),
-        ("GET", "/api/issues/0", None, 422),
-        ("GET", "/api/issues/-1", None, 422),
-        ("GET", f"/api/issues/{BIG}/preview", None, 422),
-        ("GET", f"/api/issues?offset={BIG}", None, 422),
-        ("GET", f"/api/issues?limit={BIG}", None, 422),
-        ("GET", f"/api/issues?list={BIG}", None, 404),
-        ("GET", "/api/issues?list=%C2%B2", None, 422),  # "²": a digit to str.isdigit only
-        ("POST", f"/api/lists/{BIG}/compose", None, 404),
+        ("GET", f"/api/v1/issues/{BIG}", None, 422),
+        ("GET", f"/api/v1/issues/{-BIG}", None, 422),
+        ("GET", "/api/v1/issues/0", None, 422),
+        ("GET", "/api/v1/issues/-1", None, 422),
+        ("GET", f"/api/v1/issues/{BIG}/preview", None, 422),
+        ("GET", f"/api/v1/issues?offset={BIG}", None, 422),
+        ("GET", f"/api/v1/issues?limit={BIG}", None, 422),
+        ("GET", f"/api/v1/issues?list={BIG}", None, 404),
+        ("GET", "/api/v1/issues?list=%C2%B2", None, 422),  # "²": a digit to str.isdigit only
+        ("POST", f"/api/v1/lists/{BIG}/compose", None, 404),
         ("POST", f"{url}/items/{BIG}/move", {"position": 0}, 422),
         ("POST", f"{url}/items/{item}/move", {"position": BIG}, 422),
         ("DELETE", f"{url}/items/{BIG}", None, 422),
-        ("POST", f"/api/issues/{BIG}/approve", None, 422),
+        ("POST", f"/api/v1/issues/{BIG}/approve", None, 422),
     ):
         response = client.request(method, path, json=body, headers=API)
         assert response.status_code == status, (method, path, response.text[:200])
@@ -282,18 +282,18 @@ def test_every_error_under_api_is_json(
     grant(db_url, Role.VIEWER)
     client = browser()
     for method, path, status in (
-        ("GET", "/api/no-such-thing", 404),
+        ("GET", "/api/v1/no-such-thing", 404),
         ("GET", "/api", 404),
-        ("PUT", "/api/issues", 405),
-        ("GET", "/api/issues/abc", 422),
+        ("PUT", "/api/v1/issues", 405),
+        ("GET", "/api/v1/issues/abc", 422),
     ):
         response = client.request(method, path, headers=bearer())
         assert response.status_code == status, path
         assert response.headers["content-type"] == "application/json", path
         assert isinstance(response.json()["detail"], str)
-    assert "GET" in client.put("/api/issues", headers=bearer()).headers["allow"]
+    assert "GET" in client.put("/api/v1/issues", headers=bearer()).headers["allow"]
     for headers, status in (({}, 401), (bearer(Role.VIEWER), 403)):  # no user; a role too low
-        response = client.post(f"/api/issues/{seeded.issue_id}/approve", headers=headers)
+        response = client.post(f"/api/v1/issues/{seeded.issue_id}/approve", headers=headers)
         assert response.status_code == status
         assert response.headers["content-type"] == "application/json"
         assert isinstance(response.json()["detail"], str)
@@ -311,7 +311,7 @@ def test_a_server_error_under_api_is_json_and_says_nothing_inside(
     monkeypatch.setenv("DIGEST_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     reset_settings()
     client = browser(raise_server_exceptions=False)
-    response = client.get("/api/issues", headers=API)
+    response = client.get("/api/v1/issues", headers=API)
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/json"
     assert "psycopg" not in response.text and "Traceback" not in response.text
@@ -328,16 +328,16 @@ def test_the_openapi_document_is_for_signed_in_users_only(
 ) -> None:
     grant(db_url, Role.VIEWER)
     client = browser()
-    assert client.get("/api/openapi.json").status_code == 401
+    assert client.get("/api/v1/openapi.json").status_code == 401
     wrong = {"Authorization": "Bearer dgt_wrong"}
-    assert client.get("/api/openapi.json", headers=wrong).status_code == 401
-    assert client.get("/api/openapi.json", headers=bearer(Role.VIEWER)).status_code == 200
-    document = client.get("/api/openapi.json", headers=bearer())
+    assert client.get("/api/v1/openapi.json", headers=wrong).status_code == 401
+    assert client.get("/api/v1/openapi.json", headers=bearer(Role.VIEWER)).status_code == 200
+    document = client.get("/api/v1/openapi.json", headers=bearer())
     assert document.status_code == 200
     schema = document.json()
     assert schema["openapi"].startswith("3.")
-    assert "/api/issues/{issue_id}" in schema["paths"]
-    assert all(path.startswith("/api/") for path in schema["paths"])
-    assert "/api/openapi.json" not in schema["paths"]
-    for path in ("/openapi.json", "/docs", "/redoc", "/api/docs"):
+    assert "/api/v1/issues/{issue_id}" in schema["paths"]
+    assert all(path.startswith("/api/v1/") for path in schema["paths"])
+    assert "/api/v1/openapi.json" not in schema["paths"]
+    for path in ("/openapi.json", "/docs", "/redoc", "/api/v1/docs"):
         assert client.get(path, headers=bearer()).status_code == 404, path

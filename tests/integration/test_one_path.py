@@ -73,7 +73,7 @@ def test_an_issue_already_sending_is_refused_alike_by_the_cli_the_editor_and_the
 
     assert cli(db_url, "issues", "send", str(issue_id)) == (2, f"error: {refusal}")
 
-    api = client.post(f"/api/issues/{issue_id}/send")
+    api = client.post(f"/api/v1/issues/{issue_id}/send")
     assert (api.status_code, api.json()) == (400, {"detail": refusal})
 
     page = post(client, f"/editor/issues/{issue_id}/send", {"confirm": "yes"})
@@ -94,7 +94,7 @@ def test_only_a_paused_or_stalled_issue_is_resumed_and_everywhere_alike(
     refusal = f"issue {issue_id} is approved; this needs it to be paused or sending"
 
     assert cli(db_url, "issues", "resume", str(issue_id)) == (2, f"error: {refusal}")
-    api = client.post(f"/api/issues/{issue_id}/resume")
+    api = client.post(f"/api/v1/issues/{issue_id}/resume")
     assert (api.status_code, api.json()) == (400, {"detail": refusal})
     page = post(client, f"/editor/issues/{issue_id}/resume")
     assert page.status_code == 409 and html.escape(refusal) in page.text

@@ -57,7 +57,7 @@ def routes() -> list[tuple[str, str, Role]]:
 
 
 def _deletes_the_issue(route: tuple[str, str, Role]) -> bool:
-    return route[:2] == ("DELETE", "/api/issues/{issue_id}")
+    return route[:2] == ("DELETE", "/api/v1/issues/{issue_id}")
 
 
 # Each route's own role is let through, so an action runs on the one seeded issue: the one that
@@ -69,14 +69,15 @@ BELOW = {Role.EDITOR: Role.VIEWER, Role.PUBLISHER: Role.EDITOR, Role.ADMIN: Role
 
 def test_the_table_covers_the_app() -> None:
     paths = {path for _, path, _ in ROUTES}
-    assert "/editor/issues/{issue_id}/approve" in paths and "/api/issues/{issue_id}/send" in paths
+    assert "/editor/issues/{issue_id}/approve" in paths
+    assert "/api/v1/issues/{issue_id}/send" in paths
     assert "/editor/users" in paths and "/editor/audit" in paths
     roles = {(method, path): role for method, path, role in ROUTES}
     assert roles[("POST", "/editor/issues/{issue_id}/edit")] == Role.EDITOR
     assert roles[("POST", "/editor/issues/{issue_id}/approve")] == Role.PUBLISHER
-    assert roles[("POST", "/api/issues/{issue_id}/cancel")] == Role.PUBLISHER
+    assert roles[("POST", "/api/v1/issues/{issue_id}/cancel")] == Role.PUBLISHER
     assert roles[("GET", "/editor/users")] == Role.ADMIN
-    assert roles[("GET", "/api/issues")] == Role.VIEWER
+    assert roles[("GET", "/api/v1/issues")] == Role.VIEWER
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def csrf_of(client: TestClient) -> str:
 
 
 def call(clients: dict[Role | str, TestClient], method: str, path: str, role: Role) -> int:
-    if path.startswith("/api/"):
+    if path.startswith("/api/v1/"):
         headers = {**bearer(role), "X-Requested-With": "test"}
         body = {"position": 0} if path.endswith("/move") else {}
         json = body if method in ("POST", "PATCH") else None
@@ -164,7 +165,7 @@ def test_the_role_below_is_refused(
     # Nobody signed in: the sign-in page (editor) or 401 (API).
     anonymous = clients["api"]
     status = anonymous.request(method, target).status_code
-    assert status == (401 if path.startswith("/api/") else 303), (method, target)
+    assert status == (401 if path.startswith("/api/v1/") else 303), (method, target)
 
     if role in BELOW:
         lower = BELOW[role]

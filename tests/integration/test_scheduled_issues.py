@@ -295,7 +295,7 @@ def test_the_editor_shows_overdue_issues_with_their_reason(
         assert page.status_code == 200
         assert "Scheduled issues overdue" in page.text
         assert "collecting its sources failed: &lt;b&gt;database&lt;/b&gt; went away" in page.text
-        (row,) = client.get("/api/scheduled/overdue").json()
+        (row,) = client.get("/api/v1/scheduled/overdue").json()
         assert (row["id"], row["list_slug"], row["state"], row["attempts"]) == (
             record_id,
             "news",
@@ -306,4 +306,4 @@ def test_the_editor_shows_overdue_issues_with_their_reason(
         failed.state = "composed"
         session.commit()
         assert "Scheduled issues overdue" not in client.get("/editor/issues").text
-        assert client.get("/api/scheduled/overdue").json() == []
+        assert client.get("/api/v1/scheduled/overdue").json() == []
