@@ -31,9 +31,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.issues.compose import compose_issue
-from digest.issues.schedule import OPEN_STATES
+from digest.issues.schedule import OPEN_STATES, due_sends
 from digest.models import ListSource, MailingList, ScheduledIssue, ScheduledState, Source, utcnow
-from digest.pipeline import approve_if_auto
+from digest.pipeline import Handover, approve_if_auto, start_sending
 from digest.sources.collect import CollectResult, collect_sources, describe
 
 log = logging.getLogger(__name__)
@@ -300,3 +300,11 @@ def overdue_scheduled(session: Session, now: datetime, minutes: int) -> list[Ove
         )
         for record, slug, name in rows
     ]
+
+
+def start_due_sends(session: Session, now: datetime | None = None) -> list[Handover]:
+    """Hand each approved issue whose scheduled send has come to the senders (planned by
+    `digest.pipeline.start_sending`, the path every send takes), in the caller's
+    transaction: the caller commits, then has each sent (`digest run` in-process, beat on
+    the workers)."""
+    return [start_sending(session, issue_id) for issue_id in due_sends(session, now or utcnow())]
