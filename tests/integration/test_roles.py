@@ -118,6 +118,7 @@ def concrete(path: str, seeded: Seeded, user_id: int) -> str:
         "user_id": user_id,
         "subscriber_id": 1,
         "token_id": 999_999,  # nobody's: revoking it is a 404, not a lost token
+        "kind": "sent",  # a delivery report's list
     }
     return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), path)
 
