@@ -31,7 +31,7 @@ from digest.models import (
     SubscriptionStatus,
     utcnow,
 )
-from digest.scheduled import OverdueRow, overdue_scheduled
+from digest.scheduled import OverdueRow, overdue_scheduled, overdue_sends
 
 Health = Literal["ok", "failing", "new", "manual"]
 
@@ -260,8 +260,11 @@ def source_rows(session: Session) -> list[SourceRow]:
 
 
 def overdue_rows(session: Session, settings: Settings) -> list[OverdueRow]:
-    """Scheduled issues overdue (as `digest issues overdue` lists them), oldest first."""
-    return overdue_scheduled(session, utcnow(), settings.schedule_overdue_minutes)
+    """Scheduled issues overdue (as `digest issues overdue` lists them), and approved issues
+    whose scheduled send has not started, oldest first."""
+    now, minutes = utcnow(), settings.schedule_overdue_minutes
+    rows = [*overdue_scheduled(session, now, minutes), *overdue_sends(session, now, minutes)]
+    return sorted(rows, key=lambda row: row.fire_at)
 
 
 @dataclass(frozen=True, slots=True)

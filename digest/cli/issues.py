@@ -298,8 +298,9 @@ def overdue() -> None:
         retry = (
             f", next try {row.next_attempt_at:%Y-%m-%d %H:%M} UTC" if row.next_attempt_at else ""
         )
+        what = f"{row.list_slug} issue {row.issue_id}" if row.issue_id else row.list_slug
         console.print(
-            f"{row.list_slug}: due {row.fire_at:%Y-%m-%d %H:%M} UTC, {row.state}, "
+            f"{what}: due {row.fire_at:%Y-%m-%d %H:%M} UTC, {row.state}, "
             f"{row.attempts} attempt{'s' if row.attempts != 1 else ''}{retry}: {row.error}",
             markup=False,
             highlight=False,

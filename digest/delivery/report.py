@@ -171,12 +171,17 @@ def report_page(
     return ReportPage(kind, page, page[-1].key if more and page else None)
 
 
+def count_of(session: Session, issue: Issue, kind: Kind) -> int:
+    """How many rows one kind has (one COUNT over its query)."""
+    query, _, _ = _query(session, issue, kind)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
 def issue_report(session: Session, issue: Issue) -> Report:
     """The issue's counts: the ledger's by status, then one count per kind of list."""
     progress = issue_progress(session, issue.id)
     counts = {"sent": progress.sent, "failed": progress.failed, "skipped": progress.skipped}
     others: tuple[Kind, ...] = ("bounced", "complained", "unsubscribed", "joined", "missing")
     for kind in others:
-        query, _, _ = _query(session, issue, kind)
-        counts[kind] = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        counts[kind] = count_of(session, issue, kind)
     return Report(issue.id, progress, counts, _first_sent(session, issue.id))

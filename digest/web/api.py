@@ -307,6 +307,9 @@ class SourceOut(Out):
 
 
 class OverdueOut(Out):
+    """A scheduled issue still without its issue (state: its ScheduledState), or an approved
+    issue whose scheduled send has not started (state "send", issue_id set)."""
+
     id: int
     list_slug: str
     list_name: str
@@ -315,6 +318,7 @@ class OverdueOut(Out):
     attempts: int
     error: str
     next_attempt_at: UtcTime | None
+    issue_id: int | None = None
 
 
 def issue_detail(session: Session, issue_id: int) -> IssueDetail:

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from digest import overview
 from digest.delivery.ledger import issue_progress, waves_to_come
-from digest.delivery.report import KINDS, Kind, issue_report, report_page
+from digest.delivery.report import KINDS, Kind, count_of, issue_report, report_page
 from digest.errors import DigestError, NotFound
 from digest.issues import items as issue_items
 from digest.issues import lifecycle
@@ -212,11 +212,12 @@ def issue_page(
         else render_variant_preview(session, issue_id, variant)
     )
     lst: MailingList = issue.mailing_list
+    items = overview.issue_items(session, issue_id)
     context = {
         "section": "issues",
         "issue": issue,
         "list": lst,
-        "items": overview.issue_items(session, issue_id),
+        "items": items,
         # Only an approved issue's send form shows it: no count of the whole list on each
         # refresh while sending.
         "receiving": (
@@ -237,12 +238,8 @@ def issue_page(
         "error": error,
         "proof_results": proof_results,
         "editable": issue.status == IssueStatus.DRAFT,
-        "groups": sorted({it.group for it in overview.issue_items(session, issue_id) if it.group}),
-        "missing": (
-            issue_report(session, issue).counts["missing"]
-            if issue.status == IssueStatus.SENT
-            else 0
-        ),
+        "groups": sorted({it.group for it in items if it.group}),
+        "missing": (count_of(session, issue, "missing") if issue.status == IssueStatus.SENT else 0),
         "scheduled_value": _local_value(issue.send_at, lst.timezone),
     }
     return page(request, "issue.html", context, status_code)

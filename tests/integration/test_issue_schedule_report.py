@@ -22,8 +22,6 @@ from digest.issues.schedule import due_sends, local_to_utc, parse_local_time
 from digest.models import (
     Delivery,
     DeliveryEvent,
-    Event,
-    EventKind,
     FeedbackVia,
     Issue,
     IssueItem,
@@ -445,5 +443,91 @@ def test_the_editor_report_page_and_progress_json(
 
         actions = set(session.scalars(select(AuditEntry.action)))
         assert {"send", "send_rest"} <= actions
-        assert session.scalar(select(func.count()).select_from(Event)) is not None
-        assert EventKind.UNSUBSCRIBED  # (the kinds the report reads)
+
+
+# --- the same actions from the CLI, and the due check of `digest run` ----------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`digest ARGS` through the real entry point: (exit code, stdout and stderr)."""
+    from digest.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_the_cli_edits_schedules_reports_and_digest_run_sends_what_is_due(
+    session: Session,
+    seeded: Seeded,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from digest.config import reset_settings
+
+    monkeypatch.setenv("DIGEST_SCHEDULE_OVERDUE_MINUTES", "0")
+    reset_settings()
+    issue = str(seeded.issue_id)
+    first = str(seeded.item_ids[0])
+    code, out = cli(capsys, "issues", "edit-item", issue, first, "--title", "New <b>words</b>")
+    assert code == 0 and "New <b>words</b>" in out
+    code, out = cli(capsys, "issues", "add-item", issue, "--title", "T", "--url", "javascript:x")
+    assert code != 0 and "http or https" in out
+    code, out = cli(
+        capsys, "issues", "add-item", issue, "--title", "By hand", "--url", "https://h.example/"
+    )
+    assert code == 0 and "at position 5" in out
+    code, out = cli(capsys, "issues", "schedule", issue, "2030-01-01 09:00")
+    assert code != 0 and "only an approved issue" in out
+    approve(session, seeded.issue_id)
+    code, out = cli(capsys, "issues", "schedule", issue, spring_gap(utcnow().year + 1))
+    assert code != 0 and "does not exist in Europe/Paris" in out
+    later = (utcnow() + timedelta(days=1)).strftime("%Y-%m-%d 09:00")
+    code, out = cli(capsys, "issues", "schedule", issue, later)
+    assert code == 0 and f"sent at {later} CE" in out and "(Europe/Paris)" in out
+    assert cli(capsys, "issues", "unschedule", issue)[0] == 0
+    assert cli(capsys, "issues", "schedule", issue, later)[0] == 0
+
+    # Its time passes while nothing runs the due check: overdue says so; `digest run` sends it.
+    session.execute(
+        update(Issue)
+        .where(Issue.id == seeded.issue_id)
+        .values(send_at=utcnow() - timedelta(hours=1))
+    )
+    session.commit()
+    code, out = cli(capsys, "issues", "overdue")
+    assert code == 1 and f"coop-news issue {issue}" in out and "still approved" in out
+    code, out = cli(capsys, "run")
+    assert code == 0 and f"issue {issue}: scheduled send, 3 recipients planned" in out
+    session.expire_all()
+    assert session.get_one(Issue, seeded.issue_id).status == "sent"
+    assert cli(capsys, "issues", "overdue")[0] == 0
+
+    add_subscriber(session, seeded.list_id, "later@example.org", status="confirmed")
+    session.commit()
+    code, out = cli(capsys, "issues", "report", issue)
+    assert code == 0 and "sent: 3" in out and "missing: 1" in out
+    code, out = cli(capsys, "issues", "report", issue, "--kind", "missing")
+    assert "later@example.org" in out
+    assert cli(capsys, "issues", "report", issue, "--kind", "nope")[0] != 0
+    code, out = cli(capsys, "issues", "send-rest", issue)
+    assert code != 0 and "--yes" in out
+    code, out = cli(capsys, "issues", "send-rest", issue, "--yes")
+    assert code == 0 and "1 more recipients planned" in out
+    assert issue_report(session, session.get_one(Issue, seeded.issue_id)).counts["missing"] == 0
+
+
+def test_a_late_scheduled_send_is_in_the_overdue_api(
+    client: TestClient, session: Session, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    approve(session, seeded.issue_id)
+    session.execute(
+        update(Issue)
+        .where(Issue.id == seeded.issue_id)
+        .values(send_at=utcnow() - timedelta(hours=2))
+    )
+    session.commit()
+    rows = client.get("/api/v1/scheduled/overdue", headers=API).json()
+    assert [(r["state"], r["issue_id"]) for r in rows] == [("send", seeded.issue_id)]
+    assert "still approved" in rows[0]["error"]
