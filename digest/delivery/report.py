@@ -162,8 +162,10 @@ def report_page(
     `search` (any case) when given."""
     limit = max(1, min(limit, PAGE_MAX))
     query, key, email = _query(session, issue, kind)
-    if search.strip():
-        query = query.where(func.lower(email).like(_like(search.strip()[:SEARCH_MAX]), "\\"))
+    # No address holds a control character, and PostgreSQL refuses a NUL in a parameter.
+    search = "".join(ch for ch in search[:SEARCH_MAX] if ch >= " " and ch != "\x7f").strip()
+    if search:
+        query = query.where(func.lower(email).like(_like(search), "\\"))
     rows = session.execute(query.where(key > after).order_by(key).limit(limit + 1)).all()
     page = [ReportRow(int(k), str(e), at, " ".join(str(d or "").split())) for k, e, at, d in rows]
     more = len(page) > limit

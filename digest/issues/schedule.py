@@ -110,15 +110,15 @@ def local_to_utc(local: datetime, tz: str) -> datetime:
         raise DigestError(f"{local:%Y-%m-%d %H:%M} cannot be scheduled") from None
     if first != second:
         shown = f"{local:%Y-%m-%d %H:%M}"
+        earlier, later = sorted((first, second))
         if first.astimezone(zone).replace(tzinfo=None) != local:
-            after = second.astimezone(zone)
             raise DigestError(
                 f"{shown} does not exist in {tz}: the clocks go forward then; choose "
-                f"{after:%H:%M} or later, or a time before the change"
+                f"{later.astimezone(zone):%H:%M} or later, or a time before the change"
             )
         raise DigestError(
             f"{shown} happens twice in {tz}: the clocks go back then "
-            f"({first.astimezone(zone):%Z} and {second.astimezone(zone):%Z}); choose a time "
+            f"({earlier.astimezone(zone):%Z} and {later.astimezone(zone):%Z}); choose a time "
             "outside the repeated hour"
         )
     return first.replace(tzinfo=None)

@@ -238,6 +238,11 @@ def test_add_an_item_by_hand(client: TestClient, session: Session, seeded: Seede
         refused = client.post(url, json=body, headers=API)
         assert refused.status_code == 400 and "http or https" in refused.json()["detail"], link
     assert client.post(url, json={"title": "A"}, headers=API).status_code == 422
+    nul = {"title": "N\x00ul", "url": "https://n.example/\x00", "summary": "a\x00", "group": "\x00"}
+    cleaned = client.post(url, json=nul, headers=API)
+    assert cleaned.status_code == 201  # the NULs gone, not a 500
+    dropped = cleaned.json()["issue_items"][-1]["item_id"]
+    assert client.delete(f"{url}/{dropped}", headers=API).status_code == 200
 
     added = client.post(
         url,
@@ -364,6 +369,8 @@ def test_report_send_to_the_rest_and_progress(
     assert [r["email"] for r in search] == ["late-b@example.org"]
     assert client.get(f"{base}/report/sent?q=%25", headers=API).json()["rows"] == []
     assert client.get(f"{base}/report/sent?q=_", headers=API).json()["rows"] == []
+    nul = client.get(f"{base}/report/joined", params={"q": "late-\x00a"}, headers=API)
+    assert nul.status_code == 200 and len(nul.json()["rows"]) == 1  # PostgreSQL refuses NUL
     for bad in ("report/nobody", "report/sent?after=-1", "report/sent?limit=0"):
         assert client.get(f"{base}/{bad}", headers=API).status_code == 422, bad
 
