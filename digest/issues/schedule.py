@@ -113,8 +113,9 @@ def local_to_utc(local: datetime, tz: str) -> datetime:
         earlier, later = sorted((first, second))
         if first.astimezone(zone).replace(tzinfo=None) != local:
             raise DigestError(
-                f"{shown} does not exist in {tz}: the clocks go forward then; choose "
-                f"{later.astimezone(zone):%H:%M} or later, or a time before the change"
+                f"{shown} does not exist in {tz}: the clocks go forward then "
+                f"({earlier.astimezone(zone):%Z} to {later.astimezone(zone):%Z}); choose a time "
+                f"after the change, such as {later.astimezone(zone):%H:%M}, or before it"
             )
         raise DigestError(
             f"{shown} happens twice in {tz}: the clocks go back then "
