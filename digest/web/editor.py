@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from digest import overview
 from digest.delivery.ledger import issue_progress, waves_to_come
-from digest.delivery.report import KINDS, Kind, count_of, issue_report, report_page
+from digest.delivery.report import KINDS, Kind, issue_report, report_page
 from digest.errors import DigestError, NotFound
 from digest.issues import items as issue_items
 from digest.issues import lifecycle
@@ -239,7 +239,6 @@ def issue_page(
         "proof_results": proof_results,
         "editable": issue.status == IssueStatus.DRAFT,
         "groups": sorted({it.group for it in items if it.group}),
-        "missing": (count_of(session, issue, "missing") if issue.status == IssueStatus.SENT else 0),
         "scheduled_value": _local_value(issue.send_at, lst.timezone),
     }
     return page(request, "issue.html", context, status_code)
