@@ -561,21 +561,27 @@ def edit_item(
     status_code=201,
     dependencies=[needs(Role.EDITOR)],
 )
-def add_item(session: SessionDep, issue_id: IssueId, body: ItemAdd) -> IssueDetail:
+def add_item(
+    request: Request, session: SessionDep, issue_id: IssueId, body: ItemAdd
+) -> IssueDetail:
     """Add an item by hand to a draft (normalised as collected items are)."""
-    issue_items.add_item(
+    added = issue_items.add_item(
         session, issue_id, title=body.title, url=body.url, summary=body.summary, group=body.group
     )
+    request.state.audit_detail = {"item_id": added.item_id}
     return issue_detail(session, issue_id)
 
 
 @router.put(
     "/issues/{issue_id}/schedule", response_model=IssueDetail, dependencies=[needs(Role.PUBLISHER)]
 )
-def put_schedule(session: SessionDep, issue_id: IssueId, body: ScheduleRequest) -> IssueDetail:
+def put_schedule(
+    request: Request, session: SessionDep, issue_id: IssueId, body: ScheduleRequest
+) -> IssueDetail:
     """Send an approved issue at a wall-clock time of its list's time zone: refused in the
     past, in a DST gap (a time that does not exist) or fold (one that happens twice)."""
-    schedule_send(session, issue_id, parse_local_time(body.send_at))
+    issue = schedule_send(session, issue_id, parse_local_time(body.send_at))
+    request.state.audit_detail = {"send_at": f"{issue.send_at:%Y-%m-%dT%H:%M:%SZ}"}
     return issue_detail(session, issue_id)
 
 

@@ -372,6 +372,7 @@ def add_item(
         added = issue_items.add_item(
             session, issue_id, title=title, url=url, summary=summary, group=group
         )
+        request.state.audit_detail = {"item_id": added.item_id}
         return added.item_id
 
     return _act(request, session, issue_id, add, "item-added", "#items", refused=400)
@@ -482,7 +483,8 @@ def schedule(
     """Send at a wall-clock time of the list's time zone (a datetime-local field)."""
 
     def plan() -> None:
-        schedule_send(session, issue_id, parse_local_time(send_at))
+        issue = schedule_send(session, issue_id, parse_local_time(send_at))
+        request.state.audit_detail = {"send_at": f"{issue.send_at:%Y-%m-%dT%H:%M:%SZ}"}
 
     return _act(request, session, issue_id, plan, "scheduled", refused=400)
 

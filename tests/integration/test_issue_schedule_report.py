@@ -125,6 +125,11 @@ def test_schedule_unschedule_and_the_due_check(
     assert body["timezone"] == "Europe/Paris"
     listed = client.get("/api/v1/issues", headers=API).json()
     assert listed[0]["send_at"] == body["send_at"]
+    from digest.models import AuditEntry
+
+    entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert entry is not None and entry.action == "put_schedule"
+    assert entry.detail == {"send_at": f"{send_at:%Y-%m-%dT%H:%M:%SZ}"}
 
     # Not due before its time; due after, and handed over by the one send path.
     assert send_at is not None
