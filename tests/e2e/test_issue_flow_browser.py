@@ -30,7 +30,7 @@ from digest.sources.collect import collect_sources
 from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import add_subscriber
 from tests.accounts import grant
-from tests.e2e.test_editor_browser import WIDE, editor_page, editor_server
+from tests.e2e.test_editor_browser import PHONE, WIDE, editor_page, editor_server
 from tests.fixtures.sources.server import serving
 from tests.smtp_server import RecordingHandler, SMTPServer
 
@@ -89,14 +89,13 @@ def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> Non
         time.sleep(0.05)
 
 
+WIDTHS = "() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]"
+
+
 def no_horizontal_scroll(page: Any, title: str) -> tuple[int, int]:
     frame = page.locator(f"iframe[title^='{title}']").element_handle().content_frame()
     frame.wait_for_load_state()
-    widths: tuple[int, int] = tuple(
-        frame.evaluate(
-            "() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]"
-        )
-    )
+    widths: tuple[int, int] = tuple(frame.evaluate(WIDTHS))
     assert widths[0] <= widths[1], (title, widths)
     return widths
 
@@ -271,6 +270,22 @@ def test_collect_compose_edit_preview_proof_approve_schedule_send_report(
         page.goto(f"{base_url}/editor/issues/{issue_id}/report")
         page.get_by_role("link", name=f"Got it {READERS + 1}").wait_for()
         page.screenshot(path=shots / "issue-flow-7-report-after.png", full_page=True)
+        assert page.blocked == [] and page.console_errors == []
+        page.context.close()
+
+        # The report and the issue on a phone: no page wider than the screen.
+        page = editor_page(browser, PHONE, base_url)
+        for path, shot in (("/report?kind=failed", "8-report-phone"), ("", "9-issue-phone")):
+            page.goto(f"{base_url}/editor/issues/{issue_id}{path}")
+            page.wait_for_load_state()
+            widths = page.evaluate(WIDTHS)
+            wide = page.evaluate(
+                "() => [...document.querySelectorAll('body *')].filter(e => "
+                "e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)"
+                ".slice(0, 5).map(e => e.tagName + '.' + e.className)"
+            )
+            assert widths[0] <= widths[1], (path, widths, wide)
+            page.screenshot(path=shots / f"issue-flow-{shot}.png", full_page=True)
         assert page.blocked == [] and page.console_errors == []
         page.context.close()
 
