@@ -58,6 +58,13 @@ def show(issue_id: int) -> None:
         console.print(
             f"issue {issue.id} #{issue.number} [{issue.status}] {issue.subject}", markup=False
         )
+        if issue.status == IssueStatus.APPROVED and issue.send_at:
+            tz = issue.mailing_list.timezone
+            console.print(
+                f"scheduled: {in_zone(issue.send_at, tz)} ({tz}), "
+                f"{issue.send_at:%Y-%m-%d %H:%M} UTC",
+                markup=False,
+            )
         if issue.preheader:
             console.print(f"preheader: {issue.preheader}", markup=False)
         if issue.intro:

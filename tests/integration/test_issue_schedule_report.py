@@ -500,6 +500,8 @@ def test_the_cli_edits_schedules_reports_and_digest_run_sends_what_is_due(
     later = (utcnow() + timedelta(days=1)).strftime("%Y-%m-%d 09:00")
     code, out = cli(capsys, "issues", "schedule", issue, later)
     assert code == 0 and f"sent at {later} CE" in out and "(Europe/Paris)" in out
+    code, out = cli(capsys, "issues", "show", issue)
+    assert f"scheduled: {later} CE" in out and "By hand" in out and "New <b>words</b>" in out
     assert cli(capsys, "issues", "unschedule", issue)[0] == 0
     assert cli(capsys, "issues", "schedule", issue, later)[0] == 0
 
