@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
-from digest.models import Issue, IssueStatus, MailingList
+from digest.models import Issue, IssueStatus, IssueVariant, MailingList
 
 PUBLISHED = (IssueStatus.SENDING, IssueStatus.SENT)
 PAGE_SIZE = 24
@@ -46,3 +46,21 @@ def published_issue(session: Session, lst: MailingList, number: int) -> Issue | 
     if issue is None or issue.status not in PUBLISHED or issue.html is None:
         return None
     return issue
+
+
+def edition_copies(
+    session: Session, issue_ids: Sequence[int], language: str
+) -> dict[int, IssueVariant]:
+    """Each issue's full variant (every topic) in `language`, for the issues that have one:
+    the copy a reader of that edition would have got. An issue without editions has none."""
+    if not issue_ids:
+        return {}
+    rows = session.scalars(
+        select(IssueVariant).where(
+            IssueVariant.issue_id.in_(issue_ids),
+            IssueVariant.language == language,
+            IssueVariant.topic_ids == "",
+            IssueVariant.html.is_not(None),
+        )
+    )
+    return {v.issue_id: v for v in rows}

@@ -152,8 +152,7 @@ def freeze_variants(session: Session, issue_id: int, settings: Settings) -> list
         variant = existing.get((language, topic_ids))
         if variant is None:
             chosen = [topics[i] for i in parse_topic_ids(topic_ids) if i in topics]
-            variant = _freeze_one(issue, lst, language, topic_ids, chosen, settings, part)
-            session.add(variant)
+            variant = _freeze_one(session, issue, lst, language, topic_ids, chosen, settings, part)
             existing[(language, topic_ids)] = variant
         variant.readers = readers
     session.flush()
@@ -166,6 +165,7 @@ def _known(topic_ids: str, topics: dict[int, Topic]) -> str:
 
 
 def _freeze_one(
+    session: Session,
     issue: Issue,
     lst: MailingList,
     language: str,
@@ -177,6 +177,7 @@ def _freeze_one(
     members = _members(issue, lst, language, topics)
     ids = [ii.item_id for ii in members]
     variant = IssueVariant(issue_id=issue.id, language=language, topic_ids=topic_ids, item_ids=ids)
+    session.add(variant)
     if not members:
         variant.subject = issue.subject
         variant.render_warnings = []
@@ -197,6 +198,7 @@ def _freeze_one(
     variant.html, variant.text = rendered.html, rendered.text
     variant.slot_marker = rendered.slots.marker
     variant.render_warnings = list(rendered.warnings)
+    session.flush()  # its id: the copy's view-online link opens this variant (/v/)
     template = issue_template(
         issue,
         rendered.html,
@@ -205,6 +207,7 @@ def _freeze_one(
         settings,
         subject=view.subject,
         message_id_part=message_id_part,
+        variant_id=variant.id,
     )
     variant.message_template = template.to_bytes()
     return variant
