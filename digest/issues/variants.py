@@ -177,10 +177,10 @@ def _freeze_one(
     members = _members(issue, lst, language, topics)
     ids = [ii.item_id for ii in members]
     variant = IssueVariant(issue_id=issue.id, language=language, topic_ids=topic_ids, item_ids=ids)
-    session.add(variant)
     if not members:
         variant.subject = issue.subject
         variant.render_warnings = []
+        session.add(variant)
         return variant
     whole = len(members) == len(issue.issue_items) and language == list_editions(lst)[0]
     if whole and issue.html and issue.text and issue.slot_marker and issue.message_template:
@@ -190,6 +190,7 @@ def _freeze_one(
         variant.slot_marker = issue.slot_marker
         variant.render_warnings = list(issue.render_warnings or ())
         variant.message_template = issue.message_template
+        session.add(variant)
         return variant
     view = variant_view(issue, lst, members, language, settings)
     # render_issue has checked the HTML against the allow-list (UnsafeHtmlError otherwise).
@@ -198,6 +199,7 @@ def _freeze_one(
     variant.html, variant.text = rendered.html, rendered.text
     variant.slot_marker = rendered.slots.marker
     variant.render_warnings = list(rendered.warnings)
+    session.add(variant)
     session.flush()  # its id: the copy's view-online link opens this variant (/v/)
     template = issue_template(
         issue,
