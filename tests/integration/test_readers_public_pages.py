@@ -144,13 +144,15 @@ def test_every_public_page_in_the_readers_language(
     check("unsubscribe", client.get(unsubscribe, headers=english))
     check("unsubscribed", client.post(unsubscribe))
     check("preferences, unsubscribed", client.get(prefs))
-    session.execute(
-        Subscription.__table__.update()
-        .where(Subscription.id == sid)
-        .values(status=SubscriptionStatus.BOUNCED)
-    )
-    session.commit()
-    check("preferences, bounced", client.get(prefs))
+    check("confirm, stale", client.post(f"/c/{token('confirm', sid)}"))
+    stale = read_catalogue(language).get("This link no longer confirms")
+    assert stale is not None and stale.string in pages["confirm, stale"]
+    for status in (SubscriptionStatus.PENDING, SubscriptionStatus.BOUNCED):
+        session.execute(
+            Subscription.__table__.update().where(Subscription.id == sid).values(status=status)
+        )
+        session.commit()
+        check(f"preferences, {status}", client.get(prefs))
     check("web copy's links", client.get(f"/links?lang={language}"))
     check("archive", client.get("/archive/sse", headers=browser))
     check("archive via switcher", client.get(f"/archive/sse?lang={language}"))
