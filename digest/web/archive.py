@@ -47,18 +47,7 @@ def _when(issue: Issue) -> datetime:
 def _copies(
     session: SessionDep, lst: MailingList, issues: Sequence[Issue], language: PageLanguage
 ) -> dict[int, IssueVariant]:
-    """The edition each issue is shown in, when the list has editions: the page's language
-    when the issue has that edition, else the list's main one (the issue's own rendering
-    holds every edition's items). A list without editions shows the issue itself."""
-    editions = list_editions(lst)
-    if len(editions) == 1:
-        return {}
-    ids = [i.id for i in issues]
-    main = editions[0]
-    copies = archive.edition_copies(session, ids, main)
-    if language.code != main:
-        copies.update(archive.edition_copies(session, ids, language.code))
-    return copies
+    return archive.edition_copies(session, lst, [i.id for i in issues], language.code)
 
 
 @router.api_route("/archive/{slug}", methods=["GET", "HEAD"], response_class=HTMLResponse)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from digest import archive
 from digest.delivery.audience import list_editions
 from digest.errors import DigestError
 from digest.models import RECEIVING, Subscription, SubscriptionStatus
@@ -175,12 +176,21 @@ def confirm(request: Request, token: str, session: SessionDep) -> Response:
 @router.api_route("/v/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def view_online(request: Request, token: str, session: SessionDep) -> Response:
     """The copy the link was mailed in: the reader's own variant (edition and topics) when
-    the token names one, else the issue's own rendering (links mailed before variants)."""
+    the token names one; a link mailed before variants names the issue, shown as the archive
+    shows it (the edition of the browser's language when the list has editions)."""
     issue, variant = view_target(session, token, link_keys(request))
+    negotiated = False
+    if variant is None:
+        lst = issue.mailing_list
+        language = page_language(request, fallback=lst.language)
+        variant = archive.edition_copies(session, lst, [issue.id], language.code).get(issue.id)
+        negotiated = variant is not None and language.negotiated
     html = issue_web_copy(issue, variant, root=root_path(request), view_path=f"/v/{token}")
     response = HTMLResponse(html)
     if variant is not None:
         response.headers["content-language"] = variant.language
+    if negotiated:
+        response.headers["vary"] = "Accept-Language"
     return response
 
 

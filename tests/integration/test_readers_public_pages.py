@@ -306,8 +306,12 @@ def test_view_online_shows_the_readers_own_variant(
         assert f"/links?lang={lang}" in page.text  # the help page, in their language
         assert email not in page.text  # the web copy is nobody's
     assert len(seen) == 3
-    # A link mailed before variants names the issue: it still opens the issue's rendering.
-    assert client.get(f"/v/{token('view', issue_id)}").status_code == 200
+    # A link mailed before variants names the issue: it opens the edition of the browser's
+    # language, as the archive does.
+    for accept, lang in (("es", "es"), ("de", "en")):
+        page = client.get(f"/v/{token('view', issue_id)}", headers={"accept-language": accept})
+        assert page.status_code == 200 and page.headers["content-language"] == lang
+        assert titles[lang][0] in page.text and titles["fr"][0] not in page.text
     assert client.get(f"/v/{token('variant', 99999)}").status_code == 404
     assert client.get(f"/v/{token('unsubscribe', 1)}").status_code == 400
     # The archive: the edition of the page's language, the list's own by default.
