@@ -34,7 +34,7 @@ from digest.placeholders import Slots
 from digest.web.app import create_app
 from tests.fixtures.sources.server import SourceServer, serving
 from tests.flows import maildir_copies
-from tests.helpers import token
+from tests.helpers import outbox_messages, token
 from tests.integration.test_readers_editions import PAGES, SELECTORS, cli, listing_page
 from tests.web_messages import read_catalogue
 
@@ -324,3 +324,37 @@ def test_view_online_shows_the_readers_own_variant(
         feed = client.get("/archive/sse/feed.atom", headers={"accept-language": accept})
         assert f'xml:lang="{lang}"' in feed.text
     assert "Diciembre" in client.get("/archive/sse?lang=es").text  # the edition's subject
+
+
+def test_the_confirmation_is_mailed_in_the_readers_language(session: Session, db_url: str) -> None:
+    """The edition chosen at sign-up, or the page's language on a list without editions,
+    is the reader's: their confirmation mail says its words in it, then their pages do."""
+    session.add_all(
+        [
+            MailingList(slug="sse", name="SSE News", editions=["fr", "es"], timezone="UTC"),
+            MailingList(slug="solo", name="Solo", timezone="UTC"),  # English only
+        ]
+    )
+    session.commit()
+    client = TestClient(create_app(), follow_redirects=False)
+    french = {"accept-language": "fr-FR,fr;q=0.9"}
+    client.post("/s/sse", data={"email": "carmen@example.org", "language": "es"}, headers=french)
+    solo = client.get("/s/solo", headers=french).text
+    assert '<input name="language" type="hidden" value="fr">' in solo
+    client.post("/s/solo", data={"email": "benoit@example.org", "language": "fr"}, headers=french)
+    client.post("/s/solo", data={"email": "ana@example.org"})  # an English page: no language
+    mails = {str(m["To"]): m for m in outbox_messages(Path("outbox"))}
+    expected = {
+        "carmen@example.org": ("Confirma tu suscripción a SSE News", "Confirma aquí:"),
+        "benoit@example.org": ("Confirmez votre abonnement à Solo", "Confirmez ici :"),
+        "ana@example.org": ("Confirm your subscription to Solo", "Confirm here:"),
+    }
+    for email, (subject, words) in expected.items():
+        body = mails[email].get_body(("plain",))
+        assert body is not None
+        assert mails[email]["Subject"] == subject and words in str(body.get_content())
+    link = re.search(
+        r"/c/(\S+)", str(mails["benoit@example.org"].get_body(("plain",)).get_content())
+    )  # type: ignore[union-attr]
+    assert link is not None
+    assert '<html lang="fr"' in client.get(f"/c/{link.group(1)}").text  # no header: theirs
