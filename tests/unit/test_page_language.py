@@ -100,3 +100,23 @@ def _fields(text: str) -> list[str]:
     import re
 
     return re.findall(r"%\(\w+\)s|<[a-z]+\b[^>]*>|</[a-z]+>", text)
+
+
+def test_every_email_catalogue_says_the_messages_of_the_english_one() -> None:
+    """The email's words (digest/render/locale/*/LC_MESSAGES/email.po), the sign-up
+    confirmation's included: each shipped language translates every one of them."""
+    from babel.messages.pofile import read_po
+
+    from digest.render.language import CATALOGUES, DOMAIN, shipped_languages
+
+    def ids(language: str) -> dict[object, object]:
+        with (CATALOGUES / language / "LC_MESSAGES" / f"{DOMAIN}.po").open("rb") as po:
+            return {m.id: m.string for m in read_po(po, locale=language) if m.id}
+
+    english = ids("en")
+    assert "Confirm your subscription to {list}" in english
+    for language in shipped_languages():
+        found = ids(language)
+        assert set(found) == set(english), language
+        if language != "en":
+            assert all(found.values()), language
