@@ -32,6 +32,7 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 # (tag, URL as written) -> the URL to keep, or None to drop the attribute.
 UrlResolver = Callable[[str, str], str | None]
+_MAX_PASSES = 4
 
 
 def xml_text(value: str) -> str:
@@ -54,13 +55,25 @@ def clean_summary(fragment: str, resolve: UrlResolver = resolve_as_is) -> str:
             return value if value.isascii() and value.isdigit() and len(value) <= 4 else None
         return value
 
-    return nh3.clean(
-        xml_text(fragment),
-        tags=set(SUMMARY_TAGS),
-        # "*": nothing on every tag (nh3 would otherwise keep `lang` and `title` anywhere).
-        attributes={"*": set(), **{tag: set(names) for tag, names in SUMMARY_ATTRIBUTES.items()}},
-        url_schemes={"http", "https", "mailto"},
-        link_rel=LINK_REL,
-        strip_comments=True,
-        attribute_filter=attribute,
-    )
+    def once(html: str) -> str:
+        return nh3.clean(
+            html,
+            tags=set(SUMMARY_TAGS),
+            # "*": nothing on every tag (nh3 would otherwise keep `lang` and `title` anywhere).
+            attributes={"*": set(), **{t: set(names) for t, names in SUMMARY_ATTRIBUTES.items()}},
+            url_schemes={"http", "https", "mailto"},
+            link_rel=LINK_REL,
+            strip_comments=True,
+            attribute_filter=attribute,
+        )
+
+    # html5ever re-parses what it wrote: nested <a> inside a removed <object> comes out
+    # restructured once more on a second pass. Clean to a fixed point (two passes for almost
+    # every summary), so that cleaning again on output changes nothing.
+    cleaned = once(xml_text(fragment))
+    for _ in range(_MAX_PASSES):
+        again = once(cleaned)
+        if again == cleaned:
+            break
+        cleaned = again
+    return cleaned

@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from digest import placeholders
@@ -180,6 +180,8 @@ def test_collected_hostile_markup_renders_inside_the_allow_list(
 
 @SLOW
 @given(hostile_markup, hostile_text)
+# Found by hypothesis: nested links in an <object> came out differently on a second pass.
+@example("<a></a><a><object><a></a></object></a>", "")
 def test_unsanitised_stored_summaries_are_cleaned_on_output(raw: str, intro: str) -> None:
     """A summary stored by older code, or written into the database by hand, is not trusted:
     render cleans it again (the lxml-quoted `href='..."...'` of finding 2 among them)."""
