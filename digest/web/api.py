@@ -33,6 +33,7 @@ from digest.subscribers import feedback
 from digest.subscribers.lists import get_list, set_postal_address
 from digest.web import dispatch
 from digest.web.api_base import ApiRoute, Out, UtcTime
+from digest.web.api_subscribers import routes as subscriber_routes
 from digest.web.auth import API_HEADER, AuditDep, current_user, needs, require_api_header
 from digest.web.deps import SessionDep, SettingsDep
 from digest.web.params import IssueId, ItemId, Offset, Position, Slug, SlugQuery
@@ -496,6 +497,4 @@ def overdue(session: SessionDep, settings: SettingsDep) -> list[OverdueOut]:
 
 
 # The subscriber and suppression operations (admins), in a module of their own.
-from digest.web.api_subscribers import router as _subscribers_router  # noqa: E402
-
-router.include_router(_subscribers_router)
+subscriber_routes.register(router)

@@ -1,5 +1,6 @@
-"""The JSON API's subscriber and suppression operations (admins only), included in
-`digest.web.api.router`: the same service functions as the admin's pages and the CLI.
+"""The JSON API's subscriber and suppression operations (admins only), added to
+`digest.web.api.router` by `routes.register`: the same service functions as the admin's pages
+and the CLI.
 
 Addresses never go to the audit log: entries name subscribers and suppressions by id, so an
 erasure leaves no address in clear behind.
@@ -7,8 +8,8 @@ erasure leaves no address in clear behind.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -20,11 +21,44 @@ from digest.models import Role, SubscriptionStatus, SuppressionReason
 from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
 from digest.subscribers.lists import get_list
-from digest.web.api_base import ApiRoute, Out, UtcTime
+from digest.web.api_base import Out, UtcTime
 from digest.web.auth import needs
 from digest.web.deps import SessionDep
 
-router = APIRouter(route_class=ApiRoute, tags=["subscribers"])
+
+class Routes:
+    """Routes declared here and added to the API's router there (its prefix, dependencies,
+    error answers and OpenAPI document), without an import cycle between the two modules."""
+
+    def __init__(self) -> None:
+        self.table: list[tuple[str, Callable[..., Any], str, dict[str, Any]]] = []
+
+    def _add(self, method: str, path: str, **kwargs: Any) -> Callable[[F], F]:
+        def add(endpoint: F) -> F:
+            self.table.append((path, endpoint, method, kwargs))
+            return endpoint
+
+        return add
+
+    def get(self, path: str, **kwargs: Any) -> Callable[[F], F]:
+        return self._add("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Callable[[F], F]:
+        return self._add("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Callable[[F], F]:
+        return self._add("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Callable[[F], F]:
+        return self._add("DELETE", path, **kwargs)
+
+    def register(self, router: APIRouter) -> None:
+        for path, endpoint, method, kwargs in self.table:
+            router.add_api_route(path, endpoint, methods=[method], tags=["subscribers"], **kwargs)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+routes = Routes()
 ADMIN = [needs(Role.ADMIN)]
 SubscriberPathParam = Annotated[
     int, Path(ge=1, le=MAX_BIGINT, description="A subscriber's id.", examples=[1])
@@ -171,7 +205,7 @@ def subscriber_out(session: Session, subscriber_id: int) -> SubscriberOut:
     )
 
 
-@router.get("/subscribers", response_model=SubscriberPage, dependencies=ADMIN)
+@routes.get("/subscribers", response_model=SubscriberPage, dependencies=ADMIN)
 def find_subscribers(
     session: SessionDep,
     q: TextQuery = "",
@@ -192,7 +226,7 @@ def find_subscribers(
     return SubscriberPage(rows=rows, next_before=found.next_before)
 
 
-@router.post(
+@routes.post(
     "/subscribers",
     response_model=SubscriberOut,
     status_code=201,
@@ -242,7 +276,7 @@ def export_response(
     )
 
 
-@router.get(
+@routes.get(
     "/subscribers/export",
     response_class=StreamingResponse,
     responses=EXPORT_RESPONSES,
@@ -266,12 +300,12 @@ def export_subscribers(
     return export_response(request, selection, format, lst.slug if lst else "subscribers")
 
 
-@router.get("/subscribers/{subscriber_id}", response_model=SubscriberOut, dependencies=ADMIN)
+@routes.get("/subscribers/{subscriber_id}", response_model=SubscriberOut, dependencies=ADMIN)
 def get_subscriber(session: SessionDep, subscriber_id: SubscriberPathParam) -> SubscriberOut:
     return subscriber_out(session, subscriber_id)
 
 
-@router.patch("/subscribers/{subscriber_id}", response_model=SubscriberOut, dependencies=ADMIN)
+@routes.patch("/subscribers/{subscriber_id}", response_model=SubscriberOut, dependencies=ADMIN)
 def edit_subscriber(
     request: Request, session: SessionDep, subscriber_id: SubscriberPathParam, body: SubscriberEdit
 ) -> SubscriberOut:
@@ -290,7 +324,7 @@ def edit_subscriber(
     return subscriber_out(session, subscriber_id)
 
 
-@router.post(
+@routes.post(
     "/subscribers/{subscriber_id}/unsubscribe", response_model=Unsubscribed, dependencies=ADMIN
 )
 def unsubscribe(
@@ -305,7 +339,7 @@ def unsubscribe(
     return Unsubscribed(stopped=sorted(slugs), subscriber=out)
 
 
-@router.get(
+@routes.get(
     "/subscribers/{subscriber_id}/data",
     dependencies=ADMIN,
     responses={200: {"description": "Everything stored about the person (GDPR), a download."}},
@@ -316,7 +350,7 @@ def person_data(session: SessionDep, subscriber_id: SubscriberPathParam) -> JSON
     return JSONResponse(data, headers=headers)
 
 
-@router.delete("/subscribers/{subscriber_id}", response_model=ErasedOut, dependencies=ADMIN)
+@routes.delete("/subscribers/{subscriber_id}", response_model=ErasedOut, dependencies=ADMIN)
 def erase(request: Request, session: SessionDep, subscriber_id: SubscriberPathParam) -> ErasedOut:
     """Erase the person (GDPR): every row about them goes; their address stays only as a
     hashed suppression, so nothing mails them again. Their deliveries' counts stay in the
@@ -333,7 +367,7 @@ def erase(request: Request, session: SessionDep, subscriber_id: SubscriberPathPa
     )
 
 
-@router.get("/suppressions", response_model=SuppressionPageOut, dependencies=ADMIN)
+@routes.get("/suppressions", response_model=SuppressionPageOut, dependencies=ADMIN)
 def suppressions(
     session: SessionDep,
     q: TextQuery = "",
@@ -347,7 +381,7 @@ def suppressions(
     return SuppressionPageOut(rows=rows, next_before=found.next_before)
 
 
-@router.post(
+@routes.post(
     "/suppressions",
     response_model=SuppressionOut,
     dependencies=ADMIN,
@@ -367,7 +401,7 @@ def add_suppression(
     return SuppressionOut.model_validate(found)
 
 
-@router.delete("/suppressions/{suppression_id}", status_code=204, dependencies=ADMIN)
+@routes.delete("/suppressions/{suppression_id}", status_code=204, dependencies=ADMIN)
 def lift_suppression(
     request: Request, session: SessionDep, suppression_id: SuppressionPathParam
 ) -> Response:
