@@ -277,7 +277,7 @@ def export_response(
 
 
 @routes.get(
-    "/subscribers/export",
+    "/exports/subscribers",
     response_class=StreamingResponse,
     responses=EXPORT_RESPONSES,
     dependencies=ADMIN,
@@ -294,7 +294,8 @@ def export_subscribers(
     status: SubscriptionStatus | None = None,
     suppressed: search.Suppressed = search.Suppressed.ANY,
 ) -> Response:
-    """A list's subscribers (with their status there) or a search's, as CSV or JSON."""
+    """A list's subscribers (with their status there) or a search's, as CSV or JSON. (Not
+    under /subscribers/, where a word would be taken for a subscriber's id.)"""
     lst = get_list(session, list_slug) if list_slug else None
     selection = export.Selection(lst.id if lst else None, status, q, suppressed)
     return export_response(request, selection, format, lst.slug if lst else "subscribers")

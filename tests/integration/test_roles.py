@@ -85,7 +85,7 @@ def test_the_table_covers_the_app() -> None:
         ("POST", "/editor/suppressions/{suppression_id}/lift"),
         ("DELETE", "/api/v1/subscribers/{subscriber_id}"),
         ("GET", "/api/v1/subscribers/{subscriber_id}/data"),
-        ("GET", "/api/v1/subscribers/export"),
+        ("GET", "/api/v1/exports/subscribers"),
         ("POST", "/api/v1/suppressions"),
     ):
         assert roles[admins] == Role.ADMIN, admins

@@ -252,11 +252,11 @@ def test_the_export_streams_and_neutralises_formulas(admin: TestClient, session:
     names = sorted(row["name"] for row in csv.DictReader(io.StringIO(text)))
     assert names == ["'-neg", "'=1+2", "'@cmd", "plain"]
     api = admin.get(
-        "/api/v1/subscribers/export", headers=API, params={"format": "json", "q": "p1@"}
+        "/api/v1/exports/subscribers", headers=API, params={"format": "json", "q": "p1@"}
     )
     assert api.status_code == 200 and [r["name"] for r in api.json()] == ["@cmd"]
     assert (
-        admin.get("/api/v1/subscribers/export", headers=API, params={"list": "nope"}).status_code
+        admin.get("/api/v1/exports/subscribers", headers=API, params={"list": "nope"}).status_code
         == 404
     )
     assert admin.get("/editor/subscribers/export", params={"list": "9999"}).status_code == 404
