@@ -25,6 +25,7 @@ from digest.models import (
 from digest.subscribers.actions import clean_name
 from digest.subscribers.addresses import display_email, normalise_email
 from digest.subscribers.bulk_import import merge_rows
+from digest.subscribers.export import neutralise, unneutralise
 from digest.subscribers.suppression import erased_key, erased_keys, is_erased
 
 ERASED = "erased at the person's request: never subscribed again by an admin or an import"
@@ -151,7 +152,7 @@ def _rows(
         if None in record:  # more cells than header columns
             result.errors.append((line, "more cells than the header has columns"))
             continue
-        raw = (record.get("email") or "").strip()
+        raw = unneutralise((record.get("email") or "").strip())
         if not raw:
             result.errors.append((line, "empty email"))
             continue
@@ -274,7 +275,9 @@ def export_csv(session: Session, list_id: int, out: IO[str]) -> int:
     )
     for email, name, status, created in rows:
         # The form people read; importing it again gives the same stored address.
-        writer.writerow([display_email(email), name, status, created.isoformat(timespec="seconds")])
+        # Cells a spreadsheet would run are neutralised; the import reads them back.
+        shown = [neutralise(display_email(email)), neutralise(name)]
+        writer.writerow([*shown, status, created.isoformat(timespec="seconds")])
         count += 1
     return count
 
