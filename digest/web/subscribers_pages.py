@@ -9,6 +9,7 @@ names subscribers and suppressions by id, never by address (an erasure leaves no
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
@@ -38,6 +39,11 @@ SubscriberId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 SuppressionId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 ListField = Annotated[str, Form(alias="list", pattern=r"^[0-9]{0,9}$")]
 Confirm = Annotated[str | None, Form()]
+# "<list id>:<value>", repeated: a per-list field of the subscriber's edit form.
+ListValues = Annotated[
+    list[Annotated[str, Form(pattern=r"^[1-9][0-9]{0,8}:[a-z0-9][a-z0-9_-]{0,99}$")]] | None,
+    Form(max_length=500),
+]
 NOTICES = {
     "added": "Subscriber added.",
     "saved": "Changes saved.",
@@ -278,47 +284,51 @@ def _refused(request: Request, session: SessionDep, subscriber_id: int, exc: Exc
 
 
 @router.post("/subscribers/{subscriber_id}/edit", dependencies=[needs(Role.ADMIN)])
-async def edit_subscriber(
+def edit_subscriber(
     request: Request,
     session: SessionDep,
     subscriber_id: SubscriberId,
     name: Annotated[str, Form(max_length=1000)],
     language: Annotated[str, Form(max_length=35)] = "",
     timezone: Annotated[str, Form(max_length=64)] = "",
+    status: ListValues = None,
+    topics: ListValues = None,
+    topics_shown: Annotated[
+        list[Annotated[int, Form(ge=1, le=2**31 - 1)]] | None,
+        Form(alias="topics-shown", max_length=100),
+    ] = None,
 ) -> Response:
-    """The name, language and time zone; per list (fields `status-<list id>` and
-    `topics-<list id>`), the status and the topics."""
+    """The name, language and time zone; per list, `status` and `topics` fields each
+    "<list id>:<value>". A list in `topics-shown` had its topics on the form: none ticked
+    there is "everything"."""
     manage.get_subscriber(session, subscriber_id)  # a 404, not a refusal on the page
-    form = await request.form()
-    statuses: dict[int, SubscriptionStatus] = {}
-    topics: dict[int, list[str]] = {}
+    chosen: dict[int, list[str]] = {list_id: [] for list_id in topics_shown or ()}
+    for list_id, slug in _pairs(topics or ()):
+        chosen.setdefault(list_id, []).append(slug)
     try:
-        for key in form:
-            kind, _, number = key.partition("-")
-            if kind not in ("status", "topics", "topicsform") or not number.isdigit():
-                continue
-            list_id = int(number[:10])
-            if kind == "status":
-                statuses[list_id] = SubscriptionStatus(str(form.get(key))[:16])
-            elif kind == "topicsform":  # the list has topics: none ticked is "everything"
-                topics[list_id] = [str(v)[:100] for v in form.getlist(f"topics-{number}")][:100]
+        statuses = {list_id: SubscriptionStatus(value) for list_id, value in _pairs(status or ())}
+    except ValueError:
+        return _refused(request, session, subscriber_id, DigestError("no such status"))
+    try:
         changed = manage.edit(
             session,
             subscriber_id,
             name=name,
             language=language,
             timezone=timezone,
-            topics=topics,
+            topics=chosen,
             statuses=statuses,
         )
-    except ValueError:
-        return _refused(request, session, subscriber_id, DigestError("no such status"))
     except DigestError as exc:
         return _refused(request, session, subscriber_id, exc)
     request.state.audit_detail = {"changed": changed}
-    return _redirect(
-        request, f"/subscribers/{subscriber_id}?done={'saved' if changed else 'unchanged'}"
-    )
+    done = "saved" if changed else "unchanged"
+    return _redirect(request, f"/subscribers/{subscriber_id}?done={done}")
+
+
+def _pairs(values: Sequence[str]) -> list[tuple[int, str]]:
+    """ "<list id>:<value>" fields (their pattern checked by the form's validation)."""
+    return [(int(list_id), value) for list_id, _, value in (v.partition(":") for v in values)]
 
 
 @router.post("/subscribers/{subscriber_id}/unsubscribe", dependencies=[needs(Role.ADMIN)])

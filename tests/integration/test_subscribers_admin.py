@@ -277,3 +277,23 @@ def test_the_suppression_list_pages_adds_and_lifts(session: Session) -> None:
     assert not suppression.is_suppressed(session, "hand@example.org")
     with pytest.raises(NotFound):
         suppression.lift(session, lifted.id)
+
+
+def test_an_erased_person_signing_up_again_gets_no_mail(db_url: str, session: Session) -> None:
+    from digest.config import get_settings
+    from digest.db import session_factory
+    from digest.delivery.confirmations import send_confirmations
+    from digest.delivery.transport_factory import open_transport
+    from digest.models import utcnow
+
+    news, _ = two_lists(session)
+    ana = manage.add_by_hand(session, "ana@example.org", [news], consent_recorded=True)
+    gdpr.erase(session, ana.subscriber_id)
+    session.add(SignupRequest(list_id=news, email="ana@example.org", next_attempt_at=utcnow()))
+    session.commit()
+    settings = get_settings()
+    with open_transport(settings) as transport:
+        totals = send_confirmations(session_factory(db_url), transport, settings)
+    assert dict(totals) == {"suppressed": 1}
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0

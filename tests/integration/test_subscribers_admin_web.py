@@ -84,10 +84,9 @@ def test_the_admin_adds_edits_unsubscribes_downloads_and_erases(
             "name": "Zoé B.",
             "language": "fr",
             "timezone": "Europe/Paris",
-            f"status-{ids['news']}": "confirmed",
-            f"status-{ids['jobs']}": "unsubscribed",
-            f"topicsform-{ids['news']}": "1",
-            f"topics-{ids['news']}": "coops",
+            "status": [f"{ids['news']}:confirmed", f"{ids['jobs']}:unsubscribed"],
+            "topics-shown": str(ids["news"]),
+            "topics": f"{ids['news']}:coops",
         },
     )
     assert edited.status_code == 303 and edited.headers["location"].endswith("done=saved")
@@ -100,7 +99,7 @@ def test_the_admin_adds_edits_unsubscribes_downloads_and_erases(
     # A refused edit says why on the page, changes nothing.
     refused = admin.post(
         f"/editor/subscribers/{subscriber_id}/edit",
-        data={"csrf": token, "name": "X", f"status-{ids['jobs']}": "confirmed"},
+        data={"csrf": token, "name": "X", "status": f"{ids['jobs']}:confirmed"},
     )
     assert refused.status_code == 400 and "only the person can come back" in refused.text
     bad_zone = admin.post(
