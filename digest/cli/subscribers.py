@@ -13,14 +13,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from digest import overview
 from digest.accounts import audit
 from digest.cli.common import UsageProblem, console, err, unit_of_work
-from digest.errors import NotFound
-from digest.models import Subscriber, SubscriptionStatus, SuppressionReason
+from digest.models import SubscriptionStatus, SuppressionReason
 from digest.subscribers import export, gdpr, manage, suppression
 from digest.subscribers.actions import update_preferences
 from digest.subscribers.addresses import display_email, normalise_email
@@ -39,14 +36,6 @@ def _actor() -> audit.Actor:
     except (KeyError, OSError):
         login = "unknown"
     return audit.cli_actor(login)
-
-
-def _subscriber(session: Session, email: str) -> Subscriber:
-    address = normalise_email(email)
-    found = session.scalar(select(Subscriber).where(Subscriber.email == address))
-    if found is None:
-        raise NotFound(f"no subscriber has the address {display_email(address)}")
-    return found
 
 
 @app.command("add")
@@ -104,7 +93,7 @@ def edit(
     if status is not None and list_slug is None:
         raise UsageProblem("--status needs --list")
     with unit_of_work() as session:
-        subscriber = _subscriber(session, email)
+        subscriber = manage.find_by_address(session, email)
         statuses = {get_list(session, list_slug).id: status} if list_slug and status else {}
         changed = manage.edit(
             session,
@@ -135,7 +124,7 @@ def unsubscribe(
 ) -> None:
     """Stop mail from one list or from all (the subscriber's event, via admin)."""
     with unit_of_work() as session:
-        subscriber = _subscriber(session, email)
+        subscriber = manage.find_by_address(session, email)
         list_id = get_list(session, list_slug).id if list_slug else None
         stopped = manage.unsubscribe(session, subscriber.id, list_id)
         slugs = sorted(get_list(session, i).slug for i in stopped)
@@ -158,7 +147,7 @@ def data(
 ) -> None:
     """Everything stored about one person, as JSON (GDPR)."""
     with unit_of_work() as session:
-        found = gdpr.person_data(session, _subscriber(session, email).id)
+        found = gdpr.person_data(session, manage.find_by_address(session, email).id)
     text = json.dumps(found, ensure_ascii=False, indent=2) + "\n"
     if out is None:
         sys.stdout.write(text)
@@ -176,7 +165,7 @@ def erase(
     if not yes:
         raise UsageProblem("erasing cannot be undone: add --yes to confirm")
     with unit_of_work() as session:
-        subscriber_id = _subscriber(session, email).id
+        subscriber_id = manage.find_by_address(session, email).id
         done = gdpr.erase(session, subscriber_id)
         audit.record(
             session,

@@ -25,6 +25,7 @@ from digest.models import (
     SubscriptionStatus,
 )
 from digest.subscribers import actions
+from digest.subscribers.addresses import display_email, normalise_email
 from digest.subscribers.service import add_subscriber
 from digest.subscribers.topics import clean_language, clean_timezone
 
@@ -36,6 +37,15 @@ def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
     found = session.get(Subscriber, subscriber_id)
     if found is None:
         raise NotFound("no such subscriber")
+    return found
+
+
+def find_by_address(session: Session, email: str) -> Subscriber:
+    """The subscriber with this address (checked and normalised as a sign-up's is)."""
+    address = normalise_email(email)
+    found = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if found is None:
+        raise NotFound(f"no subscriber has the address {display_email(address)}")
     return found
 
 
