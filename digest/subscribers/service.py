@@ -147,8 +147,18 @@ def _rows(
     """The valid rows; each bad one is reported with its line. With `dedupe`, a repeated
     address too (the COPY import finds those in the staging table instead of in memory)."""
     seen: set[str] = set()
-    for record in reader:
-        line = reader.line_num
+    last_line = reader.line_num
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a cell over the csv module's size limit, and the like
+            # The reader does not count a line it failed on: the row starts after the last.
+            last_line = max(reader.line_num, last_line + 1)
+            result.errors.append((last_line, f"unreadable row: {exc}"))
+            continue
+        line = last_line = reader.line_num
         if None in record:  # more cells than header columns
             result.errors.append((line, "more cells than the header has columns"))
             continue

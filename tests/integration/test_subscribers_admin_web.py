@@ -294,3 +294,33 @@ def test_the_suppression_list_page_and_api(admin: TestClient, session: Session) 
     entries = audit(session)
     assert {e.target_kind for e in entries} == {"suppression"}
     assert "example.org" not in json.dumps([[e.target_id, e.detail] for e in entries])
+
+
+def test_an_upload_with_hostile_rows_reports_each_by_line(
+    admin: TestClient, session: Session
+) -> None:
+    """A cell over the CSV reader's size limit, a NUL, a formula, a bidi override: each bad
+    row is reported with its line, the rest imported, never a 500."""
+    ids = list_ids(session)
+    body = (
+        "email,name\n"
+        "ok1@example.org,Fine\n"
+        "ok2@example.org," + "x" * 200_000 + "\n"  # line 3: too big a cell
+        "=HYPERLINK(1)@example.org,Formula\n"  # line 4: a formula address (a valid one!)
+        "ok3@example.org,nul\x00name\n"
+        "\u202eevil@example.org,Bidi\n"  # line 6
+        "ok4@example.org,Zoë 🙂\n"
+    ).encode()
+    response = admin.post(
+        "/editor/subscribers/import",
+        data={"csrf": csrf(admin), "list": str(ids["news"]), "consent": "yes"},
+        files={"file": ("people.csv", body, "text/csv")},
+    )
+    assert response.status_code == 200, response.text[:300]
+    rejected = re.findall(r'<td class="num">(\d+)</td><td>([^<]+)</td>', response.text)
+    lines = [int(line) for line, _ in rejected]
+    assert 3 in lines and 6 in lines and 2 not in lines and 7 not in lines, rejected
+    assert "unreadable row" in dict(rejected)["3"]
+    with admin.stream("GET", "/editor/subscribers/export", params={"list": ids["news"]}) as r:
+        exported = "".join(r.iter_text())
+    assert "ok4@example.org,Zoë 🙂" in exported and "\n=" not in exported
