@@ -140,7 +140,9 @@ def add_manual(session: Session, email: str, detail: str = "") -> tuple[str, boo
     """An admin suppresses an address by hand (reason "manual"); the address is checked as a
     sign-up's is. (stored form, True when it was not suppressed before)."""
     address = normalise_email(email)
-    return address, suppress(session, address, SuppressionReason.MANUAL, detail.strip())
+    # One line of printable text (a NUL would not even fit a PostgreSQL text column).
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in detail).split())
+    return address, suppress(session, address, SuppressionReason.MANUAL, cleaned)
 
 
 def find(session: Session, email: str) -> Suppression:

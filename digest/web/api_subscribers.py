@@ -8,22 +8,28 @@ erasure leaves no address in clear behind.
 
 from __future__ import annotations
 
+import io
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import MAX_BIGINT
+from digest.errors import DigestError
 from digest.models import Role, SubscriptionStatus, SuppressionReason
 from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
 from digest.subscribers.lists import get_list
+from digest.subscribers.service import import_rows
 from digest.web.api_base import Out, UtcTime
 from digest.web.auth import needs
 from digest.web.deps import SessionDep
+from digest.web.params import SearchText, Slug
 
 
 class Routes:
@@ -70,7 +76,6 @@ ListSlug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9
 Address = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
 Before = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="Show older than this id.")]
 Limit = Annotated[int, Query(ge=1, le=search.MAX_PAGE)]
-TextQuery = Annotated[str, Query(max_length=320, description="Part of an address or a name.")]
 
 
 class SubscriberRow(Out):
@@ -208,7 +213,7 @@ def subscriber_out(session: Session, subscriber_id: int) -> SubscriberOut:
 @routes.get("/subscribers", response_model=SubscriberPage, dependencies=ADMIN)
 def find_subscribers(
     session: SessionDep,
-    q: TextQuery = "",
+    q: SearchText = "",
     list_slug: Annotated[
         str | None,
         Query(alias="list", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$"),
@@ -286,7 +291,7 @@ def export_subscribers(
     request: Request,
     session: SessionDep,
     format: export.Format = export.Format.CSV,
-    q: TextQuery = "",
+    q: SearchText = "",
     list_slug: Annotated[
         str | None,
         Query(alias="list", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$"),
@@ -368,10 +373,85 @@ def erase(request: Request, session: SessionDep, subscriber_id: SubscriberPathPa
     )
 
 
+SHOWN_REJECTED = 1000
+SPOOL_IN_MEMORY = 1 << 20  # bytes of a body kept in memory before the spool goes to disk
+
+
+class Rejected(BaseModel):
+    line: int
+    reason: str
+
+
+class ImportOut(BaseModel):
+    added: int
+    updated: int
+    unchanged: int
+    asked: int = Field(description="New subscriptions sent a confirmation mail.")
+    rejected: int
+    rejected_rows: list[Rejected] = Field(description=f"The first {SHOWN_REJECTED}, by line.")
+
+
+CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "A CSV file with an `email` column (`name` and others optional), UTF-8.",
+    }
+}
+
+
+@routes.post(
+    "/lists/{slug}/subscribers/import",
+    response_model=ImportOut,
+    dependencies=ADMIN,
+    openapi_extra=CSV_BODY,
+)
+async def import_subscribers(
+    request: Request,
+    session: SessionDep,
+    slug: Slug,
+    consent_recorded: Annotated[
+        bool,
+        Query(
+            description="Each row's consent was recorded: subscribed confirmed. Otherwise "
+            "pending, and each new row is sent a confirmation mail."
+        ),
+    ] = False,
+) -> ImportOut:
+    """Import a CSV sent as the body, streamed to a spool file and read row by row (COPY and
+    a set-based merge on PostgreSQL); rejected rows come back by line and reason."""
+    lst = await run_in_threadpool(get_list, session, slug)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        async for chunk in request.stream():
+            spool.write(chunk)
+        spool.seek(0)
+        stream = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
+        try:
+            result = await run_in_threadpool(
+                import_rows, session, lst.id, stream, consent_recorded=consent_recorded
+            )
+        except UnicodeDecodeError:
+            raise DigestError("the body is not UTF-8 text") from None
+    request.state.audit_detail = {
+        "added": result.added,
+        "updated": result.updated,
+        "rejected": len(result.errors),
+        "consent_recorded": consent_recorded,
+    }
+    return ImportOut(
+        added=result.added,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        asked=result.asked,
+        rejected=len(result.errors),
+        rejected_rows=[Rejected(line=n, reason=r) for n, r in result.errors[:SHOWN_REJECTED]],
+    )
+
+
 @routes.get("/suppressions", response_model=SuppressionPageOut, dependencies=ADMIN)
 def suppressions(
     session: SessionDep,
-    q: TextQuery = "",
+    q: SearchText = "",
     reason: SuppressionReason | None = None,
     before: Before = None,
     limit: Limit = suppression.PAGE,

@@ -27,6 +27,7 @@ from digest.web.api_subscribers import export_response
 from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
 from digest.web.deps import SessionDep, mark_failed
 from digest.web.editor import EDITOR_CSP, EditorRoute, page
+from digest.web.params import SearchText
 from digest.web.templating import root_path
 
 router = APIRouter(
@@ -77,7 +78,7 @@ def _status(value: str) -> SubscriptionStatus | None:
 def subscribers_page(
     request: Request,
     session: SessionDep,
-    q: Annotated[str, Query(max_length=320)] = "",
+    q: SearchText = "",
     # The filter form sends every field, empty when not chosen: "" is "any".
     list_: Annotated[str, Query(alias="list", pattern=r"^[0-9]{0,9}$")] = "",
     status_: Annotated[str, Query(alias="status", max_length=16)] = "",
@@ -180,7 +181,7 @@ def export_subscribers(
     request: Request,
     session: SessionDep,
     format: export.Format = export.Format.CSV,
-    q: Annotated[str, Query(max_length=320)] = "",
+    q: SearchText = "",
     list_: Annotated[str, Query(alias="list", pattern=r"^[0-9]{0,9}$")] = "",
     status_: Annotated[str, Query(alias="status", max_length=16)] = "",
     suppressed: search.Suppressed = search.Suppressed.ANY,
@@ -398,7 +399,7 @@ def _suppressions_page(
 def suppressions_page(
     request: Request,
     session: SessionDep,
-    q: Annotated[str, Query(max_length=320)] = "",
+    q: SearchText = "",
     reason_: Annotated[str, Query(alias="reason", max_length=16)] = "",
     before: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,

@@ -303,13 +303,13 @@ def test_an_upload_with_hostile_rows_reports_each_by_line(
     row is reported with its line, the rest imported, never a 500."""
     ids = list_ids(session)
     body = (
-        "email,name\n"
-        "ok1@example.org,Fine\n"
-        "ok2@example.org," + "x" * 200_000 + "\n"  # line 3: too big a cell
-        "=HYPERLINK(1)@example.org,Formula\n"  # line 4: a formula address (a valid one!)
-        "ok3@example.org,nul\x00name\n"
-        "\u202eevil@example.org,Bidi\n"  # line 6
-        "ok4@example.org,Zoë 🙂\n"
+        "email,name,city\n"
+        "ok1@example.org,Fine,Lyon\n"
+        "ok2@example.org," + "x" * 200_000 + ",\n"  # line 3: too big a cell
+        "=HYPERLINK(1)@example.org,Formula,\n"  # line 4: a formula address (a valid one!)
+        "ok3@example.org,nul\x00name,Nu\x00l\n"
+        "\u202eevil@example.org,Bidi,\n"  # line 6
+        "ok4@example.org,Zoë 🙂,\n"
     ).encode()
     response = admin.post(
         "/editor/subscribers/import",
@@ -324,3 +324,50 @@ def test_an_upload_with_hostile_rows_reports_each_by_line(
     with admin.stream("GET", "/editor/subscribers/export", params={"list": ids["news"]}) as r:
         exported = "".join(r.iter_text())
     assert "ok4@example.org,Zoë 🙂" in exported and "\n=" not in exported
+    # Control characters in a search are refused (PostgreSQL takes no NUL), never a 500.
+    for path in ("/editor/subscribers", "/editor/suppressions", "/editor/subscribers/export"):
+        assert admin.get(path, params={"q": "a\x00b"}).status_code == 400, path
+    for path in ("/api/v1/subscribers", "/api/v1/suppressions", "/api/v1/exports/subscribers"):
+        assert admin.get(path, params={"q": "a\x00b"}, headers=API).status_code == 422, path
+    made = admin.post(
+        "/api/v1/suppressions", headers=API, json={"email": "n@example.org", "detail": "a\x00b\nc"}
+    )
+    assert made.status_code == 201 and made.json()["detail"] == "a b c"
+
+
+def test_the_api_imports_a_csv_body_with_the_consent_rule(
+    admin: TestClient, session: Session
+) -> None:
+    body = "email,name\n" + "".join(f"r{i}@example.org,R {i}\n" for i in range(50)) + "bad,X\n"
+    url = "/api/v1/lists/news/subscribers/import"
+    headers = {**API, "Content-Type": "text/csv"}
+    asked = admin.post(url, headers=headers, content=body.encode())
+    assert asked.status_code == 200, asked.text
+    report = asked.json()
+    assert (report["added"], report["asked"], report["rejected"]) == (50, 50, 1)
+    assert report["rejected_rows"][0]["line"] == 52
+    consented = admin.post(
+        "/api/v1/lists/jobs/subscribers/import",
+        headers=headers,
+        params={"consent_recorded": "true"},
+        content=body.encode(),
+    )
+    assert consented.json()["asked"] == 0
+    from digest.subscribers.service import count_by_status
+
+    ids = list_ids(session)
+    session.expire_all()
+    assert count_by_status(session, ids["news"]) == {"pending": 50}
+    assert count_by_status(session, ids["jobs"]) == {"confirmed": 50}
+    latin1 = admin.post(url, headers=headers, content="email\nzoé@example.org\n".encode("latin-1"))
+    assert latin1.status_code == 400 and "UTF-8" in latin1.json()["detail"]
+    no_header = admin.post(url, headers=headers, content=b"a@example.org\n")
+    assert no_header.status_code == 400 and "email" in no_header.json()["detail"]
+    assert (
+        admin.post(
+            "/api/v1/lists/nope/subscribers/import", headers=headers, content=body.encode()
+        ).status_code
+        == 404
+    )
+    entries = [e for e in audit(session) if e.action == "import_subscribers"]
+    assert [(e.target_kind, e.target_id) for e in entries] == [("list", "news"), ("list", "jobs")]
