@@ -24,7 +24,7 @@ from digest import installation
 from digest.config import Settings
 from digest.delivery.audience import edition_of, list_editions, reader_groups
 from digest.delivery.prepare import issue_template
-from digest.issues.build_view import item_view
+from digest.issues.build_view import issue_item_view
 from digest.issues.compose import fill_template, month_label
 from digest.issues.lifecycle import get_issue
 from digest.models import Grouping, Issue, IssueItem, IssueVariant, Item, MailingList, Topic
@@ -101,7 +101,7 @@ def variant_view(
 ) -> IssueView:
     labelled = [(_group_label(ii, lst, language), ii) for ii in members]
     groups = tuple(
-        GroupView(label=label, items=tuple(item_view(ii.item) for _, ii in group))
+        GroupView(label=label, items=tuple(issue_item_view(ii) for _, ii in group))
         for label, group in groupby(labelled, key=lambda pair: pair[0])
     )
     return IssueView(
