@@ -2,7 +2,7 @@
 deletes them
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0014
 Create Date: 2026-12-02 14:00:00.000000
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
