@@ -418,6 +418,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_deliveries_claim", "issue_id", "status", "next_attempt_at"),
+        # A subscriber's page lists their deliveries; erasure deletes them.
+        Index("ix_deliveries_subscriber", "subscriber_id"),
     )
 
     # No foreign keys here on purpose: this ledger takes a million rows per issue, and the

@@ -128,7 +128,7 @@ def _delivery_chunk(sf: sessionmaker[Session], issue_id: int, size: int) -> int:
             .where(_deliveries.c.id.in_(ids.scalar_subquery()))
             .returning(_deliveries.c.status)
         ).all()
-        _add_totals(
+        add_totals(
             session,
             TotalRecord.DELIVERY,
             Counter((issue_id, str(status)) for (status,) in gone).items(),
@@ -155,11 +155,11 @@ def _event_chunk(sf: sessionmaker[Session], before: datetime, size: int) -> int:
             .returning(_events.c.issue_id, _events.c.kind)
         ).all()
         counts = Counter((int(issue_id), str(kind)) for issue_id, kind in gone)
-        _add_totals(session, TotalRecord.EVENT, counts.items())
+        add_totals(session, TotalRecord.EVENT, counts.items())
         return len(gone)
 
 
-def _add_totals(
+def add_totals(
     session: Session, record: TotalRecord, counts: Iterable[tuple[tuple[int, str], int]]
 ) -> None:
     now = utcnow()

@@ -1,7 +1,11 @@
-"""`digest subscribers`: add, import CSV, export, list."""
+"""`digest subscribers`: add, edit, unsubscribe, import CSV, export, list, a person's data and
+their erasure, and the suppression list. Each command calls the service function the admin's
+pages and the API call, and writes the audit log as they do (by id, never by address)."""
 
 from __future__ import annotations
 
+import getpass
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,31 +15,225 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import overview
+from digest.accounts import audit
 from digest.cli.common import UsageProblem, console, err, unit_of_work
-from digest.models import SubscriptionStatus
+from digest.models import SubscriptionStatus, SuppressionReason
+from digest.subscribers import export, gdpr, manage, suppression
 from digest.subscribers.actions import update_preferences
-from digest.subscribers.addresses import display_email
+from digest.subscribers.addresses import display_email, normalise_email
 from digest.subscribers.lists import get_list
-from digest.subscribers.service import add_subscriber, export_csv, import_rows
+from digest.subscribers.service import import_rows
 from digest.subscribers.topics import subscription_of
 
 app = typer.Typer(help="Manage subscribers of a list.", no_args_is_help=True)
 ListOpt = Annotated[str, typer.Option("--list", "-l", help="The list's slug.")]
+ListsOpt = Annotated[list[str], typer.Option("--list", "-l", help="A list's slug (repeat).")]
+
+
+def _actor() -> audit.Actor:
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return audit.cli_actor(login)
 
 
 @app.command("add")
 def add(
     email: str,
-    list_slug: ListOpt,
+    list_slugs: ListsOpt,
     name: str = "",
-    status: Annotated[str, typer.Option(help="confirmed or pending.")] = "confirmed",
+    status: Annotated[
+        str,
+        typer.Option(
+            help="confirmed: the person's consent was recorded; pending: they get a "
+            "confirmation mail first (as an import without --consent-recorded)."
+        ),
+    ] = "confirmed",
 ) -> None:
-    """Subscribe one address to a list."""
+    """Subscribe one address to one or more lists."""
+    if status not in ("confirmed", "pending"):
+        raise UsageProblem("--status must be confirmed or pending")
     with unit_of_work() as session:
-        lst = get_list(session, list_slug)
-        sub = add_subscriber(session, lst.id, email, name, status)
-        shown = display_email(sub.subscriber.email)
-        console.print(f"{shown} is {sub.status} on {lst.slug}", markup=False)
+        lists = [get_list(session, slug) for slug in list_slugs]
+        added = manage.add_by_hand(
+            session,
+            email,
+            [lst.id for lst in lists],
+            name=name,
+            consent_recorded=status == "confirmed",
+        )
+        detail = {
+            "lists": sorted(lst.slug for lst in lists),
+            "consent_recorded": status == "confirmed",
+        }
+        audit.record(session, _actor(), "add_subscriber", "subscriber", added.subscriber_id, detail)
+        for lst in lists:
+            shown = display_email(added.email)
+            console.print(f"{shown} is {added.statuses[lst.id]} on {lst.slug}", markup=False)
+
+
+@app.command("edit")
+def edit(
+    email: str,
+    name: Annotated[str | None, typer.Option(help="The new name.")] = None,
+    language: Annotated[str | None, typer.Option(help="fr, es ...; '' for the list's.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Europe/Paris ...; '' for the list's.")
+    ] = None,
+    list_slug: Annotated[
+        str | None, typer.Option("--list", "-l", help="The list --status applies to.")
+    ] = None,
+    status: Annotated[
+        SubscriptionStatus | None,
+        typer.Option(help="pending -> confirmed, or pending/confirmed -> unsubscribed."),
+    ] = None,
+) -> None:
+    """Change a subscriber's name, language, time zone, or status on one list."""
+    if status is not None and list_slug is None:
+        raise UsageProblem("--status needs --list")
+    with unit_of_work() as session:
+        subscriber = manage.find_by_address(session, email)
+        statuses = {get_list(session, list_slug).id: status} if list_slug and status else {}
+        changed = manage.edit(
+            session,
+            subscriber.id,
+            name=name,
+            language=language,
+            timezone=timezone,
+            statuses=statuses,
+        )
+        if changed:
+            audit.record(
+                session,
+                _actor(),
+                "edit_subscriber",
+                "subscriber",
+                subscriber.id,
+                {"changed": changed},
+            )
+        console.print(", ".join(changed) + " changed" if changed else "unchanged", markup=False)
+
+
+@app.command("unsubscribe")
+def unsubscribe(
+    email: str,
+    list_slug: Annotated[
+        str | None, typer.Option("--list", "-l", help="The list's slug (default: every list).")
+    ] = None,
+) -> None:
+    """Stop mail from one list or from all (the subscriber's event, via admin)."""
+    with unit_of_work() as session:
+        subscriber = manage.find_by_address(session, email)
+        list_id = get_list(session, list_slug).id if list_slug else None
+        stopped = manage.unsubscribe(session, subscriber.id, list_id)
+        slugs = sorted(get_list(session, i).slug for i in stopped)
+        if stopped:
+            audit.record(
+                session,
+                _actor(),
+                "unsubscribe_subscriber",
+                "subscriber",
+                subscriber.id,
+                {"lists": slugs},
+            )
+        console.print(f"unsubscribed from {', '.join(slugs)}" if slugs else "unchanged")
+
+
+@app.command("data")
+def data(
+    email: str,
+    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Everything stored about one person, as JSON (GDPR)."""
+    with unit_of_work() as session:
+        found = gdpr.person_data(session, manage.find_by_address(session, email).id)
+    text = json.dumps(found, ensure_ascii=False, indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}", markup=False)
+
+
+@app.command("erase")
+def erase(
+    email: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
+) -> None:
+    """Erase everything about a person (GDPR); a hashed suppression keeps mail away."""
+    if not yes:
+        raise UsageProblem("erasing cannot be undone: add --yes to confirm")
+    with unit_of_work() as session:
+        subscriber_id = manage.find_by_address(session, email).id
+        done = gdpr.erase(session, subscriber_id)
+        audit.record(
+            session,
+            _actor(),
+            "erase_subscriber",
+            "subscriber",
+            subscriber_id,
+            {"erased": True, "deliveries": done.deliveries},
+        )
+    console.print(
+        f"erased subscriber {subscriber_id}: {done.subscriptions} subscriptions, "
+        f"{done.events} events, {done.deliveries} deliveries; a hashed suppression is kept"
+    )
+
+
+@app.command("suppress")
+def suppress(
+    email: str, detail: Annotated[str, typer.Option(help="Why, for the record.")] = ""
+) -> None:
+    """Add an address to the suppression list (reason "manual")."""
+    with unit_of_work() as session:
+        address, added = suppression.add_manual(session, email, detail)
+        entry = suppression.find(session, address)
+        audit.record(
+            session, _actor(), "add_suppression", "suppression", entry.id, {"added": added}
+        )
+    console.print(
+        f"{display_email(address)} suppressed" + ("" if added else " already"), markup=False
+    )
+
+
+@app.command("unsuppress")
+def unsuppress(email: str) -> None:
+    """Lift an address's suppression: mail may go to it again."""
+    with unit_of_work() as session:
+        entry = suppression.find(session, normalise_email(email))
+        lifted = suppression.lift(session, entry.id)
+        audit.record(
+            session,
+            _actor(),
+            "lift_suppression",
+            "suppression",
+            entry.id,
+            {"reason": str(lifted.reason)},
+        )
+    console.print("suppression lifted", markup=False)
+
+
+@app.command("suppressed")
+def suppressed(
+    q: Annotated[str, typer.Option(help="Part of an address.")] = "",
+    reason: Annotated[SuppressionReason | None, typer.Option(help="Only this reason.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """Show the suppression list, newest first."""
+    with unit_of_work() as session:
+        found = suppression.page(session, text=q, reason=reason, limit=limit)
+        table = Table("address", "reason", "since", "detail")
+        for row in found.rows:
+            shown = (
+                "erased person (hash)"
+                if row.email.startswith(suppression.ERASED_PREFIX)
+                else display_email(row.email)
+            )
+            table.add_row(
+                Text(shown), row.reason, row.created_at.strftime("%Y-%m-%d"), Text(row.detail)
+            )
+        console.print(table)
 
 
 @app.command("import")
@@ -70,19 +268,26 @@ def import_(
 
 
 @app.command("export")
-def export(
+def export_(
     list_slug: ListOpt,
     out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    format_: Annotated[
+        export.Format, typer.Option("--format", help="csv or json.")
+    ] = export.Format.CSV,
+    status: Annotated[SubscriptionStatus | None, typer.Option(help="Only this status.")] = None,
 ) -> None:
-    """Export a list's subscribers as CSV."""
+    """Export a list's subscribers as CSV or JSON, streamed (flat memory at any size)."""
     with unit_of_work() as session:
         lst = get_list(session, list_slug)
+        selection = export.Selection(list_id=lst.id, status=status)
         if out is None:
-            export_csv(session, lst.id, sys.stdout)
+            for chunk in export.chunks(session, selection, format_):
+                sys.stdout.write(chunk)
             return
         with out.open("w", newline="", encoding="utf-8") as stream:
-            count = export_csv(session, lst.id, stream)
-        err.print(f"wrote {count} subscribers to {out}")
+            for chunk in export.chunks(session, selection, format_):
+                stream.write(chunk)
+        err.print(f"wrote {out}", markup=False)
 
 
 @app.command("list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -24,6 +25,10 @@ from digest.models import (
 from digest.subscribers.actions import clean_name
 from digest.subscribers.addresses import display_email, normalise_email
 from digest.subscribers.bulk_import import merge_rows
+from digest.subscribers.export import neutralise, unneutralise
+from digest.subscribers.suppression import erased_key, erased_keys, is_erased
+
+ERASED = "erased at the person's request: never subscribed again by an admin or an import"
 
 # An import never brings back someone who left or whose mail bounced.
 STICKY = frozenset(STOPPED)
@@ -61,12 +66,18 @@ def add_subscriber(
     email: str,
     name: str = "",
     status: str = SubscriptionStatus.CONFIRMED,
+    *,
+    confirm_by_mail: bool = False,
 ) -> Subscription:
     """Subscribe one address (an admin's action); an existing subscription is updated as an
-    import would (a stopped one stays stopped)."""
+    import would (a stopped one stays stopped). With `confirm_by_mail`, a new subscription
+    is asked to confirm by mail. An erased address is refused."""
     checked = _check_status(status)
     address = normalise_email(email)
-    _upsert(session, list_id, [_Row(0, address, clean_name(name), {})], checked, ImportResult())
+    if is_erased(session, address):
+        raise DigestError(f"{ERASED} ({address})")
+    row = _Row(0, address, clean_name(name), {})
+    _upsert(session, list_id, [row], checked, ImportResult(), confirm_by_mail=confirm_by_mail)
     sub = session.scalar(
         select(Subscription)
         .join(Subscriber)
@@ -97,9 +108,11 @@ def import_csv(
         raise DigestError("the CSV needs a header row with an 'email' column")
     reader.fieldnames = fields
     total = ImportResult()
+    erased = erased_keys(session)
     if session.get_bind().dialect.name == "postgresql":
         # Streamed: COPY into a staging table, then one set-based merge (flat memory).
-        rows = ((r.line, r.email, r.name, r.attributes) for r in _rows(reader, total, dedupe=False))
+        valid = _rows(reader, total, erased, dedupe=False)
+        rows = ((r.line, r.email, r.name, r.attributes) for r in valid)
         merged = merge_rows(session, list_id, rows, checked, confirm_by_mail=confirm_by_mail)
         total.added, total.updated, total.unchanged = merged.added, merged.updated, merged.unchanged
         total.asked = merged.asked
@@ -107,7 +120,7 @@ def import_csv(
             (line, f"duplicate of an earlier row: {e}") for line, e in merged.duplicates
         ]
     else:
-        for chunk in _chunks(_rows(reader, total), CHUNK):
+        for chunk in _chunks(_rows(reader, total, erased), CHUNK):
             _upsert(session, list_id, chunk, checked, total, confirm_by_mail=confirm_by_mail)
     total.errors.sort()
     return total
@@ -125,17 +138,31 @@ def import_rows(
 
 
 def _rows(
-    reader: csv.DictReader[str], result: ImportResult, *, dedupe: bool = True
+    reader: csv.DictReader[str],
+    result: ImportResult,
+    erased: AbstractSet[str] = frozenset(),
+    *,
+    dedupe: bool = True,
 ) -> Iterator[_Row]:
     """The valid rows; each bad one is reported with its line. With `dedupe`, a repeated
     address too (the COPY import finds those in the staging table instead of in memory)."""
     seen: set[str] = set()
-    for record in reader:
-        line = reader.line_num
+    last_line = reader.line_num
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a cell over the csv module's size limit, and the like
+            # The reader does not count a line it failed on: the row starts after the last.
+            last_line = max(reader.line_num, last_line + 1)
+            result.errors.append((last_line, f"unreadable row: {exc}"))
+            continue
+        line = last_line = reader.line_num
         if None in record:  # more cells than header columns
             result.errors.append((line, "more cells than the header has columns"))
             continue
-        raw = (record.get("email") or "").strip()
+        raw = unneutralise((record.get("email") or "").strip())
         if not raw:
             result.errors.append((line, "empty email"))
             continue
@@ -143,6 +170,9 @@ def _rows(
             email = normalise_email(raw)
         except DigestError as exc:
             result.errors.append((line, str(exc)))
+            continue
+        if erased and erased_key(email) in erased:
+            result.errors.append((line, "erased at the person's request: not imported"))
             continue
         if dedupe:
             if email in seen:
@@ -255,7 +285,9 @@ def export_csv(session: Session, list_id: int, out: IO[str]) -> int:
     )
     for email, name, status, created in rows:
         # The form people read; importing it again gives the same stored address.
-        writer.writerow([display_email(email), name, status, created.isoformat(timespec="seconds")])
+        # Cells a spreadsheet would run are neutralised; the import reads them back.
+        shown = [neutralise(display_email(email)), neutralise(name)]
+        writer.writerow([*shown, status, created.isoformat(timespec="seconds")])
         count += 1
     return count
 

@@ -14,22 +14,17 @@ Ids are 1 to 2**63-1. Times are UTC, ISO 8601 with "Z". The OpenAPI document is
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException
 
 from digest import overview
 from digest.delivery.ledger import issue_progress
 from digest.delivery.report import Kind, issue_report, report_page
-from digest.errors import NotFound
 from digest.issues import items as issue_items
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
@@ -40,38 +35,12 @@ from digest.pipeline import approve_issue
 from digest.subscribers import feedback
 from digest.subscribers.lists import get_list, set_postal_address
 from digest.web import dispatch
+from digest.web.api_base import ApiRoute, Out, UtcTime
+from digest.web.api_subscribers import routes as subscriber_routes
 from digest.web.auth import API_HEADER, AuditDep, current_user, needs, require_api_header
 from digest.web.deps import SessionDep, SettingsDep
-from digest.web.guarded import GuardedRoute, Handled
 from digest.web.params import AfterKey, IssueId, ItemId, Offset, Position, Slug, SlugQuery
 from digest.web.templating import root_path
-
-
-def _as_utc(value: datetime) -> datetime:
-    # The store keeps naive UTC; say so on the wire.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-UtcTime = Annotated[datetime, AfterValidator(_as_utc)]
-
-
-def _validation_summary(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
-class ApiRoute(GuardedRoute):
-    @staticmethod
-    async def answer(request: Request, exc: Handled) -> Response:
-        if isinstance(exc, HTTPException):
-            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-        if isinstance(exc, RequestValidationError):
-            body = {"detail": _validation_summary(exc), "errors": jsonable_encoder(exc.errors())}
-            return JSONResponse(body, 422)
-        return JSONResponse({"detail": str(exc)}, 404 if isinstance(exc, NotFound) else 400)
 
 
 class ErrorOut(BaseModel):
@@ -118,10 +87,6 @@ def openapi(request: Request) -> JSONResponse:
             servers=[{"url": root_path(request) or "/"}],
         )
     return JSONResponse(schema)
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
 
 
 class Progress(Out):
@@ -699,3 +664,7 @@ def overdue(session: SessionDep, settings: SettingsDep) -> list[OverdueOut]:
     """Scheduled issues due for a while and still without their issue, oldest first, with
     what stops them (as `digest issues overdue` and the editor's issues page show them)."""
     return [OverdueOut.model_validate(row) for row in overview.overdue_rows(session, settings)]
+
+
+# The subscriber and suppression operations (admins), in a module of their own.
+subscriber_routes.register(router)

@@ -32,3 +32,13 @@ SlugQuery = Annotated[
     str | None,
     Query(alias="list", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$"),
 ]
+# A search text: no control characters (PostgreSQL refuses a NUL in any text), at most an
+# address's length.
+SearchText = Annotated[
+    str,
+    Query(
+        max_length=320,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="Part of an address or a name.",
+    ),
+]

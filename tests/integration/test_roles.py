@@ -78,6 +78,17 @@ def test_the_table_covers_the_app() -> None:
     assert roles[("POST", "/api/v1/issues/{issue_id}/cancel")] == Role.PUBLISHER
     assert roles[("GET", "/editor/users")] == Role.ADMIN
     assert roles[("GET", "/api/v1/issues")] == Role.VIEWER
+    for admins in (
+        ("POST", "/editor/subscribers/new"),
+        ("POST", "/editor/subscribers/{subscriber_id}/erase"),
+        ("GET", "/editor/subscribers/export"),
+        ("POST", "/editor/suppressions/{suppression_id}/lift"),
+        ("DELETE", "/api/v1/subscribers/{subscriber_id}"),
+        ("GET", "/api/v1/subscribers/{subscriber_id}/data"),
+        ("GET", "/api/v1/exports/subscribers"),
+        ("POST", "/api/v1/suppressions"),
+    ):
+        assert roles[admins] == Role.ADMIN, admins
     # Scheduling and sending to the rest are a publisher's; items an editor's; reports anyone's.
     assert roles[("POST", "/editor/issues/{issue_id}/schedule")] == Role.PUBLISHER
     assert roles[("PUT", "/api/v1/issues/{issue_id}/schedule")] == Role.PUBLISHER
@@ -126,6 +137,7 @@ def concrete(path: str, seeded: Seeded, user_id: int) -> str:
         "user_id": user_id,
         "subscriber_id": 1,
         "token_id": 999_999,  # nobody's: revoking it is a 404, not a lost token
+        "suppression_id": 999_999,
         "kind": "sent",  # a delivery report's list
     }
     return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), path)
