@@ -10,18 +10,21 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.config import Settings
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
 from digest.models import Source, SourceKind, Topic
 from digest.sources.errors import FetchRefused, SourceError
 from digest.sources.language import known_language
 from digest.sources.listing import Selectors
-from digest.sources.reader import ReadResult
+from digest.sources.reader import ReadResult, read_once
 
 NAME_MAX = 200
 URL_MAX = 2000
 INTERVAL_MIN, INTERVAL_MAX = 5, 7 * 24 * 60
-SELECTOR_FIELDS = ("item", "title", "link", "date", "summary", "image", "next", "page_param")
+SELECTOR_FIELDS = (
+    "item", "title", "link", "date", "summary", "image", "next", "page_param", "date_order",
+)  # fmt: skip
 
 
 def find_source(session: Session, url: str) -> Source | None:
@@ -98,6 +101,33 @@ def web_target(url: str) -> str:
     return text
 
 
+KINDS = ("auto", "feed", "html")
+
+
+def try_source(
+    url: str,
+    *,
+    kind: str = "auto",
+    selectors: Selectors | None = None,
+    language: str = "",
+    candidate: int = 0,
+    settings: Settings,
+) -> ReadResult:
+    """What a source at this address would give now, nothing stored: the editor's and the
+    API's `sources try` (http(s) only; the fetcher's address policy applies). SourceError
+    says why it cannot be read."""
+    target = web_target(url)
+    if kind not in KINDS:
+        raise SourceError(f"the kind is one of {', '.join(KINDS)}")
+    if not 0 <= candidate < 50:
+        raise SourceError("the candidate is 1 to 50")
+    value = language.strip()
+    if value and known_language(value) is None:
+        raise SourceError(f"unknown language {value[:40]!r}")
+    hint = known_language(value) if value else None
+    return read_once(target, kind, selectors, hint, settings=settings, candidate=candidate)
+
+
 def selectors_from(values: Mapping[str, Any]) -> Selectors | None:
     """Selectors from a form's or a body's fields (empty ones left out); None when none is
     given (they are inferred). SourceError says which one is wrong."""
@@ -115,6 +145,8 @@ def selectors_from(values: Mapping[str, Any]) -> Selectors | None:
                 given[name] = int(value)
             except (TypeError, ValueError):
                 raise SourceError(f"{name} is a whole number") from None
+    if str(values.get("siblings", "")).lower() in ("1", "true", "yes", "on"):
+        given["siblings"] = True
     if not given:
         return None
     if "page_step" in given and not 1 <= given["page_step"] <= 1000:

@@ -91,7 +91,12 @@ def create_list(
     return create_list_with(session, slug, values)
 
 
+RESERVED = frozenset({"new"})  # /editor/lists/new is the form
+
+
 def check_slug(slug: str) -> str:
+    if slug in RESERVED:
+        raise InvalidSettings({"slug": f"{slug!r} is reserved: choose another slug"})
     if not SLUG.match(slug):
         shown = slug[:40] + ("..." if len(slug) > 40 else "")
         raise InvalidSettings(
