@@ -9,10 +9,21 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import overview
-from digest.cli.common import console, unit_of_work
+from digest.accounts import audit
+from digest.cli.common import cli_actor, console, unit_of_work
 from digest.delivery.audience import list_editions
-from digest.models import Grouping
-from digest.subscribers.lists import create_list, get_list, set_postal_address, set_private
+from digest.models import Grouping, OptIn
+from digest.sources.registry import get_source
+from digest.subscribers.list_settings import describe_schedule
+from digest.subscribers.lists import (
+    create_list,
+    get_list,
+    link_source,
+    set_postal_address,
+    set_private,
+    unlink_source,
+    update_list,
+)
 from digest.subscribers.topics import (
     configure_readers,
     define_topic,
@@ -32,7 +43,10 @@ def create(
     from_email: str | None = None,
     language: Annotated[str, typer.Option(help="Locale of dates and labels, e.g. en, fr.")] = "en",
     timezone: str = "UTC",
-    schedule: Annotated[str, typer.Option(help="Cron in the list's time zone.")] = "0 9 1 * *",
+    schedule: Annotated[
+        str,
+        typer.Option(help="monthly 1 09:00, weekly mon 09:00, daily 09:00 or cron (list's zone)."),
+    ] = "0 9 1 * *",
     grouping: Annotated[Grouping, typer.Option(help="How items are grouped.")] = Grouping.MONTH,
     lookback_days: Annotated[int, typer.Option(help="What the first issue covers.")] = 31,
     subject: Annotated[str, typer.Option(help="Uses {list} {month} {count} {number}.")] = (
@@ -43,8 +57,12 @@ def create(
     postal_address: Annotated[
         str, typer.Option(help="Shown in every issue's footer (lines separated by \\n).")
     ] = "",
+    reply_to: str | None = None,
+    opt_in: Annotated[OptIn, typer.Option(help="double: a mailed link confirms.")] = OptIn.DOUBLE,
+    send_at: Annotated[str, typer.Option(help="HH:MM in each reader's zone; '' at once.")] = "",
+    editions: Annotated[str, typer.Option(help="Other language editions: fr,es.")] = "",
 ) -> None:
-    """Create a list."""
+    """Create a list (every setting checked as the editor's form checks it)."""
     with unit_of_work() as session:
         lst = create_list(
             session,
@@ -62,7 +80,12 @@ def create(
             auto_approve=auto_approve,
             private=private,
             postal_address=postal_address.replace("\\n", "\n"),
+            reply_to=reply_to,
+            opt_in=opt_in,
+            send_local_time=send_at,
+            editions=[e for e in editions.split(",") if e.strip()],
         )
+        audit.record(session, cli_actor(), "create", "list", lst.slug)
         console.print(f"created list {lst.slug} (id {lst.id})")
 
 
@@ -133,6 +156,10 @@ def show(slug: str) -> None:
             "postal_address",
             "editions",
             "send_local_time",
+            "opt_in",
+            "from_name",
+            "from_email",
+            "reply_to",
         ):
             console.print(f"{field}: {getattr(lst, field)}", markup=False)
         for topic in list_topics(session, lst.id):
@@ -215,3 +242,77 @@ def topics(slug: str) -> None:
                 Text(", ".join(t.keywords) or "-"),
             )
     console.print(table)
+
+
+@app.command("edit")
+def edit(
+    slug: str,
+    name: str | None = None,
+    description: str | None = None,
+    from_name: Annotated[str | None, typer.Option(help="'' for the service's.")] = None,
+    from_email: Annotated[str | None, typer.Option(help="'' for the service's.")] = None,
+    reply_to: Annotated[str | None, typer.Option(help="'' for none.")] = None,
+    postal_address: Annotated[str | None, typer.Option(help="Lines separated by \\n.")] = None,
+    language: str | None = None,
+    timezone: Annotated[str | None, typer.Option(help="An IANA zone: Europe/Paris.")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="monthly 1 09:00, weekly mon 09:00, daily 09:00 or cron.")
+    ] = None,
+    send_at: Annotated[str | None, typer.Option(help="HH:MM in each reader's zone; ''.")] = None,
+    opt_in: OptIn | None = None,
+    grouping: Grouping | None = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Uses {list} {month} {count} {number}.")
+    ] = None,
+    preheader: str | None = None,
+    lookback_days: int | None = None,
+    max_items: int | None = None,
+    auto_approve: Annotated[bool | None, typer.Option("--auto-approve/--no-auto-approve")] = None,
+    private: Annotated[bool | None, typer.Option("--private/--public")] = None,
+    editions: Annotated[str | None, typer.Option(help="fr,es; '' for none.")] = None,
+) -> None:
+    """Change some settings of a list (those given); all are checked, none is changed when
+    one is refused."""
+    given = {
+        "name": name, "description": description, "from_name": from_name,
+        "from_email": from_email, "reply_to": reply_to,
+        "postal_address": postal_address.replace("\\n", "\n") if postal_address else postal_address,
+        "language": language, "timezone": timezone, "schedule": schedule,
+        "send_local_time": send_at, "opt_in": opt_in.value if opt_in else None,
+        "grouping": grouping.value if grouping else None, "subject_template": subject,
+        "preheader_template": preheader, "lookback_days": lookback_days, "max_items": max_items,
+        "auto_approve": auto_approve, "private": private,
+        "editions": [e for e in editions.split(",") if e.strip()] if editions is not None else None,
+    }  # fmt: skip
+    changes = {k: v for k, v in given.items() if v is not None}
+    with unit_of_work() as session:
+        lst, changed = update_list(session, slug, changes)
+        audit.record(session, cli_actor(), "edit", "list", lst.slug, {"changed": changed})
+        schedule_text = describe_schedule(lst.schedule_cron)
+        shown = ", ".join(changed) or "nothing"
+        console.print(
+            f"list {lst.slug}: changed {shown}; {schedule_text} {lst.timezone}", markup=False
+        )
+
+
+@app.command("link")
+def link(slug: str, source_id: int) -> None:
+    """Have a source feed a list."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        source = get_source(session, source_id)
+        link_source(session, lst.id, source.id)
+        audit.record(session, cli_actor(), "link", "list", lst.slug, {"source_id": source.id})
+    console.print(f"source {source_id} feeds list {slug}", markup=False)
+
+
+@app.command("unlink")
+def unlink(slug: str, source_id: int) -> None:
+    """Stop a source feeding a list (its items stay; the list's topics forget it)."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        if not unlink_source(session, lst.id, source_id):
+            console.print(f"source {source_id} did not feed list {slug}", markup=False)
+            return
+        audit.record(session, cli_actor(), "unlink", "list", lst.slug, {"source_id": source_id})
+    console.print(f"source {source_id} no longer feeds list {slug}", markup=False)
