@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
-from digest.models import Source, SourceKind, Topic
+from digest.models import ListSource, Source, SourceKind, Topic
 from digest.sources.errors import FetchRefused, SourceError
 from digest.sources.language import known_language
 from digest.sources.listing import Selectors
@@ -260,8 +260,6 @@ def source_topics(session: Session, source_id: int) -> list[Topic]:
 
 def set_source_topics(session: Session, source_id: int, topic_ids: list[int]) -> list[Topic]:
     """Tag the source with exactly these topics (each of a list the source feeds)."""
-    from digest.models import ListSource
-
     source = get_source(session, source_id)
     lists = set(
         session.scalars(select(ListSource.list_id).where(ListSource.source_id == source.id))
@@ -279,3 +277,15 @@ def set_source_topics(session: Session, source_id: int, topic_ids: list[int]) ->
             topic.source_ids = [i for i in ids if i != source.id]
     session.flush()
     return [topics[i] for i in sorted(chosen)]
+
+
+def all_sources(session: Session) -> list[Source]:
+    """Every source, by name: the menus that link one to a list."""
+    return list(session.scalars(select(Source).order_by(Source.name, Source.id)))
+
+
+def topics_of_its_lists(session: Session, source_id: int) -> list[Topic]:
+    """The topics of the lists this source feeds: those it may be tagged with."""
+    lists = select(ListSource.list_id).where(ListSource.source_id == source_id)
+    query = select(Topic).where(Topic.list_id.in_(lists)).order_by(Topic.list_id, Topic.slug)
+    return list(session.scalars(query))

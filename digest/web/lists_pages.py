@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
 from digest.errors import DigestError
-from digest.models import Grouping, OptIn, Role, Source
+from digest.models import Grouping, OptIn, Role
+from digest.sources.registry import all_sources
 from digest.subscribers.list_settings import InvalidSettings, ListSettings, describe_schedule
 from digest.subscribers.lists import (
     create_list_with,
@@ -176,7 +176,7 @@ def list_page(
 ) -> Response:
     lst = get_list(session, slug)
     linked = {s.id for s in lst.sources}
-    others = session.scalars(select(Source).order_by(Source.name, Source.id)).all()
+    others = all_sources(session)
     context = {
         "section": "lists",
         "list": lst,

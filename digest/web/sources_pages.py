@@ -9,13 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest import overview
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
-from digest.models import ListSource, MailingList, Role, Topic
+from digest.models import MailingList, Role
 from digest.sources.history import recent_fetches
 from digest.sources.listing import Selectors
 from digest.sources.reader import ReadResult
@@ -28,10 +27,12 @@ from digest.sources.registry import (
     set_enabled,
     set_source_topics,
     source_topics,
+    topics_of_its_lists,
     try_source,
     update_source,
 )
 from digest.subscribers.lists import find_list, link_source
+from digest.subscribers.search import list_choices
 from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
 from digest.web.collecting import fetch_now
 from digest.web.deps import SessionDep, SettingsDep, mark_failed
@@ -109,7 +110,7 @@ def _read(form: dict[str, str], settings: Any) -> tuple[ReadResult, Selectors | 
 
 
 def _lists(session: Session) -> list[MailingList]:
-    return list(session.scalars(select(MailingList).order_by(MailingList.name)))
+    return list(list_choices(session))
 
 
 def _new_page(
@@ -208,14 +209,7 @@ def source_page(
     source = get_source(session, source_id)
     (row,) = overview.source_rows(session, source_id)
     tagged = {t.id for t in source_topics(session, source_id)}
-    list_ids = _list_ids(session, source_id)
-    topics = (
-        session.scalars(
-            select(Topic).where(Topic.list_id.in_(list_ids)).order_by(Topic.list_id, Topic.slug)
-        ).all()
-        if list_ids
-        else []
-    )
+    topics = topics_of_its_lists(session, source_id)
     context = {
         "section": "sources",
         "source": source,
@@ -230,11 +224,6 @@ def source_page(
         "error": error,
     }
     return page(request, "source.html", context, status)
-
-
-def _list_ids(session: Session, source_id: int) -> list[int]:
-    query = select(ListSource.list_id).where(ListSource.source_id == source_id)
-    return list(session.scalars(query))
 
 
 @router.get("/sources/{source_id}", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])

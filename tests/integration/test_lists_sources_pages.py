@@ -255,7 +255,7 @@ def test_a_viewer_reads_a_list_and_cannot_change_it(db_url: str, session: Sessio
     grant_all(session)
     viewer = signed_in(TestClient(create_app(), follow_redirects=False), Role.VIEWER)
     page = viewer.get("/editor/lists/town")
-    assert page.status_code == 200 and "<fieldset disabled>" in page.text
+    assert page.status_code == 200 and '<fieldset class="bare" disabled>' in page.text
     assert "Only admins change" in page.text
     data = {"csrf": csrf(viewer), **SETTINGS}
     assert viewer.post("/editor/lists/town", data=data).status_code == 403
