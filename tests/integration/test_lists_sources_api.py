@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from digest.config import reset_settings
 from digest.models import AuditEntry, Item, MailingList, Role, Source
 from digest.web.app import create_app
-from tests.accounts import bearer, grant_all
+from tests.accounts import bearer, grant_all, signed_in
 from tests.fixtures.sources.server import Page, SourceServer, serving
 from tests.integration.test_lists_sources_pages import FEED, listing
 
@@ -172,3 +172,35 @@ def test_private_and_strange_addresses_are_refused(
         assert response.status_code == 400, response.text
         assert "refused" in response.json()["detail"] or "only http(s)" in response.json()["detail"]
     assert session.scalar(select(func.count()).select_from(Source)) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"slug": "a", "name": "x" * 1001}, 422),  # past the body's bound
+        ({"slug": "a", "name": "x" * 201}, 422),  # past the column's: named by the service
+        ({"slug": "a" * 101, "name": "A"}, 422),
+        ({"slug": "../etc", "name": "A"}, 422),
+        ({"slug": "a", "name": "A", "timezone": "\x00"}, 422),
+        ({"slug": "a", "name": "A", "schedule": "*/0 * * * *"}, 422),
+        ({"slug": "a", "name": "A", "editions": ["xx"] * 21}, 422),
+        ({"slug": "a", "name": "A", "lookback_days": 10**12}, 422),
+        ({"slug": "a", "name": "A", "surprise": 1}, 422),
+        ({"slug": "a", "name": "A", "from_name": "Desk\r\nBcc: x@evil.example"}, 422),
+    ],
+)
+def test_hostile_list_bodies_are_4xx(
+    api: TestClient, session: Session, body: dict[str, object], status: int
+) -> None:
+    response = api.post("/api/v1/lists", json=body, headers=ADMIN)
+    assert response.status_code == status, response.text
+    assert "detail" in response.json()
+    assert session.scalar(select(func.count()).select_from(MailingList)) == 0
+
+
+def test_script_in_a_name_is_kept_as_text(api: TestClient, session: Session) -> None:
+    name = "<script>alert(1)</script>"
+    made = api.post("/api/v1/lists", json={"slug": "x", "name": name}, headers=ADMIN)
+    assert made.status_code == 201 and made.json()["name"] == name
+    page_client = signed_in(TestClient(create_app()))
+    assert "<script>alert(1)" not in page_client.get("/editor/lists/x").text
