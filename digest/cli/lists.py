@@ -85,7 +85,7 @@ def create(
             send_local_time=send_at,
             editions=[e for e in editions.split(",") if e.strip()],
         )
-        audit.record(session, cli_actor(), "create", "list", lst.slug)
+        audit.record(session, cli_actor(), "create_list", "list", lst.slug)
         console.print(f"created list {lst.slug} (id {lst.id})")
 
 
@@ -287,7 +287,7 @@ def edit(
     changes = {k: v for k, v in given.items() if v is not None}
     with unit_of_work() as session:
         lst, changed = update_list(session, slug, changes)
-        audit.record(session, cli_actor(), "edit", "list", lst.slug, {"changed": changed})
+        audit.record(session, cli_actor(), "edit_list", "list", lst.slug, {"changed": changed})
         schedule_text = describe_schedule(lst.schedule_cron)
         shown = ", ".join(changed) or "nothing"
         console.print(
@@ -302,7 +302,9 @@ def link(slug: str, source_id: int) -> None:
         lst = get_list(session, slug)
         source = get_source(session, source_id)
         link_source(session, lst.id, source.id)
-        audit.record(session, cli_actor(), "link", "list", lst.slug, {"source_id": source.id})
+        audit.record(
+            session, cli_actor(), "link_source", "list", lst.slug, {"source_id": source.id}
+        )
     console.print(f"source {source_id} feeds list {slug}", markup=False)
 
 
@@ -314,5 +316,7 @@ def unlink(slug: str, source_id: int) -> None:
         if not unlink_source(session, lst.id, source_id):
             console.print(f"source {source_id} did not feed list {slug}", markup=False)
             return
-        audit.record(session, cli_actor(), "unlink", "list", lst.slug, {"source_id": source_id})
+        audit.record(
+            session, cli_actor(), "unlink_source", "list", lst.slug, {"source_id": source_id}
+        )
     console.print(f"source {source_id} no longer feeds list {slug}", markup=False)

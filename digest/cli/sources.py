@@ -261,7 +261,9 @@ def add(
         )
         if mailing_list is not None:
             link_source(session, mailing_list.id, source.id)
-        audit.record(session, cli_actor(), "add", "source", source.id, {"url": source.url[:300]})
+        audit.record(
+            session, cli_actor(), "add_source", "source", source.id, {"url": source.url[:300]}
+        )
         source_id, source_name = source.id, source.name
     linked = f", linked to list {list_slug}" if list_slug else ""
     console.print(f"added source {source_id} {source_name!r}{linked}", markup=False)
@@ -322,7 +324,7 @@ def set_language(
     """Set a source's language: the edition of its list its items go to."""
     with unit_of_work() as session:
         source = set_source_language(session, source_id, language)
-        audit.record(session, cli_actor(), "set_language", "source", source.id)
+        audit.record(session, cli_actor(), "set_source_language", "source", source.id)
         console.print(f"source {source.id}: language {source.language or '-'}", markup=False)
 
 
@@ -357,7 +359,7 @@ def edit(
             language=language,
             fetch_interval_minutes=interval,
         )
-        audit.record(session, cli_actor(), "edit", "source", source.id, {"changed": changed})
+        audit.record(session, cli_actor(), "edit_source", "source", source.id, {"changed": changed})
         console.print(
             f"source {source.id}: changed {', '.join(changed) or 'nothing'}", markup=False
         )
@@ -369,7 +371,7 @@ def fetch(source_id: int) -> None:
     settings = get_settings()
     with unit_of_work() as session:
         get_source(session, source_id)  # NotFound: one line, exit 2
-        audit.record(session, cli_actor(), "fetch", "source", source_id)
+        audit.record(session, cli_actor(), "fetch_source", "source", source_id)
 
     (result,) = collect_sources(
         session_factory(settings.database_url), [source_id], settings=settings
@@ -385,7 +387,7 @@ def fetch(source_id: int) -> None:
 def _toggle(source_id: int, enabled: bool) -> None:
     with unit_of_work() as session:
         source = set_enabled(session, source_id, enabled)
-        action = "enable" if enabled else "disable"
+        action = "enable_source" if enabled else "disable_source"
         audit.record(session, cli_actor(), action, "source", source.id)
     console.print(f"source {source_id}: {'enabled' if enabled else 'disabled'}", markup=False)
 

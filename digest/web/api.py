@@ -705,7 +705,13 @@ def get_list_detail(session: SessionDep, slug: Slug) -> ListDetail:
     return list_detail(session, slug)
 
 
-@router.post("/lists", response_model=ListDetail, status_code=201, dependencies=[needs(Role.ADMIN)])
+@router.post(
+    "/lists",
+    response_model=ListDetail,
+    status_code=201,
+    name="create_list",
+    dependencies=[needs(Role.ADMIN)],
+)
 def create_list_op(request: Request, session: SessionDep, body: ListCreate) -> ListDetail:
     """Create a list; a refused setting is a 422 naming its field."""
     values = ListSettings().merged(body.changes())
@@ -734,6 +740,7 @@ def edit_list(
 @router.put(
     "/lists/{slug}/sources/{source_id}",
     response_model=ListDetail,
+    name="link_source",
     dependencies=[needs(Role.ADMIN)],
 )
 def link_list_source(session: SessionDep, slug: Slug, source_id: SourceId) -> ListDetail:
@@ -745,6 +752,7 @@ def link_list_source(session: SessionDep, slug: Slug, source_id: SourceId) -> Li
 @router.delete(
     "/lists/{slug}/sources/{source_id}",
     response_model=ListDetail,
+    name="unlink_source",
     dependencies=[needs(Role.ADMIN)],
 )
 def unlink_list_source(session: SessionDep, slug: Slug, source_id: SourceId) -> ListDetail:
@@ -757,6 +765,7 @@ def unlink_list_source(session: SessionDep, slug: Slug, source_id: SourceId) -> 
 @router.put(
     "/lists/{slug}/topics/{topic_slug}",
     response_model=TopicOut,
+    name="define_topic",
     dependencies=[needs(Role.ADMIN)],
 )
 def put_topic(session: SessionDep, slug: Slug, topic_slug: TopicSlug, body: TopicIn) -> TopicOut:
@@ -775,7 +784,10 @@ def put_topic(session: SessionDep, slug: Slug, topic_slug: TopicSlug, body: Topi
 
 
 @router.delete(
-    "/lists/{slug}/topics/{topic_slug}", status_code=204, dependencies=[needs(Role.ADMIN)]
+    "/lists/{slug}/topics/{topic_slug}",
+    status_code=204,
+    name="delete_topic",
+    dependencies=[needs(Role.ADMIN)],
 )
 def remove_topic(session: SessionDep, slug: Slug, topic_slug: TopicSlug) -> Response:
     delete_topic(session, get_list(session, slug), topic_slug)
@@ -940,7 +952,9 @@ def source_detail(session: Session, source_id: int) -> SourceDetail:
     )
 
 
-@router.post("/sources/try", response_model=Tried, dependencies=[needs(Role.ADMIN)])
+@router.post(
+    "/sources/try", response_model=Tried, name="try_source", dependencies=[needs(Role.ADMIN)]
+)
 def try_source_op(settings: SettingsDep, body: SourceTry) -> Tried:
     """Read a feed or news page now and show the items it yields; nothing is stored. Only
     http(s), and the collector's address policy: private addresses are refused (400)."""
@@ -948,7 +962,11 @@ def try_source_op(settings: SettingsDep, body: SourceTry) -> Tried:
 
 
 @router.post(
-    "/sources", response_model=SourceDetail, status_code=201, dependencies=[needs(Role.ADMIN)]
+    "/sources",
+    response_model=SourceDetail,
+    status_code=201,
+    name="add_source",
+    dependencies=[needs(Role.ADMIN)],
 )
 def add_source_op(
     request: Request, session: SessionDep, settings: SettingsDep, body: SourceAdd

@@ -143,7 +143,7 @@ def new_list(request: Request) -> Response:
     return _form_page(request, ListSettings(name=""))
 
 
-@router.post("/lists", dependencies=[needs(Role.ADMIN)])
+@router.post("/lists", name="create_list", dependencies=[needs(Role.ADMIN)])
 def create(
     request: Request,
     session: SessionDep,
@@ -202,7 +202,7 @@ def show_list(
     return list_page(request, session, slug, notice=NOTICES.get(done or ""))
 
 
-@router.post("/lists/{slug}", dependencies=[needs(Role.ADMIN)])
+@router.post("/lists/{slug}", name="edit_list", dependencies=[needs(Role.ADMIN)])
 def edit(request: Request, session: SessionDep, slug: Slug, form: ListForm) -> Response:
     values, errors = form
     try:
@@ -229,7 +229,7 @@ def _refused(request: Request, session: Session, slug: str, exc: DigestError) ->
     return list_page(request, session, slug, error=str(exc), status=400)
 
 
-@router.post("/lists/{slug}/sources", dependencies=[needs(Role.ADMIN)])
+@router.post("/lists/{slug}/sources", name="link_source", dependencies=[needs(Role.ADMIN)])
 def link(request: Request, session: SessionDep, slug: Slug, source_id: SourceIdField) -> Response:
     lst = get_list(session, slug)
     try:
@@ -240,7 +240,11 @@ def link(request: Request, session: SessionDep, slug: Slug, source_id: SourceIdF
     return _redirect(request, f"/lists/{lst.slug}?done=linked#sources")
 
 
-@router.post("/lists/{slug}/sources/{source_id}/unlink", dependencies=[needs(Role.ADMIN)])
+@router.post(
+    "/lists/{slug}/sources/{source_id}/unlink",
+    name="unlink_source",
+    dependencies=[needs(Role.ADMIN)],
+)
 def unlink(
     request: Request,
     session: SessionDep,
@@ -262,7 +266,7 @@ def _terms(text: str) -> list[str]:
     return [t.strip() for t in text.replace("\r", "\n").replace(",", "\n").split("\n") if t.strip()]
 
 
-@router.post("/lists/{slug}/topics", dependencies=[needs(Role.ADMIN)])
+@router.post("/lists/{slug}/topics", name="define_topic", dependencies=[needs(Role.ADMIN)])
 def topic(
     request: Request,
     session: SessionDep,
@@ -292,7 +296,11 @@ def topic(
     return _redirect(request, f"/lists/{lst.slug}?done=topic#topics")
 
 
-@router.post("/lists/{slug}/topics/{topic_slug}/delete", dependencies=[needs(Role.ADMIN)])
+@router.post(
+    "/lists/{slug}/topics/{topic_slug}/delete",
+    name="delete_topic",
+    dependencies=[needs(Role.ADMIN)],
+)
 def topic_delete(
     request: Request,
     session: SessionDep,

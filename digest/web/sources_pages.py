@@ -151,7 +151,12 @@ def new_source(
     return _new_page(request, session, form)
 
 
-@router.post("/sources/try", response_class=HTMLResponse, dependencies=[needs(Role.ADMIN)])
+@router.post(
+    "/sources/try",
+    name="try_source",
+    response_class=HTMLResponse,
+    dependencies=[needs(Role.ADMIN)],
+)
 def try_page(
     request: Request, session: SessionDep, settings: SettingsDep, form: SourceForm
 ) -> Response:
@@ -169,7 +174,7 @@ def try_page(
     return _new_page(request, session, form, result=result)
 
 
-@router.post("/sources", dependencies=[needs(Role.ADMIN)])
+@router.post("/sources", name="add_source", dependencies=[needs(Role.ADMIN)])
 def add(request: Request, session: SessionDep, settings: SettingsDep, form: SourceForm) -> Response:
     """Read it once more (what is stored is what this read found), then store it."""
     try:
@@ -261,7 +266,7 @@ def _refused(request: Request, session: Session, source_id: int, exc: DigestErro
     return source_page(request, session, source_id, error=str(exc), status=422)
 
 
-@router.post("/sources/{source_id}", dependencies=[needs(Role.ADMIN)])
+@router.post("/sources/{source_id}", name="edit_source", dependencies=[needs(Role.ADMIN)])
 def edit(
     request: Request,
     session: SessionDep,
@@ -297,7 +302,7 @@ def edit(
     return _redirect(request, f"/sources/{source_id}?done=saved")
 
 
-@router.post("/sources/{source_id}/fetch", dependencies=[needs(Role.ADMIN)])
+@router.post("/sources/{source_id}/fetch", name="fetch_source", dependencies=[needs(Role.ADMIN)])
 def fetch(
     request: Request, session: SessionDep, settings: SettingsDep, source_id: SourceId
 ) -> Response:
@@ -316,11 +321,13 @@ def _toggle(request: Request, session: Session, source_id: int, enabled: bool) -
     return _redirect(request, f"/sources/{source_id}?done={'enabled' if enabled else 'disabled'}")
 
 
-@router.post("/sources/{source_id}/disable", dependencies=[needs(Role.ADMIN)])
+@router.post(
+    "/sources/{source_id}/disable", name="disable_source", dependencies=[needs(Role.ADMIN)]
+)
 def disable(request: Request, session: SessionDep, source_id: SourceId) -> Response:
     return _toggle(request, session, source_id, False)
 
 
-@router.post("/sources/{source_id}/enable", dependencies=[needs(Role.ADMIN)])
+@router.post("/sources/{source_id}/enable", name="enable_source", dependencies=[needs(Role.ADMIN)])
 def enable(request: Request, session: SessionDep, source_id: SourceId) -> Response:
     return _toggle(request, session, source_id, True)

@@ -78,7 +78,8 @@ def test_lists_are_created_edited_and_linked_from_the_command_line(
     )  # fmt: skip
     entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
     assert [(e.action, e.target_kind) for e in entries] == [
-        ("create", "list"), ("edit", "list"), ("add", "source"), ("fetch", "source"),
-        ("edit", "source"), ("disable", "source"), ("unlink", "list"), ("link", "list"),
+        ("create_list", "list"), ("edit_list", "list"), ("add_source", "source"),
+        ("fetch_source", "source"), ("edit_source", "source"), ("disable_source", "source"),
+        ("unlink_source", "list"), ("link_source", "list"),
     ]  # fmt: skip
     assert all(e.actor.startswith("cli:") and e.address == "cli" for e in entries)

@@ -130,7 +130,7 @@ def test_a_list_is_created_with_every_setting_and_edited(
     assert (lst.name, lst.schedule_cron, lst.opt_in, lst.private) == (
         "Harbour Daily", "15 7 * * *", "double", False
     )  # fmt: skip
-    assert audit_actions(session)[-2:] == ["create", "edit"]
+    assert audit_actions(session)[-2:] == ["create_list", "edit_list"]
     entry = session.scalar(select(AuditEntry).order_by(AuditEntry.id.desc()))
     assert entry is not None and entry.target_kind == "list" and entry.target_id == "harbour"
     assert set(entry.detail["changed"]) == {"name", "schedule_cron", "opt_in", "private"}
@@ -170,7 +170,7 @@ def test_a_refused_field_is_shown_beside_it_and_nothing_is_made(
     assert shown, f"no error beside {field}"
     assert reason in shown.group(1).replace("&#39;", "'"), shown.group(1)
     assert session.scalar(select(func.count()).select_from(MailingList)) == 0
-    assert "create" not in audit_actions(session)
+    assert "create_list" not in audit_actions(session)
 
 
 def test_script_in_a_name_is_text_and_huge_values_are_refused(
@@ -320,7 +320,10 @@ def test_a_source_is_tried_added_fetched_and_disabled(
     session.expire_all()
     assert session.get_one(Source, source.id).next_fetch_at is None
     actions = audit_actions(session)
-    assert actions[-6:] == ["try_page", "add", "fetch", "fetch", "disable", "enable"]
+    assert actions[-6:] == [
+        "try_source", "add_source", "fetch_source", "fetch_source", "disable_source",
+        "enable_source",
+    ]  # fmt: skip
 
 
 def test_a_sources_selectors_language_and_topics_are_edited(
