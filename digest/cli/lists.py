@@ -97,6 +97,7 @@ def postal_address(
     """Set the postal address every issue of the list shows in its footer."""
     with unit_of_work() as session:
         lst = set_postal_address(session, slug, address.replace("\\n", "\n"))
+        audit.record(session, cli_actor(), "postal_address", "list", lst.slug)
         shown = lst.postal_address.replace("\n", ", ") or "(none)"
         console.print(f"list {lst.slug}: postal address {shown}", markup=False)
 
@@ -111,6 +112,7 @@ def set_archive(
     """Make a list's archive of sent issues (and its Atom feed) private or public."""
     with unit_of_work() as session:
         lst = set_private(session, slug, private)
+        audit.record(session, cli_actor(), "set_archive", "list", lst.slug, {"private": private})
         shown = "private" if lst.private else f"public at /archive/{lst.slug}"
         console.print(f"list {lst.slug}: archive {shown}", markup=False)
 
@@ -189,6 +191,7 @@ def readers(
             editions=editions.split(",") if editions is not None else None,
             send_local_time=send_at,
         )
+        audit.record(session, cli_actor(), "set_readers", "list", lst.slug)
         when = f"at {lst.send_local_time} local time" if lst.send_local_time else "at once"
         editions_shown = ", ".join(list_editions(lst))
         console.print(f"{lst.slug}: editions {editions_shown}; sends {when}", markup=False)
@@ -215,6 +218,7 @@ def topic(
             categories=category or [],
             keywords=keyword or [],
         )
+        audit.record(session, cli_actor(), "define_topic", "list", lst.slug, {"topic": found.slug})
         console.print(f"topic {found.slug} of {lst.slug} (id {found.id})", markup=False)
 
 
@@ -222,7 +226,9 @@ def topic(
 def topic_delete(slug: str, topic_slug: str) -> None:
     """Delete a topic; its readers keep their other topics (none left: everything)."""
     with unit_of_work() as session:
-        delete_topic(session, get_list(session, slug), topic_slug)
+        lst = get_list(session, slug)
+        delete_topic(session, lst, topic_slug)
+        audit.record(session, cli_actor(), "delete_topic", "list", lst.slug, {"topic": topic_slug})
     console.print(f"deleted topic {topic_slug}", markup=False)
 
 
