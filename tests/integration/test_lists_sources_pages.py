@@ -405,3 +405,24 @@ def test_a_source_at_a_private_or_strange_address_is_refused(
         assert response.status_code in (400, 422), (path, response.status_code)
         assert "Not done." in response.text
     assert session.scalar(select(func.count()).select_from(Source)) == 0
+
+
+def test_a_viewer_reads_a_source_and_script_in_its_name_is_text(
+    db_url: str, session: Session
+) -> None:
+    script = '<script>alert("x")</script>'
+    source = Source(name=script, url="https://s.example.org/feed", kind="feed")
+    session.add(source)
+    session.commit()
+    grant_all(session)
+    viewer = signed_in(TestClient(create_app(), follow_redirects=False), Role.VIEWER)
+    page = viewer.get(f"/editor/sources/{source.id}")
+    assert page.status_code == 200 and "<script>alert" not in page.text
+    assert '<fieldset class="bare" disabled>' in page.text and "Fetch now" not in page.text
+    token = csrf(viewer)
+    for action in ("fetch", "disable", "enable"):
+        assert (
+            viewer.post(f"/editor/sources/{source.id}/{action}", data={"csrf": token}).status_code
+            == 403
+        )
+    assert "<script>alert" not in viewer.get("/editor/sources").text
