@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
-from digest.models import Issue, IssueStatus, MailingList
+from digest.delivery.audience import list_editions
+from digest.models import Issue, IssueStatus, IssueVariant, MailingList
 
 PUBLISHED = (IssueStatus.SENDING, IssueStatus.SENT)
 PAGE_SIZE = 24
@@ -46,3 +47,29 @@ def published_issue(session: Session, lst: MailingList, number: int) -> Issue | 
     if issue is None or issue.status not in PUBLISHED or issue.html is None:
         return None
     return issue
+
+
+def edition_copies(
+    session: Session, lst: MailingList, issue_ids: Sequence[int], language: str
+) -> dict[int, IssueVariant]:
+    """The copy each issue is shown in to a visitor reading `language`, when the list has
+    editions: that edition's full variant (every topic) when the issue has one, else the
+    main edition's (the issue's own rendering holds every edition's items). A list without
+    editions shows the issue itself: no entry."""
+    editions = list_editions(lst)
+    if len(editions) == 1 or not issue_ids:
+        return {}
+    wanted = [editions[0]] if language == editions[0] else [editions[0], language]
+    rows = session.scalars(
+        select(IssueVariant).where(
+            IssueVariant.issue_id.in_(issue_ids),
+            IssueVariant.language.in_(wanted),
+            IssueVariant.topic_ids == "",
+            IssueVariant.html.is_not(None),
+        )
+    )
+    found: dict[int, IssueVariant] = {}
+    for variant in rows:  # the page's language over the main edition
+        if variant.issue_id not in found or variant.language == language:
+            found[variant.issue_id] = variant
+    return found

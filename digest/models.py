@@ -367,6 +367,9 @@ class Issue(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # An approved issue's scheduled send (naive UTC; chosen in the list's time zone): the due
+    # check (`digest run`, beat) hands it to the senders once this has passed.
+    send_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     # Frozen once at render time, never rebuilt per recipient.
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
@@ -423,6 +426,11 @@ class IssueItem(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     group_label: Mapped[str] = mapped_column(String(200), default="")
+    # An editor's own title and summary for this issue (None: the item's, as collected). Kept
+    # here, not on the item: a re-collect updates the item, and other lists keep theirs.
+    title: Mapped[str | None] = mapped_column(Text)
+    summary_html: Mapped[str | None] = mapped_column(Text)
+    summary_text: Mapped[str | None] = mapped_column(Text)
 
     issue: Mapped[Issue] = relationship(back_populates="issue_items")
     item: Mapped[Item] = relationship()

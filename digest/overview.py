@@ -31,7 +31,7 @@ from digest.models import (
     SubscriptionStatus,
     utcnow,
 )
-from digest.scheduled import OverdueRow, overdue_scheduled
+from digest.scheduled import OverdueRow, overdue_scheduled, overdue_sends
 
 Health = Literal["ok", "failing", "new", "manual"]
 
@@ -49,6 +49,8 @@ class IssueRow:
     approved_at: datetime | None
     sent_at: datetime | None
     progress: Progress
+    send_at: datetime | None = None  # an approved issue's scheduled send (naive UTC)
+    timezone: str = "UTC"  # its list's, to show times in
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,8 @@ class ItemRow:
     url: str | None
     source: str
     published_at: datetime | None
+    summary: str = ""  # plain text, as the issue shows it
+    edited: bool = False  # the editor gave it this issue's own title or summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,8 @@ def _rows(session: Session, issues: Sequence[Issue]) -> list[IssueRow]:
             approved_at=i.approved_at,
             sent_at=i.sent_at,
             progress=progress[i.id],
+            send_at=i.send_at if i.status == IssueStatus.APPROVED else None,
+            timezone=i.mailing_list.timezone,
         )
         for i in issues
     ]
@@ -161,7 +167,15 @@ def issue_items(session: Session, issue_id: int) -> list[ItemRow]:
     )
     return [
         ItemRow(
-            ii.item_id, ii.position, ii.group_label, item.title, item.url, name, item.published_at
+            ii.item_id,
+            ii.position,
+            ii.group_label,
+            item.title if ii.title is None else ii.title,
+            item.url,
+            name,
+            item.published_at,
+            item.summary_text if ii.summary_html is None else (ii.summary_text or ""),
+            ii.title is not None or ii.summary_html is not None,
         )
         for ii, item, name in rows
     ]
@@ -260,8 +274,11 @@ def source_rows(session: Session, source_id: int | None = None) -> list[SourceRo
 
 
 def overdue_rows(session: Session, settings: Settings) -> list[OverdueRow]:
-    """Scheduled issues overdue (as `digest issues overdue` lists them), oldest first."""
-    return overdue_scheduled(session, utcnow(), settings.schedule_overdue_minutes)
+    """Scheduled issues overdue (as `digest issues overdue` lists them), and approved issues
+    whose scheduled send has not started, oldest first."""
+    now, minutes = utcnow(), settings.schedule_overdue_minutes
+    rows = [*overdue_scheduled(session, now, minutes), *overdue_sends(session, now, minutes)]
+    return sorted(rows, key=lambda row: row.fire_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,22 @@ def resume_sending(session: Session, issue_id: int) -> Handover:
     return Handover(issue_id, 0)
 
 
+def send_to_the_rest(session: Session, issue_id: int) -> Handover:
+    """Deliver a sent issue, the same frozen message, to its list's confirmed, unsuppressed
+    subscribers who have no delivery of it: those who joined (or confirmed) after it went
+    out. Planning adds only the rows missing (its unique key), so this is the one planning
+    and sending path again, and running it twice plans nobody twice.
+
+    A delivery that failed is not tried again here: a hard bounce suppressed its address, a
+    block paused its domain, and a transient failure already had its attempts with back-off;
+    its row and error stay the record of that send (the report lists them)."""
+    lifecycle.reopen_sent(session, issue_id)
+    planned = plan_deliveries(session, issue_id)
+    if not planned:  # the caller rolls back: the issue stays sent
+        raise DigestError(f"every confirmed subscriber has a delivery of issue {issue_id}")
+    return Handover(issue_id, planned)
+
+
 def approve_if_auto(session: Session, issue_id: int, settings: Settings) -> bool:
     """A draft of a list set to auto-approve goes out without an editor: approve it and hand
     it over (`approve_issue`, then `start_sending`; the caller dispatches after commit).

@@ -31,9 +31,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.issues.compose import compose_issue
-from digest.issues.schedule import OPEN_STATES
-from digest.models import ListSource, MailingList, ScheduledIssue, ScheduledState, Source, utcnow
-from digest.pipeline import approve_if_auto
+from digest.issues.schedule import OPEN_STATES, due_sends
+from digest.models import (
+    Issue,
+    IssueStatus,
+    ListSource,
+    MailingList,
+    ScheduledIssue,
+    ScheduledState,
+    Source,
+    utcnow,
+)
+from digest.pipeline import Handover, approve_if_auto, start_sending
 from digest.sources.collect import CollectResult, collect_sources, describe
 
 log = logging.getLogger(__name__)
@@ -64,14 +73,21 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class OverdueRow:
-    id: int
+    id: int  # the scheduled issue's; for a late send, the issue's
     list_slug: str
     list_name: str
     fire_at: datetime
-    state: ScheduledState
+    state: ScheduledState | str  # "send": an approved issue's scheduled send, not started
     attempts: int
     error: str
     next_attempt_at: datetime | None
+    issue_id: int | None = None  # a late send's issue
+
+
+LATE_SEND = (
+    "scheduled to be sent then and still approved: is the due check running (`digest beat`, "
+    "or `digest run` from cron)?"
+)
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
@@ -275,6 +291,25 @@ def _why(record: ScheduledIssue, now: datetime) -> str:
     return record.last_error or "failed"
 
 
+def overdue_sends(session: Session, now: datetime, minutes: int) -> list[OverdueRow]:
+    """Approved issues whose scheduled send is `minutes` or more past and that are still
+    approved (the due check has not run), oldest first."""
+    rows = session.execute(
+        select(Issue.id, Issue.send_at, MailingList.slug, MailingList.name)
+        .join(MailingList, MailingList.id == Issue.list_id)
+        .where(
+            Issue.status == IssueStatus.APPROVED,
+            Issue.send_at <= now - timedelta(minutes=minutes),
+        )
+        .order_by(Issue.send_at, Issue.id)
+    )
+    return [
+        OverdueRow(issue_id, slug, name, send_at, "send", 0, LATE_SEND, None, issue_id)
+        for issue_id, send_at, slug, name in rows
+        if send_at is not None  # (the WHERE says so; for the type checker)
+    ]
+
+
 def overdue_scheduled(session: Session, now: datetime, minutes: int) -> list[OverdueRow]:
     """Scheduled issues due for `minutes` or more and still without their issue, oldest
     first, each with what is wrong in words."""
@@ -300,3 +335,11 @@ def overdue_scheduled(session: Session, now: datetime, minutes: int) -> list[Ove
         )
         for record, slug, name in rows
     ]
+
+
+def start_due_sends(session: Session, now: datetime | None = None) -> list[Handover]:
+    """Hand each approved issue whose scheduled send has come to the senders (planned by
+    `digest.pipeline.start_sending`, the path every send takes), in the caller's
+    transaction: the caller commits, then has each sent (`digest run` in-process, beat on
+    the workers)."""
+    return [start_sending(session, issue_id) for issue_id in due_sends(session, now or utcnow())]

@@ -26,9 +26,16 @@ from itsdangerous.encoding import base64_encode, want_bytes
 from digest.db import MAX_BIGINT
 from digest.keys import LinkKeys
 
-Purpose = Literal["unsubscribe", "preferences", "confirm", "view"]
+# "view" names an issue, "variant" one of its variants (IssueVariant): both open /v/.
+Purpose = Literal["unsubscribe", "preferences", "confirm", "view", "variant"]
 # The path each purpose's link takes on the public site (`digest serve`).
-PATHS: dict[Purpose, str] = {"unsubscribe": "u", "preferences": "p", "confirm": "c", "view": "v"}
+PATHS: dict[Purpose, str] = {
+    "unsubscribe": "u",
+    "preferences": "p",
+    "confirm": "c",
+    "view": "v",
+    "variant": "v",
+}
 
 
 class InvalidToken(ValueError):

@@ -51,6 +51,7 @@ app.conf.update(
     beat_schedule={
         "collect-due-sources": {"task": "workers.tasks.collect_due_sources", "schedule": 300.0},
         "compose-due-lists": {"task": "workers.tasks.compose_due_lists", "schedule": 60.0},
+        "send-due-issues": {"task": "workers.tasks.send_due_issues", "schedule": 30.0},
         "resume-stalled-sends": {"task": "workers.tasks.kick_sending_issues", "schedule": 60.0},
         "send-open-confirmations": {"task": "workers.tasks.send_confirmations", "schedule": 60.0},
         "prune-retention": {"task": "workers.tasks.prune_retention", "schedule": 86400.0},

@@ -26,7 +26,13 @@ from digest.issues.schedule import last_fire, record_due_fires, record_fire
 from digest.models import IssueStatus, MailingList, utcnow
 from digest.pipeline import start_sending
 from digest.retention import prune
-from digest.scheduled import Claim, claim_scheduled, collect_step, compose_step
+from digest.scheduled import (
+    Claim,
+    claim_scheduled,
+    collect_step,
+    compose_step,
+    start_due_sends,
+)
 from digest.sources.collect import collect_sources as collect_batch
 from digest.sources.due import due_source_ids
 from digest.sources.store import TitleIndex
@@ -137,6 +143,17 @@ def _follow(task: Any, claim: Claim) -> None:
         task.delay(claim.id, claim.token)
     except BrokerError as exc:
         log.warning("scheduled issue %s: next step not enqueued (%s)", claim.id, exc)
+
+
+@app.task(name="workers.tasks.send_due_issues")
+def send_due_issues() -> list[int]:
+    """Beat, every minute: approved issues whose scheduled send has come are handed to the
+    senders (planned by `digest.pipeline.start_sending`), then their chasers started."""
+    with session_scope(_database()) as session:
+        ids = [h.issue_id for h in start_due_sends(session)]
+    for issue_id in ids:
+        send_issue.delay(issue_id)
+    return ids
 
 
 @app.task(name="workers.tasks.collect_scheduled_issue")

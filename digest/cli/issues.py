@@ -14,6 +14,8 @@ from digest.cli.common import UsageProblem, console, err, require_signing_key, u
 from digest.cli.sending import deliver, describe
 from digest.config import get_settings
 from digest.delivery.ledger import issue_progress, waves_to_come
+from digest.delivery.report import KINDS, Kind, issue_report, report_page
+from digest.issues import items as issue_items
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import (
@@ -21,10 +23,11 @@ from digest.issues.preview import (
     render_preview,
     render_variant_preview,
 )
+from digest.issues.schedule import in_zone, parse_local_time, schedule_send, unschedule_send
 from digest.issues.variants import variant_summaries
 from digest.models import IssueStatus
 from digest.overview import overdue_rows
-from digest.pipeline import approve_issue, resume_sending, start_sending
+from digest.pipeline import approve_issue, resume_sending, send_to_the_rest, start_sending
 from digest.subscribers.lists import get_list
 
 app = typer.Typer(help="Compose, review, approve and send issues.", no_args_is_help=True)
@@ -55,6 +58,13 @@ def show(issue_id: int) -> None:
         console.print(
             f"issue {issue.id} #{issue.number} [{issue.status}] {issue.subject}", markup=False
         )
+        if issue.status == IssueStatus.APPROVED and issue.send_at:
+            tz = issue.mailing_list.timezone
+            console.print(
+                f"scheduled: {in_zone(issue.send_at, tz)} ({tz}), "
+                f"{issue.send_at:%Y-%m-%d %H:%M} UTC",
+                markup=False,
+            )
         if issue.preheader:
             console.print(f"preheader: {issue.preheader}", markup=False)
         if issue.intro:
@@ -295,10 +305,115 @@ def overdue() -> None:
         retry = (
             f", next try {row.next_attempt_at:%Y-%m-%d %H:%M} UTC" if row.next_attempt_at else ""
         )
+        what = f"{row.list_slug} issue {row.issue_id}" if row.issue_id else row.list_slug
         console.print(
-            f"{row.list_slug}: due {row.fire_at:%Y-%m-%d %H:%M} UTC, {row.state}, "
+            f"{what}: due {row.fire_at:%Y-%m-%d %H:%M} UTC, {row.state}, "
             f"{row.attempts} attempt{'s' if row.attempts != 1 else ''}{retry}: {row.error}",
             markup=False,
             highlight=False,
         )
     raise typer.Exit(1)
+
+
+@app.command("edit-item")
+def edit_item(
+    issue_id: int,
+    item_id: int,
+    title: Annotated[str, typer.Option(help="This issue's title for the item.")],
+    summary: Annotated[str, typer.Option(help="Plain text; a blank line = new paragraph.")] = "",
+) -> None:
+    """Give a draft's item this issue's own title and summary."""
+    with unit_of_work() as session:
+        ii = issue_items.edit_item(session, issue_id, item_id, title=title, summary=summary)
+        console.print(f"item {item_id} of issue {issue_id}: {ii.title}", markup=False)
+
+
+@app.command("add-item")
+def add_item(
+    issue_id: int,
+    title: Annotated[str, typer.Option(help="The item's title.")],
+    url: Annotated[str, typer.Option(help="Its link: http or https.")],
+    summary: Annotated[str, typer.Option(help="Plain text.")] = "",
+    group: Annotated[str, typer.Option(help="Its heading; default: the last item's.")] = "",
+) -> None:
+    """Add an item by hand to a draft (normalised as collected items are)."""
+    with unit_of_work() as session:
+        ii = issue_items.add_item(
+            session, issue_id, title=title, url=url, summary=summary, group=group
+        )
+        console.print(
+            f"added item {ii.item_id} to issue {issue_id} at position {ii.position}", markup=False
+        )
+
+
+@app.command("schedule")
+def schedule(
+    issue_id: int,
+    when: Annotated[str, typer.Argument(help="YYYY-MM-DD HH:MM in the list's time zone.")],
+) -> None:
+    """Have an approved issue sent at a time of its list's time zone (`digest run` or beat
+    sends it once that time has come)."""
+    with unit_of_work() as session:
+        issue = schedule_send(session, issue_id, parse_local_time(when))
+        tz = issue.mailing_list.timezone
+        console.print(
+            f"issue {issue_id} is sent at {in_zone(issue.send_at, tz)} ({tz}), "
+            f"{issue.send_at:%Y-%m-%d %H:%M} UTC",
+            markup=False,
+        )
+
+
+@app.command("unschedule")
+def unschedule(issue_id: int) -> None:
+    """Take back an approved issue's scheduled send (it stays approved)."""
+    with unit_of_work() as session:
+        unschedule_send(session, issue_id)
+    console.print(f"issue {issue_id} is no longer scheduled")
+
+
+@app.command("report")
+def report(
+    issue_id: int,
+    kind: Annotated[str | None, typer.Option(help=f"List one kind: {', '.join(KINDS)}.")] = None,
+    after: Annotated[int, typer.Option(min=0, help="Rows after this key (paging).")] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    search: Annotated[str, typer.Option(help="Addresses containing this.")] = "",
+) -> None:
+    """The delivery report: counts, or one kind's recipients a page at a time."""
+    if kind is not None and kind not in KINDS:
+        raise UsageProblem(f"--kind must be one of {', '.join(KINDS)}")
+    with unit_of_work() as session:
+        issue = lifecycle.get_issue(session, issue_id)
+        if kind is None:
+            found = issue_report(session, issue)
+            console.print(f"issue {issue_id} [{issue.status}]", markup=False)
+            for name, count in found.counts.items():
+                console.print(f"  {name}: {count}", markup=False)
+            return
+        chosen: Kind = kind  # type: ignore[assignment]
+        page = report_page(session, issue, chosen, after=after, limit=limit, search=search)
+    table = Table("key", "email", "at (UTC)", "detail")
+    for row in page.rows:
+        at = f"{row.at:%Y-%m-%d %H:%M}" if row.at else "-"
+        table.add_row(str(row.key), Text(row.email), at, Text(row.detail))
+    console.print(table)
+    if page.next_after is not None:
+        console.print(f"more: --after {page.next_after}")
+
+
+@app.command("send-rest")
+def send_rest(
+    issue_id: int,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: send it to them.")] = False,
+    wait: Annotated[bool, typer.Option(help="With workers: wait until it is sent.")] = False,
+) -> None:
+    """Send a sent issue to the confirmed subscribers who have no copy of it (who joined
+    later); failed deliveries are not tried again."""
+    if not yes:
+        raise UsageProblem("this sends mail: add --yes to confirm")
+    settings = get_settings()
+    require_signing_key(settings)
+    with unit_of_work(settings) as session:
+        handover = send_to_the_rest(session, issue_id)
+    console.print(f"issue {issue_id}: {handover.planned} more recipients planned")
+    deliver(issue_id, settings, wait=wait)

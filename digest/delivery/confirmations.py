@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.db import is_postgres
+from digest.delivery.audience import primary_language
 from digest.delivery.message import data_ready
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import SendResult, Transport
@@ -44,6 +45,7 @@ from digest.models import (
     SubscriptionStatus,
     utcnow,
 )
+from digest.render.language import translations
 from digest.subscribers.actions import confirm
 from digest.subscribers.addresses import display_email, needs_smtputf8, wire_address
 from digest.subscribers.suppression import is_suppressed
@@ -70,6 +72,7 @@ class _Confirmation:
     list_name: str
     from_name: str
     from_email: str
+    language: str = "en"  # the reader's (the sign-up page's), else the list's
 
 
 def send_confirmations(
@@ -214,6 +217,7 @@ def _decide(
         lst.name,
         lst.from_name or settings.from_name,
         lst.from_email or settings.from_email,
+        primary_language(request.language) or primary_language(lst.language) or "en",
     )
 
 
@@ -258,16 +262,19 @@ def confirmation_message(confirmation: _Confirmation, settings: Settings) -> Ema
     msg = EmailMessage()
     msg["From"] = Address(display_name=confirmation.from_name, addr_spec=confirmation.from_email)
     msg["To"] = wire_address(confirmation.email)
-    msg["Subject"] = f"Confirm your subscription to {confirmation.list_name}"
+    # In the reader's language: the email catalogue's words (English when it has none).
+    _ = translations(confirmation.language).gettext
+    words = {"list": confirmation.list_name, "email": display_email(confirmation.email)}
+    msg["Subject"] = _("Confirm your subscription to {list}").format(**words)
     msg["Date"] = formatdate(localtime=False)
     # Stable per request: a copy sent twice (a lease that ran out) is recognisable.
     msg["Message-ID"] = f"<c{confirmation.request_id}@{domain}>"
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(
-        f"Someone, probably you, asked to receive {confirmation.list_name} at "
-        f"{display_email(confirmation.email)}.\n\n"
-        f"Confirm here:\n{link}\n\n"
-        "If it was not you, ignore this message: nothing will be sent.\n"
+        _("Someone, probably you, asked to receive {list} at {email}.").format(**words)
+        + f"\n\n{_('Confirm here:')}\n{link}\n\n"
+        + _("If it was not you, ignore this message: nothing will be sent.")
+        + "\n"
     )
     return msg
 

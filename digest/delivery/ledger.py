@@ -572,5 +572,6 @@ def finish_issue_if_done(session: Session, issue_id: int, now: datetime | None =
     if issue.status != IssueStatus.SENDING or has_open_deliveries(session, issue_id):
         return False
     issue.status = IssueStatus.SENT
-    issue.sent_at = now or utcnow()
+    # A send to those who joined later finishes again: the issue keeps its first send time.
+    issue.sent_at = issue.sent_at or now or utcnow()
     return True

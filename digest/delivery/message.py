@@ -141,6 +141,7 @@ def build_template(
     message_id_part: str = "",
     return_path_local: str = "bounces",
     return_path_domain: str | None = None,
+    view_variant_id: int | None = None,
 ) -> MessageTemplate:
     """Build the issue's message once with the email package and freeze it into a template.
 
@@ -148,6 +149,8 @@ def build_template(
     each copy's envelope sender is `<return_path_local>+<delivery>-<mark>@<return_path_domain>`.
 
     `slots` is the render's (RenderedIssue.slots): only slots spelled with its marker are filled.
+    `view_variant_id`: the copy is that variant's (IssueVariant), and its view-online link
+    opens it rather than the issue's own rendering.
     """
     domain = from_email.rsplit("@", 1)[-1]
     msg = EmailMessage(policy=SMTP)
@@ -176,7 +179,10 @@ def build_template(
     before_text, rest = body.split(_TEXT_MARKER + b"\r\n", 1)
     between, after_html = rest.split(_HTML_MARKER + b"\r\n", 1)
 
-    view_url = view_online_url(public_url, signer.token("view", issue_id))
+    if view_variant_id is None:
+        view_url = view_online_url(public_url, signer.token("view", issue_id))
+    else:
+        view_url = view_online_url(public_url, signer.token("variant", view_variant_id))
     segments: list[Segment] = [
         b"\r\n".join(lines[:at]) + b"\r\nDate: ",
         "h:date",

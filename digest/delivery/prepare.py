@@ -46,8 +46,10 @@ def issue_template(
     subject_prefix: str = "",
     message_id_part: str = "",
     subject: str | None = None,
+    variant_id: int | None = None,
 ) -> MessageTemplate:
-    """The issue's message template with its list's sender identity (proofs use it too)."""
+    """The issue's message template with its list's sender identity (proofs use it too);
+    a variant's (`variant_id`) links view-online to that variant."""
     s = settings
     mailing_list = issue.mailing_list
     return build_template(
@@ -67,4 +69,5 @@ def issue_template(
         message_id_part=message_id_part,
         return_path_local=s.return_path_local,
         return_path_domain=s.return_path_domain,
+        view_variant_id=variant_id,
     )

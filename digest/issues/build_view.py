@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import groupby
 
 from sqlalchemy import select
@@ -27,7 +28,7 @@ def build_issue_view(session: Session, issue_id: int, settings: Settings) -> Iss
     lst = issue.mailing_list
     ordered = sorted(issue.issue_items, key=lambda ii: ii.position)
     groups = tuple(
-        GroupView(label=label, items=tuple(item_view(ii.item) for ii in members))
+        GroupView(label=label, items=tuple(issue_item_view(ii) for ii in members))
         for label, members in groupby(ordered, key=lambda ii: ii.group_label)
     )
     return IssueView(
@@ -42,6 +43,16 @@ def build_issue_view(session: Session, issue_id: int, settings: Settings) -> Iss
         from_name=lst.from_name or settings.from_name,
         footer_address=lst.postal_address,
     )
+
+
+def issue_item_view(ii: IssueItem) -> ItemView:
+    """The item as this issue shows it: with the editor's title and summary when edited."""
+    view = item_view(ii.item)
+    if ii.title is not None:
+        view = replace(view, title=ii.title)
+    if ii.summary_html is not None:
+        view = replace(view, summary_html=ii.summary_html, summary_text=ii.summary_text or "")
+    return view
 
 
 def item_view(item: Item) -> ItemView:

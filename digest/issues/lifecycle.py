@@ -140,6 +140,18 @@ def mark_sending(session: Session, issue_id: int) -> Issue:
     return issue
 
 
+def reopen_sent(session: Session, issue_id: int) -> Issue:
+    """Sent -> sending again, to deliver the same frozen issue to those who have no delivery
+    of it yet (`digest.pipeline.send_to_the_rest` plans them). `sent_at` keeps the first send."""
+    issue = get_issue(session, issue_id, for_update=True)
+    _require(issue, IssueStatus.SENT)
+    if issue.message_template is None:
+        raise DigestError(f"issue {issue_id} has no frozen message to send again")
+    issue.status = IssueStatus.SENDING
+    session.flush()
+    return issue
+
+
 def pause(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id, for_update=True)
     _require(issue, IssueStatus.SENDING, IssueStatus.PAUSED)
@@ -166,6 +178,7 @@ def return_to_draft(session: Session, issue_id: int) -> Issue:
     _require(issue, IssueStatus.APPROVED)
     issue.status = IssueStatus.DRAFT
     issue.approved_at = None
+    issue.send_at = None  # a draft is never sent by a schedule: approve and schedule again
     issue.html = issue.text = issue.slot_marker = None
     issue.message_template = None
     issue.render_warnings = []
@@ -180,6 +193,7 @@ def cancel(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id, for_update=True)
     _require(issue, *CANCELLABLE)
     issue.status = IssueStatus.CANCELLED
+    issue.send_at = None
     issue.issue_items.clear()
     session.flush()
     return issue

@@ -24,7 +24,7 @@ from digest import installation
 from digest.config import Settings
 from digest.delivery.audience import edition_of, list_editions, reader_groups
 from digest.delivery.prepare import issue_template
-from digest.issues.build_view import item_view
+from digest.issues.build_view import issue_item_view
 from digest.issues.compose import fill_template, month_label
 from digest.issues.lifecycle import get_issue
 from digest.models import Grouping, Issue, IssueItem, IssueVariant, Item, MailingList, Topic
@@ -101,7 +101,7 @@ def variant_view(
 ) -> IssueView:
     labelled = [(_group_label(ii, lst, language), ii) for ii in members]
     groups = tuple(
-        GroupView(label=label, items=tuple(item_view(ii.item) for _, ii in group))
+        GroupView(label=label, items=tuple(issue_item_view(ii) for _, ii in group))
         for label, group in groupby(labelled, key=lambda pair: pair[0])
     )
     return IssueView(
@@ -148,14 +148,31 @@ def freeze_variants(session: Session, issue_id: int, settings: Settings) -> list
         counts[key] = counts.get(key, 0) + readers
     for language in {language for language, _ in counts}:
         counts.setdefault((language, ""), 0)
+    made: list[IssueVariant] = []
     for (language, topic_ids), readers in sorted(counts.items()):
         variant = existing.get((language, topic_ids))
         if variant is None:
             chosen = [topics[i] for i in parse_topic_ids(topic_ids) if i in topics]
-            variant = _freeze_one(issue, lst, language, topic_ids, chosen, settings, part)
-            session.add(variant)
+            variant = _freeze_one(issue, lst, language, topic_ids, chosen, settings)
             existing[(language, topic_ids)] = variant
+            made.append(variant)
         variant.readers = readers
+    # Their ids (one INSERT for all): each copy's view-online link opens its own variant.
+    session.add_all(made)
+    session.flush()
+    for variant in made:
+        if variant.message_template is None and variant.html and variant.text:
+            template = issue_template(
+                issue,
+                variant.html,
+                variant.text,
+                Slots(variant.slot_marker or ""),
+                settings,
+                subject=variant.subject,
+                message_id_part=part,
+                variant_id=variant.id,
+            )
+            variant.message_template = template.to_bytes()
     session.flush()
     return sorted(existing.values(), key=lambda v: (v.language, v.topic_ids))
 
@@ -172,8 +189,8 @@ def _freeze_one(
     topic_ids: str,
     topics: Sequence[Topic],
     settings: Settings,
-    message_id_part: str,
 ) -> IssueVariant:
+    """The variant rendered (its message template is made once it has an id)."""
     members = _members(issue, lst, language, topics)
     ids = [ii.item_id for ii in members]
     variant = IssueVariant(issue_id=issue.id, language=language, topic_ids=topic_ids, item_ids=ids)
@@ -197,16 +214,6 @@ def _freeze_one(
     variant.html, variant.text = rendered.html, rendered.text
     variant.slot_marker = rendered.slots.marker
     variant.render_warnings = list(rendered.warnings)
-    template = issue_template(
-        issue,
-        rendered.html,
-        rendered.text,
-        Slots(rendered.slots.marker),
-        settings,
-        subject=view.subject,
-        message_id_part=message_id_part,
-    )
-    variant.message_template = template.to_bytes()
     return variant
 
 

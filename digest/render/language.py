@@ -2,7 +2,8 @@
 
 The few fixed words of an email (footer links, greeting) come from gettext catalogues
 (digest/render/locale/, en, fr, es, de and ar shipped), so the text and HTML parts say the
-same thing; a language without a catalogue falls back to English.
+same thing; a language without a catalogue falls back to English. The public web pages' words
+are a second domain ("web") in the same folder.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ DEFAULT_LANGUAGE = "en"
 
 CATALOGUES = Path(__file__).with_name("locale")
 DOMAIN = "email"
+WEB_DOMAIN = "web"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,24 +50,25 @@ class Labels:
 
 
 @lru_cache(maxsize=32)
-def translations(language: str) -> gettext.NullTranslations:
-    """The gettext catalogue of a language (digest/render/locale/<lang>/LC_MESSAGES/email.po,
+def translations(language: str, domain: str = DOMAIN) -> gettext.NullTranslations:
+    """The gettext catalogue of a language (digest/render/locale/<lang>/LC_MESSAGES/<domain>.po,
     read with Babel: no compiled file to keep in step); English words when there is none."""
-    path = CATALOGUES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    if not path.is_file():
+    if language not in shipped_languages(domain):  # never a path made of a visitor's bytes
         return gettext.NullTranslations()
+    path = CATALOGUES / language / "LC_MESSAGES" / f"{domain}.po"
     with path.open("rb") as po:
-        catalog = read_po(po, locale=language, domain=DOMAIN)
+        catalog = read_po(po, locale=language, domain=domain)
     compiled = BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
-    return Translations(compiled, domain=DOMAIN)
+    return Translations(compiled, domain=domain)
 
 
-def shipped_languages() -> tuple[str, ...]:
-    """The languages with a catalogue of the email's words."""
+@lru_cache(maxsize=4)
+def shipped_languages(domain: str = DOMAIN) -> tuple[str, ...]:
+    """The languages with a catalogue of the domain's words (the email's by default)."""
     return tuple(
-        sorted(p.parent.parent.name for p in CATALOGUES.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
+        sorted(p.parent.parent.name for p in CATALOGUES.glob(f"*/LC_MESSAGES/{domain}.po"))
     )
 
 

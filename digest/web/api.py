@@ -30,10 +30,13 @@ from digest import overview
 from digest.config import Settings
 from digest.db import MAX_INT
 from digest.delivery.ledger import issue_progress
+from digest.delivery.report import Kind, issue_report, report_page
 from digest.errors import NotFound
+from digest.issues import items as issue_items
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
+from digest.issues.schedule import parse_local_time, schedule_send, unschedule_send
 from digest.models import (
     FeedbackAction,
     FeedbackVia,
@@ -75,7 +78,16 @@ from digest.web.auth import API_HEADER, AuditDep, current_user, needs, require_a
 from digest.web.collecting import fetch_now
 from digest.web.deps import SessionDep, SettingsDep
 from digest.web.guarded import GuardedRoute, Handled
-from digest.web.params import IssueId, ItemId, Offset, Position, Slug, SlugQuery, SourceId
+from digest.web.params import (
+    AfterKey,
+    IssueId,
+    ItemId,
+    Offset,
+    Position,
+    Slug,
+    SlugQuery,
+    SourceId,
+)
 from digest.web.templating import root_path
 
 SlugBody = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
@@ -186,6 +198,10 @@ class IssueSummary(Out):
     approved_at: UtcTime | None
     sent_at: UtcTime | None
     progress: Progress
+    send_at: UtcTime | None = Field(
+        default=None, description="An approved issue's scheduled send (UTC), or null."
+    )
+    timezone: str = Field(default="UTC", description="Its list's time zone.")
 
 
 class IssueItemOut(Out):
@@ -196,6 +212,55 @@ class IssueItemOut(Out):
     url: str | None
     source: str
     published_at: UtcTime | None
+    summary: str = ""
+    edited: bool = False
+
+
+class ItemEdit(BaseModel):
+    """This issue's own title and summary of an item (plain text)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=2000)
+    summary: str = Field(default="", max_length=20_000)
+
+
+class ItemAdd(BaseModel):
+    """An item added by hand: an http(s) link, a title, a plain-text summary, a group."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=2000)
+    url: str = Field(max_length=4000)
+    summary: str = Field(default="", max_length=20_000)
+    group: str = Field(default="", max_length=1000)
+
+
+class ScheduleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    send_at: str = Field(
+        max_length=40,
+        description="A wall-clock time in the list's time zone, no offset: 2026-03-29T09:30",
+        examples=["2026-03-29T09:30"],
+    )
+
+
+class ReportRowOut(Out):
+    key: int
+    email: str
+    at: UtcTime | None
+    detail: str
+
+
+class ReportOut(BaseModel):
+    issue_id: int
+    progress: Progress
+    counts: dict[str, int]
+    first_sent_at: UtcTime | None
+
+
+class ReportPageOut(BaseModel):
+    kind: str
+    rows: list[ReportRowOut]
+    next_after: int | None = Field(description="Pass as `after` for the next page; null: last.")
 
 
 class IssueDetail(IssueSummary):
@@ -289,6 +354,9 @@ class SourceOut(Out):
 
 
 class OverdueOut(Out):
+    """A scheduled issue still without its issue (state: its ScheduledState), or an approved
+    issue whose scheduled send has not started (state "send", issue_id set)."""
+
     id: int
     list_slug: str
     list_name: str
@@ -297,6 +365,7 @@ class OverdueOut(Out):
     attempts: int
     error: str
     next_attempt_at: UtcTime | None
+    issue_id: int | None = None
 
 
 def issue_detail(session: Session, issue_id: int) -> IssueDetail:
@@ -518,6 +587,116 @@ def to_draft(session: SessionDep, issue_id: IssueId) -> IssueDetail:
 def cancel(session: SessionDep, issue_id: IssueId) -> IssueDetail:
     lifecycle.cancel(session, issue_id)
     return issue_detail(session, issue_id)
+
+
+@router.patch(
+    "/issues/{issue_id}/items/{item_id}",
+    response_model=IssueDetail,
+    dependencies=[needs(Role.EDITOR)],
+)
+def edit_item(
+    session: SessionDep, issue_id: IssueId, item_id: ItemId, body: ItemEdit
+) -> IssueDetail:
+    """A draft's item with this issue's own title and summary (plain text)."""
+    issue_items.edit_item(session, issue_id, item_id, title=body.title, summary=body.summary)
+    return issue_detail(session, issue_id)
+
+
+@router.post(
+    "/issues/{issue_id}/items",
+    response_model=IssueDetail,
+    status_code=201,
+    dependencies=[needs(Role.EDITOR)],
+)
+def add_item(
+    request: Request, session: SessionDep, issue_id: IssueId, body: ItemAdd
+) -> IssueDetail:
+    """Add an item by hand to a draft (normalised as collected items are)."""
+    added = issue_items.add_item(
+        session, issue_id, title=body.title, url=body.url, summary=body.summary, group=body.group
+    )
+    request.state.audit_detail = {"item_id": added.item_id}
+    return issue_detail(session, issue_id)
+
+
+@router.put(
+    "/issues/{issue_id}/schedule", response_model=IssueDetail, dependencies=[needs(Role.PUBLISHER)]
+)
+def put_schedule(
+    request: Request, session: SessionDep, issue_id: IssueId, body: ScheduleRequest
+) -> IssueDetail:
+    """Send an approved issue at a wall-clock time of its list's time zone: refused in the
+    past, in a DST gap (a time that does not exist) or fold (one that happens twice)."""
+    issue = schedule_send(session, issue_id, parse_local_time(body.send_at))
+    request.state.audit_detail = {"send_at": f"{issue.send_at:%Y-%m-%dT%H:%M:%SZ}"}
+    return issue_detail(session, issue_id)
+
+
+@router.delete(
+    "/issues/{issue_id}/schedule", response_model=IssueDetail, dependencies=[needs(Role.PUBLISHER)]
+)
+def delete_schedule(session: SessionDep, issue_id: IssueId) -> IssueDetail:
+    unschedule_send(session, issue_id)
+    return issue_detail(session, issue_id)
+
+
+@router.post(
+    "/issues/{issue_id}/send-rest",
+    response_model=Sending,
+    status_code=202,
+    dependencies=[needs(Role.PUBLISHER)],
+)
+def send_rest(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    issue_id: IssueId,
+) -> Sending:
+    """A sent issue, the same frozen message, to the confirmed subscribers who have no
+    delivery of it (who joined later); failed deliveries are not tried again."""
+    sf = request.app.state.sessionmaker
+    return _sending(dispatch.send_rest(session, issue_id, settings, background, sf))
+
+
+@router.get(
+    "/issues/{issue_id}/report", response_model=ReportOut, dependencies=[needs(Role.VIEWER)]
+)
+def get_report(session: SessionDep, issue_id: IssueId) -> ReportOut:
+    """The delivery report's counts: the ledger by status, bounces, complaints and
+    unsubscribes after it, who joined later and who has no copy."""
+    found = issue_report(session, lifecycle.get_issue(session, issue_id))
+    return ReportOut(
+        issue_id=found.issue_id,
+        progress=Progress.model_validate(found.progress),
+        counts=found.counts,
+        first_sent_at=found.first_sent_at,
+    )
+
+
+@router.get(
+    "/issues/{issue_id}/report/{kind}",
+    response_model=ReportPageOut,
+    dependencies=[needs(Role.VIEWER)],
+)
+def get_report_page(
+    session: SessionDep,
+    issue_id: IssueId,
+    kind: Kind,
+    after: AfterKey = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    q: Annotated[str, Query(max_length=320)] = "",
+) -> ReportPageOut:
+    """One page of a kind of recipient, by key (keyset: pass `next_after` as `after`),
+    narrowed to addresses containing `q`."""
+    found = report_page(
+        session, lifecycle.get_issue(session, issue_id), kind, after=after, limit=limit, search=q
+    )
+    return ReportPageOut(
+        kind=found.kind,
+        rows=[ReportRowOut.model_validate(r) for r in found.rows],
+        next_after=found.next_after,
+    )
 
 
 @router.get("/lists", response_model=list[ListOut], dependencies=[needs(Role.VIEWER)])

@@ -22,6 +22,7 @@ from digest.metrics import CONTENT_TYPE, exposition, registry
 from digest.web.api import router as api_router
 from digest.web.archive import router as archive_router
 from digest.web.editor import router as editor_router
+from digest.web.i18n import N_, page_language
 from digest.web.lists_pages import router as lists_router
 from digest.web.pages import router as pages_router
 from digest.web.security import SecurityHeaders
@@ -36,20 +37,24 @@ from digest.web.users import router as users_router
 log = logging.getLogger(__name__)
 
 # What a subscriber reads when a link fails, by status: plain words, no internals.
+# Each is said in the visitor's language (the web catalogue's words: N_ marks them).
 ERRORS: dict[int, tuple[str, str]] = {
     400: (
-        "This link doesn’t work",
-        "It may have been cut short or changed on the way. Open the link again from the "
-        "email itself, or copy the whole address into your browser.",
+        N_("This link doesn’t work"),
+        N_(
+            "It may have been cut short or changed on the way. Open the link again from the "
+            "email itself, or copy the whole address into your browser."
+        ),
     ),
     404: (
-        "We couldn’t find that",
-        "The subscription or issue this link points to no longer exists.",
+        N_("We couldn’t find that"),
+        N_("The subscription or issue this link points to no longer exists."),
     ),
-    405: ("This link doesn’t work", "This address can’t be used that way."),
+    405: (N_("This link doesn’t work"), N_("This address can’t be used that way.")),
+    429: (N_("Too many requests"), N_("Please wait a little and try again.")),
     500: (
-        "Something went wrong on our side",
-        "Nothing was changed. Please try again in a few minutes.",
+        N_("Something went wrong on our side"),
+        N_("Nothing was changed. Please try again in a few minutes."),
     ),
 }
 
@@ -70,7 +75,9 @@ def _error(
         body = {"detail": detail or HTTPStatus(status).phrase}
         return JSONResponse(body, status_code=status, headers=headers)
     title, message = ERRORS.get(status, (HTTPStatus(status).phrase, ""))
-    response = render(request, "error.html", {"title": title, "message": message}, status)
+    language = page_language(request)  # the link named nobody we could ask
+    context = {"title": title, "message": message}
+    response = render(request, "error.html", context, status, language=language)
     response.headers.update(headers or {})  # Allow on a 405, Retry-After on a 429 ...
     return response
 

@@ -19,7 +19,7 @@ from fastapi import BackgroundTasks
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.pipeline import Handover, resume_sending, start_sending
+from digest.pipeline import Handover, resume_sending, send_to_the_rest, start_sending
 
 log = logging.getLogger(__name__)
 Mode = Literal["workers", "in-process"]
@@ -85,3 +85,14 @@ def resume(
 ) -> Dispatch:
     """`pipeline.resume_sending`, then have the issue's remaining deliveries sent."""
     return _dispatch(session, resume_sending, issue_id, settings, background, sf)
+
+
+def send_rest(
+    session: Session,
+    issue_id: int,
+    settings: Settings,
+    background: BackgroundTasks,
+    sf: sessionmaker[Session],
+) -> Dispatch:
+    """`pipeline.send_to_the_rest`, then have those deliveries sent."""
+    return _dispatch(session, send_to_the_rest, issue_id, settings, background, sf)

@@ -12,19 +12,22 @@ The preview is a separate sandboxed document with its own strict CSP, framed at 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from digest import overview
 from digest.delivery.ledger import issue_progress, waves_to_come
+from digest.delivery.report import KINDS, Kind, issue_report, report_page
 from digest.errors import DigestError, NotFound
+from digest.issues import items as issue_items
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import (
@@ -32,6 +35,7 @@ from digest.issues.preview import (
     render_preview,
     render_variant_preview,
 )
+from digest.issues.schedule import in_zone, parse_local_time, schedule_send, unschedule_send
 from digest.issues.variants import variant_summaries
 from digest.models import IssueStatus, MailingList, Role, SubscriptionStatus
 from digest.pipeline import approve_issue
@@ -41,11 +45,13 @@ from digest.web import csrf, dispatch
 from digest.web.auth import AuditDep, csrf_token, current_user, needs, require_form_csrf
 from digest.web.deps import SessionDep, SettingsDep, app_settings, mark_failed
 from digest.web.guarded import GuardedRoute, Handled
-from digest.web.params import IssueId, ItemId, PositionField, Slug
+from digest.web.params import AfterKey, IssueId, ItemId, PositionField, Slug
 from digest.web.templating import TEMPLATES_DIR, render, root_path
 
+# Scripts: our own files only (the issue page's progress poller), which fetch our own JSON.
 EDITOR_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
+    "script-src 'self'; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 # The email's HTML: its inline styles and remote images, no script, no forms, and framed by
@@ -74,6 +80,11 @@ NOTICES = {
     "nothing-new": "Nothing new since the last issue: no draft was created.",
     "welcome": "Welcome: you are this install’s first admin. Add the others under Users.",
     "postal-address": "Postal address saved. The next approved issue shows it.",
+    "scheduled": "Scheduled. It is sent at that time unless you unschedule it.",
+    "unscheduled": "Unscheduled. The issue stays approved; send it or schedule it again.",
+    "item-saved": "Item saved: this issue shows your title and summary.",
+    "item-added": "Item added to the draft.",
+    "sending-rest": "Sending to those who have not got it.",
 }
 TITLES = {
     400: "That request wasn’t understood",
@@ -104,6 +115,7 @@ def page(
         "signed_in": principal is not None,
         "principal": principal,
         "when": when,
+        "in_zone": in_zone,
         "section": "",
         "notice": None,
         "error": None,
@@ -200,11 +212,12 @@ def issue_page(
         else render_variant_preview(session, issue_id, variant)
     )
     lst: MailingList = issue.mailing_list
+    items = overview.issue_items(session, issue_id)
     context = {
         "section": "issues",
         "issue": issue,
         "list": lst,
-        "items": overview.issue_items(session, issue_id),
+        "items": items,
         # Only an approved issue's send form shows it: no count of the whole list on each
         # refresh while sending.
         "receiving": (
@@ -225,8 +238,17 @@ def issue_page(
         "error": error,
         "proof_results": proof_results,
         "editable": issue.status == IssueStatus.DRAFT,
+        "groups": sorted({it.group for it in items if it.group}),
+        "scheduled_value": _local_value(issue.send_at, lst.timezone),
     }
     return page(request, "issue.html", context, status_code)
+
+
+def _local_value(value: datetime | None, tz: str) -> str:
+    """A datetime-local field's value for a stored UTC time, in the list's zone."""
+    if value is None:
+        return ""
+    return value.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M")
 
 
 @router.get("/issues/{issue_id}", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])
@@ -275,6 +297,7 @@ def _act(
     action: Callable[[], T],
     done: str | Callable[[T], str],
     anchor: str = "",
+    refused: int = 409,
 ) -> Response:
     """Run a change; redirect to the issue with its notice (`done`, or `done(result)` when
     the notice depends on the outcome), or show the page with the reason it was refused."""
@@ -285,7 +308,7 @@ def _act(
     except DigestError as exc:
         session.rollback()
         mark_failed(request)
-        return issue_page(request, session, issue_id, error=str(exc), status_code=409)
+        return issue_page(request, session, issue_id, error=str(exc), status_code=refused)
     notice = done(result) if callable(done) else done
     return _redirect(request, f"/issues/{issue_id}?done={notice}{anchor}")
 
@@ -316,6 +339,43 @@ def drop_item(
         lifecycle.drop_item(session, issue_id, item_id)
 
     return _act(request, session, issue_id, drop, "dropped", "#items")
+
+
+@router.post("/issues/{issue_id}/items/{item_id}/edit", dependencies=[needs(Role.EDITOR)])
+def edit_item(
+    request: Request,
+    session: SessionDep,
+    issue_id: IssueId,
+    item_id: ItemId,
+    title: Annotated[str, Form(max_length=2000)],
+    summary: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    def edit() -> None:
+        issue_items.edit_item(session, issue_id, item_id, title=title, summary=summary)
+
+    return _act(request, session, issue_id, edit, "item-saved", f"#item-{item_id}", refused=400)
+
+
+@router.post("/issues/{issue_id}/items", dependencies=[needs(Role.EDITOR)])
+def add_item(
+    request: Request,
+    session: SessionDep,
+    issue_id: IssueId,
+    title: Annotated[str, Form(max_length=2000)],
+    url: Annotated[str, Form(max_length=4000)],
+    summary: Annotated[str, Form(max_length=20_000)] = "",
+    group: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """An item added by hand, through the collector's normalising."""
+
+    def add() -> int:
+        added = issue_items.add_item(
+            session, issue_id, title=title, url=url, summary=summary, group=group
+        )
+        request.state.audit_detail = {"item_id": added.item_id}
+        return added.item_id
+
+    return _act(request, session, issue_id, add, "item-added", "#items", refused=400)
 
 
 @router.post("/issues/{issue_id}/edit", dependencies=[needs(Role.EDITOR)])
@@ -384,6 +444,7 @@ ASK_FIRST = {
     "send": "Tick the box to confirm that the issue should go to every subscriber.",
     "cancel": "Tick the box to confirm that the issue should be cancelled.",
     "discard": "Tick the box to confirm that the draft should be deleted.",
+    "send-rest": "Tick the box to confirm that the issue should go to those who have not got it.",
 }
 
 
@@ -410,6 +471,101 @@ def send(
         lambda: dispatch.send(session, issue_id, settings, background, sf),
         _sending,
     )
+
+
+@router.post("/issues/{issue_id}/schedule", dependencies=[needs(Role.PUBLISHER)])
+def schedule(
+    request: Request,
+    session: SessionDep,
+    issue_id: IssueId,
+    send_at: Annotated[str, Form(max_length=40)],
+) -> Response:
+    """Send at a wall-clock time of the list's time zone (a datetime-local field)."""
+
+    def plan() -> None:
+        issue = schedule_send(session, issue_id, parse_local_time(send_at))
+        request.state.audit_detail = {"send_at": f"{issue.send_at:%Y-%m-%dT%H:%M:%SZ}"}
+
+    return _act(request, session, issue_id, plan, "scheduled", refused=400)
+
+
+@router.post("/issues/{issue_id}/unschedule", dependencies=[needs(Role.PUBLISHER)])
+def unschedule(request: Request, session: SessionDep, issue_id: IssueId) -> Response:
+    return _act(
+        request, session, issue_id, lambda: unschedule_send(session, issue_id), "unscheduled"
+    )
+
+
+@router.post("/issues/{issue_id}/send-rest", dependencies=[needs(Role.PUBLISHER)])
+def send_rest(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    issue_id: IssueId,
+    confirm: Confirm = None,
+) -> Response:
+    """A sent issue to the confirmed subscribers who have no delivery of it."""
+    if confirm != "yes":
+        return _ask_first(request, session, issue_id, "send-rest")
+    sf = request.app.state.sessionmaker
+    return _act(
+        request,
+        session,
+        issue_id,
+        lambda: dispatch.send_rest(session, issue_id, settings, background, sf),
+        "sending-rest",
+        "#progress",
+    )
+
+
+@router.get(
+    "/issues/{issue_id}/progress.json", include_in_schema=False, dependencies=[needs(Role.VIEWER)]
+)
+def progress_json(session: SessionDep, issue_id: IssueId) -> Response:
+    """What the issue page's poller reads: the ledger's count and the issue's status."""
+    status = lifecycle.get_issue(session, issue_id).status
+    counts = issue_progress(session, issue_id)
+    body = {
+        "status": status.value,
+        "pending": counts.pending,
+        "sending": counts.sending,
+        "sent": counts.sent,
+        "failed": counts.failed,
+        "skipped": counts.skipped,
+        "total": counts.total,
+        "settled": counts.settled,
+    }
+    return JSONResponse(body, headers={"cache-control": "no-store"})
+
+
+@router.get(
+    "/issues/{issue_id}/report", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)]
+)
+def report(
+    request: Request,
+    session: SessionDep,
+    issue_id: IssueId,
+    kind: Kind = "sent",
+    after: AfterKey = 0,
+    q: Annotated[str, Query(max_length=320)] = "",
+    done: str | None = None,
+) -> Response:
+    """Who got the issue, who failed and why, what came back after it, who joined later."""
+    issue = lifecycle.get_issue(session, issue_id)
+    context = {
+        "section": "issues",
+        "issue": issue,
+        "list": issue.mailing_list,
+        "report": issue_report(session, issue),
+        "rows": report_page(session, issue, kind, after=after, search=q),
+        "kind": kind,
+        "kinds": KINDS,
+        "q": q,
+        "after": after,
+        "notice": _notice(done),
+    }
+    return page(request, "report.html", context)
 
 
 @router.post("/issues/{issue_id}/pause", dependencies=[needs(Role.PUBLISHER)])

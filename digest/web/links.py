@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
 from digest.keys import LinkKeys
-from digest.models import Issue, Subscription
+from digest.models import Issue, IssueVariant, Subscription
 from digest.tokens import InvalidToken, Purpose, read_token
 
 # Our tokens are a few dozen characters; anything far longer is not one of ours.
@@ -52,6 +52,22 @@ def issue_for(session: Session, token: str, keys: LinkKeys) -> Issue:
     if issue is None or issue.html is None:
         raise GoneLink()
     return issue
+
+
+def view_target(session: Session, token: str, keys: LinkKeys) -> tuple[Issue, IssueVariant | None]:
+    """What a /v/ link shows: an issue ("view" token), or one of its variants ("variant"
+    token, what a copy rendered for an edition and topic set carries)."""
+    try:
+        return issue_for(session, token, keys), None
+    except BadLink:
+        variant_id = token_id("variant", token, keys)
+    variant = session.get(IssueVariant, variant_id) if variant_id <= MAX_INT else None
+    if variant is None or variant.html is None:
+        raise GoneLink()
+    issue = session.get(Issue, variant.issue_id)
+    if issue is None or issue.html is None:
+        raise GoneLink()
+    return issue, variant
 
 
 def mask_email(email: str) -> str:

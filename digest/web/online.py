@@ -8,10 +8,11 @@ Slots are found by the issue's own marker, so text in an item that looks like on
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 from digest import placeholders
 from digest.issues.freeze import issue_slots
-from digest.models import Issue
+from digest.models import Issue, IssueVariant
 from digest.placeholders import Slots
 
 
@@ -31,9 +32,15 @@ def web_copy(html: str, slots: Slots, *, links_url: str, view_url: str) -> str:
     return slots.fill(html, links, default="")
 
 
-def issue_web_copy(issue: Issue, *, root: str, view_path: str) -> str:
-    """The web copy of a frozen issue, as /v/TOKEN and the archive serve it: its personal
-    links lead to /links, its view-online link to `view_path` (under `root`)."""
-    return web_copy(
-        issue.html or "", issue_slots(issue), links_url=f"{root}/links", view_url=root + view_path
-    )
+def issue_web_copy(
+    issue: Issue, variant: IssueVariant | None = None, *, root: str, view_path: str
+) -> str:
+    """The web copy of a frozen issue, or of one of its variants (an edition, a topic set),
+    as /v/TOKEN and the archive serve it: its personal links lead to /links (in the copy's
+    language), its view-online link to `view_path` (under `root`)."""
+    if variant is not None and variant.html is not None and variant.slot_marker:
+        html, slots = variant.html, Slots(variant.slot_marker)
+        links_url = f"{root}/links?{urlencode({'lang': variant.language})}"
+    else:
+        html, slots, links_url = issue.html or "", issue_slots(issue), f"{root}/links"
+    return web_copy(html, slots, links_url=links_url, view_url=root + view_path)

@@ -6,12 +6,13 @@ change is a POST to the same URL, which for /u/ is also the RFC 8058 one-click e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal, get_args
 
-from babel import Locale, UnknownLocaleError
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from digest import archive
 from digest.delivery.audience import list_editions
 from digest.errors import DigestError
 from digest.models import RECEIVING, Subscription, SubscriptionStatus
@@ -20,7 +21,8 @@ from digest.subscribers.addresses import display_email
 from digest.subscribers.topics import list_topics, parse_topic_ids, time_zones
 from digest.tokens import make_token
 from digest.web.deps import SessionDep, link_keys
-from digest.web.links import issue_for, mask_email, subscription_for
+from digest.web.i18n import PageLanguage, language_name, page_language
+from digest.web.links import mask_email, subscription_for, view_target
 from digest.web.online import issue_web_copy
 from digest.web.templating import render, root_path
 
@@ -29,6 +31,25 @@ router = APIRouter()
 ONE_CLICK = "One-Click"
 Notice = Literal["saved", "unsubscribed", "resubscribed", "unchanged"]
 NOTICES = frozenset(get_args(Notice))
+
+
+def _language(request: Request, subscription: Subscription) -> PageLanguage:
+    """The reader's language, else their browser's, else the list's."""
+    return page_language(
+        request,
+        reader=subscription.subscriber.language,
+        fallback=subscription.mailing_list.language,
+    )
+
+
+def _page(
+    request: Request,
+    template: str,
+    subscription: Subscription,
+    extra: Mapping[str, object] | None = None,
+) -> Response:
+    context = {**_context(request, subscription), **(extra or {})}
+    return render(request, template, context, language=_language(request, subscription))
 
 
 def _context(request: Request, subscription: Subscription) -> dict[str, object]:
@@ -47,7 +68,7 @@ def _context(request: Request, subscription: Subscription) -> dict[str, object]:
 def unsubscribe_page(request: Request, token: str, session: SessionDep) -> Response:
     subscription = subscription_for(session, "unsubscribe", token, link_keys(request))
     template = "unsubscribe.html" if subscription.status in RECEIVING else "unsubscribed.html"
-    return render(request, template, _context(request, subscription))
+    return _page(request, template, subscription)
 
 
 @router.post("/u/{token}")
@@ -63,7 +84,7 @@ def unsubscribe(
     if one_click:
         # RFC 8058: the mail provider posts without cookies and shows nothing; a 200 is all.
         return PlainTextResponse(f"Unsubscribed from {subscription.mailing_list.name}.\n")
-    return render(request, "unsubscribed.html", {**_context(request, subscription), "done": True})
+    return _page(request, "unsubscribed.html", subscription, {"done": True})
 
 
 @router.api_route("/p/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -71,11 +92,14 @@ def preferences_page(
     request: Request, token: str, session: SessionDep, done: str | None = None
 ) -> Response:
     subscription = subscription_for(session, "preferences", token, link_keys(request))
-    context = _context(request, subscription)
     notice = done if done in NOTICES else None  # a hand-edited query string shows nothing
-    context.update(name=subscription.subscriber.name, notice=notice, name_max=actions.NAME_MAX)
+    context: dict[str, object] = {
+        "name": subscription.subscriber.name,
+        "notice": notice,
+        "name_max": actions.NAME_MAX,
+    }
     context.update(reader_choices(session, subscription))
-    return render(request, "preferences.html", context)
+    return _page(request, "preferences.html", subscription, context)
 
 
 def reader_choices(session: SessionDep, subscription: Subscription) -> dict[str, object]:
@@ -91,15 +115,6 @@ def reader_choices(session: SessionDep, subscription: Subscription) -> dict[str,
         "list_timezone": lst.timezone,
         "topics": [(t.slug, t.name, t.id in chosen) for t in list_topics(session, lst.id)],
     }
-
-
-def language_name(code: str) -> str:
-    """ "fr" -> "français": a language named in itself, so its readers find it."""
-    try:
-        name = Locale.parse(code).get_display_name(code) or code
-    except (UnknownLocaleError, ValueError):
-        return code
-    return name[:1].upper() + name[1:]
 
 
 @router.post("/p/{token}")
@@ -143,7 +158,7 @@ def save_preferences(
 @router.api_route("/c/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def confirm_page(request: Request, token: str, session: SessionDep) -> Response:
     subscription = subscription_for(session, "confirm", token, link_keys(request))
-    return render(request, "confirm.html", _context(request, subscription))
+    return _page(request, "confirm.html", subscription)
 
 
 @router.post("/c/{token}", response_class=HTMLResponse)
@@ -155,18 +170,31 @@ def confirm(request: Request, token: str, session: SessionDep) -> Response:
     )
     # A stopped subscription comes back only through a confirmation mailed after it stopped.
     outcome = {"done": True} if confirmed else {"stale": True}
-    return render(request, "confirm.html", {**_context(request, subscription), **outcome})
+    return _page(request, "confirm.html", subscription, outcome)
 
 
 @router.api_route("/v/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def view_online(request: Request, token: str, session: SessionDep) -> Response:
-    issue = issue_for(session, token, link_keys(request))
-    root = root_path(request)
-    html = issue_web_copy(issue, root=root, view_path=f"/v/{token}")
-    return HTMLResponse(html)
+    """The copy the link was mailed in: the reader's own variant (edition and topics) when
+    the token names one; a link mailed before variants names the issue, shown as the archive
+    shows it (the edition of the browser's language when the list has editions)."""
+    issue, variant = view_target(session, token, link_keys(request))
+    negotiated = False
+    if variant is None:
+        lst = issue.mailing_list
+        language = page_language(request, fallback=lst.language)
+        variant = archive.edition_copies(session, lst, [issue.id], language.code).get(issue.id)
+        negotiated = variant is not None and language.negotiated
+    html = issue_web_copy(issue, variant, root=root_path(request), view_path=f"/v/{token}")
+    response = HTMLResponse(html)
+    if variant is not None:
+        response.headers["content-language"] = variant.language
+    if negotiated:
+        response.headers["vary"] = "Accept-Language"
+    return response
 
 
 @router.get("/links", response_class=HTMLResponse)
 def links_help(request: Request) -> Response:
     """Where the web copy's unsubscribe and preferences links lead: they are personal."""
-    return render(request, "links.html", {})
+    return render(request, "links.html", {}, language=page_language(request))

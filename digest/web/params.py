@@ -22,6 +22,8 @@ IssueNumber = Annotated[
 ]
 # Keyset paging: the last number of the previous page.
 BeforeNumber = Annotated[int | None, Query(ge=1, le=MAX_INT, description="Show older than this.")]
+# Keyset paging by a row's id: the last key of the previous page (0: the first page).
+AfterKey = Annotated[int, Query(ge=0, le=MAX_BIGINT, description="Rows after this key.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_BIGINT, description="Rows to skip.")]
 Position = Annotated[int, Field(ge=0, le=MAX_INT, description="0-based position in the issue.")]
 PositionField = Annotated[int, Form(ge=0, le=MAX_INT, description="0-based position.")]

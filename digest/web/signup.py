@@ -25,7 +25,7 @@ from digest.subscribers.signup import sign_up
 from digest.subscribers.throttle import make_throttle
 from digest.web.clients import client_ip
 from digest.web.deps import SessionDep, SettingsDep, mark_failed
-from digest.web.pages import language_name
+from digest.web.i18n import PageLanguage, carry, language_name, page_language, switcher
 from digest.web.security import PAGE_CSP
 from digest.web.templating import render, root_path
 
@@ -69,20 +69,25 @@ def send_in_background(sf: sessionmaker[Session], request_id: int, settings: Set
 @router.get("/s/{slug}", response_class=HTMLResponse)
 def signup_page(request: Request, slug: str, session: SessionDep) -> Response:
     lst = _list(session, slug)
-    return _with_script(render(request, "signup.html", _context(request, lst)))
+    language = page_language(request, fallback=lst.language)
+    page = render(request, "signup.html", _context(request, lst, language), language=language)
+    return _with_script(page)
 
 
-def _context(request: Request, lst: MailingList) -> dict[str, object]:
-    languages = [(code, language_name(code)) for code in list_editions(lst)]
+def _context(request: Request, lst: MailingList, language: PageLanguage) -> dict[str, object]:
+    editions = list_editions(lst)
     context: dict[str, object] = {
         "list_name": lst.name,
         "list_description": lst.description,
         # Single opt-in subscribes at once: the answer says so (the same for every address).
         "single_opt_in": lst.opt_in == OptIn.SINGLE,
-        "languages": languages,
+        "languages": [(code, language_name(code)) for code in editions],
+        # The edition offered first: the page's language when the list has that edition.
+        "edition": language.code if language.code in editions else editions[0],
+        "switcher": switcher(language),
     }
     if not lst.private:
-        context["archive_url"] = f"{root_path(request)}/archive/{lst.slug}"
+        context["archive_url"] = carry(f"{root_path(request)}/archive/{lst.slug}", language)
     return context
 
 
@@ -109,7 +114,8 @@ def signup(
     timezone: Annotated[str, Form(max_length=80)] = "",  # filled in by the browser's script
 ) -> Response:
     lst = _list(session, slug)
-    context = _context(request, lst)
+    shown_in = page_language(request, fallback=lst.language)  # `language`: the edition asked
+    context = _context(request, lst, shown_in)
     try:
         received = sign_up(
             session,
@@ -131,12 +137,12 @@ def signup(
                 "signup.html",
                 {**context, "error": str(exc), "email": email[:320], "name": name[:200]},
                 status_code=422,
+                language=shown_in,
             )
         )
     if received.request_id is not None:
         # Background tasks run after the response, and the session commits before it.
         sf: sessionmaker[Session] = request.app.state.sessionmaker
         background.add_task(send_in_background, sf, received.request_id, settings)
-    return render(
-        request, "signup.html", {**context, "sent": True, "email": display_email(received.email)}
-    )
+    sent = {**context, "sent": True, "email": display_email(received.email)}
+    return render(request, "signup.html", sent, language=shown_in)

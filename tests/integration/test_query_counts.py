@@ -101,8 +101,9 @@ def overview_counts(session: Session) -> dict[str, int]:
 
 # Statements per call: issue_rows = issues + their lists + item counts + progress; list_rows =
 # lists + subscription counts + source counts + latest issues + their lists + item counts +
-# progress + drafts; source_rows = sources + item counts + list slugs.
-OVERVIEW = {"issue_rows": 4, "list_rows": 8, "source_rows": 3, "overdue_rows": 1}
+# progress + drafts; source_rows = sources + item counts + list slugs; overdue_rows = scheduled
+# issues + late scheduled sends.
+OVERVIEW = {"issue_rows": 4, "list_rows": 8, "source_rows": 3, "overdue_rows": 2}
 
 
 def test_overview_queries_are_a_fixed_handful_whatever_the_rows(session: Session) -> None:
@@ -114,7 +115,8 @@ def test_overview_queries_are_a_fixed_handful_whatever_the_rows(session: Session
 
 
 # Each page's own statements, plus two for the signed-in session (digest.accounts.sessions).
-EDITOR_PAGES = {"/editor/issues": 7, "/editor/lists": 10, "/editor/sources": 5}
+# /editor/issues: 8 since it also looks for late scheduled sends (overdue_rows).
+EDITOR_PAGES = {"/editor/issues": 8, "/editor/lists": 10, "/editor/sources": 5}
 
 
 def page_counts(client: TestClient, engine: Engine, issue_id: int) -> dict[str, int]:

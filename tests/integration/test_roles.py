@@ -88,6 +88,14 @@ def test_the_table_covers_the_app() -> None:
     assert roles[("POST", "/api/v1/lists")] == Role.ADMIN
     assert roles[("PATCH", "/api/v1/sources/{source_id}")] == Role.ADMIN
     assert roles[("GET", "/api/v1/sources/{source_id}")] == Role.VIEWER
+    # Scheduling and sending to the rest are a publisher's; items an editor's; reports anyone's.
+    assert roles[("POST", "/editor/issues/{issue_id}/schedule")] == Role.PUBLISHER
+    assert roles[("PUT", "/api/v1/issues/{issue_id}/schedule")] == Role.PUBLISHER
+    assert roles[("POST", "/api/v1/issues/{issue_id}/send-rest")] == Role.PUBLISHER
+    assert roles[("POST", "/editor/issues/{issue_id}/items")] == Role.EDITOR
+    assert roles[("PATCH", "/api/v1/issues/{issue_id}/items/{item_id}")] == Role.EDITOR
+    assert roles[("GET", "/editor/issues/{issue_id}/report")] == Role.VIEWER
+    assert roles[("GET", "/editor/issues/{issue_id}/progress.json")] == Role.VIEWER
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +138,7 @@ def concrete(path: str, seeded: Seeded, user_id: int) -> str:
         "token_id": 999_999,  # nobody's: revoking it is a 404, not a lost token
         "source_id": seeded.source_id,
         "topic_slug": "no-such-topic",
+        "kind": "sent",  # a delivery report's list
     }
     return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), path)
 

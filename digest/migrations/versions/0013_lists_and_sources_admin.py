@@ -1,7 +1,7 @@
 """lists.opt_in, sources.enabled, source_fetches: what the admin's list and source pages edit
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0014
 Create Date: 2026-12-02 14:00:00.000000
 
 A list's opt-in mode (a public sign-up confirmed by a mailed link, or at once); a source an
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

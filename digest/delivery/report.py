@@ -1,0 +1,189 @@
+"""The delivery report of an issue: who got it, who failed and why, who bounced, complained or
+unsubscribed after it, who joined the list after it went out, and who has no copy of it.
+
+Each list is read a page at a time by keyset (the rows' own ids, ascending: a page costs the
+same at row 1,000,000 as at row 1), optionally narrowed to the addresses containing a text.
+Counts are one grouped query each. Read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    exists,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
+from sqlalchemy.orm import Session
+
+from digest.delivery.ledger import Progress, issue_progress
+from digest.models import (
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    Event,
+    EventKind,
+    Issue,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    Verdict,
+)
+
+Kind = Literal[
+    "sent", "failed", "skipped", "bounced", "complained", "unsubscribed", "joined", "missing"
+]
+KINDS: tuple[str, ...] = get_args(Kind)
+BOUNCES = (Verdict.HARD, Verdict.SOFT)
+PAGE_MAX = 500
+SEARCH_MAX = 320
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    key: int  # the keyset: pass the last row's as `after` for the next page
+    email: str
+    at: datetime | None  # naive UTC: when it was sent, failed, came back, joined ...
+    detail: str  # the ledger's error, the bounce's status and text, the subscription's status
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPage:
+    kind: Kind
+    rows: list[ReportRow]
+    next_after: int | None  # None: the last page
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    issue_id: int
+    progress: Progress
+    counts: dict[str, int]  # one per Kind
+    first_sent_at: datetime | None  # when the first copy went out: "after it" starts there
+
+
+def _first_sent(session: Session, issue_id: int) -> datetime | None:
+    return session.scalar(select(func.min(Delivery.sent_at)).where(Delivery.issue_id == issue_id))
+
+
+def _no_delivery(issue_id: int) -> ColumnElement[bool]:
+    return ~exists().where(
+        Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscription.subscriber_id
+    )
+
+
+def _query(session: Session, issue: Issue, kind: Kind) -> tuple[Any, Any, Any]:
+    """(rows as key, email, at, detail; the key column; the email column) of one kind."""
+    if kind in ("sent", "failed", "skipped"):
+        status = DeliveryStatus(kind)
+        at = Delivery.sent_at if kind == "sent" else Delivery.next_attempt_at
+        detail = func.coalesce(Delivery.last_error, "")
+        query = select(Delivery.id, Delivery.email, at, detail).where(
+            Delivery.issue_id == issue.id, Delivery.status == status
+        )
+        return query, Delivery.id, Delivery.email
+    if kind in ("bounced", "complained"):
+        verdicts = BOUNCES if kind == "bounced" else (Verdict.COMPLAINT,)
+        said = (
+            type_coerce(DeliveryEvent.verdict, String())
+            + literal(" ")
+            + DeliveryEvent.status
+            + literal(": ")
+            + DeliveryEvent.detail
+        )
+        query = select(DeliveryEvent.id, DeliveryEvent.email, DeliveryEvent.created_at, said).where(
+            DeliveryEvent.issue_id == issue.id, DeliveryEvent.verdict.in_(verdicts)
+        )
+        return query, DeliveryEvent.id, DeliveryEvent.email
+    if kind == "unsubscribed":
+        # Their own copy went out, then they left the list (by any way: link, mail, admin).
+        query = (
+            select(Event.id, Delivery.email, Event.created_at, literal("", String()))
+            .join(
+                Delivery,
+                and_(
+                    Delivery.issue_id == issue.id,
+                    Delivery.subscriber_id == Event.subscriber_id,
+                    Delivery.status == DeliveryStatus.SENT,
+                ),
+            )
+            .where(
+                Event.kind == EventKind.UNSUBSCRIBED,
+                Event.list_id == issue.list_id,
+                Event.created_at >= Delivery.sent_at,
+            )
+        )
+        return query, Event.id, Delivery.email
+    joined_at = func.coalesce(Subscription.confirmed_at, Subscription.created_at)
+    base = (
+        select(
+            Subscription.id, Subscriber.email, joined_at, type_coerce(Subscription.status, String())
+        )
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.list_id == issue.list_id)
+    )
+    if kind == "joined":
+        first = _first_sent(session, issue.id)
+        query = base.where(joined_at > first) if first else base.where(literal(False))
+        return query, Subscription.id, Subscriber.email
+    # missing: who `send to the rest` would plan (as planning picks them), no copy yet.
+    query = base.where(
+        Subscription.status == SubscriptionStatus.CONFIRMED,
+        _no_delivery(issue.id),
+        ~exists().where(Suppression.email == Subscriber.email),
+    )
+    return query, Subscription.id, Subscriber.email
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def report_page(
+    session: Session,
+    issue: Issue,
+    kind: Kind,
+    *,
+    after: int = 0,
+    limit: int = 50,
+    search: str = "",
+) -> ReportPage:
+    """One page of a kind's rows, by ascending key after `after`, addresses containing
+    `search` (any case) when given."""
+    limit = max(1, min(limit, PAGE_MAX))
+    query, key, email = _query(session, issue, kind)
+    # No address holds a control character, and PostgreSQL refuses a NUL in a parameter.
+    search = "".join(ch for ch in search[:SEARCH_MAX] if ch >= " " and ch != "\x7f").strip()
+    if search:
+        query = query.where(func.lower(email).like(_like(search), "\\"))
+    rows = session.execute(query.where(key > after).order_by(key).limit(limit + 1)).all()
+    page = [ReportRow(int(k), str(e), at, " ".join(str(d or "").split())) for k, e, at, d in rows]
+    more = len(page) > limit
+    page = page[:limit]
+    return ReportPage(kind, page, page[-1].key if more and page else None)
+
+
+def count_of(session: Session, issue: Issue, kind: Kind) -> int:
+    """How many rows one kind has (one COUNT over its query)."""
+    query, _, _ = _query(session, issue, kind)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def issue_report(session: Session, issue: Issue) -> Report:
+    """The issue's counts: the ledger's by status, then one count per kind of list."""
+    progress = issue_progress(session, issue.id)
+    counts = {"sent": progress.sent, "failed": progress.failed, "skipped": progress.skipped}
+    others: tuple[Kind, ...] = ("bounced", "complained", "unsubscribed", "joined", "missing")
+    for kind in others:
+        counts[kind] = count_of(session, issue, kind)
+    return Report(issue.id, progress, counts, _first_sent(session, issue.id))
