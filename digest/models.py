@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    true,
 )
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -82,9 +83,36 @@ class Source(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     next_fetch_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A disabled source is never due: kept with its items and history, fetched only again
+    # once an admin enables it.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     items: Mapped[list[Item]] = relationship(back_populates="source")
+
+
+class FetchOutcome(StrEnum):
+    NEW_ITEMS = "new_items"
+    NO_NEW_ITEMS = "no_new_items"
+    NOT_MODIFIED = "not_modified"
+    ERROR = "error"
+
+
+class SourceFetch(Base):
+    """One fetch of a source by a collect run: what it found or why it failed. The newest
+    few per source are kept (digest.sources.history), for the admin's history of a source."""
+
+    __tablename__ = "source_fetches"
+    __table_args__ = (Index("ix_source_fetches_source", "source_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    outcome: Mapped[FetchOutcome] = mapped_column(words(FetchOutcome, "outcome"))
+    seen: Mapped[int] = mapped_column(Integer, default=0)  # items the documents held
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Item(Base):
@@ -119,6 +147,14 @@ class Grouping(StrEnum):
     NONE = "none"
 
 
+class OptIn(StrEnum):
+    """How a public sign-up becomes a subscription: confirmed by a mailed link (double), or
+    at once (single)."""
+
+    DOUBLE = "double"
+    SINGLE = "single"
+
+
 class MailingList(Base):
     """A list: who gets which sources' news, how often, and how the issue looks."""
 
@@ -145,6 +181,9 @@ class MailingList(Base):
     postal_address: Mapped[str] = mapped_column(Text, default="")
     # A private list has no public archive (its sent issues and their Atom feed answer 404).
     private: Mapped[bool] = mapped_column(Boolean, default=False)
+    opt_in: Mapped[OptIn] = mapped_column(
+        words(OptIn, "opt_in"), default=OptIn.DOUBLE, server_default=OptIn.DOUBLE.value
+    )
     # Language editions besides `language` (e.g. ["fr", "es"]): each reader gets the edition
     # of their language, made from the sources of that language (digest.readers).
     editions: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")

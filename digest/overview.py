@@ -95,6 +95,9 @@ class SourceRow:
     last_error: str | None
     consecutive_failures: int
     next_fetch_at: datetime | None
+    enabled: bool = True
+    language: str | None = None
+    fetch_interval_minutes: int = 60
 
 
 def _item_counts(session: Session, issue_ids: Sequence[int]) -> dict[int, int]:
@@ -230,16 +233,24 @@ def health(source: Source) -> Health:
     return "ok"
 
 
-def source_rows(session: Session) -> list[SourceRow]:
-    sources = session.scalars(select(Source).order_by(Source.name, Source.id)).all()
-    items = _pairs(session, select(Item.source_id, func.count()).group_by(Item.source_id))
-    lists: dict[int, list[str]] = defaultdict(list)
-    for source_id, slug in session.execute(
+def source_rows(session: Session, source_id: int | None = None) -> list[SourceRow]:
+    """Every source (or the one with this id) with its health, lists and item count."""
+    query = select(Source).order_by(Source.name, Source.id)
+    counted = select(Item.source_id, func.count()).group_by(Item.source_id)
+    linked = (
         select(ListSource.source_id, MailingList.slug)
         .join(MailingList, MailingList.id == ListSource.list_id)
         .order_by(MailingList.slug)
-    ):
-        lists[int(source_id)].append(slug)
+    )
+    if source_id is not None:
+        query = query.where(Source.id == source_id)
+        counted = counted.where(Item.source_id == source_id)
+        linked = linked.where(ListSource.source_id == source_id)
+    sources = session.scalars(query).all()
+    items = _pairs(session, counted)
+    lists: dict[int, list[str]] = defaultdict(list)
+    for linked_id, slug in session.execute(linked):
+        lists[int(linked_id)].append(slug)
     return [
         SourceRow(
             id=s.id,
@@ -254,6 +265,9 @@ def source_rows(session: Session) -> list[SourceRow]:
             last_error=s.last_error,
             consecutive_failures=s.consecutive_failures or 0,
             next_fetch_at=s.next_fetch_at,
+            enabled=s.enabled,
+            language=s.language,
+            fetch_interval_minutes=s.fetch_interval_minutes,
         )
         for s in sources
     ]

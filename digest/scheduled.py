@@ -158,7 +158,7 @@ def sources_to_collect(session: Session, claim: Claim) -> list[int] | None:
     query = (
         select(ListSource.source_id)
         .join(Source, Source.id == ListSource.source_id)
-        .where(ListSource.list_id == list_id, Source.kind != "manual")
+        .where(ListSource.list_id == list_id, Source.kind != "manual", Source.enabled.is_(True))
         .order_by(ListSource.source_id)
     )
     return list(session.scalars(query))

@@ -3,12 +3,15 @@ are told. The CLI is an edge: it reads the settings once per command and passes 
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from sqlalchemy.orm import Session
 
+from digest.accounts import audit
+from digest.accounts.audit import Actor
 from digest.config import Settings, get_settings
 from digest.db import session_scope
 from digest.keys import public_url_warning, signing_keys
@@ -34,3 +37,12 @@ def require_signing_key(settings: Settings, *, warn_http: bool = True) -> None:
     signing_keys(settings)
     if warn_http and (warning := public_url_warning(settings)):
         err.print(f"warning: {warning}", markup=False, highlight=False)
+
+
+def cli_actor() -> Actor:
+    """Who acts from the command line, as the audit log names them (cli:<login>)."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return audit.cli_actor(login)

@@ -9,10 +9,21 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import overview
-from digest.cli.common import console, unit_of_work
+from digest.accounts import audit
+from digest.cli.common import cli_actor, console, unit_of_work
 from digest.delivery.audience import list_editions
-from digest.models import Grouping
-from digest.subscribers.lists import create_list, get_list, set_postal_address, set_private
+from digest.models import Grouping, OptIn
+from digest.sources.registry import get_source
+from digest.subscribers.list_settings import describe_schedule
+from digest.subscribers.lists import (
+    create_list,
+    get_list,
+    link_source,
+    set_postal_address,
+    set_private,
+    unlink_source,
+    update_list,
+)
 from digest.subscribers.topics import (
     configure_readers,
     define_topic,
@@ -32,7 +43,10 @@ def create(
     from_email: str | None = None,
     language: Annotated[str, typer.Option(help="Locale of dates and labels, e.g. en, fr.")] = "en",
     timezone: str = "UTC",
-    schedule: Annotated[str, typer.Option(help="Cron in the list's time zone.")] = "0 9 1 * *",
+    schedule: Annotated[
+        str,
+        typer.Option(help="monthly 1 09:00, weekly mon 09:00, daily 09:00 or cron (list's zone)."),
+    ] = "0 9 1 * *",
     grouping: Annotated[Grouping, typer.Option(help="How items are grouped.")] = Grouping.MONTH,
     lookback_days: Annotated[int, typer.Option(help="What the first issue covers.")] = 31,
     subject: Annotated[str, typer.Option(help="Uses {list} {month} {count} {number}.")] = (
@@ -43,8 +57,12 @@ def create(
     postal_address: Annotated[
         str, typer.Option(help="Shown in every issue's footer (lines separated by \\n).")
     ] = "",
+    reply_to: str | None = None,
+    opt_in: Annotated[OptIn, typer.Option(help="double: a mailed link confirms.")] = OptIn.DOUBLE,
+    send_at: Annotated[str, typer.Option(help="HH:MM in each reader's zone; '' at once.")] = "",
+    editions: Annotated[str, typer.Option(help="Other language editions: fr,es.")] = "",
 ) -> None:
-    """Create a list."""
+    """Create a list (every setting checked as the editor's form checks it)."""
     with unit_of_work() as session:
         lst = create_list(
             session,
@@ -62,7 +80,12 @@ def create(
             auto_approve=auto_approve,
             private=private,
             postal_address=postal_address.replace("\\n", "\n"),
+            reply_to=reply_to,
+            opt_in=opt_in,
+            send_local_time=send_at,
+            editions=[e for e in editions.split(",") if e.strip()],
         )
+        audit.record(session, cli_actor(), "create_list", "list", lst.slug)
         console.print(f"created list {lst.slug} (id {lst.id})")
 
 
@@ -74,6 +97,7 @@ def postal_address(
     """Set the postal address every issue of the list shows in its footer."""
     with unit_of_work() as session:
         lst = set_postal_address(session, slug, address.replace("\\n", "\n"))
+        audit.record(session, cli_actor(), "postal_address", "list", lst.slug)
         shown = lst.postal_address.replace("\n", ", ") or "(none)"
         console.print(f"list {lst.slug}: postal address {shown}", markup=False)
 
@@ -88,6 +112,7 @@ def set_archive(
     """Make a list's archive of sent issues (and its Atom feed) private or public."""
     with unit_of_work() as session:
         lst = set_private(session, slug, private)
+        audit.record(session, cli_actor(), "set_archive", "list", lst.slug, {"private": private})
         shown = "private" if lst.private else f"public at /archive/{lst.slug}"
         console.print(f"list {lst.slug}: archive {shown}", markup=False)
 
@@ -133,6 +158,10 @@ def show(slug: str) -> None:
             "postal_address",
             "editions",
             "send_local_time",
+            "opt_in",
+            "from_name",
+            "from_email",
+            "reply_to",
         ):
             console.print(f"{field}: {getattr(lst, field)}", markup=False)
         for topic in list_topics(session, lst.id):
@@ -162,6 +191,7 @@ def readers(
             editions=editions.split(",") if editions is not None else None,
             send_local_time=send_at,
         )
+        audit.record(session, cli_actor(), "set_readers", "list", lst.slug)
         when = f"at {lst.send_local_time} local time" if lst.send_local_time else "at once"
         editions_shown = ", ".join(list_editions(lst))
         console.print(f"{lst.slug}: editions {editions_shown}; sends {when}", markup=False)
@@ -188,6 +218,7 @@ def topic(
             categories=category or [],
             keywords=keyword or [],
         )
+        audit.record(session, cli_actor(), "define_topic", "list", lst.slug, {"topic": found.slug})
         console.print(f"topic {found.slug} of {lst.slug} (id {found.id})", markup=False)
 
 
@@ -195,7 +226,9 @@ def topic(
 def topic_delete(slug: str, topic_slug: str) -> None:
     """Delete a topic; its readers keep their other topics (none left: everything)."""
     with unit_of_work() as session:
-        delete_topic(session, get_list(session, slug), topic_slug)
+        lst = get_list(session, slug)
+        delete_topic(session, lst, topic_slug)
+        audit.record(session, cli_actor(), "delete_topic", "list", lst.slug, {"topic": topic_slug})
     console.print(f"deleted topic {topic_slug}", markup=False)
 
 
@@ -215,3 +248,81 @@ def topics(slug: str) -> None:
                 Text(", ".join(t.keywords) or "-"),
             )
     console.print(table)
+
+
+@app.command("edit")
+def edit(
+    slug: str,
+    name: str | None = None,
+    description: str | None = None,
+    from_name: Annotated[str | None, typer.Option(help="'' for the service's.")] = None,
+    from_email: Annotated[str | None, typer.Option(help="'' for the service's.")] = None,
+    reply_to: Annotated[str | None, typer.Option(help="'' for none.")] = None,
+    postal_address: Annotated[str | None, typer.Option(help="Lines separated by \\n.")] = None,
+    language: str | None = None,
+    timezone: Annotated[str | None, typer.Option(help="An IANA zone: Europe/Paris.")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="monthly 1 09:00, weekly mon 09:00, daily 09:00 or cron.")
+    ] = None,
+    send_at: Annotated[str | None, typer.Option(help="HH:MM in each reader's zone; ''.")] = None,
+    opt_in: OptIn | None = None,
+    grouping: Grouping | None = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Uses {list} {month} {count} {number}.")
+    ] = None,
+    preheader: str | None = None,
+    lookback_days: int | None = None,
+    max_items: int | None = None,
+    auto_approve: Annotated[bool | None, typer.Option("--auto-approve/--no-auto-approve")] = None,
+    private: Annotated[bool | None, typer.Option("--private/--public")] = None,
+    editions: Annotated[str | None, typer.Option(help="fr,es; '' for none.")] = None,
+) -> None:
+    """Change some settings of a list (those given); all are checked, none is changed when
+    one is refused."""
+    given = {
+        "name": name, "description": description, "from_name": from_name,
+        "from_email": from_email, "reply_to": reply_to,
+        "postal_address": postal_address.replace("\\n", "\n") if postal_address else postal_address,
+        "language": language, "timezone": timezone, "schedule": schedule,
+        "send_local_time": send_at, "opt_in": opt_in.value if opt_in else None,
+        "grouping": grouping.value if grouping else None, "subject_template": subject,
+        "preheader_template": preheader, "lookback_days": lookback_days, "max_items": max_items,
+        "auto_approve": auto_approve, "private": private,
+        "editions": [e for e in editions.split(",") if e.strip()] if editions is not None else None,
+    }  # fmt: skip
+    changes = {k: v for k, v in given.items() if v is not None}
+    with unit_of_work() as session:
+        lst, changed = update_list(session, slug, changes)
+        audit.record(session, cli_actor(), "edit_list", "list", lst.slug, {"changed": changed})
+        schedule_text = describe_schedule(lst.schedule_cron)
+        shown = ", ".join(changed) or "nothing"
+        console.print(
+            f"list {lst.slug}: changed {shown}; {schedule_text} {lst.timezone}", markup=False
+        )
+
+
+@app.command("link")
+def link(slug: str, source_id: int) -> None:
+    """Have a source feed a list."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        source = get_source(session, source_id)
+        link_source(session, lst.id, source.id)
+        audit.record(
+            session, cli_actor(), "link_source", "list", lst.slug, {"source_id": source.id}
+        )
+    console.print(f"source {source_id} feeds list {slug}", markup=False)
+
+
+@app.command("unlink")
+def unlink(slug: str, source_id: int) -> None:
+    """Stop a source feeding a list (its items stay; the list's topics forget it)."""
+    with unit_of_work() as session:
+        lst = get_list(session, slug)
+        if not unlink_source(session, lst.id, source_id):
+            console.print(f"source {source_id} did not feed list {slug}", markup=False)
+            return
+        audit.record(
+            session, cli_actor(), "unlink_source", "list", lst.slug, {"source_id": source_id}
+        )
+    console.print(f"source {source_id} no longer feeds list {slug}", markup=False)

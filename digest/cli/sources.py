@@ -12,14 +12,23 @@ import typer
 from rich.table import Table
 
 from digest import overview
-from digest.cli.common import UsageProblem, console, unit_of_work
+from digest.accounts import audit
+from digest.cli.common import UsageProblem, cli_actor, console, unit_of_work
 from digest.config import get_settings
-from digest.models import SourceKind
+from digest.db import session_factory
+from digest.sources.collect import collect_sources
 from digest.sources.fetch import normalise_target
+from digest.sources.history import recent_fetches
 from digest.sources.listing import Selectors
 from digest.sources.parsed import ParsedItem
 from digest.sources.reader import ReadResult, read_once
-from digest.sources.registry import add_source, set_source_language
+from digest.sources.registry import (
+    add_read_source,
+    get_source,
+    set_enabled,
+    set_source_language,
+    update_source,
+)
 from digest.subscribers.lists import get_list, link_source
 
 app = typer.Typer(
@@ -240,20 +249,21 @@ def add(
     result = read_once(
         url, kind.value, selectors, language, settings=get_settings(), candidate=candidate - 1
     )
-    stored_url = result.feed_url or url
     with unit_of_work() as session:
         mailing_list = get_list(session, list_slug) if list_slug is not None else None
-        source = add_source(
+        source = add_read_source(
             session,
-            url=stored_url,
-            kind=SourceKind(result.kind),
-            name=name or result.title,
-            selectors=result.selectors.to_dict() if result.selectors else {},
-            language=language or result.language,
+            url,
+            result,
+            name=name or "",
+            language=language or "",
             fetch_interval_minutes=interval,
         )
         if mailing_list is not None:
             link_source(session, mailing_list.id, source.id)
+        audit.record(
+            session, cli_actor(), "add_source", "source", source.id, {"url": source.url[:300]}
+        )
         source_id, source_name = source.id, source.name
     linked = f", linked to list {list_slug}" if list_slug else ""
     console.print(f"added source {source_id} {source_name!r}{linked}", markup=False)
@@ -314,4 +324,102 @@ def set_language(
     """Set a source's language: the edition of its list its items go to."""
     with unit_of_work() as session:
         source = set_source_language(session, source_id, language)
+        audit.record(session, cli_actor(), "set_source_language", "source", source.id)
         console.print(f"source {source.id}: language {source.language or '-'}", markup=False)
+
+
+@app.command("edit")
+def edit(
+    source_id: int,
+    name: str | None = typer.Option(None, "--name", help="Name shown to editors and readers."),
+    item: str | None = ITEM,
+    title: str | None = TITLE,
+    link: str | None = LINK,
+    date: str | None = DATE,
+    summary: str | None = SUMMARY,
+    next_: str | None = NEXT,
+    max_pages: int | None = MAX_PAGES,
+    page_param: str | None = PAGE_PARAM,
+    page_step: int | None = PAGE_STEP,
+    infer: bool = typer.Option(False, "--infer", help="Forget the selectors: infer them."),
+    language: str | None = typer.Option(None, "--language", help="fr ...; '' to detect it."),
+    interval: int | None = typer.Option(None, "--interval", help="Minutes between fetches."),
+) -> None:
+    """Change a source's name, selectors (listing pages), language or fetch interval."""
+    given = _selectors(item, title, link, date, summary, next_, max_pages, page_param, page_step)
+    if infer and given is not None:
+        raise UsageProblem("--infer forgets the selectors: give no selector with it")
+    selectors: Selectors | bool | None = None if infer else (given if given else False)
+    with unit_of_work() as session:
+        source, changed = update_source(
+            session,
+            source_id,
+            name=name,
+            selectors=selectors,
+            language=language,
+            fetch_interval_minutes=interval,
+        )
+        audit.record(session, cli_actor(), "edit_source", "source", source.id, {"changed": changed})
+        console.print(
+            f"source {source.id}: changed {', '.join(changed) or 'nothing'}", markup=False
+        )
+
+
+@app.command("fetch")
+def fetch(source_id: int) -> None:
+    """Fetch one source now (disabled or not), as a collect does, and tell what it found."""
+    settings = get_settings()
+    with unit_of_work() as session:
+        get_source(session, source_id)  # NotFound: one line, exit 2
+        audit.record(session, cli_actor(), "fetch_source", "source", source_id)
+
+    (result,) = collect_sources(
+        session_factory(settings.database_url), [source_id], settings=settings
+    )
+    if result.error:
+        raise UsageProblem(f"source {source_id}: {result.error}")
+    if result.not_modified:
+        console.print(f"source {source_id}: unchanged since the last fetch", markup=False)
+        return
+    console.print(f"source {source_id}: {result.seen} items, {result.new} new", markup=False)
+
+
+def _toggle(source_id: int, enabled: bool) -> None:
+    with unit_of_work() as session:
+        source = set_enabled(session, source_id, enabled)
+        action = "enable_source" if enabled else "disable_source"
+        audit.record(session, cli_actor(), action, "source", source.id)
+    console.print(f"source {source_id}: {'enabled' if enabled else 'disabled'}", markup=False)
+
+
+@app.command("disable")
+def disable(source_id: int) -> None:
+    """Stop fetching a source (its items and history stay)."""
+    _toggle(source_id, False)
+
+
+@app.command("enable")
+def enable(source_id: int) -> None:
+    """Fetch a disabled source again, from the next collect."""
+    _toggle(source_id, True)
+
+
+@app.command("history")
+def history(
+    source_id: int,
+    limit: int = typer.Option(20, "--limit", min=1, max=50, help="Fetches to show."),
+) -> None:
+    """A source's latest fetches: when, what they found, why they failed."""
+    with unit_of_work() as session:
+        get_source(session, source_id)
+        rows = [
+            (iso_utc(f.at) or "", str(f.outcome), f.seen, f.new, f.updated, f.error or "")
+            for f in recent_fetches(session, source_id, limit)
+        ]
+    table = Table(title=f"source {source_id}: latest fetches", title_justify="left")
+    for column in ("at", "outcome", "found", "new", "updated"):
+        table.add_column(column)
+    table.add_column("error", style="red", overflow="fold")
+    for at, outcome, seen, new, updated, error in rows:
+        table.add_row(at, outcome, str(seen), str(new), str(updated), error)
+    console.print(table)

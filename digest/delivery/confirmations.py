@@ -37,6 +37,7 @@ from digest.keys import signing_keys
 from digest.models import (
     Event,
     EventKind,
+    OptIn,
     SignupOutcome,
     SignupRequest,
     Subscriber,
@@ -45,6 +46,7 @@ from digest.models import (
     utcnow,
 )
 from digest.render.language import translations
+from digest.subscribers.actions import confirm
 from digest.subscribers.addresses import display_email, needs_smtputf8, wire_address
 from digest.subscribers.suppression import is_suppressed
 from digest.subscribers.throttle import Window, hashed, make_throttle, prune_counters
@@ -190,6 +192,11 @@ def _decide(
             session.add(subscription)
             session.flush()
         request.subscription_id = subscription.id
+        # Single opt-in: a new or pending subscription is confirmed at once, with no mail. A
+        # stopped one is not (a stranger could bring it back): its owner gets the link.
+        if lst.opt_in == OptIn.SINGLE and confirm(session, subscription.id):
+            outcome = SignupOutcome.SUBSCRIBED
+            _finish(request, outcome)
     else:
         _finish(request, outcome)
     if request.attempts <= 1:  # one event per request, not per try

@@ -26,6 +26,7 @@ from digest.models import Source, SourceKind, utcnow
 from digest.sources.errors import SourceError
 from digest.sources.fetch import make_client, run_sync
 from digest.sources.health import is_due, record_failure, record_success
+from digest.sources.history import record_fetch
 from digest.sources.hosts import HostLimiter, host_limiter
 from digest.sources.reader import ReadResult, as_selectors, read_source
 from digest.sources.store import TitleIndex, store_items
@@ -109,11 +110,13 @@ def apply_outcome(
     if isinstance(outcome, BaseException):
         message = describe(outcome)
         record_failure(source, now, message)
+        record_fetch(session, source.id, now, error=message)
         session.flush()
         metrics().fetches.labels(outcome="error").inc()
         return CollectResult(source.id, error=message)
     if outcome.not_modified:
         record_success(source, now, outcome.etag, outcome.last_modified)
+        record_fetch(session, source.id, now, not_modified=True)
         session.flush()
         metrics().fetches.labels(outcome="not_modified").inc()
         return CollectResult(source.id, not_modified=True)
@@ -127,6 +130,9 @@ def apply_outcome(
     counts = store_items(session, source, outcome.items, now, titles)
     note = "; ".join(outcome.warnings) or None
     record_success(source, now, outcome.etag, outcome.last_modified, note)
+    record_fetch(
+        session, source.id, now, seen=len(outcome.items), new=counts.new, updated=counts.updated
+    )
     session.flush()
     metrics().fetches.labels(outcome="new_items" if counts.new else "no_new_items").inc()
     return CollectResult(
@@ -181,6 +187,7 @@ def _store(
             source = session.get(Source, spec.id)
             if source is not None:
                 record_failure(source, now, message)
+                record_fetch(session, source.id, now, error=message)
         return CollectResult(spec.id, error=message)
 
 

@@ -45,7 +45,9 @@ def record_failure(source: Source, now: datetime, message: str) -> None:
 
 
 def is_due(now: datetime) -> ColumnElement[bool]:
-    """Sources to collect now: not manual, never fetched or whose time has come."""
-    return (Source.kind != SourceKind.MANUAL) & or_(
-        Source.next_fetch_at.is_(None), Source.next_fetch_at <= now
+    """Sources to collect now: enabled, not manual, never fetched or whose time has come."""
+    return (
+        (Source.kind != SourceKind.MANUAL)
+        & Source.enabled.is_(True)
+        & or_(Source.next_fetch_at.is_(None), Source.next_fetch_at <= now)
     )

@@ -1,17 +1,24 @@
-"""Lists: create, find, link sources."""
+"""Lists: create, edit, find, link sources."""
 
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
-from digest.errors import DigestError, NotFound
-from digest.models import Grouping, ListSource, MailingList, Source
+from digest.errors import NotFound
+from digest.models import Grouping, ListSource, MailingList, OptIn, Source, Topic
+from digest.subscribers.list_settings import (
+    InvalidSettings,
+    ListSettings,
+    apply_settings,
+    check_settings,
+    clean_postal_address,
+)
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 
@@ -35,31 +42,6 @@ def get_list(session: Session, slug_or_id: str | int) -> MailingList:
     return found
 
 
-def validate_list_settings(
-    *,
-    slug: str,
-    timezone: str,
-    schedule_cron: str,
-    grouping: str,
-    lookback_days: int,
-    max_items: int = 50,
-) -> None:
-    if not SLUG.match(slug):
-        raise DigestError(f"list slug {slug!r}: use lower-case letters, digits and dashes")
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise DigestError(f"unknown time zone {timezone!r}") from exc
-    if not croniter.is_valid(schedule_cron):
-        raise DigestError(f"invalid cron schedule {schedule_cron!r}")
-    if grouping not in {g.value for g in Grouping}:
-        raise DigestError(f"grouping must be one of {', '.join(g.value for g in Grouping)}")
-    if lookback_days < 1:
-        raise DigestError("lookback days must be at least 1")
-    if not 1 <= max_items <= 500:
-        raise DigestError("max items must be between 1 and 500")
-
-
 def create_list(
     session: Session,
     *,
@@ -79,54 +61,82 @@ def create_list(
     max_items: int = 50,
     private: bool = False,
     postal_address: str = "",
+    reply_to: str | None = None,
+    opt_in: str = OptIn.DOUBLE,
+    send_local_time: str = "",
+    editions: Sequence[str] = (),
 ) -> MailingList:
-    validate_list_settings(
-        slug=slug,
-        timezone=timezone,
-        schedule_cron=schedule_cron,
-        grouping=grouping,
-        lookback_days=lookback_days,
-        max_items=max_items,
-    )
-    if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
-        raise DigestError(f"a list {slug!r} already exists")
-    lst = MailingList(
-        slug=slug,
+    """A new list; InvalidSettings (a DigestError) naming each refused field."""
+    values = ListSettings(
         name=name,
         description=description,
-        from_name=from_name,
-        from_email=from_email,
+        from_name=from_name or "",
+        from_email=from_email or "",
+        reply_to=reply_to or "",
+        postal_address=postal_address,
         language=language,
         timezone=timezone,
-        schedule_cron=schedule_cron,
-        grouping=Grouping(grouping),
-        lookback_days=lookback_days,
+        schedule=schedule_cron,
+        send_local_time=send_local_time,
+        opt_in=str(opt_in),
+        grouping=str(grouping),
         subject_template=subject_template,
         preheader_template=preheader_template,
-        auto_approve=auto_approve,
+        lookback_days=lookback_days,
         max_items=max_items,
+        auto_approve=auto_approve,
         private=private,
-        postal_address=clean_postal_address(postal_address),
+        editions=list(editions),
     )
+    return create_list_with(session, slug, values)
+
+
+RESERVED = frozenset({"new"})  # /editor/lists/new is the form
+
+
+def check_slug(slug: str) -> str:
+    if slug in RESERVED:
+        raise InvalidSettings({"slug": f"{slug!r} is reserved: choose another slug"})
+    if not SLUG.match(slug):
+        shown = slug[:40] + ("..." if len(slug) > 40 else "")
+        raise InvalidSettings(
+            {"slug": f"{shown!r}: use 1 to 100 lower-case letters, digits and dashes"}
+        )
+    return slug
+
+
+def create_list_with(session: Session, slug: str, values: ListSettings) -> MailingList:
+    """A new list with these settings (every one checked, each refusal named by its field)."""
+    errors: dict[str, str] = {}
+    try:
+        check_slug(slug)
+    except InvalidSettings as exc:
+        errors.update(exc.errors)
+    try:
+        clean = check_settings(values)
+    except InvalidSettings as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise InvalidSettings(errors)
+    if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
+        raise InvalidSettings({"slug": f"a list {slug!r} already exists"})
+    lst = MailingList(slug=slug)
+    apply_settings(lst, clean)
     session.add(lst)
     session.flush()
     return lst
 
 
-POSTAL_ADDRESS_MAX = 500
-_POSTAL_FORBIDDEN = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def clean_postal_address(value: str) -> str:
-    """A postal address as the footer shows it: lines of text (CRLF or CR made LF), no other
-    control or bidi characters, at most POSTAL_ADDRESS_MAX characters."""
-    text = value.replace("\r\n", "\n").replace("\r", "\n")
-    text = "\n".join(line.strip() for line in text.split("\n")).strip()
-    if _POSTAL_FORBIDDEN.search(text):
-        raise DigestError("the postal address has control or bidi characters")
-    if len(text) > POSTAL_ADDRESS_MAX:
-        raise DigestError(f"the postal address is longer than {POSTAL_ADDRESS_MAX} characters")
-    return text
+def update_list(
+    session: Session, slug_or_id: str | int, changes: Mapping[str, Any]
+) -> tuple[MailingList, list[str]]:
+    """Change some settings of a list (a form sends all, the API some); all are checked
+    together, and nothing is changed when one is refused. The list and what changed."""
+    lst = get_list(session, slug_or_id)
+    clean = check_settings(ListSettings.of(lst).merged(changes))
+    changed = apply_settings(lst, clean)
+    session.flush()
+    return lst, changed
 
 
 def set_postal_address(session: Session, slug_or_id: str | int, address: str) -> MailingList:
@@ -152,3 +162,17 @@ def link_source(session: Session, list_id: int, source_id: int) -> None:
             raise NotFound(f"no source {source_id}")
         session.add(ListSource(list_id=list_id, source_id=source_id))
         session.flush()
+
+
+def unlink_source(session: Session, list_id: int, source_id: int) -> bool:
+    """The source no longer feeds the list (its items stay); the list's topics forget it.
+    False when it was not linked."""
+    link = session.get(ListSource, (list_id, source_id))
+    if link is None:
+        return False
+    session.delete(link)
+    for topic in session.scalars(select(Topic).where(Topic.list_id == list_id)):
+        if source_id in (topic.source_ids or []):
+            topic.source_ids = [i for i in topic.source_ids if i != source_id]
+    session.flush()
+    return True

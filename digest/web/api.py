@@ -14,33 +14,83 @@ Ids are 1 to 2**63-1. Times are UTC, ISO 8601 with "Z". The OpenAPI document is
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from datetime import UTC
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from sqlalchemy.orm import Session
 
 from digest import overview
+from digest.config import Settings
+from digest.db import MAX_INT
 from digest.delivery.ledger import issue_progress
 from digest.delivery.report import Kind, issue_report, report_page
+from digest.errors import NotFound
 from digest.issues import items as issue_items
 from digest.issues import lifecycle
 from digest.issues.compose import compose_issue
 from digest.issues.preview import personalise_for_preview, render_preview
 from digest.issues.schedule import parse_local_time, schedule_send, unschedule_send
-from digest.models import FeedbackAction, FeedbackVia, IssueStatus, Role, SourceKind, Verdict
+from digest.models import (
+    FeedbackAction,
+    FeedbackVia,
+    FetchOutcome,
+    Grouping,
+    IssueStatus,
+    OptIn,
+    Role,
+    SourceKind,
+    Verdict,
+)
 from digest.pipeline import approve_issue
+from digest.sources.history import recent_fetches
+from digest.sources.listing import Selectors
+from digest.sources.reader import ReadResult
+from digest.sources.registry import (
+    add_read_source,
+    get_source,
+    selectors_from,
+    set_enabled,
+    set_source_topics,
+    source_topics,
+    try_source,
+    update_source,
+)
 from digest.subscribers import feedback
-from digest.subscribers.lists import get_list, set_postal_address
+from digest.subscribers.list_settings import InvalidSettings, ListSettings, describe_schedule
+from digest.subscribers.lists import (
+    create_list_with,
+    get_list,
+    link_source,
+    set_postal_address,
+    unlink_source,
+    update_list,
+)
+from digest.subscribers.topics import define_topic, delete_topic, list_topics
 from digest.web import dispatch
 from digest.web.api_base import ApiRoute, Out, UtcTime
 from digest.web.api_subscribers import routes as subscriber_routes
 from digest.web.auth import API_HEADER, AuditDep, current_user, needs, require_api_header
+from digest.web.collecting import fetch_now
 from digest.web.deps import SessionDep, SettingsDep
-from digest.web.params import AfterKey, IssueId, ItemId, Offset, Position, Slug, SlugQuery
+from digest.web.params import (
+    AfterKey,
+    IssueId,
+    ItemId,
+    Offset,
+    Position,
+    Slug,
+    SlugQuery,
+    SourceId,
+)
 from digest.web.templating import root_path
+
+SlugBody = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+TopicSlug = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
 class ErrorOut(BaseModel):
@@ -655,6 +705,499 @@ def compose(session: SessionDep, slug: Slug, response: Response) -> Composed:
 @router.get("/sources", response_model=list[SourceOut], dependencies=[needs(Role.VIEWER)])
 def sources(session: SessionDep) -> list[SourceOut]:
     return [SourceOut.model_validate(row) for row in overview.source_rows(session)]
+
+
+# Lists and sources, for admins (anyone signed in reads). The same services as the editor's
+# pages and the CLI: digest.subscribers.lists, digest.sources.registry, web.collecting.
+
+
+class TopicOut(Out):
+    id: int
+    slug: str
+    name: str
+    source_ids: list[int]
+    categories: list[str]
+    keywords: list[str]
+
+
+class ListDetail(ListOut):
+    from_name: str | None
+    from_email: str | None
+    reply_to: str | None
+    language: str
+    timezone: str
+    schedule: str
+    schedule_cron: str
+    send_local_time: str | None
+    opt_in: OptIn
+    grouping: Grouping
+    subject_template: str
+    preheader_template: str
+    lookback_days: int
+    max_items: int
+    auto_approve: bool
+    private: bool
+    editions: list[str]
+    source_ids: list[int]
+    topics: list[TopicOut]
+
+
+Text1k = Annotated[str, Field(max_length=1000)]
+Id = Annotated[int, Field(ge=1, le=MAX_INT)]
+
+
+class ListSettingsIn(BaseModel):
+    """Settings to set; a field left out is kept ("" clears an optional text)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Text1k | None = None
+    description: Annotated[str, Field(max_length=20_000)] | None = None
+    from_name: Text1k | None = None
+    from_email: Text1k | None = None
+    reply_to: Text1k | None = None
+    postal_address: Annotated[str, Field(max_length=2000)] | None = None
+    language: Annotated[str, Field(max_length=100)] | None = None
+    timezone: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None, description="An IANA zone: Europe/Paris."
+    )
+    schedule: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None,
+        description="monthly 1 09:00, weekly mon 09:00, daily 09:00 or a cron expression, "
+        "in the list's time zone.",
+    )
+    send_local_time: Annotated[str, Field(max_length=20)] | None = Field(
+        default=None, description="HH:MM in each reader's time zone; '' at once."
+    )
+    opt_in: OptIn | None = None
+    grouping: Grouping | None = None
+    subject_template: Text1k | None = None
+    preheader_template: Text1k | None = None
+    lookback_days: Annotated[int, Field(ge=1, le=3660)] | None = None
+    max_items: Annotated[int, Field(ge=1, le=500)] | None = None
+    auto_approve: bool | None = None
+    private: bool | None = None
+    editions: Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=20)] | None = (
+        None
+    )
+
+    def changes(self) -> dict[str, Any]:
+        given = self.model_dump(exclude_none=True, exclude={"slug"})
+        for key in ("opt_in", "grouping"):
+            if key in given:
+                given[key] = str(given[key])
+        return given
+
+
+class ListCreate(ListSettingsIn):
+    slug: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Text1k
+
+
+class TopicIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(max_length=200)] = ""
+    source_ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_INT)]], Field(max_length=200)] = (
+        Field(default_factory=list)
+    )
+    categories: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] = (
+        Field(default_factory=list)
+    )
+    keywords: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] = Field(
+        default_factory=list
+    )
+
+
+def _invalid(exc: InvalidSettings) -> RequestValidationError:
+    """Refused settings as a 422 naming each field, as a malformed body is answered."""
+    return RequestValidationError(
+        [
+            {"loc": ("body", name), "msg": why, "type": "value_error"}
+            for name, why in exc.errors.items()
+        ]
+    )
+
+
+def list_detail(session: Session, slug: str) -> ListDetail:
+    lst = get_list(session, slug)
+    (row,) = [r for r in overview.list_rows(session) if r.id == lst.id]
+    return ListDetail.model_validate(
+        {
+            **asdict(row),
+            "from_name": lst.from_name,
+            "from_email": lst.from_email,
+            "reply_to": lst.reply_to,
+            "language": lst.language,
+            "timezone": lst.timezone,
+            "schedule": describe_schedule(lst.schedule_cron),
+            "schedule_cron": lst.schedule_cron,
+            "send_local_time": lst.send_local_time,
+            "opt_in": lst.opt_in,
+            "grouping": lst.grouping,
+            "subject_template": lst.subject_template,
+            "preheader_template": lst.preheader_template,
+            "lookback_days": lst.lookback_days,
+            "max_items": lst.max_items,
+            "auto_approve": lst.auto_approve,
+            "private": lst.private,
+            "editions": list(lst.editions or ()),
+            "source_ids": sorted(s.id for s in lst.sources),
+            "topics": [TopicOut.model_validate(t) for t in list_topics(session, lst.id)],
+        }
+    )
+
+
+@router.get("/lists/{slug}", response_model=ListDetail, dependencies=[needs(Role.VIEWER)])
+def get_list_detail(session: SessionDep, slug: Slug) -> ListDetail:
+    """A list with every setting, its sources and topics."""
+    return list_detail(session, slug)
+
+
+@router.post(
+    "/lists",
+    response_model=ListDetail,
+    status_code=201,
+    name="create_list",
+    dependencies=[needs(Role.ADMIN)],
+)
+def create_list_op(request: Request, session: SessionDep, body: ListCreate) -> ListDetail:
+    """Create a list; a refused setting is a 422 naming its field."""
+    values = ListSettings().merged(body.changes())
+    try:
+        lst = create_list_with(session, body.slug, values)
+    except InvalidSettings as exc:
+        raise _invalid(exc) from None
+    request.state.audit_target = ("list", lst.slug)
+    return list_detail(session, lst.slug)
+
+
+@router.patch("/lists/{slug}", response_model=ListDetail, dependencies=[needs(Role.ADMIN)])
+def edit_list(
+    request: Request, session: SessionDep, slug: Slug, body: ListSettingsIn
+) -> ListDetail:
+    """Change some settings (those given); all are checked, nothing changes when one is
+    refused (422 naming it)."""
+    try:
+        lst, changed = update_list(session, slug, body.changes())
+    except InvalidSettings as exc:
+        raise _invalid(exc) from None
+    request.state.audit_detail = {"changed": changed}
+    return list_detail(session, lst.slug)
+
+
+@router.put(
+    "/lists/{slug}/sources/{source_id}",
+    response_model=ListDetail,
+    name="link_source",
+    dependencies=[needs(Role.ADMIN)],
+)
+def link_list_source(session: SessionDep, slug: Slug, source_id: SourceId) -> ListDetail:
+    """The source feeds the list (already linked: no change)."""
+    link_source(session, get_list(session, slug).id, source_id)
+    return list_detail(session, slug)
+
+
+@router.delete(
+    "/lists/{slug}/sources/{source_id}",
+    response_model=ListDetail,
+    name="unlink_source",
+    dependencies=[needs(Role.ADMIN)],
+)
+def unlink_list_source(session: SessionDep, slug: Slug, source_id: SourceId) -> ListDetail:
+    """The source no longer feeds the list; its topics forget it."""
+    if not unlink_source(session, get_list(session, slug).id, source_id):
+        raise NotFound(f"source {source_id} does not feed list {slug!r}")
+    return list_detail(session, slug)
+
+
+@router.put(
+    "/lists/{slug}/topics/{topic_slug}",
+    response_model=TopicOut,
+    name="define_topic",
+    dependencies=[needs(Role.ADMIN)],
+)
+def put_topic(session: SessionDep, slug: Slug, topic_slug: TopicSlug, body: TopicIn) -> TopicOut:
+    """Define or redefine a topic of the list: its sources, feed categories or keywords."""
+    lst = get_list(session, slug)
+    topic = define_topic(
+        session,
+        lst,
+        topic_slug,
+        body.name.strip() or topic_slug,
+        source_ids=body.source_ids,
+        categories=body.categories,
+        keywords=body.keywords,
+    )
+    return TopicOut.model_validate(topic)
+
+
+@router.delete(
+    "/lists/{slug}/topics/{topic_slug}",
+    status_code=204,
+    name="delete_topic",
+    dependencies=[needs(Role.ADMIN)],
+)
+def remove_topic(session: SessionDep, slug: Slug, topic_slug: TopicSlug) -> Response:
+    delete_topic(session, get_list(session, slug), topic_slug)
+    return Response(status_code=204)
+
+
+class SelectorsIn(BaseModel):
+    """CSS selectors of a listing page (item is needed with the others)."""
+
+    model_config = ConfigDict(extra="forbid")
+    item: Annotated[str, Field(max_length=500)] | None = None
+    title: Annotated[str, Field(max_length=500)] | None = None
+    link: Annotated[str, Field(max_length=500)] | None = None
+    date: Annotated[str, Field(max_length=500)] | None = None
+    summary: Annotated[str, Field(max_length=500)] | None = None
+    image: Annotated[str, Field(max_length=500)] | None = None
+    next: Annotated[str, Field(max_length=500)] | None = None
+    page_param: Annotated[str, Field(max_length=100)] | None = None
+    date_order: Literal["MDY", "DMY"] | None = None
+    max_pages: Annotated[int, Field(ge=1, le=50)] | None = None
+    page_step: Annotated[int, Field(ge=1, le=1000)] | None = None
+    siblings: bool | None = None
+
+    def selectors(self) -> Selectors | None:
+        return selectors_from(self.model_dump(exclude_none=True))
+
+
+class SourceTry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: Annotated[str, Field(min_length=1, max_length=2000)]
+    kind: Literal["auto", "feed", "html"] = "auto"
+    selectors: SelectorsIn | None = None
+    language: Annotated[str, Field(max_length=16)] = ""
+    candidate: Annotated[int, Field(ge=1, le=50)] = 1
+
+    def read(self, settings: Settings) -> ReadResult:
+        return try_source(
+            self.url,
+            kind=self.kind,
+            selectors=self.selectors.selectors() if self.selectors else None,
+            language=self.language,
+            candidate=self.candidate - 1,
+            settings=settings,
+        )
+
+
+class SourceAdd(SourceTry):
+    name: Annotated[str, Field(max_length=200)] = ""
+    list_slug: SlugBody | None = Field(default=None, alias="list")
+    interval: Annotated[int, Field(ge=5, le=7 * 24 * 60)] = 60
+
+
+class TriedItem(BaseModel):
+    title: str
+    url: str | None
+    published_at: UtcTime | None
+    summary: str
+
+
+class Candidate(BaseModel):
+    selectors: dict[str, Any]
+    items: int
+    first_titles: list[str]
+
+
+class Tried(BaseModel):
+    """What the source yields now (the items the collector would take); nothing stored."""
+
+    kind: str
+    url: str
+    feed_url: str | None
+    title: str
+    language: str | None
+    selectors: dict[str, Any] | None
+    selectors_inferred: bool
+    pages: int
+    warnings: list[str]
+    items: list[TriedItem]
+    candidates: list[Candidate]
+
+
+def _tried(result: ReadResult) -> Tried:
+    return Tried(
+        kind=result.kind,
+        url=result.url,
+        feed_url=result.feed_url,
+        title=result.title,
+        language=result.language,
+        selectors=result.selectors.to_dict() if result.selectors else None,
+        selectors_inferred=bool(result.selectors and result.selectors.inferred),
+        pages=result.pages,
+        warnings=list(result.warnings),
+        items=[
+            TriedItem(
+                title=i.title,
+                url=i.url,
+                published_at=i.published_at.astimezone(UTC) if i.published_at else None,
+                summary=i.summary_text[:500],
+            )
+            for i in result.items[:200]
+        ],
+        candidates=[
+            Candidate(
+                selectors=s.to_dict(), items=len(found), first_titles=[i.title for i in found[:3]]
+            )
+            for s, found in result.candidates
+        ],
+    )
+
+
+class FetchOut(Out):
+    at: UtcTime
+    outcome: FetchOutcome
+    seen: int
+    new: int
+    updated: int
+    error: str | None
+
+
+class SourceDetail(SourceOut):
+    enabled: bool
+    language: str | None
+    fetch_interval_minutes: int
+    selectors: dict[str, Any]
+    topic_ids: list[int]
+    history: list[FetchOut]
+
+
+class SourcePatch(BaseModel):
+    """What to change; `selectors`: new ones, or {} to infer them at each fetch."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(max_length=200)] | None = None
+    selectors: SelectorsIn | None = None
+    language: Annotated[str, Field(max_length=16)] | None = None
+    fetch_interval_minutes: Annotated[int, Field(ge=5, le=7 * 24 * 60)] | None = None
+    enabled: bool | None = None
+    topic_ids: (
+        Annotated[list[Annotated[int, Field(ge=1, le=MAX_INT)]], Field(max_length=200)] | None
+    ) = None
+
+
+class Fetched(BaseModel):
+    source_id: int
+    mode: Literal["workers", "in-process"]
+    ok: bool | None  # None: the workers have it
+    seen: int
+    new: int
+    error: str | None
+
+
+def source_detail(session: Session, source_id: int) -> SourceDetail:
+    source = get_source(session, source_id)
+    (row,) = overview.source_rows(session, source_id)
+    return SourceDetail.model_validate(
+        {
+            **asdict(row),
+            "selectors": dict(source.selectors or {}),
+            "topic_ids": [t.id for t in source_topics(session, source_id)],
+            "history": [FetchOut.model_validate(f) for f in recent_fetches(session, source_id)],
+        }
+    )
+
+
+@router.post(
+    "/sources/try", response_model=Tried, name="try_source", dependencies=[needs(Role.ADMIN)]
+)
+def try_source_op(settings: SettingsDep, body: SourceTry) -> Tried:
+    """Read a feed or news page now and show the items it yields; nothing is stored. Only
+    http(s), and the collector's address policy: private addresses are refused (400)."""
+    return _tried(body.read(settings))
+
+
+@router.post(
+    "/sources",
+    response_model=SourceDetail,
+    status_code=201,
+    name="add_source",
+    dependencies=[needs(Role.ADMIN)],
+)
+def add_source_op(
+    request: Request, session: SessionDep, settings: SettingsDep, body: SourceAdd
+) -> SourceDetail:
+    """Read the source once (as `try`), then store what that read found: the feed a page
+    announces rather than the page, the selectors given or inferred; linked to `list`."""
+    lst = get_list(session, body.list_slug) if body.list_slug else None
+    source = add_read_source(
+        session,
+        body.url.strip(),
+        body.read(settings),
+        name=body.name,
+        language=body.language,
+        fetch_interval_minutes=body.interval,
+    )
+    if lst is not None:
+        link_source(session, lst.id, source.id)
+    request.state.audit_target = ("source", source.id)
+    return source_detail(session, source.id)
+
+
+@router.get(
+    "/sources/{source_id:int}", response_model=SourceDetail, dependencies=[needs(Role.VIEWER)]
+)
+def get_source_detail(session: SessionDep, source_id: SourceId) -> SourceDetail:
+    """A source with its health, settings, topics and latest fetches (newest first)."""
+    return source_detail(session, source_id)
+
+
+@router.patch(
+    "/sources/{source_id:int}", response_model=SourceDetail, dependencies=[needs(Role.ADMIN)]
+)
+def edit_source(
+    request: Request, session: SessionDep, source_id: SourceId, body: SourcePatch
+) -> SourceDetail:
+    selectors: Selectors | bool | None = False
+    if "selectors" in body.model_fields_set:
+        selectors = body.selectors.selectors() if body.selectors else None
+    _source, changed = update_source(
+        session,
+        source_id,
+        name=body.name,
+        selectors=selectors,
+        language=body.language,
+        fetch_interval_minutes=body.fetch_interval_minutes,
+    )
+    if body.enabled is not None:
+        set_enabled(session, source_id, body.enabled)
+        changed.append("enabled")
+    if body.topic_ids is not None:
+        set_source_topics(session, source_id, body.topic_ids)
+        changed.append("topics")
+    request.state.audit_detail = {"changed": changed}
+    return source_detail(session, source_id)
+
+
+@router.post(
+    "/sources/{source_id:int}/fetch",
+    response_model=Fetched,
+    dependencies=[needs(Role.ADMIN)],
+    responses={202: {"model": Fetched, "description": "Queued for the workers."}},
+)
+def fetch_source(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    source_id: SourceId,
+) -> Fetched:
+    """Fetch the source now through the collector: in this request without a broker (200,
+    with what it found), else by the workers (202)."""
+    done = fetch_now(session, request.app.state.sessionmaker, source_id, settings)
+    result = done.result
+    if result is None:
+        response.status_code = 202
+        return Fetched(source_id=source_id, mode=done.mode, ok=None, seen=0, new=0, error=None)
+    return Fetched(
+        source_id=source_id,
+        mode=done.mode,
+        ok=result.ok,
+        seen=result.seen,
+        new=result.new,
+        error=result.error,
+    )
 
 
 @router.get(

@@ -23,10 +23,12 @@ from digest.web.api import router as api_router
 from digest.web.archive import router as archive_router
 from digest.web.editor import router as editor_router
 from digest.web.i18n import N_, page_language
+from digest.web.lists_pages import router as lists_router
 from digest.web.pages import router as pages_router
 from digest.web.security import SecurityHeaders
 from digest.web.signin import router as signin_router
 from digest.web.signup import router as signup_router
+from digest.web.sources_pages import router as sources_router
 from digest.web.subscribers_pages import router as subscribers_router
 from digest.web.templating import STATIC_DIR, render
 from digest.web.throttle import login_throttle
@@ -141,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         editor_router,
         users_router,
         subscribers_router,
+        lists_router,
+        sources_router,
         api_router,
         signup_router,
     )

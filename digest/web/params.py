@@ -16,6 +16,7 @@ from digest.db import MAX_BIGINT, MAX_INT
 # Each bounded by its column (digest.db): issues.id is INTEGER, items.id BIGINT.
 IssueId = Annotated[int, Path(ge=1, le=MAX_INT, description="An issue's id.", examples=[1])]
 ItemId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="An item's id.", examples=[1])]
+SourceId = Annotated[int, Path(ge=1, le=MAX_INT, description="A source's id.", examples=[1])]
 IssueNumber = Annotated[
     int, Path(ge=1, le=MAX_INT, description="An issue's number in its list.", examples=[1])
 ]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 from digest.delivery.audience import list_editions
 from digest.errors import DigestError
-from digest.models import MailingList
+from digest.models import MailingList, OptIn
 from digest.subscribers.addresses import display_email
 from digest.subscribers.lists import find_list
 from digest.subscribers.signup import sign_up
@@ -79,6 +79,8 @@ def _context(request: Request, lst: MailingList, language: PageLanguage) -> dict
     context: dict[str, object] = {
         "list_name": lst.name,
         "list_description": lst.description,
+        # Single opt-in subscribes at once: the answer says so (the same for every address).
+        "single_opt_in": lst.opt_in == OptIn.SINGLE,
         "languages": [(code, language_name(code)) for code in editions],
         # The edition offered first: the page's language when the list has that edition.
         "edition": language.code if language.code in editions else editions[0],

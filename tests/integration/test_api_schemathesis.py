@@ -71,4 +71,4 @@ def test_every_operation_answers_as_documented(
     operations = re.search(r"Operations:\s+(\d+) selected / (\d+) total", result.stdout)
     tested = re.search(r"Tested:\s+(\d+)", result.stdout)
     assert operations and tested, report
-    assert int(operations[1]) == int(operations[2]) == int(tested[1]) >= 17, report
+    assert int(operations[1]) == int(operations[2]) == int(tested[1]) >= 29, report

@@ -113,8 +113,10 @@ def test_editor_drops_reorders_and_sets_intro(session: Session) -> None:
     [("fr", "Février 2024"), ("en-GB", "February 2024"), ("xx-nope", "February 2024")],
 )
 def test_month_labels_speak_the_lists_language(session: Session, language: str, label: str) -> None:
-    # Any language render accepts composes too; an unknown one falls back to English.
-    list_id, src = _setup(session, grouping="month", language=language)
+    # Any language render accepts composes too; an unknown one (a list stored before lists
+    # were checked) falls back to English.
+    list_id, src = _setup(session, grouping="month", language="en")
+    session.get_one(MailingList, list_id).language = language
     _item(session, src, 1, datetime(2024, 2, 21), NOW)
     issue = compose_issue(session, list_id, now=NOW)
     assert issue is not None

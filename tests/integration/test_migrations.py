@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, MetaData, Table, func, insert, inspect, select, text
+from sqlalchemy import Connection, MetaData, Table, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from digest.config import get_settings
@@ -192,10 +192,14 @@ def test_listing_items_stored_before_0006_are_found_again_after_it(
     page.write_bytes(LISTING)
     command.upgrade(alembic_config(empty_url), "0005")  # the revision before 0006
     with get_engine(empty_url).begin() as conn:
-        conn.execute(
-            insert(Source).values(
-                id=1, name="News page", url=page.as_uri(), kind="html", selectors=SELECTORS
-            )
+        _insert_as_of(
+            conn,
+            Source,
+            id=1,
+            name="News page",
+            url=page.as_uri(),
+            kind="html",
+            selectors=SELECTORS,
         )
         for n, (title, published) in enumerate(STORED, 1):
             _insert_as_of(

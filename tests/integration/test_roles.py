@@ -52,7 +52,7 @@ def routes() -> list[tuple[str, str, Role]]:
         found = guards(route)
         assert len(found) == 1, f"{route.path} must declare exactly one role, has {found}"
         (guard,) = found
-        table.extend((method, route.path, guard.role) for method in sorted(route.methods))
+        table.extend((method, route.path_format, guard.role) for method in sorted(route.methods))
     return table
 
 
@@ -89,6 +89,16 @@ def test_the_table_covers_the_app() -> None:
         ("POST", "/api/v1/suppressions"),
     ):
         assert roles[admins] == Role.ADMIN, admins
+    # Lists and sources: anyone reads, admins change.
+    assert roles[("GET", "/editor/lists/{slug}")] == Role.VIEWER
+    assert roles[("POST", "/editor/lists/{slug}")] == Role.ADMIN
+    assert roles[("GET", "/editor/lists/new")] == Role.ADMIN
+    assert roles[("GET", "/editor/sources/{source_id}")] == Role.VIEWER
+    assert roles[("POST", "/editor/sources/try")] == Role.ADMIN
+    assert roles[("POST", "/editor/sources/{source_id}/fetch")] == Role.ADMIN
+    assert roles[("POST", "/api/v1/lists")] == Role.ADMIN
+    assert roles[("PATCH", "/api/v1/sources/{source_id}")] == Role.ADMIN
+    assert roles[("GET", "/api/v1/sources/{source_id}")] == Role.VIEWER
     # Scheduling and sending to the rest are a publisher's; items an editor's; reports anyone's.
     assert roles[("POST", "/editor/issues/{issue_id}/schedule")] == Role.PUBLISHER
     assert roles[("PUT", "/api/v1/issues/{issue_id}/schedule")] == Role.PUBLISHER
@@ -138,6 +148,8 @@ def concrete(path: str, seeded: Seeded, user_id: int) -> str:
         "subscriber_id": 1,
         "token_id": 999_999,  # nobody's: revoking it is a 404, not a lost token
         "suppression_id": 999_999,
+        "source_id": seeded.source_id,
+        "topic_slug": "no-such-topic",
         "kind": "sent",  # a delivery report's list
     }
     return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), path)
