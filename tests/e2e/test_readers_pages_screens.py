@@ -39,7 +39,7 @@ def _view_paths(
     with serving() as site:
         for lang in ("en", "fr", "ar"):
             site.add(PAGES[lang][0], listing_page(lang))
-        cli(capsys, "lists", "create", "sse", "--name", "SSE News", "--lookback-days", "4000")
+        cli(capsys, "lists", "create", "sse", "--name", "SSE News", "--lookback-days", "2000")
         for lang in ("en", "fr", "ar"):
             cli(capsys, "sources", "add", site.url(PAGES[lang][0]), "--kind", "html",
                 *SELECTORS, "--list", "sse")  # fmt: skip

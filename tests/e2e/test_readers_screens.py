@@ -58,7 +58,7 @@ def _editions(
     with serving() as site:
         for lang, (path, _, _) in PAGES.items():
             site.add(path, listing_page(lang))
-        cli(capsys, "lists", "create", "sse", "--name", "SSE News", "--lookback-days", "4000")
+        cli(capsys, "lists", "create", "sse", "--name", "SSE News", "--lookback-days", "2000")
         for path, _, _ in PAGES.values():
             cli(capsys, "sources", "add", site.url(path), "--kind", "html", *SELECTORS,
                 "--list", "sse")  # fmt: skip
