@@ -562,10 +562,11 @@ def main() -> None:
             worker_cpu = CpuMeter(
                 lambda: {pid: pid == w.pid for w in workers for pid in (w.pid, *pool_pids(w.pid))}
             )
+            pool_cpu = CpuMeter(lambda: {p: False for w in workers for p in pool_pids(w.pid)})
             postgres_cpu = CpuMeter(lambda: backend_pids(url))
             redis_cpu = CpuMeter(lambda: {redis_server.pid: False})
             sink_cpu = CpuMeter(lambda: {sink.pid: True})
-            meters = (worker_cpu, postgres_cpu, redis_cpu, sink_cpu)
+            meters = (worker_cpu, pool_cpu, postgres_cpu, redis_cpu, sink_cpu)
             profilers = (
                 start_profilers([p for w in workers for p in pool_pids(w.pid)], args.profile)
                 if args.profile
@@ -608,6 +609,7 @@ def main() -> None:
         "ratio": round(rate / reference, 3),
         "cpu_per_1000": {
             "workers": per_1000(worker_cpu.used, progress.sent),
+            "of_which_pool": per_1000(pool_cpu.used, progress.sent),
             "smtp_source": per_1000(source_cpu, reference_count),
             "postgres": per_1000(postgres_cpu.used, progress.sent),
             "redis": per_1000(redis_cpu.used, progress.sent),
