@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from base64 import urlsafe_b64encode
 from functools import lru_cache
 from typing import Any, Literal, get_args
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous import Signer as HmacSigner
-from itsdangerous.encoding import base64_encode, want_bytes
+from itsdangerous.encoding import want_bytes
 
 from digest.db import MAX_BIGINT
 from digest.keys import LinkKeys
@@ -105,10 +106,10 @@ class Signer:
         digits = str(int(row_id)).encode()
         if len(digits) > 9:
             return make_token(purpose, row_id, self._keys)
-        payload = base64_encode(digits)
+        payload = urlsafe_b64encode(digits).rstrip(b"=")  # what itsdangerous' base64_encode does
         mac = self._by_purpose[purpose].copy()
         mac.update(payload)
-        return (payload + b"." + base64_encode(mac.digest())).decode()
+        return (payload + b"." + urlsafe_b64encode(mac.digest()).rstrip(b"=")).decode()
 
 
 MARK_LENGTH = 10  # base32 characters: 50 bits

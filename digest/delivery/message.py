@@ -358,14 +358,15 @@ class MessageTemplate:
             prefs = self.signer.token("preferences", recipient.subscription_id)
             values["preferences_url"] = preferences_url(self.public_url, prefs)
         out = self._parts.copy()
+        encoded: dict[str, bytes] = {}  # a link or address reads the same in both bodies
         for encoding, field, where in self._slots:
             value = values[field]
             if encoding == "h":
                 data = value.encode("utf-8")
-            elif encoding == "t":
-                data = _stuff(_qp(value), True)
             else:
-                data = _stuff(_qp(html.escape(value)), True)
+                if encoding == "x":
+                    value = html.escape(value)
+                data = encoded.get(value) or encoded.setdefault(value, _stuff(_qp(value), True))
             for i in where:
                 out[i] = data
         return b"".join(out)
