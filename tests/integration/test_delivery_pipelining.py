@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,8 +36,8 @@ WAIT_FOR_NEXT = 0.3  # how long the server holds its reply to a dot for the next
 @dataclass
 class ScriptedServer:
     """SMTP with PIPELINING. `rcpt` and `data` map an address to the reply its RCPT TO, or
-    its end of data, gets (once); a data reply of "drop" closes the session unanswered, and
-    a 421 closes it after answering."""
+    its end of data, gets (once); a data reply of "drop" closes the session unanswered,
+    "stall" leaves it unanswered and open, and a 421 closes it after answering."""
 
     rcpt: dict[str, str] = field(default_factory=dict)
     data: dict[str, str] = field(default_factory=dict)
@@ -120,6 +121,10 @@ class ScriptedServer:
                     reply = self.data.pop(rcpts[0], "250 2.0.0 queued")
                     if reply == "drop":
                         return
+                    if reply == "stall":  # never answers: reads until the client gives up
+                        while await more():
+                            pass
+                        return
                     if reply.startswith("250"):
                         self.received.extend((r, content) for r in rcpts)
                     writer.write(reply.encode() + b"\r\n")
@@ -149,8 +154,10 @@ def recipients(n: int) -> list[Recipient]:
     return [Recipient(i, i, f"r{i}@example.com", f"R {i}") for i in range(n)]
 
 
-def send(port: int, batch: list[Recipient], connections: int = 2) -> dict[int, SendResult]:
-    transport = SmtpTransport(SmtpConfig(port=port, timeout=10), connections=connections)
+def send(
+    port: int, batch: list[Recipient], connections: int = 2, timeout: float = 10
+) -> dict[int, SendResult]:
+    transport = SmtpTransport(SmtpConfig(port=port, timeout=timeout), connections=connections)
     try:
         results = [
             r
@@ -208,6 +215,19 @@ def test_a_session_ended_after_data_sends_the_pipelined_message_on_a_new_one(
     assert results[4].outcome == "retry" and results[4].transport_error
     assert all(results[i].outcome == "sent" for i in results if i != 4)
     check_received(scripted, [r.email for r in batch if r.delivery_id != 4])
+    assert scripted.sessions == 2
+
+
+@pytest.mark.timeout(30)  # without a working timeout the send would wait for ever
+def test_a_server_that_stops_answering_times_the_session_out(scripted: ScriptedServer) -> None:
+    scripted.data["r3@example.com"] = "stall"
+    batch = recipients(8)
+    started = time.monotonic()
+    results = send(scripted.port, batch, connections=1, timeout=0.5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert results[3].outcome == "retry" and "TimeoutError" in results[3].detail
+    assert all(results[i].outcome == "sent" for i in results if i != 3)
+    check_received(scripted, [r.email for r in batch if r.delivery_id != 3])
     assert scripted.sessions == 2
 
 
