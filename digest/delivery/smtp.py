@@ -463,9 +463,11 @@ class SmtpTransport:
                         return
                     route.live += 1
                 following = await self._take_next(route, jobs, state) if conn.pipelining else None
-                await self._send_one(conn, job, following, state, route.name)
-                await state.release(job.domain)
-                job = following
+                try:
+                    await self._send_one(conn, job, following, state, route.name)
+                finally:
+                    await state.release(job.domain)
+                    job = following  # sent next, on this session or a new one
                 if not conn.usable:
                     route.live -= 1
                     conn.abort()
