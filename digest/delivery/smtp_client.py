@@ -196,9 +196,15 @@ class SmtpConnection:
 
     async def _reply(self) -> Reply:
         assert self._reader is not None
+        line = await self._reader.readline()
+        if line[3:4] == b" " and line[:3].isdigit() and line.endswith(b"\n"):
+            # The usual one-line reply, without the loop's list and join.
+            reply = Reply(int(line[:3]), line[4:].rstrip().decode("utf-8", "replace"))
+            if reply.code == 421:
+                self._closing = True
+            return reply
         lines: list[str] = []
         while True:
-            line = await self._reader.readline()
             if not line.endswith(b"\n"):
                 raise SmtpError("the server closed the connection")
             if len(line) < 4 or not line[:3].isdigit():
@@ -209,6 +215,7 @@ class SmtpConnection:
                 if reply.code == 421:
                     self._closing = True
                 return reply
+            line = await self._reader.readline()
 
     def _send(self, *data: bytes) -> None:
         """Write to the session. A transport closed under us (the server reset it) is a
