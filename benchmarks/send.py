@@ -6,7 +6,11 @@ and would be the bottleneck), a realistic 20-item digest rendered through MJML. 
 smtp-source against the same sink with messages of the same size over the same number of
 sessions, as the reference. Prints one JSON line:
 {"recipients", "seconds", "msgs_per_s", "reference_msgs_per_s", "ratio", "peak_rss_mb",
- "plan_seconds", ...}; peak_rss_mb is the largest VmHWM of the workers' pool processes.
+ "plan_seconds", "cpu_per_1000", ...}; peak_rss_mb is the largest VmHWM of the workers' pool
+processes. "cpu_per_1000" is CPU seconds (user + sys, and each) per 1,000 messages: of the
+`digest worker` processes and their pool (the figure to judge a change by on a busy machine,
+where the wall-clock ratio is noisy), of the PostgreSQL backends and redis-server serving them,
+of smtp-source in its reference run, and of smtp-sink during each.
 
     .venv/bin/python benchmarks/send.py --recipients 100000 --workers 2
 
@@ -16,6 +20,11 @@ set) variant, timed as "approve_seconds"; each copy is then personalised from it
 `--approve-only` stops after approval and planning.
 
     .venv/bin/python benchmarks/send.py --recipients 1000000 --variants 64 --approve-only
+
+`--profile DIR` samples every pool process with py-spy during the send (DIR/pool-PID.txt,
+collapsed stacks per thread) and writes the functions that hold the most samples, by their own
+time and with their callees, to DIR/top.txt (sampling costs CPU: compare CPU figures of runs
+without it).
 """
 
 from __future__ import annotations
@@ -23,13 +32,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter as CounterT
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import load_subscribers, scratch_database
+from benchmarks.common import ADMIN, load_subscribers, scratch_database
 
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -258,15 +270,153 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def reference_rate(port: int, count: int, size: int, sessions: int) -> float:
-    """smtp-source: same sink, same message size, same sessions, reused connections (-d)."""
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+Cpu = tuple[float, float]  # user, sys seconds
+
+
+def proc_cpu(pid: int, *, reaped: bool = False) -> Cpu:
+    """CPU seconds of a live process, all its threads; with `reaped`, plus its children's
+    that have exited and been waited for (a pool process replaced mid-run)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0, 0.0
+    fields = stat.rpartition(")")[2].split()  # fields 3 onwards: utime is 14, stime 15
+    user, system = int(fields[11]), int(fields[12])
+    if reaped:
+        user, system = user + int(fields[13]), system + int(fields[14])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+class CpuMeter:
+    """CPU used by a changing set of processes between start() and stop(): a process seen
+    only at the end counts from zero (it was started in between)."""
+
+    def __init__(self, pids: Callable[[], dict[int, bool]]) -> None:
+        self.pids = pids  # pid -> count its reaped children too
+        self.before: dict[int, Cpu] = {}
+        self.used: Cpu = (0.0, 0.0)
+
+    def _now(self) -> dict[int, Cpu]:
+        return {pid: proc_cpu(pid, reaped=reaped) for pid, reaped in self.pids().items()}
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def stop(self) -> Cpu:
+        user = system = 0.0
+        for pid, (u, s) in self._now().items():
+            u0, s0 = self.before.get(pid, (0.0, 0.0))
+            user, system = user + u - u0, system + s - s0
+        self.used = (user, system)
+        return self.used
+
+
+def backend_pids(url: str) -> dict[int, bool]:
+    """PostgreSQL's server processes connected to the benchmark's database."""
+    import psycopg
+
+    dsn = ADMIN.replace("postgresql+psycopg://", "postgresql://")
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return {int(pid): False for (pid,) in rows}
+
+
+def per_1000(cpu: Cpu, messages: int) -> dict[str, float]:
+    scale = 1000 / max(messages, 1)
+    user, system = cpu
+    return {
+        "total": round((user + system) * scale, 3),
+        "user": round(user * scale, 3),
+        "sys": round(system * scale, 3),
+    }
+
+
+def reference_rate(port: int, count: int, size: int, sessions: int) -> tuple[float, Cpu]:
+    """smtp-source: same sink, same message size, same sessions, reused connections (-d).
+    Returns its messages per second and its CPU seconds (user, sys)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [SOURCE, "-d", "-s", str(sessions), "-l", str(size), "-m", str(count), "-M", "bench.local",
          "-f", "bounces@example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    return count / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return count / seconds, (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
+
+
+def start_profilers(pids: list[int], workdir: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each pool process, sampling without pausing it, a line per thread's stack;
+    only stacks that hold the GIL (Python at work, not a thread waiting in select or for
+    PostgreSQL)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--gil",
+                "--threads",
+                "--nolineno",
+                "--format",
+                "raw",
+                "--output",
+                str(workdir / f"pool-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]], workdir: Path, top: int = 30) -> None:
+    """Stop py-spy (it writes on SIGINT) and sum the samples: DIR/top.txt."""
+    for spy in profilers:
+        spy.send_signal(signal.SIGINT)
+    for spy in profilers:
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+    own: CounterT[str] = CounterT()
+    inclusive: CounterT[str] = CounterT()
+    threads: CounterT[str] = CounterT()
+    total = 0
+    for path in sorted(workdir.glob("pool-*.txt")):
+        for line in path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            total += count
+            own[frames[-1]] += count
+            for frame in set(frames[1:]):  # frames[0] names the thread
+                if "(digest/" in frame or "(workers/" in frame:
+                    inclusive[frame] += count
+            threads[frames[0].partition(": ")[2]] += count
+    lines = [f"{total} samples at 200/s in {len(profilers)} pool processes"]
+    lines += [f"  {name}: {n} ({100 * n / max(total, 1):.1f}%)" for name, n in threads.items()]
+    for title, counts in (("own time", own), ("with callees (our functions)", inclusive)):
+        lines.append(f"\ntop {top} by {title}:")
+        lines += [
+            f"{100 * n / max(total, 1):6.1f}%  {n:7d}  {frame}"
+            for frame, n in counts.most_common(top)
+        ]
+    (workdir / "top.txt").write_text("\n".join(lines) + "\n")
 
 
 def dkim_env(kind: str, workdir: str) -> dict[str, str]:
@@ -322,6 +472,13 @@ def main() -> None:
         help="smtp-source's messages (default: N, <= 200k)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the pool processes with py-spy; stacks and DIR/top.txt",
+    )
+    parser.add_argument(
         "--dkim",
         choices=["off", "rsa", "ed25519"],
         default="off",
@@ -341,8 +498,8 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as workdir,
         scratch_database(f"digest_bench_send_{os.getpid()}") as url,
-        running(sink_args(sink_port), sink_port, "smtp-sink"),
-        running(redis_args(redis_port, workdir), redis_port, "redis-server"),
+        running(sink_args(sink_port), sink_port, "smtp-sink") as sink,
+        running(redis_args(redis_port, workdir), redis_port, "redis-server") as redis_server,
     ):
         broker = f"redis://127.0.0.1:{redis_port}/0"
         env = (
@@ -402,10 +559,29 @@ def main() -> None:
             while len(app.control.ping(timeout=0.5) or []) < args.workers:
                 if time.monotonic() > deadline:
                     raise SystemExit("the workers did not come up")
+            worker_cpu = CpuMeter(
+                lambda: {pid: pid == w.pid for w in workers for pid in (w.pid, *pool_pids(w.pid))}
+            )
+            pool_cpu = CpuMeter(lambda: {p: False for w in workers for p in pool_pids(w.pid)})
+            postgres_cpu = CpuMeter(lambda: backend_pids(url))
+            redis_cpu = CpuMeter(lambda: {redis_server.pid: False})
+            sink_cpu = CpuMeter(lambda: {sink.pid: True})
+            meters = (worker_cpu, pool_cpu, postgres_cpu, redis_cpu, sink_cpu)
+            profilers = (
+                start_profilers([p for w in workers for p in pool_pids(w.pid)], args.profile)
+                if args.profile
+                else []
+            )
+            for meter in meters:
+                meter.start()
             started = time.perf_counter()
             send_issue.delay(issue_id)
             status, progress = wait_sent(url, issue_id)
             seconds = time.perf_counter() - started
+            for meter in meters:
+                meter.stop()
+            if args.profile:
+                stop_profilers(profilers, args.profile)
             peak_rss = max(vm_hwm_mb(p) for w in workers for p in pool_pids(w.pid))
             metrics = scrape(metric_ports)
         finally:
@@ -416,12 +592,13 @@ def main() -> None:
                     w.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     w.kill()
-        reference = reference_rate(
-            sink_port,
-            args.reference_count or min(args.recipients, 200_000),
-            size,
-            procs * args.sessions,
+        reference_count = args.reference_count or min(args.recipients, 200_000)
+        sink_reference = CpuMeter(lambda: {sink.pid: True})
+        sink_reference.start()
+        reference, source_cpu = reference_rate(
+            sink_port, reference_count, size, procs * args.sessions
         )
+        sink_reference.stop()
     rate = progress.sent / seconds
     print(json.dumps({
         "recipients": args.recipients,
@@ -430,6 +607,16 @@ def main() -> None:
         "msgs_per_s": round(rate),
         "reference_msgs_per_s": round(reference),
         "ratio": round(rate / reference, 3),
+        "cpu_per_1000": {
+            "workers": per_1000(worker_cpu.used, progress.sent),
+            "of_which_pool": per_1000(pool_cpu.used, progress.sent),
+            "smtp_source": per_1000(source_cpu, reference_count),
+            "postgres": per_1000(postgres_cpu.used, progress.sent),
+            "redis": per_1000(redis_cpu.used, progress.sent),
+            "smtp_sink_send": per_1000(sink_cpu.used, progress.sent),
+            "smtp_sink_reference": per_1000(sink_reference.used, reference_count),
+        },
+        "load_average": os.getloadavg()[0],
         "peak_rss_mb": round(peak_rss, 1),
         "plan_seconds": round(plan_seconds, 2),
         "load_seconds": round(load_seconds, 2),

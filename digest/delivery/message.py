@@ -67,8 +67,23 @@ def _one_line(value: str) -> str:
     return " ".join(_clean(value).split())
 
 
+# What quoted-printable leaves as it is (printable ASCII but "=", and inner spaces): most
+# per-recipient values (names, addresses, links), which then need only their long lines cut.
+_QP_PLAIN = re.compile(r"[ !-<>-~]*[!-<>-~]")
+
+
 def _qp(value: str) -> bytes:
     """QP-encode one segment, ending on a fresh line (a soft break unless it ends in one)."""
+    if _QP_PLAIN.fullmatch(value):
+        # What quoprimime.body_encode makes of it, without its per-character work: lines of
+        # QP_LINE - 1 characters and a soft break while more than QP_LINE are left.
+        step, pos, end = QP_LINE - 1, 0, len(value)
+        lines = []
+        while end - pos > QP_LINE:
+            lines.append(value[pos : pos + step])
+            pos += step
+        lines.append(value[pos:])
+        return ("=\r\n".join(lines) + "=\r\n").encode("ascii")
     encoded = quoprimime.body_encode(value.encode("utf-8").decode("latin-1"), QP_LINE, "\r\n")
     data = encoded.encode("ascii")
     return data if data.endswith(b"\r\n") else data + b"=\r\n"
@@ -349,14 +364,15 @@ class MessageTemplate:
             prefs = self.signer.token("preferences", recipient.subscription_id)
             values["preferences_url"] = preferences_url(self.public_url, prefs)
         out = self._parts.copy()
+        encoded: dict[str, bytes] = {}  # a link or address reads the same in both bodies
         for encoding, field, where in self._slots:
             value = values[field]
             if encoding == "h":
                 data = value.encode("utf-8")
-            elif encoding == "t":
-                data = _stuff(_qp(value), True)
             else:
-                data = _stuff(_qp(html.escape(value)), True)
+                if encoding == "x":
+                    value = html.escape(value)
+                data = encoded.get(value) or encoded.setdefault(value, _stuff(_qp(value), True))
             for i in where:
                 out[i] = data
         return b"".join(out)

@@ -54,7 +54,7 @@ from digest.tokens import Signer
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY = 100
+FLUSH_EVERY = 250
 FLUSH_SECONDS = 0.2
 # Senders claim only an issue handed to them (`digest.pipeline`): paused, cancelled and
 # not-yet-sent ones are left alone.

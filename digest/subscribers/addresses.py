@@ -23,7 +23,7 @@ MAX_LENGTH = 320  # what any column holding an address takes
 # and line/paragraph separators: never part of an address someone can type and read back.
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 # Bytes that would end or split an SMTP path or an address in a header.
-_PATH_BREAKERS = frozenset('<>()[]\\,;:" ')
+_PATH_BREAKERS = re.compile(r'[<>()\[\]\\,;:" ]')
 
 
 class AddressError(DigestError):
@@ -129,7 +129,7 @@ def wire_address(address: str) -> str:
         except (idna.IDNAError, UnicodeError) as exc:
             raise AddressError(f"unusable address {_shown(address)}: {exc}") from exc
     wire = f"{local}@{domain}"
-    if unprintable_character(wire) or any(c in _PATH_BREAKERS for c in wire):
+    if unprintable_character(wire) or _PATH_BREAKERS.search(wire):
         raise AddressError(f"unusable address {_shown(address)}")
     return wire
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import random
 import re
+from email import quoprimime
 from email.header import decode_header, make_header
 from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
@@ -13,11 +14,15 @@ from email.policy import SMTP, default
 from email.utils import parsedate_to_datetime
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from digest.delivery import message as message_module
 from digest.delivery.message import (
+    QP_LINE,
     MessageTemplate,
     TemplateError,
+    _qp,
     build_template,
     data_ready,
     personalise,
@@ -254,3 +259,25 @@ def test_data_ready_dot_stuffs_a_one_off_message_and_unstuff_restores_it() -> No
     assert b"\r\n.\r\n" not in data  # a lone dot would end DATA early
     assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF line ends only
     assert unstuff(data) == msg.as_bytes(policy=SMTP)
+
+
+def _qp_reference(value: str) -> bytes:
+    """What _qp made before its fast path: the stdlib's encoder, then a soft break."""
+    encoded = quoprimime.body_encode(value.encode("utf-8").decode("latin-1"), QP_LINE, "\r\n")
+    data = encoded.encode("ascii")
+    return data if data.endswith(b"\r\n") else data + b"=\r\n"
+
+
+plain_text = st.text(alphabet=st.sampled_from(" !.-=<>~az\t\u00e9"), max_size=300)
+
+
+@given(plain_text | st.text(max_size=200))
+@example("x" * 75)
+@example("x" * 76)
+@example("x" * 149)
+@example("x" * 150)
+@example("https://digest.example.org/u/" + "A" * 120)
+@example("Reader 12 ")
+@example(".starts with a dot")
+def test_qp_fast_path_is_the_stdlib_encoding(value: str) -> None:
+    assert _qp(value) == _qp_reference(value)

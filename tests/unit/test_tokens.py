@@ -1,10 +1,21 @@
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from digest.config import DEV_SECRET, KNOWN_SECRETS, reset_settings
 from digest.keys import InsecureKey, checked
-from digest.tokens import InvalidToken, Signer, make_token, read_token
+from digest.tokens import (
+    MARK_LENGTH,
+    InvalidToken,
+    Signer,
+    _mark_text,
+    check_mark,
+    delivery_mark,
+    make_token,
+    read_token,
+)
 from tests.helpers import configured_keys, link_keys, read, token
 
 PURPOSES = ("unsubscribe", "preferences", "confirm", "view")
@@ -132,3 +143,17 @@ def test_fast_signer_agrees_with_the_library(row_id: int) -> None:
         value = signer.token(purpose, row_id)  # type: ignore[arg-type]
         assert value == make_token(purpose, row_id, keys)  # type: ignore[arg-type]
         assert read_token(purpose, value, keys) == row_id  # type: ignore[arg-type]
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_mark_text_is_the_base32_prefix(digest: bytes) -> None:
+    # The fast spelling must keep every mark already sent in mail (return paths, Message-IDs).
+    assert _mark_text(digest) == base64.b32encode(digest).decode()[:MARK_LENGTH].lower()
+
+
+def test_signer_marks_agree_with_delivery_mark_in_any_order() -> None:
+    keys = link_keys()
+    signer = Signer(keys)
+    for delivery_id in (5, 5, 6, 5, 2**40, 6, 6):
+        assert signer.mark(delivery_id) == delivery_mark(delivery_id, keys)
+        assert check_mark(delivery_id, signer.mark(delivery_id), keys)
