@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
 from digest.web.collecting import fetch_now
 from digest.web.deps import SessionDep, SettingsDep, mark_failed
 from digest.web.editor import EditorRoute, page
+from digest.web.params import SourceId
 from digest.web.templating import root_path
 
 router = APIRouter(
@@ -45,7 +46,6 @@ router = APIRouter(
     include_in_schema=False,
     dependencies=[Depends(current_user), Depends(require_form_csrf), AuditDep],
 )
-SourceId = Annotated[int, Path(ge=1, le=MAX_INT)]
 Line = Annotated[str, Form(max_length=5000)]
 NOTICES = {
     "added": "Source added. It is fetched with the others from now on.",
