@@ -8,8 +8,10 @@ web app and `digest worker` expose `registry()` themselves.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,6 +42,30 @@ class Metrics:
     pauses: Counter  # reason: errors (the issue paused itself), manual
     bounces: Counter  # class: hard, soft, complaint
     fetches: Counter  # outcome: new, unchanged, not_modified, error
+
+
+def observe_many(child: Histogram, amounts: Sequence[float]) -> None:
+    """Observe every amount in one histogram child: the same buckets and sum as observing
+    each, but one write per bucket touched instead of two a value (each write checks the pid
+    and takes a lock; in multiprocess mode it writes a shared file). Reaches into
+    prometheus-client's child (its bounds and values, stable since 0.4); without them it
+    observes one by one."""
+    if not amounts:
+        return
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for amount in amounts:
+            child.observe(amount)
+        return
+    counts = [0] * len(bounds)
+    for amount in amounts:  # the first bound >= amount, as observe() picks (the last is +Inf)
+        counts[bisect_left(bounds, amount)] += 1
+    total.inc(math.fsum(amounts))
+    for bucket, n in zip(buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
 
 
 @lru_cache(maxsize=1)

@@ -44,7 +44,7 @@ from digest.delivery.transports import (
     copy_failed,
     sender_for,
 )
-from digest.metrics import metrics
+from digest.metrics import metrics, observe_many
 from digest.subscribers.addresses import wire_address
 
 IDLE_CHECK_SECONDS = 2.0  # an idle session older than this is checked with NOOP before use
@@ -112,7 +112,7 @@ class _Reporter:
         self.buffer: list[SendResult] = []
         self.timer: asyncio.TimerHandle | None = None
         self.counts: Counter[tuple[str, str]] = Counter()  # (outcome, relay) -> results
-        self.timings: dict[str, Any] = {}  # relay -> its child of the round-trip histogram
+        self.timings: dict[str, list[float]] = {}  # relay -> round trips since the last flush
 
     def __call__(self, result: SendResult, route: str) -> None:
         self.buffer.append(result)
@@ -123,10 +123,10 @@ class _Reporter:
             self.timer = self.loop.call_later(REPORT_SECONDS, self.flush)
 
     def observe(self, route: str, seconds: float) -> None:
-        child = self.timings.get(route)
-        if child is None:
-            child = self.timings[route] = metrics().smtp_seconds.labels(route)
-        child.observe(seconds)
+        timings = self.timings.get(route)
+        if timings is None:
+            timings = self.timings[route] = []
+        timings.append(seconds)
 
     def flush(self) -> None:
         if self.timer is not None:
@@ -137,6 +137,10 @@ class _Reporter:
             for (outcome, route), n in self.counts.items():
                 deliveries.labels(outcome, route).inc(n)
             self.counts.clear()
+        for route, timings in self.timings.items():
+            if timings:
+                observe_many(metrics().smtp_seconds.labels(route), timings)
+                timings.clear()
         if self.buffer:
             self.out.put(self.buffer)
             self.buffer = []
