@@ -11,8 +11,6 @@ named issue-flow-*.png.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from digest.subscribers.service import add_subscriber
 from tests.accounts import grant
 from tests.e2e.test_editor_browser import PHONE, WIDE, editor_page, editor_server
 from tests.fixtures.sources.server import serving
+from tests.processes import wait_until
 from tests.smtp_server import RecordingHandler, SMTPServer
 
 READERS = 20
@@ -79,14 +78,6 @@ class Gate:
         if hold:  # blocks the relay's loop: the sender waits on its reply
             self.open.wait(timeout=20)
         return None
-
-
-def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 WIDTHS = "() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]"
@@ -222,7 +213,7 @@ def test_collect_compose_edit_preview_proof_approve_schedule_send_report(
                 query = select(func.count()).select_from(Delivery).where(Delivery.status == "sent")
                 return int(s.scalar(query.where(Delivery.issue_id == issue_id)) or 0)
 
-        wait_until(lambda: sent() >= BATCH - 1, "the first batch")
+        wait_until(lambda: sent() >= BATCH - 1, 30, what="the first batch")
         page.goto(f"{base_url}/editor/issues/{issue_id}#progress")
         panel = page.locator("#progress")
         assert panel.get_attribute("data-poll")
@@ -266,7 +257,7 @@ def test_collect_compose_edit_preview_proof_approve_schedule_send_report(
         page.get_by_role("status").filter(
             has_text="Sending to those who have not got it"
         ).wait_for()
-        wait_until(lambda: sent() == READERS + 1, "the newcomer's copy")
+        wait_until(lambda: sent() == READERS + 1, 30, what="the newcomer's copy")
         page.goto(f"{base_url}/editor/issues/{issue_id}/report")
         page.get_by_role("link", name=f"Got it {READERS + 1}").wait_for()
         page.screenshot(path=shots / "issue-flow-7-report-after.png", full_page=True)
