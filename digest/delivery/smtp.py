@@ -123,10 +123,7 @@ class _Reporter:
             self.timer = self.loop.call_later(REPORT_SECONDS, self.flush)
 
     def observe(self, route: str, seconds: float) -> None:
-        timings = self.timings.get(route)
-        if timings is None:
-            timings = self.timings[route] = []
-        timings.append(seconds)
+        self.timings.setdefault(route, []).append(seconds)
 
     def flush(self) -> None:
         if self.timer is not None:
