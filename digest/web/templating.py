@@ -19,7 +19,7 @@ from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from digest.web.i18n import PageLanguage
+from digest.web.i18n import PageLanguage, language_headers
 
 # templates/ sits beside digest/ at the top of the project.
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
@@ -93,9 +93,4 @@ def render(
         **context,
     }
     page = environment().get_template(template).render(values)
-    response = HTMLResponse(page, status_code=status_code)
-    response.headers["content-language"] = language.code
-    if language.negotiated:
-        # The same URL answers in another language for another browser: caches must know.
-        response.headers["vary"] = "Accept-Language"
-    return response
+    return language_headers(HTMLResponse(page, status_code=status_code), language)
