@@ -46,7 +46,7 @@ def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
 @pass_context
 def _day(context: Context, value: date | datetime) -> str:
     """A date as the page's language writes it ("2 mars 2026", "٢ مارس ٢٠٢٦")."""
-    return format_date(value, "long", locale=str(context.get("locale", "en")))
+    return format_date(value, "long", locale=str(context.get("lang", "en")))
 
 
 @lru_cache(maxsize=1)
@@ -87,7 +87,6 @@ def render(
         "brand": settings.from_name,
         "lang": language.code,
         "dir": language.direction,
-        "locale": language.code,
         "i18n": language.translations,
         "switcher": [],
         **context,
