@@ -140,6 +140,11 @@ def test_every_public_page_in_the_readers_language(
     check("preferences", client.get(prefs, headers=english))
     for notice in ("saved", "unsubscribed", "resubscribed", "unchanged"):
         check(f"preferences {notice}", client.get(f"{prefs}?done={notice}"))
+    # The notice itself is said, not only the rest of the page.
+    for notice, said in (("saved", "Your preferences have been saved."),
+                         ("unchanged", "Nothing needed to change.")):  # fmt: skip
+        words = read_catalogue(language).get(said)
+        assert words is not None and words.string in _visible(pages[f"preferences {notice}"])
     unsubscribe = f"/u/{token('unsubscribe', sid)}"
     check("unsubscribe", client.get(unsubscribe, headers=english))
     check("unsubscribed", client.post(unsubscribe))
