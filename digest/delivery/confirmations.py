@@ -72,7 +72,7 @@ class _Confirmation:
     list_name: str
     from_name: str
     from_email: str
-    language: str = "en"  # the reader's (the sign-up page's), else the list's
+    language: str  # the reader's (the sign-up page's), else the list's, else "en"
 
 
 def send_confirmations(

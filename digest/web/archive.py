@@ -21,7 +21,7 @@ from digest import archive
 from digest.delivery.audience import list_editions
 from digest.models import Issue, IssueVariant, MailingList
 from digest.web.deps import SessionDep
-from digest.web.i18n import PageLanguage, carry, page_language, switcher
+from digest.web.i18n import PageLanguage, carry, language_headers, page_language, switcher
 from digest.web.online import issue_web_copy
 from digest.web.params import BeforeNumber, IssueNumber, Slug
 from digest.web.templating import render, root_path
@@ -130,7 +130,7 @@ def archive_feed(request: Request, slug: Slug, session: SessionDep) -> Response:
     # lxml escapes every text and attribute: a subject is data, never markup.
     body = etree.tostring(feed, xml_declaration=True, encoding="utf-8")
     response = Response(body, media_type="application/atom+xml; charset=utf-8")
-    return _language_headers(response, language)
+    return language_headers(response, language)
 
 
 @router.api_route("/archive/{slug}/{number}", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -148,14 +148,7 @@ def archived_issue(
         path += f"?{urlencode({'lang': copy.language})}"  # the edition stays on reload
     html = issue_web_copy(issue, copy, root=root_path(request), view_path=path)
     response = HTMLResponse(html)
-    return _language_headers(response, replace(language, code=copy.language) if copy else language)
-
-
-def _language_headers(response: Response, language: PageLanguage) -> Response:
-    response.headers["content-language"] = language.code
-    if language.negotiated:
-        response.headers["vary"] = "Accept-Language"
-    return response
+    return language_headers(response, replace(language, code=copy.language) if copy else language)
 
 
 def _stamp(moment: datetime) -> str:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import gettext
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from babel import Locale, UnknownLocaleError, negotiate_locale
 from starlette.requests import Request
+from starlette.responses import Response
 
 from digest.delivery.audience import primary_language
 from digest.render.language import WEB_DOMAIN, shipped_languages, translations
@@ -25,6 +27,7 @@ MAX_HEADER = 2000
 MAX_ENTRIES = 40
 _TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*\Z")
 _QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")  # RFC 9110 12.4.2
+_R = TypeVar("_R", bound=Response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,15 @@ def page_language(
         return PageLanguage(own)
     browser = browser_language(request.headers.get("accept-language"))
     return PageLanguage(browser or shipped(fallback) or "en", negotiated=True)
+
+
+def language_headers(response: _R, language: PageLanguage) -> _R:
+    """Content-Language, and Vary when the browser's header chose it: the same URL answers
+    in another language for another browser, and caches must know."""
+    response.headers["content-language"] = language.code
+    if language.negotiated:
+        response.headers["vary"] = "Accept-Language"
+    return response
 
 
 def language_name(code: str) -> str:

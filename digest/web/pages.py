@@ -21,7 +21,7 @@ from digest.subscribers.addresses import display_email
 from digest.subscribers.topics import list_topics, parse_topic_ids, time_zones
 from digest.tokens import make_token
 from digest.web.deps import SessionDep, link_keys
-from digest.web.i18n import PageLanguage, language_name, page_language
+from digest.web.i18n import PageLanguage, language_headers, language_name, page_language
 from digest.web.links import mask_email, subscription_for, view_target
 from digest.web.online import issue_web_copy
 from digest.web.templating import render, root_path
@@ -187,11 +187,9 @@ def view_online(request: Request, token: str, session: SessionDep) -> Response:
         negotiated = variant is not None and language.negotiated
     html = issue_web_copy(issue, variant, root=root_path(request), view_path=f"/v/{token}")
     response = HTMLResponse(html)
-    if variant is not None:
-        response.headers["content-language"] = variant.language
-    if negotiated:
-        response.headers["vary"] = "Accept-Language"
-    return response
+    if variant is None:
+        return response
+    return language_headers(response, PageLanguage(variant.language, negotiated=negotiated))
 
 
 @router.get("/links", response_class=HTMLResponse)

@@ -19,7 +19,7 @@ from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from digest.web.i18n import PageLanguage
+from digest.web.i18n import PageLanguage, language_headers
 
 # templates/ sits beside digest/ at the top of the project.
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
@@ -46,7 +46,7 @@ def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
 @pass_context
 def _day(context: Context, value: date | datetime) -> str:
     """A date as the page's language writes it ("2 mars 2026", "٢ مارس ٢٠٢٦")."""
-    return format_date(value, "long", locale=str(context.get("locale", "en")))
+    return format_date(value, "long", locale=str(context.get("lang", "en")))
 
 
 @lru_cache(maxsize=1)
@@ -87,15 +87,9 @@ def render(
         "brand": settings.from_name,
         "lang": language.code,
         "dir": language.direction,
-        "locale": language.code,
         "i18n": language.translations,
         "switcher": [],
         **context,
     }
     page = environment().get_template(template).render(values)
-    response = HTMLResponse(page, status_code=status_code)
-    response.headers["content-language"] = language.code
-    if language.negotiated:
-        # The same URL answers in another language for another browser: caches must know.
-        response.headers["vary"] = "Accept-Language"
-    return response
+    return language_headers(HTMLResponse(page, status_code=status_code), language)

@@ -140,6 +140,11 @@ def test_every_public_page_in_the_readers_language(
     check("preferences", client.get(prefs, headers=english))
     for notice in ("saved", "unsubscribed", "resubscribed", "unchanged"):
         check(f"preferences {notice}", client.get(f"{prefs}?done={notice}"))
+    # The notice itself is said, not only the rest of the page.
+    for notice, said in (("saved", "Your preferences have been saved."),
+                         ("unchanged", "Nothing needed to change.")):  # fmt: skip
+        words = read_catalogue(language).get(said)
+        assert words is not None and words.string in _visible(pages[f"preferences {notice}"])
     unsubscribe = f"/u/{token('unsubscribe', sid)}"
     check("unsubscribe", client.get(unsubscribe, headers=english))
     check("unsubscribed", client.post(unsubscribe))
@@ -166,9 +171,14 @@ def test_every_public_page_in_the_readers_language(
     when = DATES.get(language) or format_date(SENT_AT, "long", locale=language)
     assert f'<time datetime="2026-03-02">{when}</time>' in archive
     assert 'hreflang="en"' in archive and f'<li lang="{language}" aria-current="true">' in archive
-    assert '<li><a href="?lang=fr" lang="fr" hreflang="fr">Français</a></li>' in pages[
-        "sign-up"
-    ] or (language == "fr")
+    # The sign-up page's switcher: its own language current, another one a plain link.
+    other = "es" if language == "fr" else "fr"
+    name = {"fr": "Français", "es": "Español"}[other]
+    assert f'<li lang="{language}" aria-current="true">' in pages["sign-up"]
+    assert (
+        f'<li><a href="?lang={other}" lang="{other}" hreflang="{other}">{name}</a></li>'
+        in pages["sign-up"]
+    )
     # The sign-up form offers the page's language as the edition first.
     assert f'<option value="{language}" lang="{language}" selected>' in pages["sign-up"]
     # The switcher's choice is kept in the links to the list's other pages.
