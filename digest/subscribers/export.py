@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
+from digest.db import contains_pattern
 from digest.models import Subscriber, Subscription, SubscriptionStatus, Suppression
 from digest.subscribers.addresses import display_email
 from digest.subscribers.search import Suppressed
@@ -61,11 +62,6 @@ def unneutralise(cell: str) -> str:
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _query(selection: Selection) -> Select[Any]:
     supp = exists().where(Suppression.email == Subscriber.email)
     columns: list[Any] = [
@@ -94,7 +90,7 @@ def _query(selection: Selection) -> Select[Any]:
             )
         )
     if text := selection.text.strip():
-        pattern = _like(text)
+        pattern = contains_pattern(text)
         stmt = stmt.where(
             or_(
                 Subscriber.email.ilike(pattern, escape="\\"),

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import exists, or_, select, true, union
 from sqlalchemy.orm import Session
 
+from digest.db import contains_pattern
 from digest.errors import NotFound
 from digest.models import (
     Delivery,
@@ -62,18 +63,13 @@ class Page:
     next_before: int | None  # the `before_id` of the next page; None on the last one
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def search(session: Session, query: Query) -> Page:
     limit = max(1, min(query.limit, MAX_PAGE))
     suppressed = exists().where(Suppression.email == Subscriber.email)
     stmt = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.created_at)
     text = query.text.strip()
     if text:
-        pattern = _like(text)
+        pattern = contains_pattern(text)
         stmt = stmt.where(
             or_(
                 Subscriber.email.ilike(pattern, escape="\\"),
