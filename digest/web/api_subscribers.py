@@ -29,7 +29,7 @@ from digest.subscribers.service import import_rows
 from digest.web.api_base import Out, UtcTime
 from digest.web.auth import needs
 from digest.web.deps import SessionDep
-from digest.web.params import SearchText, Slug
+from digest.web.params import SearchText, Slug, SlugQuery
 
 
 class Routes:
@@ -214,10 +214,7 @@ def subscriber_out(session: Session, subscriber_id: int) -> SubscriberOut:
 def find_subscribers(
     session: SessionDep,
     q: SearchText = "",
-    list_slug: Annotated[
-        str | None,
-        Query(alias="list", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$"),
-    ] = None,
+    list_slug: SlugQuery = None,
     status: SubscriptionStatus | None = None,
     suppressed: search.Suppressed = search.Suppressed.ANY,
     before: Before = None,
@@ -292,10 +289,7 @@ def export_subscribers(
     session: SessionDep,
     format: export.Format = export.Format.CSV,
     q: SearchText = "",
-    list_slug: Annotated[
-        str | None,
-        Query(alias="list", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$"),
-    ] = None,
+    list_slug: SlugQuery = None,
     status: SubscriptionStatus | None = None,
     suppressed: search.Suppressed = search.Suppressed.ANY,
 ) -> Response:
