@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,7 @@ router = APIRouter(
     include_in_schema=False,
     dependencies=[Depends(current_user), Depends(require_form_csrf), AuditDep],
 )
+E = TypeVar("E", bound=StrEnum)
 SubscriberId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 SuppressionId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 ListField = Annotated[str, Form(alias="list", pattern=r"^[0-9]{0,9}$")]
@@ -66,11 +68,12 @@ def _list_id(value: str) -> int | None:
     return int(value) if value and int(value) > 0 else None
 
 
-def _status(value: str) -> SubscriptionStatus | None:
+def _choice(kind: type[E], value: str, field: str) -> E | None:
+    """A query's enum field; the filter forms send "" for "any"."""
     try:
-        return SubscriptionStatus(value) if value else None
+        return kind(value) if value else None
     except ValueError:
-        error = {"loc": ("query", "status"), "msg": "no such status"}
+        error = {"loc": ("query", field), "msg": f"no such {field}"}
         raise RequestValidationError([error]) from None
 
 
@@ -87,7 +90,7 @@ def subscribers_page(
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     list_id = _list_id(list_)
-    status = _status(status_)
+    status = _choice(SubscriptionStatus, status_, "status")
     query = search.Query(
         text=q, list_id=list_id, status=status, suppressed=suppressed, before_id=before
     )
@@ -188,7 +191,9 @@ def export_subscribers(
     lst = session.get(MailingList, list_id) if list_id else None
     if list_id and lst is None:
         raise NotFound("no such list")
-    selection = export.Selection(list_id, _status(status_), q, suppressed)
+    selection = export.Selection(
+        list_id, _choice(SubscriptionStatus, status_, "status"), q, suppressed
+    )
     return export_response(request, selection, format, lst.slug if lst else "subscribers")
 
 
@@ -401,11 +406,7 @@ def suppressions_page(
     before: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    try:
-        reason = SuppressionReason(reason_) if reason_ else None
-    except ValueError:
-        error = {"loc": ("query", "reason"), "msg": "no such reason"}
-        raise RequestValidationError([error]) from None
+    reason = _choice(SuppressionReason, reason_, "reason")
     notice = NOTICES.get(done or "")
     return _suppressions_page(request, session, q=q, reason=reason, before=before, notice=notice)
 
