@@ -26,6 +26,7 @@ from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
 from digest.subscribers.lists import get_list
 from digest.subscribers.service import import_rows
+from digest.subscribers.topics import list_topics, parse_topic_ids
 from digest.web.api_base import Out, UtcTime
 from digest.web.auth import needs
 from digest.web.deps import SessionDep
@@ -179,8 +180,6 @@ class NewSuppression(BaseModel):
 
 
 def subscriber_out(session: Session, subscriber_id: int) -> SubscriberOut:
-    from digest.subscribers.topics import list_topics, parse_topic_ids
-
     record = search.record(session, subscriber_id, recent=0)
     s = record.subscriber
     subs = []
