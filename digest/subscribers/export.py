@@ -21,13 +21,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
-from digest.db import contains_pattern
 from digest.models import Subscriber, Subscription, SubscriptionStatus, Suppression
 from digest.subscribers.addresses import display_email
-from digest.subscribers.search import Suppressed
+from digest.subscribers.search import Suppressed, text_matches
 
 CHUNK = 2000
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -90,13 +89,7 @@ def _query(selection: Selection) -> Select[Any]:
             )
         )
     if text := selection.text.strip():
-        pattern = contains_pattern(text)
-        stmt = stmt.where(
-            or_(
-                Subscriber.email.ilike(pattern, escape="\\"),
-                Subscriber.name.ilike(pattern, escape="\\"),
-            )
-        )
+        stmt = stmt.where(text_matches(text))
     if selection.suppressed == Suppressed.YES:
         stmt = stmt.where(supp)
     elif selection.suppressed == Suppressed.NO:
