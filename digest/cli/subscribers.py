@@ -180,14 +180,12 @@ def suppress(
 ) -> None:
     """Add an address to the suppression list (reason "manual")."""
     with unit_of_work() as session:
-        address, added = suppression.add_manual(session, email, detail)
-        entry = suppression.find(session, address)
+        entry, added = suppression.add_manual(session, email, detail)
         audit.record(
             session, cli_actor(), "add_suppression", "suppression", entry.id, {"added": added}
         )
-    console.print(
-        f"{display_email(address)} suppressed" + ("" if added else " already"), markup=False
-    )
+        shown = display_email(entry.email)
+    console.print(f"{shown} suppressed" + ("" if added else " already"), markup=False)
 
 
 @app.command("unsuppress")

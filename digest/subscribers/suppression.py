@@ -131,13 +131,14 @@ def page(
     return SuppressionPage(rows, rows[-1].id if more and rows else None)
 
 
-def add_manual(session: Session, email: str, detail: str = "") -> tuple[str, bool]:
+def add_manual(session: Session, email: str, detail: str = "") -> tuple[Suppression, bool]:
     """An admin suppresses an address by hand (reason "manual"); the address is checked as a
-    sign-up's is. (stored form, True when it was not suppressed before)."""
+    sign-up's is. (the entry, True when it was not suppressed before)."""
     address = normalise_email(email)
     # One line of printable text (a NUL would not even fit a PostgreSQL text column).
     cleaned = " ".join("".join(c if c.isprintable() else " " for c in detail).split())
-    return address, suppress(session, address, SuppressionReason.MANUAL, cleaned)
+    added = suppress(session, address, SuppressionReason.MANUAL, cleaned)
+    return find(session, address), added
 
 
 def find(session: Session, email: str) -> Suppression:

@@ -466,8 +466,7 @@ def add_suppression(
 ) -> SuppressionOut:
     """Suppress an address by hand (reason "manual"); 201 when it is new, 200 when it was
     suppressed already (the existing entry)."""
-    address, added = suppression.add_manual(session, body.email, body.detail)
-    found = suppression.find(session, address)
+    found, added = suppression.add_manual(session, body.email, body.detail)
     if added:
         response.status_code = 201
     request.state.audit_target = ("suppression", found.id)

@@ -419,12 +419,12 @@ def add_suppression(
     detail: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
-        address, added = suppression.add_manual(session, email, detail)
+        entry, added = suppression.add_manual(session, email, detail)
     except DigestError as exc:
         session.rollback()
         mark_failed(request)
         return _suppressions_page(request, session, error=f"{exc}.", status=400)
-    request.state.audit_target = ("suppression", suppression.find(session, address).id)
+    request.state.audit_target = ("suppression", entry.id)
     request.state.audit_detail = {"added": added}
     return _redirect(request, f"/suppressions?done={'suppressed' if added else 'already'}")
 
