@@ -18,10 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from digest.db import MAX_BIGINT
-from digest.errors import DigestError, NotFound
+from digest.errors import DigestError
 from digest.models import RECEIVING, MailingList, Role, SubscriptionStatus, SuppressionReason
 from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
+from digest.subscribers.lists import get_list
 from digest.subscribers.service import import_rows
 from digest.subscribers.topics import list_topics, parse_topic_ids
 from digest.web.api_subscribers import export_response
@@ -188,9 +189,7 @@ def export_subscribers(
 ) -> Response:
     """What the search shows (a list's subscribers with their status there), streamed."""
     list_id = _list_id(list_)
-    lst = session.get(MailingList, list_id) if list_id else None
-    if list_id and lst is None:
-        raise NotFound("no such list")
+    lst = get_list(session, list_id) if list_id else None
     selection = export.Selection(
         list_id, _choice(SubscriptionStatus, status_, "status"), q, suppressed
     )
