@@ -4,7 +4,6 @@ pages and the API call, and writes the audit log as they do (by id, never by add
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from rich.text import Text
 
 from digest import overview
 from digest.accounts import audit
-from digest.cli.common import UsageProblem, console, err, unit_of_work
+from digest.cli.common import UsageProblem, cli_actor, console, err, unit_of_work
 from digest.models import SubscriptionStatus, SuppressionReason
 from digest.subscribers import export, gdpr, manage, suppression
 from digest.subscribers.actions import update_preferences
@@ -28,14 +27,6 @@ from digest.subscribers.topics import subscription_of
 app = typer.Typer(help="Manage subscribers of a list.", no_args_is_help=True)
 ListOpt = Annotated[str, typer.Option("--list", "-l", help="The list's slug.")]
 ListsOpt = Annotated[list[str], typer.Option("--list", "-l", help="A list's slug (repeat).")]
-
-
-def _actor() -> audit.Actor:
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):
-        login = "unknown"
-    return audit.cli_actor(login)
 
 
 @app.command("add")
@@ -67,7 +58,9 @@ def add(
             "lists": sorted(lst.slug for lst in lists),
             "consent_recorded": status == "confirmed",
         }
-        audit.record(session, _actor(), "add_subscriber", "subscriber", added.subscriber_id, detail)
+        audit.record(
+            session, cli_actor(), "add_subscriber", "subscriber", added.subscriber_id, detail
+        )
         for lst in lists:
             shown = display_email(added.email)
             console.print(f"{shown} is {added.statuses[lst.id]} on {lst.slug}", markup=False)
@@ -106,7 +99,7 @@ def edit(
         if changed:
             audit.record(
                 session,
-                _actor(),
+                cli_actor(),
                 "edit_subscriber",
                 "subscriber",
                 subscriber.id,
@@ -131,7 +124,7 @@ def unsubscribe(
         if stopped:
             audit.record(
                 session,
-                _actor(),
+                cli_actor(),
                 "unsubscribe_subscriber",
                 "subscriber",
                 subscriber.id,
@@ -169,7 +162,7 @@ def erase(
         done = gdpr.erase(session, subscriber_id)
         audit.record(
             session,
-            _actor(),
+            cli_actor(),
             "erase_subscriber",
             "subscriber",
             subscriber_id,
@@ -187,14 +180,12 @@ def suppress(
 ) -> None:
     """Add an address to the suppression list (reason "manual")."""
     with unit_of_work() as session:
-        address, added = suppression.add_manual(session, email, detail)
-        entry = suppression.find(session, address)
+        entry, added = suppression.add_manual(session, email, detail)
         audit.record(
-            session, _actor(), "add_suppression", "suppression", entry.id, {"added": added}
+            session, cli_actor(), "add_suppression", "suppression", entry.id, {"added": added}
         )
-    console.print(
-        f"{display_email(address)} suppressed" + ("" if added else " already"), markup=False
-    )
+        shown = display_email(entry.email)
+    console.print(f"{shown} suppressed" + ("" if added else " already"), markup=False)
 
 
 @app.command("unsuppress")
@@ -205,7 +196,7 @@ def unsuppress(email: str) -> None:
         lifted = suppression.lift(session, entry.id)
         audit.record(
             session,
-            _actor(),
+            cli_actor(),
             "lift_suppression",
             "suppression",
             entry.id,

@@ -21,12 +21,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
 from digest.models import Subscriber, Subscription, SubscriptionStatus, Suppression
 from digest.subscribers.addresses import display_email
-from digest.subscribers.search import Suppressed
+from digest.subscribers.search import Suppressed, text_matches
 
 CHUNK = 2000
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -61,11 +61,6 @@ def unneutralise(cell: str) -> str:
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _query(selection: Selection) -> Select[Any]:
     supp = exists().where(Suppression.email == Subscriber.email)
     columns: list[Any] = [
@@ -94,13 +89,7 @@ def _query(selection: Selection) -> Select[Any]:
             )
         )
     if text := selection.text.strip():
-        pattern = _like(text)
-        stmt = stmt.where(
-            or_(
-                Subscriber.email.ilike(pattern, escape="\\"),
-                Subscriber.name.ilike(pattern, escape="\\"),
-            )
-        )
+        stmt = stmt.where(text_matches(text))
     if selection.suppressed == Suppressed.YES:
         stmt = stmt.where(supp)
     elif selection.suppressed == Suppressed.NO:

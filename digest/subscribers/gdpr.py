@@ -38,7 +38,13 @@ from digest.models import (
 from digest.retention import add_totals
 from digest.subscribers.addresses import display_email
 from digest.subscribers.manage import get_subscriber
-from digest.subscribers.suppression import ERASED_DETAIL, address_key, erased_key, suppress
+from digest.subscribers.suppression import (
+    ERASED_DETAIL,
+    address_key,
+    erased_key,
+    suppress,
+    unsuppress,
+)
 
 FORMAT = "digest.person/1"
 
@@ -221,11 +227,7 @@ def erase(session: Session, subscriber_id: int) -> Erased:
             .execution_options(synchronize_session=False)
         )
     )
-    session.execute(
-        delete(Suppression)
-        .where(Suppression.email == address_key(address))
-        .execution_options(synchronize_session=False)
-    )
+    unsuppress(session, address)  # their clear entry; the hashed one follows
     session.delete(s)
     session.flush()
     suppress(session, erased_key(address), SuppressionReason.MANUAL, ERASED_DETAIL)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import exists, or_, select, true, union
+from sqlalchemy import ColumnElement, exists, or_, select, true, union
 from sqlalchemy.orm import Session
 
+from digest.db import contains_pattern
 from digest.errors import NotFound
 from digest.models import (
     Delivery,
@@ -62,9 +63,13 @@ class Page:
     next_before: int | None  # the `before_id` of the next page; None on the last one
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def text_matches(text: str) -> ColumnElement[bool]:
+    """The search box: a subscriber whose address or name contains `text`."""
+    pattern = contains_pattern(text)
+    return or_(
+        Subscriber.email.ilike(pattern, escape="\\"),
+        Subscriber.name.ilike(pattern, escape="\\"),
+    )
 
 
 def search(session: Session, query: Query) -> Page:
@@ -73,13 +78,7 @@ def search(session: Session, query: Query) -> Page:
     stmt = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.created_at)
     text = query.text.strip()
     if text:
-        pattern = _like(text)
-        stmt = stmt.where(
-            or_(
-                Subscriber.email.ilike(pattern, escape="\\"),
-                Subscriber.name.ilike(pattern, escape="\\"),
-            )
-        )
+        stmt = stmt.where(text_matches(text))
     key = Subscriber.id
     if query.list_id is not None:
         # One subscription per list and subscriber: walk the list's subscriptions backwards

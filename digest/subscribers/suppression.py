@@ -16,7 +16,7 @@ from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from digest.db import is_postgres
+from digest.db import contains_pattern, is_postgres
 from digest.errors import NotFound
 from digest.models import Suppression, SuppressionReason, utcnow
 from digest.subscribers.addresses import normalise_email
@@ -100,11 +100,6 @@ class SuppressionPage:
     next_before: int | None  # the `before` of the next page; None on the last one
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def page(
     session: Session,
     *,
@@ -118,7 +113,7 @@ def page(
     stmt = select(Suppression)
     text = text.strip().lower()
     if text:
-        pattern = _like(text)
+        pattern = contains_pattern(text)
         stmt = stmt.where(
             or_(
                 Suppression.email.like(pattern, escape="\\"),
@@ -136,13 +131,14 @@ def page(
     return SuppressionPage(rows, rows[-1].id if more and rows else None)
 
 
-def add_manual(session: Session, email: str, detail: str = "") -> tuple[str, bool]:
+def add_manual(session: Session, email: str, detail: str = "") -> tuple[Suppression, bool]:
     """An admin suppresses an address by hand (reason "manual"); the address is checked as a
-    sign-up's is. (stored form, True when it was not suppressed before)."""
+    sign-up's is. (the entry, True when it was not suppressed before)."""
     address = normalise_email(email)
     # One line of printable text (a NUL would not even fit a PostgreSQL text column).
     cleaned = " ".join("".join(c if c.isprintable() else " " for c in detail).split())
-    return address, suppress(session, address, SuppressionReason.MANUAL, cleaned)
+    added = suppress(session, address, SuppressionReason.MANUAL, cleaned)
+    return find(session, address), added
 
 
 def find(session: Session, email: str) -> Suppression:

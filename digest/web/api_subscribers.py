@@ -26,10 +26,11 @@ from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
 from digest.subscribers.lists import get_list
 from digest.subscribers.service import import_rows
+from digest.subscribers.topics import list_topics, parse_topic_ids
 from digest.web.api_base import Out, UtcTime
 from digest.web.auth import needs
 from digest.web.deps import SessionDep
-from digest.web.params import SearchText, Slug
+from digest.web.params import SearchText, Slug, SlugQuery
 
 
 class Routes:
@@ -179,8 +180,6 @@ class NewSuppression(BaseModel):
 
 
 def subscriber_out(session: Session, subscriber_id: int) -> SubscriberOut:
-    from digest.subscribers.topics import list_topics, parse_topic_ids
-
     record = search.record(session, subscriber_id, recent=0)
     s = record.subscriber
     subs = []
@@ -214,10 +213,7 @@ def subscriber_out(session: Session, subscriber_id: int) -> SubscriberOut:
 def find_subscribers(
     session: SessionDep,
     q: SearchText = "",
-    list_slug: Annotated[
-        str | None,
-        Query(alias="list", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$"),
-    ] = None,
+    list_slug: SlugQuery = None,
     status: SubscriptionStatus | None = None,
     suppressed: search.Suppressed = search.Suppressed.ANY,
     before: Before = None,
@@ -292,10 +288,7 @@ def export_subscribers(
     session: SessionDep,
     format: export.Format = export.Format.CSV,
     q: SearchText = "",
-    list_slug: Annotated[
-        str | None,
-        Query(alias="list", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$"),
-    ] = None,
+    list_slug: SlugQuery = None,
     status: SubscriptionStatus | None = None,
     suppressed: search.Suppressed = search.Suppressed.ANY,
 ) -> Response:
@@ -473,8 +466,7 @@ def add_suppression(
 ) -> SuppressionOut:
     """Suppress an address by hand (reason "manual"); 201 when it is new, 200 when it was
     suppressed already (the existing entry)."""
-    address, added = suppression.add_manual(session, body.email, body.detail)
-    found = suppression.find(session, address)
+    found, added = suppression.add_manual(session, body.email, body.detail)
     if added:
         response.status_code = 201
     request.state.audit_target = ("suppression", found.id)

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from digest.db import MAX_BIGINT
-from digest.errors import DigestError, NotFound
+from digest.errors import DigestError
 from digest.models import RECEIVING, MailingList, Role, SubscriptionStatus, SuppressionReason
 from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
+from digest.subscribers.lists import get_list
 from digest.subscribers.service import import_rows
 from digest.subscribers.topics import list_topics, parse_topic_ids
 from digest.web.api_subscribers import export_response
@@ -36,6 +38,7 @@ router = APIRouter(
     include_in_schema=False,
     dependencies=[Depends(current_user), Depends(require_form_csrf), AuditDep],
 )
+E = TypeVar("E", bound=StrEnum)
 SubscriberId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 SuppressionId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 ListField = Annotated[str, Form(alias="list", pattern=r"^[0-9]{0,9}$")]
@@ -66,11 +69,12 @@ def _list_id(value: str) -> int | None:
     return int(value) if value and int(value) > 0 else None
 
 
-def _status(value: str) -> SubscriptionStatus | None:
+def _choice(kind: type[E], value: str, field: str) -> E | None:
+    """A query's enum field; the filter forms send "" for "any"."""
     try:
-        return SubscriptionStatus(value) if value else None
+        return kind(value) if value else None
     except ValueError:
-        error = {"loc": ("query", "status"), "msg": "no such status"}
+        error = {"loc": ("query", field), "msg": f"no such {field}"}
         raise RequestValidationError([error]) from None
 
 
@@ -87,7 +91,7 @@ def subscribers_page(
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     list_id = _list_id(list_)
-    status = _status(status_)
+    status = _choice(SubscriptionStatus, status_, "status")
     query = search.Query(
         text=q, list_id=list_id, status=status, suppressed=suppressed, before_id=before
     )
@@ -185,10 +189,10 @@ def export_subscribers(
 ) -> Response:
     """What the search shows (a list's subscribers with their status there), streamed."""
     list_id = _list_id(list_)
-    lst = session.get(MailingList, list_id) if list_id else None
-    if list_id and lst is None:
-        raise NotFound("no such list")
-    selection = export.Selection(list_id, _status(status_), q, suppressed)
+    lst = get_list(session, list_id) if list_id else None
+    selection = export.Selection(
+        list_id, _choice(SubscriptionStatus, status_, "status"), q, suppressed
+    )
     return export_response(request, selection, format, lst.slug if lst else "subscribers")
 
 
@@ -401,11 +405,7 @@ def suppressions_page(
     before: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    try:
-        reason = SuppressionReason(reason_) if reason_ else None
-    except ValueError:
-        error = {"loc": ("query", "reason"), "msg": "no such reason"}
-        raise RequestValidationError([error]) from None
+    reason = _choice(SuppressionReason, reason_, "reason")
     notice = NOTICES.get(done or "")
     return _suppressions_page(request, session, q=q, reason=reason, before=before, notice=notice)
 
@@ -418,12 +418,12 @@ def add_suppression(
     detail: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
-        address, added = suppression.add_manual(session, email, detail)
+        entry, added = suppression.add_manual(session, email, detail)
     except DigestError as exc:
         session.rollback()
         mark_failed(request)
         return _suppressions_page(request, session, error=f"{exc}.", status=400)
-    request.state.audit_target = ("suppression", suppression.find(session, address).id)
+    request.state.audit_target = ("suppression", entry.id)
     request.state.audit_detail = {"added": added}
     return _redirect(request, f"/suppressions?done={'suppressed' if added else 'already'}")
 

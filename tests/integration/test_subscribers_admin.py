@@ -255,9 +255,14 @@ def test_export_streams_a_list_and_neutralises_formulas(session: Session) -> Non
 def test_the_suppression_list_pages_adds_and_lifts(session: Session) -> None:
     for i in range(12):
         suppression.suppress(session, f"s{i}@example.org", SuppressionReason.BOUNCE)
-    address, added = suppression.add_manual(session, " Hand@Example.ORG ", "asked by phone")
-    assert (address, added) == ("hand@example.org", True)
-    assert suppression.add_manual(session, "hand@example.org")[1] is False
+    entry, added = suppression.add_manual(session, " Hand@Example.ORG ", "asked by phone")
+    assert (entry.email, entry.reason, entry.detail, added) == (
+        "hand@example.org",
+        SuppressionReason.MANUAL,
+        "asked by phone",
+        True,
+    )
+    assert suppression.add_manual(session, "hand@example.org") == (entry, False)
     with pytest.raises(DigestError):
         suppression.add_manual(session, "no address")
     seen: list[str] = []

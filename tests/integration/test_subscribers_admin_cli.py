@@ -112,6 +112,7 @@ def test_the_cli_runs_a_subscriber_from_add_to_erase(
         "add_suppression",
         "lift_suppression",
     ]
+    assert all(e.actor.startswith("cli:") and e.user_id is None for e in entries)
     dumped = json.dumps([[e.target_id, e.detail] for e in entries])
     assert "@" not in dumped
 
