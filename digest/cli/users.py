@@ -3,7 +3,6 @@ the audit log as done by `cli:<login>`."""
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 
 from digest.accounts import audit, users
-from digest.cli.common import UsageProblem, console, unit_of_work
+from digest.cli.common import UsageProblem, cli_actor, console, unit_of_work
 from digest.models import Role
 
 app = typer.Typer(
@@ -20,14 +19,6 @@ app = typer.Typer(
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from standard input.")
 ]
-
-
-def _actor() -> audit.Actor:
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):
-        login = "unknown"
-    return audit.cli_actor(login)
 
 
 def _password(from_stdin: bool) -> str:
@@ -55,7 +46,7 @@ def add(
     password = _password(password_stdin)
     with unit_of_work() as session:
         user = users.add_user(session, email, password, role=role, name=name)
-        audit.record(session, _actor(), "add_user", "user", user.id, {"role": user.role.value})
+        audit.record(session, cli_actor(), "add_user", "user", user.id, {"role": user.role.value})
         console.print(f"added {user.email} ({user.role})", markup=False)
 
 
@@ -77,7 +68,7 @@ def disable(email: str) -> None:
     """Disable a user: signed out everywhere, API tokens revoked (the last admin stays)."""
     with unit_of_work() as session:
         user = users.disable_user(session, email)
-        audit.record(session, _actor(), "disable", "user", user.id)
+        audit.record(session, cli_actor(), "disable", "user", user.id)
         console.print(f"disabled {user.email}", markup=False)
 
 
@@ -86,7 +77,7 @@ def enable(email: str) -> None:
     """Enable a disabled user again."""
     with unit_of_work() as session:
         user = users.enable_user(session, email)
-        audit.record(session, _actor(), "enable", "user", user.id)
+        audit.record(session, cli_actor(), "enable", "user", user.id)
         console.print(f"enabled {user.email}", markup=False)
 
 
@@ -96,7 +87,7 @@ def set_password(email: str, password_stdin: PasswordStdin = False) -> None:
     password = _password(password_stdin)
     with unit_of_work() as session:
         user = users.set_password(session, email, password)
-        audit.record(session, _actor(), "set_password", "user", user.id)
+        audit.record(session, cli_actor(), "set_password", "user", user.id)
         console.print(f"password set for {user.email}", markup=False)
 
 
@@ -105,5 +96,5 @@ def set_role(email: str, role: Role) -> None:
     """Change a user's role."""
     with unit_of_work() as session:
         user = users.set_role(session, email, role)
-        audit.record(session, _actor(), "set_role", "user", user.id, {"role": role.value})
+        audit.record(session, cli_actor(), "set_role", "user", user.id, {"role": role.value})
         console.print(f"{user.email} is now {user.role}", markup=False)
