@@ -261,11 +261,8 @@ def source_topics(session: Session, source_id: int) -> list[Topic]:
 def set_source_topics(session: Session, source_id: int, topic_ids: list[int]) -> list[Topic]:
     """Tag the source with exactly these topics (each of a list the source feeds)."""
     source = get_source(session, source_id)
-    lists = set(
-        session.scalars(select(ListSource.list_id).where(ListSource.source_id == source.id))
-    )
     chosen = set(topic_ids)
-    topics = {t.id: t for t in session.scalars(select(Topic).where(Topic.list_id.in_(lists)))}
+    topics = {t.id: t for t in topics_of_its_lists(session, source.id)}
     strangers = sorted(chosen - set(topics))
     if strangers:
         raise SourceError(f"topics {strangers[:10]} are not topics of this source's lists")
