@@ -215,8 +215,8 @@ def source_page(
 ) -> Response:
     source = get_source(session, source_id)
     (row,) = overview.source_rows(session, source_id)
-    tagged = {t.id for t in source_topics(session, source_id)}
     topics = topics_of_its_lists(session, source_id)
+    tagged = {t.id for t in topics if source_id in (t.source_ids or [])}
     context = {
         "section": "sources",
         "source": source,
