@@ -259,9 +259,9 @@ def set_enabled(session: Session, source_id: int, enabled: bool) -> Source:
 
 
 def source_topics(session: Session, source_id: int) -> list[Topic]:
-    """The topics, of any list, that take this source's items."""
-    topics = session.scalars(select(Topic).order_by(Topic.list_id, Topic.slug))
-    return [t for t in topics if source_id in (t.source_ids or [])]
+    """The topics that take this source's items (only a list it feeds may have them: topics
+    are checked against the list's sources, and unlinking drops it from them)."""
+    return [t for t in topics_of_its_lists(session, source_id) if source_id in (t.source_ids or [])]
 
 
 def set_source_topics(session: Session, source_id: int, topic_ids: list[int]) -> list[Topic]:
