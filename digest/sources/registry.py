@@ -121,11 +121,19 @@ def try_source(
         raise SourceError(f"the kind is one of {', '.join(KINDS)}")
     if not 0 <= candidate < 50:
         raise SourceError("the candidate is 1 to 50")
-    value = language.strip()
-    if value and known_language(value) is None:
-        raise SourceError(f"unknown language {value[:40]!r}")
-    hint = known_language(value) if value else None
+    hint = _given_language(language)
     return read_once(target, kind, selectors, hint, settings=settings, candidate=candidate)
+
+
+def _given_language(language: str) -> str | None:
+    """The language a form or body names, known; None when none is given (it is detected)."""
+    value = language.strip()
+    if not value:
+        return None
+    known = known_language(value)
+    if known is None:
+        raise SourceError(f"unknown language {value[:40]!r}")
+    return known
 
 
 def selectors_from(values: Mapping[str, Any]) -> Selectors | None:
@@ -184,16 +192,14 @@ def add_read_source(
 ) -> Source:
     """Store what a `try` read as a source: the feed a page announced rather than the page,
     the selectors given or inferred, the language given or detected."""
-    value = language.strip()
-    if value and known_language(value) is None:
-        raise SourceError(f"unknown language {value[:40]!r}")
+    given = _given_language(language)
     return add_source(
         session,
         url=result.feed_url or url,
         kind=SourceKind(result.kind),
         name=clean_source_name(name) or result.title,
         selectors=result.selectors.to_dict() if result.selectors else {},
-        language=known_language(value) if value else result.language,
+        language=given or result.language,
         fetch_interval_minutes=check_interval(fetch_interval_minutes),
     )
 
@@ -253,19 +259,16 @@ def set_enabled(session: Session, source_id: int, enabled: bool) -> Source:
 
 
 def source_topics(session: Session, source_id: int) -> list[Topic]:
-    """The topics, of any list, that take this source's items."""
-    topics = session.scalars(select(Topic).order_by(Topic.list_id, Topic.slug))
-    return [t for t in topics if source_id in (t.source_ids or [])]
+    """The topics that take this source's items (only a list it feeds may have them: topics
+    are checked against the list's sources, and unlinking drops it from them)."""
+    return [t for t in topics_of_its_lists(session, source_id) if source_id in (t.source_ids or [])]
 
 
 def set_source_topics(session: Session, source_id: int, topic_ids: list[int]) -> list[Topic]:
     """Tag the source with exactly these topics (each of a list the source feeds)."""
     source = get_source(session, source_id)
-    lists = set(
-        session.scalars(select(ListSource.list_id).where(ListSource.source_id == source.id))
-    )
     chosen = set(topic_ids)
-    topics = {t.id: t for t in session.scalars(select(Topic).where(Topic.list_id.in_(lists)))}
+    topics = {t.id: t for t in topics_of_its_lists(session, source.id)}
     strangers = sorted(chosen - set(topics))
     if strangers:
         raise SourceError(f"topics {strangers[:10]} are not topics of this source's lists")

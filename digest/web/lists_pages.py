@@ -4,6 +4,7 @@ anyone signed in reads, admins change. A refused field is shown beside itself (4
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -209,7 +210,7 @@ def edit(request: Request, session: SessionDep, slug: Slug, form: ListForm) -> R
         if errors:
             get_list(session, slug)  # a missing list is a 404 before any field
             raise InvalidSettings(errors)
-        lst, changed = update_list(session, slug, _as_changes(values))
+        lst, changed = update_list(session, slug, asdict(values))
     except InvalidSettings as exc:
         session.rollback()
         mark_failed(request)
@@ -217,10 +218,6 @@ def edit(request: Request, session: SessionDep, slug: Slug, form: ListForm) -> R
         return list_page(request, session, slug, values=values, errors=merged, status=422)
     request.state.audit_detail = {"changed": changed}
     return _redirect(request, f"/lists/{lst.slug}?done=saved")
-
-
-def _as_changes(values: ListSettings) -> dict[str, Any]:
-    return {name: getattr(values, name) for name in ListSettings.__dataclass_fields__}
 
 
 def _refused(request: Request, session: Session, slug: str, exc: DigestError) -> Response:

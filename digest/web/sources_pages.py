@@ -19,6 +19,8 @@ from digest.sources.history import recent_fetches
 from digest.sources.listing import Selectors
 from digest.sources.reader import ReadResult
 from digest.sources.registry import (
+    INTERVAL_MAX,
+    INTERVAL_MIN,
     KINDS,
     SELECTOR_FIELDS,
     add_read_source,
@@ -181,7 +183,7 @@ def add(request: Request, session: SessionDep, settings: SettingsDep, form: Sour
         lst = find_list(session, form["list"]) if form["list"] else None
         if form["list"] and lst is None:
             raise DigestError(f"no list {form['list'][:40]!r}")
-        interval = _number(form, "interval", 5, 7 * 24 * 60)
+        interval = _number(form, "interval", INTERVAL_MIN, INTERVAL_MAX)
         result, _given = _read(form, settings)
         source = add_read_source(
             session,
@@ -213,8 +215,8 @@ def source_page(
 ) -> Response:
     source = get_source(session, source_id)
     (row,) = overview.source_rows(session, source_id)
-    tagged = {t.id for t in source_topics(session, source_id)}
     topics = topics_of_its_lists(session, source_id)
+    tagged = {t.id for t in topics if source_id in (t.source_ids or [])}
     context = {
         "section": "sources",
         "source": source,
@@ -277,7 +279,7 @@ def edit(
 ) -> Response:
     try:
         source = get_source(session, source_id)
-        interval = _number(form, "interval", 5, 7 * 24 * 60)
+        interval = _number(form, "interval", INTERVAL_MIN, INTERVAL_MAX)
         selectors: Selectors | bool | None = False
         if source.kind != "feed":
             selectors = selectors_from(form)

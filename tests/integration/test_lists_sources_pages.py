@@ -348,6 +348,8 @@ def test_a_sources_selectors_language_and_topics_are_edited(
     )
     session.commit()
     topic_id = session.scalar(select(Topic.id))
+    box = f'id="topic-{topic_id}" name="topic_ids" value="{topic_id}"'
+    assert box + ">" in admin.get(f"/editor/sources/{source.id}").text  # shown, not ticked
     token = csrf(admin)
     data = {
         "csrf": token,
@@ -366,6 +368,7 @@ def test_a_sources_selectors_language_and_topics_are_edited(
     assert (source.name, source.language, source.fetch_interval_minutes) == ("Town hall", "fr", 120)
     assert source.selectors == {"item": "article.news", "title": "h2"}
     assert session.get_one(Topic, topic_id).source_ids == [source.id]
+    assert box + " checked>" in admin.get(f"/editor/sources/{source.id}").text
     bad = admin.post(f"/editor/sources/{source.id}", data={**data, "item": "li[[["})
     assert bad.status_code == 422 and "invalid CSS selector" in bad.text
     bad = admin.post(f"/editor/sources/{source.id}", data={**data, "language": "zz-nope"})
