@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from digest.db import contains_pattern
 from digest.delivery.ledger import Progress, issue_progress
 from digest.models import (
     Delivery,
@@ -144,11 +145,6 @@ def _query(session: Session, issue: Issue, kind: Kind) -> tuple[Any, Any, Any]:
     return query, Subscription.id, Subscriber.email
 
 
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def report_page(
     session: Session,
     issue: Issue,
@@ -165,7 +161,7 @@ def report_page(
     # No address holds a control character, and PostgreSQL refuses a NUL in a parameter.
     search = "".join(ch for ch in search[:SEARCH_MAX] if ch >= " " and ch != "\x7f").strip()
     if search:
-        query = query.where(func.lower(email).like(_like(search), "\\"))
+        query = query.where(func.lower(email).like(contains_pattern(search.lower()), "\\"))
     rows = session.execute(query.where(key > after).order_by(key).limit(limit + 1)).all()
     page = [ReportRow(int(k), str(e), at, " ".join(str(d or "").split())) for k, e, at, d in rows]
     more = len(page) > limit
