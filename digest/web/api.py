@@ -51,6 +51,8 @@ from digest.sources.history import recent_fetches
 from digest.sources.listing import Selectors
 from digest.sources.reader import ReadResult
 from digest.sources.registry import (
+    INTERVAL_MAX,
+    INTERVAL_MIN,
     add_read_source,
     get_source,
     selectors_from,
@@ -984,7 +986,7 @@ class SourceTry(BaseModel):
 class SourceAdd(SourceTry):
     name: Annotated[str, Field(max_length=200)] = ""
     list_slug: SlugBody | None = Field(default=None, alias="list")
-    interval: Annotated[int, Field(ge=5, le=7 * 24 * 60)] = 60
+    interval: Annotated[int, Field(ge=INTERVAL_MIN, le=INTERVAL_MAX)] = 60
 
 
 class TriedItem(BaseModel):
@@ -1070,7 +1072,7 @@ class SourcePatch(BaseModel):
     name: Annotated[str, Field(max_length=200)] | None = None
     selectors: SelectorsIn | None = None
     language: Annotated[str, Field(max_length=16)] | None = None
-    fetch_interval_minutes: Annotated[int, Field(ge=5, le=7 * 24 * 60)] | None = None
+    fetch_interval_minutes: Annotated[int, Field(ge=INTERVAL_MIN, le=INTERVAL_MAX)] | None = None
     enabled: bool | None = None
     topic_ids: (
         Annotated[list[Annotated[int, Field(ge=1, le=MAX_INT)]], Field(max_length=200)] | None
