@@ -155,7 +155,8 @@ router = APIRouter(
 )
 
 
-def _redirect(request: Request, path: str) -> RedirectResponse:
+def see_other(request: Request, path: str) -> RedirectResponse:
+    """After a form's POST: 303 to the editor page at `path` (under the app's root path)."""
     return RedirectResponse(f"{root_path(request)}/editor{path}", status_code=303)
 
 
@@ -168,7 +169,7 @@ def _notice(done: str | None, count: int | None = None) -> str | None:
 @router.get("", include_in_schema=False, dependencies=[needs(Role.VIEWER)])
 @router.get("/", include_in_schema=False, dependencies=[needs(Role.VIEWER)])
 def home(request: Request) -> RedirectResponse:
-    return _redirect(request, "/issues")
+    return see_other(request, "/issues")
 
 
 @router.get("/issues", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])
@@ -310,7 +311,7 @@ def _act(
         mark_failed(request)
         return issue_page(request, session, issue_id, error=str(exc), status_code=refused)
     notice = done(result) if callable(done) else done
-    return _redirect(request, f"/issues/{issue_id}?done={notice}{anchor}")
+    return see_other(request, f"/issues/{issue_id}?done={notice}{anchor}")
 
 
 def _sending(result: dispatch.Dispatch) -> str:
@@ -416,7 +417,7 @@ def send_proof(
         mark_failed(request)
         return issue_page(request, session, issue_id, error=str(exc), status_code=400)
     if all(r.outcome == "sent" for r in results):
-        return _redirect(request, f"/issues/{issue_id}?done=proof&n={len(results)}#proof")
+        return see_other(request, f"/issues/{issue_id}?done=proof&n={len(results)}#proof")
     return issue_page(
         request,
         session,
@@ -625,7 +626,7 @@ def discard(
         request, session, issue_id, lambda: lifecycle.discard_draft(session, issue_id), ""
     )
     if isinstance(response, RedirectResponse):
-        return _redirect(request, "/issues?done=discarded")
+        return see_other(request, "/issues?done=discarded")
     return response
 
 
@@ -651,8 +652,8 @@ def compose(request: Request, session: SessionDep, slug: Slug) -> Response:
         context = {"section": "lists", "rows": overview.list_rows(session), "error": str(exc)}
         return page(request, "lists.html", context, 409)
     if issue is None:
-        return _redirect(request, "/lists?done=nothing-new")
-    return _redirect(request, f"/issues/{issue.id}?done=composed")
+        return see_other(request, "/lists?done=nothing-new")
+    return see_other(request, f"/issues/{issue.id}?done=composed")
 
 
 @router.post("/lists/{slug}/postal-address", dependencies=[needs(Role.ADMIN)])
@@ -671,7 +672,7 @@ def postal_address(
         mark_failed(request)
         context = {"section": "lists", "rows": overview.list_rows(session), "error": str(exc)}
         return page(request, "lists.html", context, 422)
-    return _redirect(request, "/lists?done=postal-address")
+    return see_other(request, "/lists?done=postal-address")
 
 
 @router.get("/sources", response_class=HTMLResponse, dependencies=[needs(Role.VIEWER)])

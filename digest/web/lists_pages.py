@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
@@ -26,9 +26,8 @@ from digest.subscribers.lists import (
 from digest.subscribers.topics import define_topic, delete_topic, list_topics, time_zones
 from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
 from digest.web.deps import SessionDep, mark_failed
-from digest.web.editor import EditorRoute, page
+from digest.web.editor import EditorRoute, page, see_other
 from digest.web.params import Slug
-from digest.web.templating import root_path
 
 router = APIRouter(
     prefix="/editor",
@@ -135,10 +134,6 @@ def _form_page(
     return page(request, "list_new.html", context, status)
 
 
-def _redirect(request: Request, path: str) -> RedirectResponse:
-    return RedirectResponse(f"{root_path(request)}/editor{path}", status_code=303)
-
-
 @router.get("/lists/new", response_class=HTMLResponse, dependencies=[needs(Role.ADMIN)])
 def new_list(request: Request) -> Response:
     return _form_page(request, ListSettings(name=""))
@@ -161,7 +156,7 @@ def create(
         mark_failed(request)
         return _form_page(request, values, slug=slug, errors={**exc.errors, **errors}, status=422)
     request.state.audit_target = ("list", lst.slug)
-    return _redirect(request, f"/lists/{lst.slug}?done=created")
+    return see_other(request, f"/lists/{lst.slug}?done=created")
 
 
 def list_page(
@@ -217,7 +212,7 @@ def edit(request: Request, session: SessionDep, slug: Slug, form: ListForm) -> R
         merged = {**exc.errors, **errors}
         return list_page(request, session, slug, values=values, errors=merged, status=422)
     request.state.audit_detail = {"changed": changed}
-    return _redirect(request, f"/lists/{lst.slug}?done=saved")
+    return see_other(request, f"/lists/{lst.slug}?done=saved")
 
 
 def _refused(request: Request, session: Session, slug: str, exc: DigestError) -> Response:
@@ -234,7 +229,7 @@ def link(request: Request, session: SessionDep, slug: Slug, source_id: SourceIdF
     except DigestError as exc:
         return _refused(request, session, slug, exc)
     request.state.audit_detail = {"source_id": source_id}
-    return _redirect(request, f"/lists/{lst.slug}?done=linked#sources")
+    return see_other(request, f"/lists/{lst.slug}?done=linked#sources")
 
 
 @router.post(
@@ -256,7 +251,7 @@ def unlink(
         )
     request.state.audit_target = ("list", lst.slug)
     request.state.audit_detail = {"source_id": source_id}
-    return _redirect(request, f"/lists/{lst.slug}?done=unlinked#sources")
+    return see_other(request, f"/lists/{lst.slug}?done=unlinked#sources")
 
 
 def _terms(text: str) -> list[str]:
@@ -290,7 +285,7 @@ def topic(
     except DigestError as exc:
         return _refused(request, session, slug, exc)
     request.state.audit_detail = {"topic": found.slug}
-    return _redirect(request, f"/lists/{lst.slug}?done=topic#topics")
+    return see_other(request, f"/lists/{lst.slug}?done=topic#topics")
 
 
 @router.post(
@@ -310,4 +305,4 @@ def topic_delete(
     except DigestError as exc:
         return _refused(request, session, slug, exc)
     request.state.audit_detail = {"topic": topic_slug}
-    return _redirect(request, f"/lists/{lst.slug}?done=topic-deleted#topics")
+    return see_other(request, f"/lists/{lst.slug}?done=topic-deleted#topics")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from digest import overview
@@ -38,9 +38,8 @@ from digest.subscribers.search import list_choices
 from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
 from digest.web.collecting import fetch_now
 from digest.web.deps import SessionDep, SettingsDep, mark_failed
-from digest.web.editor import EditorRoute, page
+from digest.web.editor import EditorRoute, page, see_other
 from digest.web.params import SourceId
-from digest.web.templating import root_path
 
 router = APIRouter(
     prefix="/editor",
@@ -139,10 +138,6 @@ def _new_page(
     return page(request, "source_new.html", context, status)
 
 
-def _redirect(request: Request, path: str) -> RedirectResponse:
-    return RedirectResponse(f"{root_path(request)}/editor{path}", status_code=303)
-
-
 @router.get("/sources/new", response_class=HTMLResponse, dependencies=[needs(Role.ADMIN)])
 def new_source(
     request: Request,
@@ -201,7 +196,7 @@ def add(request: Request, session: SessionDep, settings: SettingsDep, form: Sour
         return _new_page(request, session, form, error=str(exc), status=422)
     request.state.audit_target = ("source", source.id)
     request.state.audit_detail = {"url": source.url[:300], "list": form["list"] or None}
-    return _redirect(request, f"/sources/{source.id}?done=added")
+    return see_other(request, f"/sources/{source.id}?done=added")
 
 
 def source_page(
@@ -301,7 +296,7 @@ def edit(
     except DigestError as exc:
         return _refused(request, session, source_id, exc)
     request.state.audit_detail = {"changed": changed}
-    return _redirect(request, f"/sources/{source_id}?done=saved")
+    return see_other(request, f"/sources/{source_id}?done=saved")
 
 
 @router.post("/sources/{source_id}/fetch", name="fetch_source", dependencies=[needs(Role.ADMIN)])
@@ -313,14 +308,14 @@ def fetch(
     except DigestError as exc:
         return _refused(request, session, source_id, exc)
     request.state.audit_detail = {"mode": done.mode}
-    return _redirect(
+    return see_other(
         request, f"/sources/{source_id}?done={'queued' if done.result is None else 'fetched'}"
     )
 
 
 def _toggle(request: Request, session: Session, source_id: int, enabled: bool) -> Response:
     set_enabled(session, source_id, enabled)
-    return _redirect(request, f"/sources/{source_id}?done={'enabled' if enabled else 'disabled'}")
+    return see_other(request, f"/sources/{source_id}?done={'enabled' if enabled else 'disabled'}")
 
 
 @router.post(

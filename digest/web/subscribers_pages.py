@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from digest.db import MAX_BIGINT
 from digest.errors import DigestError
@@ -28,9 +28,8 @@ from digest.subscribers.topics import list_topics, parse_topic_ids
 from digest.web.api_subscribers import export_response
 from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
 from digest.web.deps import SessionDep, mark_failed
-from digest.web.editor import EditorRoute, page
+from digest.web.editor import EditorRoute, page, see_other
 from digest.web.params import SearchText
-from digest.web.templating import root_path
 
 router = APIRouter(
     prefix="/editor",
@@ -59,10 +58,6 @@ NOTICES = {
     "already": "That address was suppressed already.",
     "lifted": "Suppression lifted: mail may go to that address again.",
 }
-
-
-def _redirect(request: Request, path: str) -> RedirectResponse:
-    return RedirectResponse(f"{root_path(request)}/editor{path}", status_code=303)
 
 
 def _list_id(value: str) -> int | None:
@@ -239,7 +234,7 @@ def add_subscriber(
         return _new_page(request, session, error=f"{exc}.", values=values, status=400)
     request.state.audit_target = ("subscriber", added.subscriber_id)
     request.state.audit_detail = {"lists": sorted(lists), "consent_recorded": consent == "yes"}
-    return _redirect(request, f"/subscribers/{added.subscriber_id}?done=added")
+    return see_other(request, f"/subscribers/{added.subscriber_id}?done=added")
 
 
 # After /subscribers/import, /new and /export: a path with an id matches any word.
@@ -325,7 +320,7 @@ def edit_subscriber(
         return _refused(request, session, subscriber_id, exc)
     request.state.audit_detail = {"changed": changed}
     done = "saved" if changed else "unchanged"
-    return _redirect(request, f"/subscribers/{subscriber_id}?done={done}")
+    return see_other(request, f"/subscribers/{subscriber_id}?done={done}")
 
 
 def _pairs(values: Sequence[str]) -> list[tuple[int, str]]:
@@ -345,7 +340,7 @@ def unsubscribe_subscriber(
         return _refused(request, session, subscriber_id, exc)
     request.state.audit_detail = {"lists": stopped}
     done = "unsubscribed" if stopped else "unchanged"
-    return _redirect(request, f"/subscribers/{subscriber_id}?done={done}")
+    return see_other(request, f"/subscribers/{subscriber_id}?done={done}")
 
 
 @router.get("/subscribers/{subscriber_id}/data.json", dependencies=[needs(Role.ADMIN)])
@@ -367,7 +362,7 @@ def erase_subscriber(
         return _subscriber_page(request, session, subscriber_id, error=error, status=400)
     done = gdpr.erase(session, subscriber_id)
     request.state.audit_detail = {"erased": True, "deliveries": done.deliveries}
-    return _redirect(request, "/subscribers?done=erased")
+    return see_other(request, "/subscribers?done=erased")
 
 
 def _suppressions_page(
@@ -425,7 +420,7 @@ def add_suppression(
         return _suppressions_page(request, session, error=f"{exc}.", status=400)
     request.state.audit_target = ("suppression", entry.id)
     request.state.audit_detail = {"added": added}
-    return _redirect(request, f"/suppressions?done={'suppressed' if added else 'already'}")
+    return see_other(request, f"/suppressions?done={'suppressed' if added else 'already'}")
 
 
 @router.post("/suppressions/{suppression_id}/lift", dependencies=[needs(Role.ADMIN)])
@@ -439,4 +434,4 @@ def lift_suppression(
     lifted = suppression.lift(session, suppression_id)
     request.state.audit_target = ("suppression", suppression_id)
     request.state.audit_detail = {"reason": str(lifted.reason)}
-    return _redirect(request, "/suppressions?done=lifted")
+    return see_other(request, "/suppressions?done=lifted")

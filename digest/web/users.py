@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from digest.accounts import api_tokens, audit, users
@@ -26,8 +26,7 @@ from digest.web.auth import (
     require_form_csrf,
 )
 from digest.web.deps import SessionDep, mark_failed
-from digest.web.editor import EditorRoute, page
-from digest.web.templating import root_path
+from digest.web.editor import EditorRoute, page, see_other
 
 router = APIRouter(
     prefix="/editor",
@@ -45,10 +44,6 @@ NOTICES = {
     "password": "Password set. The user is signed out everywhere.",
     "revoked": "Token revoked.",
 }
-
-
-def _redirect(request: Request, path: str) -> RedirectResponse:
-    return RedirectResponse(f"{root_path(request)}/editor{path}", status_code=303)
 
 
 def _user(session: Session, user_id: int) -> User:
@@ -101,7 +96,7 @@ def add_user(
         return _users_page(request, session, error=str(exc), form=form, status=400)
     request.state.audit_detail = {"email": user.email, "role": user.role.value}
     request.state.audit_target = ("user", user.id)
-    return _redirect(request, "/users?done=added")
+    return see_other(request, "/users?done=added")
 
 
 def _change(request: Request, session: Session, user_id: int, change: Any, done: str) -> Response:
@@ -115,7 +110,7 @@ def _change(request: Request, session: Session, user_id: int, change: Any, done:
         mark_failed(request)
         return _users_page(request, session, error=str(exc), status=409)
     request.state.audit_detail = {"email": user.email, **getattr(request.state, "audit_detail", {})}
-    return _redirect(request, f"/users?done={done}")
+    return see_other(request, f"/users?done={done}")
 
 
 @router.post("/users/{user_id}/role", dependencies=[needs(Role.ADMIN)])
@@ -251,4 +246,4 @@ def revoke_token(
     token_id: TokenId,
 ) -> Response:
     api_tokens.revoke_token(session, me.user_id, token_id)
-    return _redirect(request, "/account?done=revoked")
+    return see_other(request, "/account?done=revoked")
