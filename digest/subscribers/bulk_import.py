@@ -1,6 +1,6 @@
 """A CSV import on PostgreSQL at any size: the valid rows are streamed with COPY into a
 staging table, then merged in a few set-based statements (no lookup per row, memory flat
-whatever the file's size). benchmarks/subscribers.py --import measures it.
+whatever the file's size). benchmarks/subscribers_import.py measures it.
 
 The rules are the row-by-row import's (`digest.subscribers.service`): a new address becomes a
 subscriber; a non-empty name replaces the stored one; a new subscription gets the import's
