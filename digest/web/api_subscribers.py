@@ -416,8 +416,17 @@ async def import_subscribers(
     a set-based merge on PostgreSQL); rejected rows come back by line and reason."""
     lst = await run_in_threadpool(get_list, session, slug)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        # Past SPOOL_IN_MEMORY the spool writes to disk: off the event loop, a megabyte at a
+        # time, so a large upload does not stall every other request.
+        pending: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            spool.write(chunk)
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= SPOOL_IN_MEMORY:
+                await run_in_threadpool(spool.writelines, pending)
+                pending, size = [], 0
+        await run_in_threadpool(spool.writelines, pending)
         spool.seek(0)
         stream = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
         try:
