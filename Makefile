@@ -62,6 +62,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/conformance.py
 	$(BIN)/python benchmarks/plan.py
 	$(BIN)/python benchmarks/send.py --recipients 100000 --workers 2
+	$(BIN)/python benchmarks/subscribers.py
+	$(BIN)/python benchmarks/subscribers_import.py
+	$(BIN)/python benchmarks/subscribers_export.py
+	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/retention.py  # 24M rows: about half an hour on 2 cores
 
 clean:

@@ -212,10 +212,13 @@ def update_source(
     selectors: Selectors | bool | None = False,
     language: str | None = None,
     fetch_interval_minutes: int | None = None,
+    enabled: bool | None = None,
+    topic_ids: list[int] | None = None,
 ) -> tuple[Source, list[str]]:
     """Change what is given (`selectors`: new ones, None to infer them again, False to keep
-    them); the source and the names of what changed. Changed selectors or kind drop the
-    stored validators, so the next fetch reads the page again."""
+    them); the source and the names of what actually changed, the same whichever page, API
+    or command asks. Changed selectors or kind drop the stored validators, so the next fetch
+    reads the page again."""
     source = get_source(session, source_id)
     changed: list[str] = []
     if name is not None:
@@ -242,6 +245,14 @@ def update_source(
         if minutes != source.fetch_interval_minutes:
             source.fetch_interval_minutes = minutes
             changed.append("fetch_interval_minutes")
+    if enabled is not None and enabled != source.enabled:
+        set_enabled(session, source_id, enabled)
+        changed.append("enabled")
+    if topic_ids is not None:
+        tagged = {t.id for t in source_topics(session, source_id)}
+        set_source_topics(session, source_id, topic_ids)
+        if tagged != set(topic_ids):
+            changed.append("topics")
     session.flush()
     return source, changed
 

@@ -41,6 +41,16 @@ def list_topics(session: Session, list_id: int) -> list[Topic]:
     return list(session.scalars(select(Topic).where(Topic.list_id == list_id).order_by(Topic.id)))
 
 
+def topics_of_lists(session: Session, list_ids: Iterable[int]) -> dict[int, list[Topic]]:
+    """Each list's topics, in one query (a person's page shows every list they are on)."""
+    found: dict[int, list[Topic]] = {list_id: [] for list_id in list_ids}
+    if found:
+        query = select(Topic).where(Topic.list_id.in_(found)).order_by(Topic.id)
+        for topic in session.scalars(query):
+            found[topic.list_id].append(topic)
+    return found
+
+
 def _terms(values: Sequence[str], what: str) -> list[str]:
     terms = []
     for value in values:

@@ -56,8 +56,6 @@ from digest.sources.registry import (
     add_read_source,
     get_source,
     selectors_from,
-    set_enabled,
-    set_source_topics,
     source_topics,
     try_source,
     update_source,
@@ -1161,13 +1159,9 @@ def edit_source(
         selectors=selectors,
         language=body.language,
         fetch_interval_minutes=body.fetch_interval_minutes,
+        enabled=body.enabled,
+        topic_ids=body.topic_ids,
     )
-    if body.enabled is not None:
-        set_enabled(session, source_id, body.enabled)
-        changed.append("enabled")
-    if body.topic_ids is not None:
-        set_source_topics(session, source_id, body.topic_ids)
-        changed.append("topics")
     request.state.audit_detail = {"changed": changed}
     return source_detail(session, source_id)
 

@@ -26,7 +26,7 @@ from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
 from digest.subscribers.lists import get_list
 from digest.subscribers.service import import_rows
-from digest.subscribers.topics import list_topics, parse_topic_ids
+from digest.subscribers.topics import parse_topic_ids, topics_of_lists
 from digest.web.api_base import Out, UtcTime
 from digest.web.auth import needs
 from digest.web.deps import SessionDep
@@ -183,8 +183,9 @@ def subscriber_out(session: Session, subscriber_id: int) -> SubscriberOut:
     record = search.record(session, subscriber_id, recent=0)
     s = record.subscriber
     subs = []
+    topics_by_list = topics_of_lists(session, [lst.id for _, lst in record.subscriptions])
     for sub, lst in record.subscriptions:
-        slugs = {t.id: t.slug for t in list_topics(session, lst.id)}
+        slugs = {t.id: t.slug for t in topics_by_list[lst.id]}
         topics = [slugs.get(i, str(i)) for i in parse_topic_ids(sub.topic_ids)]
         subs.append(
             SubscriptionOut(
@@ -415,8 +416,17 @@ async def import_subscribers(
     a set-based merge on PostgreSQL); rejected rows come back by line and reason."""
     lst = await run_in_threadpool(get_list, session, slug)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        # Past SPOOL_IN_MEMORY the spool writes to disk: off the event loop, a megabyte at a
+        # time, so a large upload does not stall every other request.
+        pending: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            spool.write(chunk)
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= SPOOL_IN_MEMORY:
+                await run_in_threadpool(spool.writelines, pending)
+                pending, size = [], 0
+        await run_in_threadpool(spool.writelines, pending)
         spool.seek(0)
         stream = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
         try:

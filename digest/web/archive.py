@@ -18,7 +18,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from digest import archive
-from digest.delivery.audience import list_editions
+from digest.delivery.audience import edition_of, list_editions
 from digest.models import Issue, IssueVariant, MailingList
 from digest.web.deps import SessionDep
 from digest.web.i18n import PageLanguage, carry, language_headers, page_language, switcher
@@ -96,9 +96,10 @@ def archive_feed(request: Request, slug: Slug, session: SessionDep) -> Response:
     copies = _copies(session, lst, issues, language)
     base = request.app.state.settings.public_url.rstrip("/") + root_path(request)
     page = f"{base}/archive/{lst.slug}"
-    # An edition's feed names its language in its links, so a reader opens that edition.
-    main = list_editions(lst)[0]
-    lang = "" if language.code == main else f"?{urlencode({'lang': language.code})}"
+    # An edition's feed names its language in its links, so a reader opens that edition; a
+    # language the list has no edition in reads the main one, and the feed says so.
+    main, edition = list_editions(lst)[0], edition_of(language.code, lst)
+    lang = "" if edition == main else f"?{urlencode({'lang': edition})}"
     atom = ElementMaker(namespace=ATOM_NS, nsmap={None: ATOM_NS})
     updated = max((_when(i) for i in issues), default=lst.created_at)
     feed = atom.feed(
@@ -109,7 +110,7 @@ def archive_feed(request: Request, slug: Slug, session: SessionDep) -> Response:
         atom.link(rel="alternate", type="text/html", href=page + lang),
         atom.author(atom.name(lst.from_name or request.app.state.settings.from_name)),
     )
-    feed.set(XML_LANG, language.code)
+    feed.set(XML_LANG, edition)
     if lst.description:
         feed.append(atom.subtitle(lst.description))
     for issue in issues:

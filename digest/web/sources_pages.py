@@ -27,8 +27,6 @@ from digest.sources.registry import (
     get_source,
     selectors_from,
     set_enabled,
-    set_source_topics,
-    source_topics,
     topics_of_its_lists,
     try_source,
     update_source,
@@ -278,6 +276,11 @@ def edit(
         selectors: Selectors | bool | None = False
         if source.kind != "feed":
             selectors = selectors_from(form)
+        topics: list[int] | None = None
+        if topics_shown == "yes":
+            topics = topic_ids or []
+            if any(not 1 <= i <= MAX_INT for i in topics):
+                raise DigestError("no such topic")
         _source, changed = update_source(
             session,
             source_id,
@@ -285,14 +288,8 @@ def edit(
             selectors=selectors,
             language=form["language"],
             fetch_interval_minutes=interval,
+            topic_ids=topics,
         )
-        if topics_shown == "yes":
-            if any(not 1 <= i <= MAX_INT for i in topic_ids or []):
-                raise DigestError("no such topic")
-            before = {t.id for t in source_topics(session, source_id)}
-            set_source_topics(session, source_id, topic_ids or [])
-            if before != set(topic_ids or []):
-                changed.append("topics")
     except DigestError as exc:
         return _refused(request, session, source_id, exc)
     request.state.audit_detail = {"changed": changed}

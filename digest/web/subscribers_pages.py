@@ -24,7 +24,7 @@ from digest.subscribers import export, gdpr, manage, search, suppression
 from digest.subscribers.addresses import MAX_LENGTH
 from digest.subscribers.lists import get_list
 from digest.subscribers.service import import_rows
-from digest.subscribers.topics import list_topics, parse_topic_ids
+from digest.subscribers.topics import parse_topic_ids, topics_of_lists
 from digest.web.api_subscribers import export_response
 from digest.web.auth import AuditDep, current_user, needs, require_form_csrf
 from digest.web.deps import SessionDep, mark_failed
@@ -260,7 +260,7 @@ def _subscriber_page(
     status: int = 200,
 ) -> Response:
     record = search.record(session, subscriber_id)
-    topics = {lst.id: list_topics(session, lst.id) for _, lst in record.subscriptions}
+    topics = topics_of_lists(session, [lst.id for _, lst in record.subscriptions])
     chosen = {sub.list_id: set(parse_topic_ids(sub.topic_ids)) for sub, _ in record.subscriptions}
     context = {
         "section": "subscribers",

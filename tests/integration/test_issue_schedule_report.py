@@ -347,6 +347,9 @@ def test_report_send_to_the_rest_and_progress(
     for name in ("late-a", "late-b"):
         sub = add_subscriber(session, seeded.list_id, f"{name}@example.org", status="confirmed")
         sub.confirmed_at = first_sent + timedelta(minutes=5)
+    # One more signed up after it and has not confirmed: joined, by when they signed up.
+    waiting = add_subscriber(session, seeded.list_id, "late-c@example.org", status="pending")
+    waiting.created_at = first_sent + timedelta(minutes=6)
     session.commit()
 
     report = client.get(f"{base}/report", headers=API).json()
@@ -357,7 +360,7 @@ def test_report_send_to_the_rest_and_progress(
         "bounced": 1,
         "complained": 0,
         "unsubscribed": 1,
-        "joined": 2,
+        "joined": 3,
         "missing": 2,
     }
     failed_page = client.get(f"{base}/report/failed", headers=API).json()
@@ -371,7 +374,10 @@ def test_report_send_to_the_rest_and_progress(
     assert [r["email"] for r in one["rows"]] == ["late-a@example.org"]
     two = client.get(f"{base}/report/joined?limit=1&after={one['next_after']}", headers=API)
     assert [r["email"] for r in two.json()["rows"]] == ["late-b@example.org"]
-    assert two.json()["next_after"] is None
+    after = two.json()["next_after"]
+    three = client.get(f"{base}/report/joined?limit=1&after={after}", headers=API).json()
+    assert [r["email"] for r in three["rows"]] == ["late-c@example.org"]
+    assert three["next_after"] is None
     search = client.get(f"{base}/report/joined?q=LATE-B", headers=API).json()["rows"]
     assert [r["email"] for r in search] == ["late-b@example.org"]
     assert client.get(f"{base}/report/sent?q=%25", headers=API).json()["rows"] == []

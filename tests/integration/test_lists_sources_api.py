@@ -135,6 +135,20 @@ def test_a_source_is_tried_added_linked_patched_and_fetched(
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["enabled"] is False and patched.json()["language"] == "es"
+    again = api.patch(
+        f"/api/v1/sources/{source['id']}",
+        json={"enabled": False, "name": "Puerto", "topic_ids": []},
+        headers=ADMIN,
+    )
+    assert again.status_code == 200, again.text
+    # The log says what changed, not what was sent: the page's edit records the same way.
+    edits = session.scalars(
+        select(AuditEntry).where(AuditEntry.action.like("%source%")).order_by(AuditEntry.id)
+    ).all()
+    assert [e.detail for e in edits if e.detail and "changed" in e.detail][-2:] == [
+        {"changed": ["name", "language", "enabled"]},
+        {"changed": []},
+    ]
     feed_selectors = api.patch(
         f"/api/v1/sources/{source['id']}", json={"selectors": {"item": "li"}}, headers=ADMIN
     )

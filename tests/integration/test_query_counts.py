@@ -24,6 +24,7 @@ from digest.models import Delivery, Issue, Item, Role, Source, SuppressionReason
 from digest.subscribers.lists import create_list, link_source
 from digest.subscribers.service import add_subscriber
 from digest.subscribers.suppression import suppress
+from digest.subscribers.topics import define_topic
 from digest.web.app import create_app
 from tests.accounts import grant, signed_in
 
@@ -185,3 +186,30 @@ def test_a_claim_is_two_statements_plus_one_per_reason_to_skip(session: Session)
     session.commit()
     assert second.skipped == 10 and len(second.recipients) == 70
     assert len(mixed) == 3, mixed  # two claims, one UPDATE for the suppressed
+
+
+def test_a_subscriber_page_runs_the_same_statements_however_many_lists_they_are_on(
+    session: Session, db_url: str
+) -> None:
+    """The admin's page of one person: one topics query for all their lists."""
+    reset_settings()
+    engine = get_engine(db_url)
+    lists = [create_list(session, slug=f"l{n}", name=f"L{n}") for n in range(5)]
+    for lst in lists:
+        define_topic(session, lst, "ferries", "Ferries", keywords=["ferry"])
+    one = add_subscriber(session, lists[0].id, "one@example.org").subscriber_id
+    many = add_subscriber(session, lists[0].id, "many@example.org").subscriber_id
+    for lst in lists[1:]:
+        add_subscriber(session, lst.id, "many@example.org")
+    grant(session, Role.ADMIN)
+    session.commit()
+    counts = {}
+    with signed_in(TestClient(create_app(), follow_redirects=False), Role.ADMIN) as client:
+        client.get("/editor/subscribers")  # the app's first request after signing in
+        for who, subscriber_id in (("one list", one), ("five lists", many)):
+            with statements(engine) as seen:
+                response = client.get(f"/editor/subscribers/{subscriber_id}")
+            assert response.status_code == 200, response.text[:300]
+            assert response.text.count("Ferries") >= (5 if who == "five lists" else 1)
+            counts[who] = seen
+    assert len(counts["one list"]) == len(counts["five lists"]), counts
