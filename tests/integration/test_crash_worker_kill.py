@@ -35,6 +35,7 @@ from tests.processes import (
     queue_send,
     reap,
     require_redis_server,
+    socket_owners,
     stop_all,
     wait_until,
 )
@@ -82,13 +83,23 @@ def test_kill9_worker_mid_send_then_issue_completes(
 
             # Hold the server's answers so the victim is caught mid-batch, not between two
             # batches (a batch's send phase is a few ms here, too short to aim a kill at).
+            # Aim only at a pool process blocked on a held reply (the server has its message,
+            # it waits for the answer): its batch is leased and that message cannot reach the
+            # ledger before the kill. A lease alone is no proof: a process whose replies all
+            # came before `held` was set records them and frees its lease in between.
             handler.held.set()
             try:
+
+                def blocked_holding_a_lease() -> set[int]:
+                    waiting = handler.waiting_ports()
+                    blocked = socket_owners(victim.pool_pids(), waiting, smtp.port)
+                    return blocked & leasing_pids(pg_url, issue_id) if blocked else set()
+
                 busy = wait_until(
-                    lambda: leasing_pids(pg_url, issue_id) & victim.pool_pids(),
+                    blocked_holding_a_lease,
                     10,
                     0.01,
-                    "a pool process of the victim holding a lease",
+                    "a pool process of the victim blocked on a held reply, holding a lease",
                 )
                 at_kill = len(handler.log)
                 if finisher == "same worker":
