@@ -167,8 +167,11 @@ class WorkerProcess:
 
 
 def queue_send(issue_id: int, env: dict[str, str]) -> None:
-    """`digest issues send ISSUE` with a broker: plan the issue and hand it to the workers."""
-    queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+    """`digest issues send ISSUE` with a broker: plan the issue and hand it to the workers.
+    The timeout only catches a hang: on a loaded machine (other tests' CPU hogs, twelve
+    runnable processes on two cores) the command was seen runnable all along yet given
+    under 3 CPU-seconds in 40 s, and 60 s was not enough for it to import and plan."""
+    queued = run_digest("issues", "send", str(issue_id), env=env, timeout=240)
     assert queued.returncode == 0, queued.stdout + queued.stderr
 
 
