@@ -25,6 +25,7 @@ from tests.crash_issue import (
     make_issue,
     planned_addresses,
     wait_sent,
+    wait_sent_progressing,
 )
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
 from tests.processes import (
@@ -188,7 +189,7 @@ def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(
             _, counts_stopped = issue_state(pg_url, issue_id)
 
             workers.append(WorkerProcess(env, tmp_path / "second.log", CONCURRENCY))
-            status, counts = wait_sent(pg_url, issue_id, 45)
+            status, counts = wait_sent_progressing(pg_url, issue_id, stall=45, cap=300)
             stop_all(workers)
         finally:
             reap(workers)
