@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from digest.config import get_settings
 from digest.db import session_scope
-from digest.delivery.ledger import issue_progress
+from digest.delivery.ledger import Progress, issue_progress
 from digest.issues.compose import compose_issue
 from digest.models import Delivery, Issue, Item, Source, utcnow
 from digest.pipeline import approve_issue
@@ -56,16 +58,59 @@ def make_issue(url: str, recipients: int, items: int = 20) -> int:
     return issue_id
 
 
-def issue_state(url: str, issue_id: int) -> tuple[str, dict[str, int]]:
+def issue_state(url: str, issue_id: int) -> tuple[str, Progress]:
     with session_scope(url) as session:
         status = session.scalar(select(Issue.status).where(Issue.id == issue_id))
         return str(status), issue_progress(session, issue_id)
 
 
-def wait_sent(url: str, issue_id: int, timeout: float) -> tuple[str, dict[str, int]]:
-    """Wait until the issue is sent; its final status and ledger counts."""
-    wait_until(lambda: issue_state(url, issue_id)[0] == "sent", timeout, 0.2, "issue sent")
+def wait_sent(
+    url: str, issue_id: int, timeout: float, context: Callable[[], str] | None = None
+) -> tuple[str, Progress]:
+    """Wait until the issue is sent; its final status and ledger counts. On a timeout the
+    failure says where the issue stood (status, ledger counts, who still holds a lease)
+    and whatever `context` adds (a worker's log tail ...), so a CI failure can be read."""
+    try:
+        wait_until(lambda: issue_state(url, issue_id)[0] == "sent", timeout, 0.2, "issue sent")
+    except AssertionError as exc:
+        status, counts = issue_state(url, issue_id)
+        raise AssertionError(
+            f"{exc}: issue {status}, ledger {counts}, leases held by pids "
+            f"{sorted(leasing_pids(url, issue_id))}" + (f"\n{context()}" if context else "")
+        ) from None
     return issue_state(url, issue_id)
+
+
+def wait_sent_progressing(
+    url: str,
+    issue_id: int,
+    stall: float,
+    cap: float,
+    context: Callable[[], str] | None = None,
+) -> tuple[str, Progress]:
+    """Wait until the issue is sent, for as long as it keeps moving: fail when no delivery
+    is settled in the ledger for `stall` seconds (recovery lost: nobody chases it), or after
+    `cap` seconds in all. What the service promises after a crash is that sending resumes
+    and goes on, not a rate: a loaded machine sends slowly, and a deadline on the whole
+    rest of the issue measures the machine, not the recovery."""
+    started = time.monotonic()
+    last_settled, last_change = -1, started
+    while True:
+        status, counts = issue_state(url, issue_id)
+        if status == "sent":
+            return status, counts
+        now = time.monotonic()
+        settled = counts.settled
+        if settled != last_settled:
+            last_settled, last_change = settled, now
+        stalled = now - last_change > stall
+        if stalled or now - started > cap:
+            why = f"nothing settled for {stall:.0f} s" if stalled else f"not sent in {cap:.0f} s"
+            raise AssertionError(
+                f"{why}: issue {status}, ledger {counts}, leases held by pids "
+                f"{sorted(leasing_pids(url, issue_id))}" + (f"\n{context()}" if context else "")
+            )
+        time.sleep(0.2)
 
 
 def planned_addresses(url: str, issue_id: int) -> set[str]:

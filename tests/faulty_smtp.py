@@ -59,21 +59,40 @@ class CopyLog:
 @dataclass
 class CopyHandler:
     """Accepts everything, keeps only who got which Message-ID (cheap at thousands).
-    While `held` is set, no DATA is answered: senders stall mid-batch, holding their leases."""
+    While `held` is set, no DATA is answered: senders stall mid-batch, holding their leases.
+    `waiting_ports()` names the client ports of the sessions stalled so right now."""
 
     log: CopyLog = field(default_factory=CopyLog)
     quits: int = 0  # sessions the client closed politely
     held: threading.Event = field(default_factory=threading.Event)
+    _waiting: Counter[int] = field(default_factory=Counter)  # client port -> DATA held
+    _waiting_lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
         self.quits += 1
         return "221 Bye"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        while self.held.is_set():
-            await asyncio.sleep(0.005)
+        if self.held.is_set():
+            port = int(session.peer[1])
+            with self._waiting_lock:
+                self._waiting[port] += 1
+            try:
+                while self.held.is_set():
+                    await asyncio.sleep(0.005)
+            finally:
+                with self._waiting_lock:
+                    self._waiting[port] -= 1
+                    if not self._waiting[port]:
+                        del self._waiting[port]
         self.log.add(list(envelope.rcpt_tos), bytes(envelope.content))
         return "250 Message accepted"
+
+    def waiting_ports(self) -> set[int]:
+        """Client ports of the sessions whose message was received but not answered (held):
+        each client is blocked reading that reply, before it can record the message sent."""
+        with self._waiting_lock:
+            return set(self._waiting)
 
 
 @dataclass

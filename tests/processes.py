@@ -51,6 +51,45 @@ def _pgid_of(pid: int) -> int | None:
     return None if state in ("Z", "X") else int(pgid)
 
 
+def _socket_inodes(local_ports: set[int], remote_port: int) -> dict[int, int]:
+    """TCP sockets of this machine from one of `local_ports` to `remote_port` (any address):
+    socket inode -> local port, from /proc/net/tcp{,6} (no psutil in the venv)."""
+    found: dict[int, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], int(fields[9])
+            port = int(local.rsplit(":", 1)[1], 16)
+            if port in local_ports and int(remote.rsplit(":", 1)[1], 16) == remote_port and inode:
+                found[inode] = port
+    return found
+
+
+def socket_owners(pids: set[int], local_ports: set[int], remote_port: int) -> set[int]:
+    """Those of `pids` holding an open TCP socket from one of `local_ports` to `remote_port`
+    (a client's connection, named by the port the server saw it come from)."""
+    inodes = _socket_inodes(local_ports, remote_port)
+    owners: set[int] = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+                owners.add(pid)
+                break
+    return owners
+
+
 class WorkerProcess:
     """`digest worker` as a subprocess; its log goes to a file the test can print."""
 
@@ -128,8 +167,11 @@ class WorkerProcess:
 
 
 def queue_send(issue_id: int, env: dict[str, str]) -> None:
-    """`digest issues send ISSUE` with a broker: plan the issue and hand it to the workers."""
-    queued = run_digest("issues", "send", str(issue_id), env=env, timeout=60)
+    """`digest issues send ISSUE` with a broker: plan the issue and hand it to the workers.
+    The timeout only catches a hang: on a loaded machine (other tests' CPU hogs, twelve
+    runnable processes on two cores) the command was seen runnable all along yet given
+    under 3 CPU-seconds in 40 s, and 60 s was not enough for it to import and plan."""
+    queued = run_digest("issues", "send", str(issue_id), env=env, timeout=240)
     assert queued.returncode == 0, queued.stdout + queued.stderr
 
 

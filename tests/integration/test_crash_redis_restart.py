@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import truncate_all
-from tests.crash_issue import make_issue, planned_addresses, wait_sent
+from tests.crash_issue import make_issue, planned_addresses, wait_sent_progressing
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
 from tests.processes import (
     RedisServer,
@@ -40,7 +40,8 @@ def test_redis_restarted_mid_send_issue_completes(
             worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2)
             worker.wait_ready()
             queue_send(issue_id, env)
-            wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 40, 0.02, "30% delivered")
+            # 900 messages: ~35 s at the ~25/s a loaded machine gives two pool processes.
+            wait_until(lambda: len(handler.log) >= RECIPIENTS * 0.3, 120, 0.02, "30% delivered")
 
             broker.kill9()
             at_kill = len(handler.log)
@@ -49,7 +50,21 @@ def test_redis_restarted_mid_send_issue_completes(
             broker = RedisServer(tmp_path / "redis", port=broker.port).start()
             at_restart = len(handler.log)
 
-            status, counts = wait_sent(pg_url, issue_id, 45)
+            # Recovery is the kick on reconnect (no beat runs here): if it were lost, nothing
+            # would chase the issue and the ledger would stop moving. Not a deadline on the
+            # whole rest of the issue: ~2000 messages take over a minute when the machine is
+            # loaded (two pool processes, ~25 messages/s), recovery or not.
+            running = worker
+            status, counts = wait_sent_progressing(
+                pg_url,
+                issue_id,
+                stall=45,
+                cap=300,
+                context=lambda: (
+                    f"copies {len(handler.log)} (at the Redis kill {at_kill}, at its "
+                    f"restart {at_restart}); worker log tail:\n{running.output()[-4000:]}"
+                ),
+            )
             stop_all([worker])
     finally:
         reap([worker])

@@ -20,7 +20,7 @@ from tests.crash_issue import (
     issue_state,
     make_issue,
     planned_addresses,
-    wait_sent,
+    wait_sent_progressing,
 )
 from tests.faulty_smtp import CopyHandler, FlakyHandler, RestartableSMTPServer
 from tests.helpers import run_digest
@@ -53,7 +53,7 @@ def test_421_and_451_to_one_message_in_ten_all_delivered_after_retries(
             worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2)
             worker.wait_ready()
             queue_send(issue_id, env)
-            status, counts = wait_sent(pg_url, issue_id, 50)
+            status, counts = wait_sent_progressing(pg_url, issue_id, stall=45, cap=300)
             stop_all([worker])
         finally:
             reap([worker])
@@ -104,7 +104,7 @@ def test_smtp_down_pauses_issue_then_resume_completes_it(
             smtp.start()
             resumed = run_digest("issues", "resume", str(issue_id), env=env, timeout=60)
             assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-            status, counts = wait_sent(pg_url, issue_id, 45)
+            status, counts = wait_sent_progressing(pg_url, issue_id, stall=45, cap=300)
             stop_all([worker])
         finally:
             smtp.stop()

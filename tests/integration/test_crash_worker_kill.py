@@ -25,6 +25,7 @@ from tests.crash_issue import (
     make_issue,
     planned_addresses,
     wait_sent,
+    wait_sent_progressing,
 )
 from tests.faulty_smtp import CopyHandler, RestartableSMTPServer
 from tests.processes import (
@@ -35,6 +36,7 @@ from tests.processes import (
     queue_send,
     reap,
     require_redis_server,
+    socket_owners,
     stop_all,
     wait_until,
 )
@@ -65,8 +67,16 @@ def test_kill9_worker_mid_send_then_issue_completes(
         # 'new worker': as many chasers as the victim has processes, so it holds them all and
         # they die with it (unacked in Redis for an hour): the newcomer must re-kick the issue.
         fanout = CONCURRENCY if finisher == "new worker" else 2 * CONCURRENCY
+        # The SMTP timeout outlasts the held replies (the aim's 10 s, then the kill): a
+        # sender giving up on a held reply retries a message the server then accepts, a
+        # legitimate duplicate that was not in flight at the kill (seen on a loaded machine).
         env = digest_env(
-            pg_url, broker.url, smtp.port, batch_size=str(BATCH), send_fanout=str(fanout)
+            pg_url,
+            broker.url,
+            smtp.port,
+            batch_size=str(BATCH),
+            send_fanout=str(fanout),
+            smtp_timeout="60",
         )
         try:
             victim = WorkerProcess(env, tmp_path / "victim.log", CONCURRENCY)
@@ -82,13 +92,23 @@ def test_kill9_worker_mid_send_then_issue_completes(
 
             # Hold the server's answers so the victim is caught mid-batch, not between two
             # batches (a batch's send phase is a few ms here, too short to aim a kill at).
+            # Aim only at a pool process blocked on a held reply (the server has its message,
+            # it waits for the answer): its batch is leased and that message cannot reach the
+            # ledger before the kill. A lease alone is no proof: a process whose replies all
+            # came before `held` was set records them and frees its lease in between.
             handler.held.set()
             try:
+
+                def blocked_holding_a_lease() -> set[int]:
+                    waiting = handler.waiting_ports()
+                    blocked = socket_owners(victim.pool_pids(), waiting, smtp.port)
+                    return blocked & leasing_pids(pg_url, issue_id) if blocked else set()
+
                 busy = wait_until(
-                    lambda: leasing_pids(pg_url, issue_id) & victim.pool_pids(),
+                    blocked_holding_a_lease,
                     10,
                     0.01,
-                    "a pool process of the victim holding a lease",
+                    "a pool process of the victim blocked on a held reply, holding a lease",
                 )
                 at_kill = len(handler.log)
                 if finisher == "same worker":
@@ -169,7 +189,7 @@ def test_sigterm_mid_send_exits_cleanly_and_loses_nothing(
             _, counts_stopped = issue_state(pg_url, issue_id)
 
             workers.append(WorkerProcess(env, tmp_path / "second.log", CONCURRENCY))
-            status, counts = wait_sent(pg_url, issue_id, 45)
+            status, counts = wait_sent_progressing(pg_url, issue_id, stall=45, cap=300)
             stop_all(workers)
         finally:
             reap(workers)
