@@ -141,6 +141,31 @@ def fill_template(
         ) from exc
 
 
+def follow_items(issue: Issue, lst: MailingList, before: int) -> None:
+    """After an editor's change to a draft's items (`before` of them until then): the subject
+    and preheader the list's templates made for that count are made again for the count now
+    ("4 new items" becomes "5 new items"), in the list's language. One the editor typed, or
+    one no longer what the template makes (the list's template changed since), stays as it is.
+    """
+    after = len(issue.issue_items)
+    if after == before:
+        return
+    for field, template in (
+        ("subject", lst.subject_template),
+        ("preheader", lst.preheader_template),
+    ):
+        try:
+            made = fill_template(template, lst, before, issue.number, issue.period_end)
+            if getattr(issue, field) == made:
+                setattr(
+                    issue,
+                    field,
+                    fill_template(template, lst, after, issue.number, issue.period_end),
+                )
+        except DigestError:  # a template compose would refuse: nothing of it to follow
+            continue
+
+
 def compose_issue(
     session: Session,
     list_ref: str | int,

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError, NotFound
-from digest.issues.compose import month_label
+from digest.issues.compose import follow_items, month_label
 from digest.issues.lifecycle import get_issue
 from digest.models import (
     Grouping,
@@ -177,5 +177,6 @@ def add_item(
     issue.issue_items.append(added)
     for i, ii in enumerate(items):
         ii.position = i
+    follow_items(issue, lst, len(items) - 1)
     session.flush()
     return added

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import MAX_INT
 from digest.errors import DigestError, NotFound
+from digest.issues.compose import follow_items
 from digest.metrics import metrics
 from digest.models import Issue, IssueItem, IssueStatus, IssueVariant, utcnow
 
@@ -65,6 +66,8 @@ def drop_item(session: Session, issue_id: int, item_id: int) -> None:
     issue.issue_items.remove(target)
     session.flush()
     _renumber([ii for ii in items if ii is not target])
+    follow_items(issue, issue.mailing_list, len(items))
+    session.flush()
 
 
 def move_item(session: Session, issue_id: int, item_id: int, position: int) -> None:

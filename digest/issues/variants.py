@@ -84,16 +84,25 @@ def _group_label(ii: IssueItem, lst: MailingList, language: str) -> str:
     return month_label(ii.item.published_at or ii.item.first_seen_at, lst, language)
 
 
-def _subject(issue: Issue, lst: MailingList, language: str, count: int) -> str:
-    """The issue's subject; when it is still the one the list's template made, made again
-    in the variant's language with the variant's count (an editor's own subject stays)."""
+def _in_variant(
+    text: str, template: str, issue: Issue, lst: MailingList, language: str, count: int
+) -> str:
+    """The issue's subject or preheader; when it is still the one the list's template made
+    (compose makes it, and an item added or dropped makes it again), made again in the
+    variant's language with the variant's count (an editor's own words stay)."""
     total = len(issue.issue_items)
-    made = fill_template(lst.subject_template, lst, total, issue.number, issue.period_end)
-    if issue.subject != made:
-        return issue.subject
-    return fill_template(
-        lst.subject_template, lst, count, issue.number, issue.period_end, language=language
-    )
+    made = fill_template(template, lst, total, issue.number, issue.period_end)
+    if text != made:
+        return text
+    return fill_template(template, lst, count, issue.number, issue.period_end, language=language)
+
+
+def _subject(issue: Issue, lst: MailingList, language: str, count: int) -> str:
+    return _in_variant(issue.subject, lst.subject_template, issue, lst, language, count)
+
+
+def _preheader(issue: Issue, lst: MailingList, language: str, count: int) -> str:
+    return _in_variant(issue.preheader, lst.preheader_template, issue, lst, language, count)
 
 
 def variant_view(
@@ -109,7 +118,7 @@ def variant_view(
         list_description=lst.description,
         number=issue.number,
         subject=_subject(issue, lst, language, len(members)),
-        preheader=issue.preheader,
+        preheader=_preheader(issue, lst, language, len(members)),
         intro=issue.intro,
         language=language,
         groups=groups,

@@ -276,6 +276,16 @@ def test_collect_compose_edit_preview_proof_approve_schedule_send_report(
                 ".slice(0, 5).map(e => e.tagName + '.' + e.className)"
             )
             assert widths[0] <= widths[1], (path, widths, wide)
+            if "failed" in path:  # the reason is read on the screen, not by scrolling a table
+                reason = page.locator("td").filter(has_text="550 5.1.1 <gone@example.org>")
+                # The page scrolled down to it, never a table sideways (as Playwright's own
+                # scrolling into view would do, hiding the defect).
+                reason.evaluate("c => scrollTo(0, c.getBoundingClientRect().top + scrollY - 8)")
+                box = reason.bounding_box()
+                screen = page.viewport_size
+                assert box is not None and box["x"] >= 0 and box["y"] >= 0, box
+                assert box["x"] + box["width"] <= screen["width"], (box, screen)
+                assert box["y"] + box["height"] <= screen["height"], (box, screen)
             page.screenshot(path=shots / f"issue-flow-{shot}.png", full_page=True)
         assert page.blocked == [] and page.console_errors == []
         page.context.close()
