@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -262,14 +263,22 @@ def test_waves_go_out_at_their_moment_and_a_pause_between_two_holds_the_next(
 @dataclass
 class HoldingHandler(CopyHandler):
     """Holds its answers (`held`) once it has taken `hold_at` copies: the sender is caught
-    inside a wave, its batch claimed and unanswered."""
+    inside a wave, its batch claimed and unanswered. `release` ends the hold for good (the
+    lock: a DATA checking the threshold as the test releases cannot hold again after it)."""
 
     hold_at: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.hold_at is not None and len(self.log) >= self.hold_at:
-            self.held.set()
+        with self.lock:
+            if self.hold_at is not None and len(self.log) >= self.hold_at:
+                self.held.set()
         return await super().handle_DATA(server, session, envelope)
+
+    def release(self) -> None:
+        with self.lock:
+            self.hold_at = None
+            self.held.clear()
 
 
 def test_a_worker_killed_inside_a_wave_and_a_new_one_complete_every_wave_once(
@@ -303,8 +312,7 @@ def test_a_worker_killed_inside_a_wave_and_a_new_one_complete_every_wave_once(
                 dead = victim.kill9()
                 workers.remove(victim)
             finally:
-                handler.hold_at = None
-                handler.held.clear()
+                handler.release()
             in_flight = leased_by(pg_url, issue_id, dead)
             killed_at = utcnow()
             workers.append(WorkerProcess(env, tmp_path / "newcomer.log"))
