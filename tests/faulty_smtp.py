@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.MULTILINE | re.
 class Copy:
     rcpt: str
     message_id: str
+    at: float = 0.0  # when the server took it (time.time(), before its 250)
 
 
 @dataclass
@@ -35,8 +37,9 @@ class CopyLog:
         head = data.split(b"\r\n\r\n", 1)[0]
         found = _MESSAGE_ID.search(head)
         message_id = found.group(1).decode() if found else ""
+        at = time.time()
         with self.lock:
-            self.copies.extend(Copy(r, message_id) for r in rcpts)
+            self.copies.extend(Copy(r, message_id, at) for r in rcpts)
 
     def __len__(self) -> int:
         return len(self.copies)
