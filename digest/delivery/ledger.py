@@ -505,6 +505,8 @@ def mark_retry(
     statements per group, the back-off computed per row in SQL. Only rows `lease` still holds
     change, so a late report never undoes another worker's 250 or claim.
     Returns the new status of each row written."""
+    if not errors:
+        return {}
     now = now or utcnow()
     attempts = _deliveries.c.attempts
     spent = attempts >= max_attempts
