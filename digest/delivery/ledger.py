@@ -15,11 +15,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Connection,
     DateTime,
     Integer,
     String,
@@ -37,6 +40,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import update as sql_update
@@ -193,6 +197,130 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
+# The statements of the send path are built once per database kind, with their values as
+# parameters: a statement built per call costs its construction and its cache key each time
+# (measured: about as much worker CPU as the round trip). `Db` is a Session, or a Connection
+# the caller holds (send.py writes results on one it keeps for the batch).
+Db = Session | Connection
+_HELD = and_(
+    _deliveries.c.status == DeliveryStatus.SENDING,
+    _deliveries.c.lease_owner == bindparam("lease", type_=String()),
+)
+
+
+def _postgres(db: Db) -> bool:
+    bind = db.get_bind() if isinstance(db, Session) else db
+    return bind.dialect.name == "postgresql"
+
+
+def _ids_match(postgres: bool) -> ColumnElement[bool]:
+    """`id IN :ids`. On PostgreSQL one text parameter cast to an array (see _ids_value): the
+    same statement whatever the count, and no per-element dumping in Python."""
+    if postgres:
+        ids = sql_cast(bindparam("ids", type_=Text()), postgresql.ARRAY(BigInteger()))
+        return _deliveries.c.id == any_(ids)
+    return _deliveries.c.id.in_(bindparam("ids", expanding=True))
+
+
+def _ids_value(postgres: bool, ids: Sequence[int]) -> Any:
+    """The :ids parameter: a PostgreSQL array literal ("{1,2,3}", psycopg would dump a list
+    element by element in Python, ~7 us a row), a list on SQLite."""
+    if postgres:
+        return "{" + ",".join(map(str, map(int, ids))) + "}"
+    return list(ids)
+
+
+def _id_chunks(postgres: bool, ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    """`ids` in as few statements as the database allows: one on PostgreSQL, chunks within
+    SQLite's variable limit."""
+    if not ids:
+        return
+    if postgres:
+        yield ids
+        return
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+@cache
+def _claim_statement(postgres: bool, expired: bool) -> Any:
+    """UPDATE ... RETURNING over the ids of up to :wanted rows that are due (`expired`: whose
+    lease ran out). Parameters: issue, now, wanted, lease, leased_until."""
+    d = _deliveries.c
+    now = bindparam("now", type_=DateTime())
+    if expired:
+        condition = and_(d.status == DeliveryStatus.SENDING, d.lease_until < now)
+    else:
+        condition = and_(
+            d.status == DeliveryStatus.PENDING,
+            or_(d.next_attempt_at <= now, d.next_attempt_at.is_(None)),
+        )
+    ids = (
+        select(d.id)
+        .where(d.issue_id == bindparam("issue", type_=BigInteger()), condition)
+        .limit(bindparam("wanted", type_=Integer()))
+    )
+    if not expired:
+        # In the claim index's order: without it PostgreSQL may pick a sequential scan that
+        # reads every row sent so far before the first pending one (measured 49 ms a claim
+        # half way through 1M rows, against 5 ms by the index).
+        ids = ids.order_by(d.next_attempt_at)
+    match: ColumnElement[bool]
+    if postgres:
+        # One array of the locked ids, then the rows by primary key: `id IN (subquery)` is
+        # often planned as a hash join over a sequential scan of the whole table.
+        locked = ids.with_for_update(skip_locked=True).subquery()
+        array = select(func.array_agg(locked.c.id)).scalar_subquery()
+        match = d.id == any_(sql_cast(array, postgresql.ARRAY(BigInteger())))
+    else:
+        match = d.id.in_(ids.scalar_subquery())
+    # Spelled out: SQLAlchemy writes RETURNING columns unqualified on SQLite, which would
+    # turn these correlations into `email = email` inside the subqueries. The status comes
+    # back as plain text: compared once, no enum made per row.
+    subscriptions = cast(Table, Subscription.__table__)
+    suppressions = cast(Table, Suppression.__table__)
+    subscription_status = type_coerce(
+        select(subscriptions.c.status)
+        .where(subscriptions.c.id == literal_column("deliveries.subscription_id"))
+        .scalar_subquery(),
+        String(),
+    )
+    suppressed = exists().where(suppressions.c.email == literal_column("deliveries.email"))
+    return (
+        sql_update(_deliveries)
+        .where(match)
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_owner=bindparam("lease", type_=String()),
+            lease_until=bindparam("leased_until", type_=DateTime()),
+            attempts=d.attempts + 1,
+        )
+        .returning(
+            d.id,
+            d.subscription_id,
+            d.email,
+            d.name,
+            d.variant_id,
+            subscription_status,
+            suppressed,
+        )
+    )
+
+
+@cache
+def _skip_statement(postgres: bool) -> Any:
+    return (
+        sql_update(_deliveries)
+        .where(_ids_match(postgres), _HELD)
+        .values(
+            status=DeliveryStatus.SKIPPED,
+            last_error=bindparam("reason", type_=Text()),
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+
+
 def claim(
     session: Session,
     issue_id: int,
@@ -213,77 +341,54 @@ def claim(
     planning) or whose address is now suppressed are settled as 'skipped' instead: the claim
     reads both in its RETURNING clause, so the check costs no extra round trip."""
     now = now or utcnow()
-    lease_until = _lease_until(now, lease_seconds)
-    due = and_(
-        Delivery.status == DeliveryStatus.PENDING,
-        or_(Delivery.next_attempt_at <= now, Delivery.next_attempt_at.is_(None)),
-    )
-    expired = and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now)
-    # Spelled out: SQLAlchemy writes RETURNING columns unqualified on SQLite, which would
-    # turn these correlations into `email = email` inside the subqueries.
-    subscription_status = (
-        select(Subscription.status)
-        .where(Subscription.id == literal_column("deliveries.subscription_id"))
-        .scalar_subquery()
-    )
-    suppressed = exists().where(Suppression.email == literal_column("deliveries.email"))
+    postgres = _postgres(session)
+    params = {
+        "issue": issue_id,
+        "now": now,
+        "lease": lease,
+        "leased_until": _lease_until(now, lease_seconds),
+    }
+    confirmed = SubscriptionStatus.CONFIRMED.value
     claimed: list[Recipient] = []
     reasons: dict[str, list[int]] = {}
-    taken_over = 0
-    for condition in (expired, due):
-        wanted = size - len(claimed) - sum(map(len, reasons.values()))
+    taken_over = skipped = 0
+    for expired in (True, False):
+        wanted = size - len(claimed) - skipped
         if wanted <= 0:
             break
-        ids = select(Delivery.id).where(Delivery.issue_id == issue_id, condition).limit(wanted)
-        if is_postgres(session):
-            ids = ids.with_for_update(skip_locked=True)
-        stmt = (
-            sql_update(_deliveries)
-            .where(_deliveries.c.id.in_(ids.scalar_subquery()))
-            .values(
-                status=DeliveryStatus.SENDING,
-                lease_owner=lease,
-                lease_until=lease_until,
-                attempts=_deliveries.c.attempts + 1,
-            )
-            .returning(
-                _deliveries.c.id,
-                _deliveries.c.subscription_id,
-                _deliveries.c.email,
-                _deliveries.c.name,
-                subscription_status,
-                suppressed,
-                _deliveries.c.variant_id,
-            )
-        )
-        rows = session.execute(stmt).all()
-        if condition is expired:
+        stmt = _claim_statement(postgres, expired)
+        rows = sorted(session.execute(stmt, {**params, "wanted": wanted}), key=itemgetter(0))
+        if expired:
             taken_over = len(rows)
-        for delivery_id, subscription_id, email, name, status, blocked, variant in rows:
+        for delivery_id, subscription_id, email, name, variant, status, blocked in rows:
             if blocked:
                 reasons.setdefault("address suppressed", []).append(delivery_id)
-            elif status != SubscriptionStatus.CONFIRMED:
+            elif status != confirmed:
                 reasons.setdefault(f"subscription {status or 'deleted'}", []).append(delivery_id)
             else:
                 claimed.append(Recipient(delivery_id, subscription_id, email, name, variant))
-    for reason, skipped in reasons.items():
-        for group in _id_groups(session, skipped):
-            session.execute(
-                sql_update(_deliveries)
-                .where(group, _held(lease))
-                .values(
-                    status=DeliveryStatus.SKIPPED,
-                    last_error=reason,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-            )
-    claimed.sort(key=lambda r: r.delivery_id)
-    return Claim(claimed, sum(map(len, reasons.values())), taken_over)
+                continue
+            skipped += 1
+    for reason, ids in reasons.items():
+        for chunk in _id_chunks(postgres, ids):
+            values = {"ids": _ids_value(postgres, chunk), "lease": lease, "reason": reason}
+            session.execute(_skip_statement(postgres), values)
+    if taken_over:
+        claimed.sort(key=attrgetter("delivery_id"))  # two runs, each in order
+    return Claim(claimed, skipped, taken_over)
+
+
+@cache
+def _renew_statement() -> Any:
+    return (
+        sql_update(_deliveries)
+        .where(_deliveries.c.issue_id == bindparam("issue", type_=BigInteger()), _HELD)
+        .values(lease_until=bindparam("until", type_=DateTime()))
+    )
 
 
 def renew_lease(
-    session: Session,
+    db: Db,
     issue_id: int,
     lease: str,
     now: datetime | None = None,
@@ -295,12 +400,8 @@ def renew_lease(
     Returns how many rows the claim still holds: fewer than it has not settled yet means some
     ran out and were taken over by another worker."""
     until = _lease_until(now or utcnow(), lease_seconds)
-    stmt = (
-        sql_update(_deliveries)
-        .where(_deliveries.c.issue_id == issue_id, _held(lease))
-        .values(lease_until=until)
-    )
-    return _rowcount(session.execute(stmt))
+    values = {"issue": issue_id, "lease": lease, "until": until}
+    return _rowcount(db.execute(_renew_statement(), values))
 
 
 def _id_in(session: Session, ids: Sequence[int]) -> ColumnElement[bool]:
@@ -311,64 +412,64 @@ def _id_in(session: Session, ids: Sequence[int]) -> ColumnElement[bool]:
     return _deliveries.c.id.in_(ids)
 
 
-def _id_groups(session: Session, ids: Sequence[int]) -> Iterable[ColumnElement[bool]]:
-    """`id IN ids` in as few statements as the database allows: one on PostgreSQL, chunks
-    within SQLite's variable limit."""
-    if not ids:
-        return
-    if is_postgres(session):
-        yield _id_in(session, ids)
-        return
-    for start in range(0, len(ids), _CHUNK):
-        yield _id_in(session, ids[start : start + _CHUNK])
-
-
-def mark_sent(
-    session: Session, ids: Sequence[int], now: datetime | None = None, *, lease: str
-) -> int:
-    """Record the server's 250 for a group of deliveries, in a few statements. Returns the
-    rows written: those `lease` no longer holds are left to the claim that holds them."""
-    now = now or utcnow()
-    done = 0
-    for group in _id_groups(session, ids):
-        stmt = (
-            sql_update(_deliveries)
-            .where(group, _held(lease))
-            .values(
-                status=DeliveryStatus.SENT,
-                sent_at=now,
-                lease_owner=None,
-                lease_until=None,
-                last_error=None,
-            )
+@cache
+def _mark_sent_statement(postgres: bool) -> Any:
+    return (
+        sql_update(_deliveries)
+        .where(_ids_match(postgres), _HELD)
+        .values(
+            status=DeliveryStatus.SENT,
+            sent_at=bindparam("at", type_=DateTime()),
+            lease_owner=None,
+            lease_until=None,
+            last_error=None,
         )
-        done += _rowcount(session.execute(stmt))
+    )
+
+
+def mark_sent(db: Db, ids: Sequence[int], now: datetime | None = None, *, lease: str) -> int:
+    """Record the server's 250 for a group of deliveries, in a few statements (one on
+    PostgreSQL). Returns the rows written: those `lease` no longer holds are left to the
+    claim that holds them."""
+    now = now or utcnow()
+    postgres = _postgres(db)
+    stmt = _mark_sent_statement(postgres)
+    done = 0
+    for chunk in _id_chunks(postgres, ids):
+        values = {"ids": _ids_value(postgres, chunk), "lease": lease, "at": now}
+        done += _rowcount(db.execute(stmt, values))
     return done
 
 
+@cache
+def _mark_deferred_statement(postgres: bool) -> Any:
+    attempts = _deliveries.c.attempts - 1
+    return (
+        sql_update(_deliveries)
+        .where(_ids_match(postgres), _HELD)
+        .values(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=bindparam("until", type_=DateTime()),
+            attempts=func.greatest(attempts, 0) if postgres else func.max(attempts, 0),
+            lease_owner=None,
+            lease_until=None,
+            last_error=bindparam("reason", type_=Text()),
+        )
+    )
+
+
 def mark_deferred(
-    session: Session, ids: Sequence[int], until: datetime, reason: str = "deferred", *, lease: str
+    db: Db, ids: Sequence[int], until: datetime, reason: str = "deferred", *, lease: str
 ) -> int:
     """Put deliveries that were claimed but not tried (a rate limit ran out, the batch's time
     was up) back to pending until `until`, giving back the attempt their claim counted.
     Returns the rows released (only those `lease` still holds)."""
+    postgres = _postgres(db)
+    stmt = _mark_deferred_statement(postgres)
     done = 0
-    for group in _id_groups(session, ids):
-        stmt = (
-            sql_update(_deliveries)
-            .where(group, _held(lease))
-            .values(
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=until,
-                attempts=func.greatest(_deliveries.c.attempts - 1, 0)
-                if is_postgres(session)
-                else func.max(_deliveries.c.attempts - 1, 0),
-                lease_owner=None,
-                lease_until=None,
-                last_error=reason,
-            )
-        )
-        done += _rowcount(session.execute(stmt))
+    for chunk in _id_chunks(postgres, ids):
+        values = {"ids": _ids_value(postgres, chunk), "lease": lease, "until": until}
+        done += _rowcount(db.execute(stmt, {**values, "reason": reason}))
     return done
 
 
@@ -404,6 +505,8 @@ def mark_retry(
     statements per group, the back-off computed per row in SQL. Only rows `lease` still holds
     change, so a late report never undoes another worker's 250 or claim.
     Returns the new status of each row written."""
+    if not errors:
+        return {}
     now = now or utcnow()
     attempts = _deliveries.c.attempts
     spent = attempts >= max_attempts

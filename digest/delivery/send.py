@@ -30,6 +30,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.db import is_postgres
 from digest.delivery.dkim import dkim_signer
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.ledger import (
@@ -45,7 +46,7 @@ from digest.delivery.ledger import (
 from digest.delivery.message import MessageTemplate
 from digest.delivery.recipient import Recipient
 from digest.delivery.transports import Render, SendResult, Transport
-from digest.keys import signing_keys
+from digest.keys import LinkKeys, signing_keys
 from digest.logs import log_context
 from digest.metrics import metrics
 from digest.models import DeliveryStatus, Issue, IssueStatus, IssueVariant, PausedDomain, utcnow
@@ -126,6 +127,8 @@ class _LedgerWriter:
         # burn attempts.
         self.pause_after = settings.pause_after_errors
         self.policy = FeedbackPolicy.from_settings(settings)
+        self.fast: Session | None = None  # see _write_sent
+        self.postgres: bool | None = None  # not known before the first flush
 
     def add(self, chunk: Sequence[SendResult]) -> None:
         """Take results (an empty chunk: the transport is waiting); write them when due, and
@@ -143,6 +146,9 @@ class _LedgerWriter:
             return
         results, self.buffer = self.buffer, []
         now = utcnow()
+        only_sent = not renew and not self.errors_seen and all(r.outcome == "sent" for r in results)
+        if only_sent and self.postgres is not False and self._write_sent(results, now):
+            return
         with self.sf.begin() as session:
             written = self._write(session, results, now)
             self.unsettled.difference_update(r.delivery_id for r in results)
@@ -156,6 +162,38 @@ class _LedgerWriter:
                 # refused by release, which gives back what is still held).
                 self.lost = self.lost or held < len(self.unsettled)
             self._count_errors(session, results)
+        self._refused(refused)
+        if renew and not self.lost and self.on_renew is not None:
+            self.on_renew()
+
+    def _write_sent(self, results: list[SendResult], now: datetime) -> bool:
+        """The common flush, every result a 250 and nothing else to write: on PostgreSQL one
+        UPDATE on a connection held for the batch in autocommit (its own transaction, committed
+        when it returns, as before), instead of a checkout, its ping, BEGIN, UPDATE and COMMIT.
+        False when the database is not PostgreSQL (SQLite keeps the general path)."""
+        if self.fast is None:
+            session = self.sf()
+            self.postgres = is_postgres(session)
+            if not self.postgres:
+                session.close()
+                return False
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            self.fast = session
+        _log_results(results)
+        ids = [r.delivery_id for r in results]
+        written = mark_sent(self.fast, ids, now, lease=self.lease)
+        self.sent += written
+        self.unsettled.difference_update(ids)
+        self._refused(len(results) - written)
+        return True
+
+    def close(self) -> None:
+        """Give back the connection held for the batch."""
+        if self.fast is not None:
+            self.fast.close()
+            self.fast = None
+
+    def _refused(self, refused: int) -> None:
         if refused:
             self.refused += refused
             self.lost = True
@@ -165,8 +203,6 @@ class _LedgerWriter:
                 refused,
                 self.lease,
             )
-        if renew and not self.lost and self.on_renew is not None:
-            self.on_renew()
 
     def _write(self, session: Session, results: list[SendResult], now: datetime) -> int:
         """Write the results (fenced by the lease, a few statements whatever their number);
@@ -188,13 +224,17 @@ class _LedgerWriter:
             self.deferred += done
             written += done
         retries = {r.delivery_id: r.detail for r in results if r.outcome == "retry"}
-        statuses = mark_retry(
-            session,
-            retries,
-            now,
-            lease=lease,
-            max_attempts=self.max_attempts,
-            base_seconds=self.retry_base_seconds,
+        statuses = (
+            mark_retry(
+                session,
+                retries,
+                now,
+                lease=lease,
+                max_attempts=self.max_attempts,
+                base_seconds=self.retry_base_seconds,
+            )
+            if retries
+            else {}
         )
         gave_up = sum(1 for status in statuses.values() if status == DeliveryStatus.FAILED)
         self.failed += gave_up
@@ -288,17 +328,40 @@ def _log_results(results: list[SendResult]) -> None:
             )
 
 
-def _load_template(issue: Issue, settings: Settings) -> MessageTemplate:
-    if issue.message_template is None:
-        raise DeliveryError(f"issue {issue.id} has no frozen message: prepare it before sending")
-    return MessageTemplate.from_bytes(issue.message_template, Signer(signing_keys(settings)))
-
-
-# Frozen variants this process has loaded, by (id, slot marker): a variant never changes once
-# frozen, and its marker is drawn afresh by each render, so the key cannot name another.
+# Frozen messages this process has loaded, by (kind, id, slot marker, link keys): an issue's
+# or a variant's message never changes once frozen, and its marker is drawn afresh by each
+# render (approval renders and freezes together), so the key cannot name another; the link
+# keys its signer was made with are part of it, so a rotation takes effect at the next batch.
 # Bounded, so a worker's memory stays flat whatever the number of issues and variants.
-_VARIANT_CACHE: OrderedDict[tuple[int, str], MessageTemplate] = OrderedDict()
-VARIANT_CACHE_SIZE = 256
+_CacheKey = tuple[str, int, str, LinkKeys]
+_TEMPLATE_CACHE: OrderedDict[_CacheKey, MessageTemplate] = OrderedDict()
+TEMPLATE_CACHE_SIZE = 256
+
+
+def _remember(key: _CacheKey, template: MessageTemplate) -> None:
+    _TEMPLATE_CACHE[key] = template
+    while len(_TEMPLATE_CACHE) > TEMPLATE_CACHE_SIZE:
+        _TEMPLATE_CACHE.popitem(last=False)
+
+
+def _issue_template(
+    session: Session, issue_id: int, marker: str | None, settings: Settings
+) -> MessageTemplate:
+    """The issue's own frozen message: read from the database only when this process has
+    not loaded it yet (it is the largest column of the issue, read once, not per batch)."""
+    keys = signing_keys(settings)
+    key = ("issue", issue_id, marker or "", keys)
+    template = _TEMPLATE_CACHE.get(key)
+    if template is None:
+        data = session.scalar(select(Issue.message_template).where(Issue.id == issue_id))
+        if data is None:
+            raise DeliveryError(
+                f"issue {issue_id} has no frozen message: prepare it before sending"
+            )
+        template = MessageTemplate.from_bytes(data, Signer(keys))
+        _remember(key, template)
+    _TEMPLATE_CACHE.move_to_end(key)
+    return template
 
 
 def _variant_templates(
@@ -319,9 +382,10 @@ def _variant_templates(
         )
     )
     markers = {int(i): marker for i, marker in rows}
-    missing = [i for i in ids if (i, markers.get(i) or "") not in _VARIANT_CACHE]
+    keys = signing_keys(settings)
+    missing = [i for i in ids if ("variant", i, markers.get(i) or "", keys) not in _TEMPLATE_CACHE]
     if missing:
-        signer = Signer(signing_keys(settings))
+        signer = Signer(keys)
         frozen = session.execute(
             select(IssueVariant.id, IssueVariant.slot_marker, IssueVariant.message_template).where(
                 IssueVariant.id.in_(missing)
@@ -329,17 +393,14 @@ def _variant_templates(
         )
         for variant_id, marker, data in frozen:
             if data is not None:
-                _VARIANT_CACHE[(variant_id, marker or "")] = MessageTemplate.from_bytes(
-                    data, signer
-                )
-                while len(_VARIANT_CACHE) > VARIANT_CACHE_SIZE:
-                    _VARIANT_CACHE.popitem(last=False)
+                key = ("variant", variant_id, marker or "", keys)
+                _remember(key, MessageTemplate.from_bytes(data, signer))
     for i in ids:
-        key = (i, markers.get(i) or "")
-        if key not in _VARIANT_CACHE:
+        key = ("variant", i, markers.get(i) or "", keys)
+        if key not in _TEMPLATE_CACHE:
             raise DeliveryError(f"issue {issue_id}: variant {i} has no frozen message")
-        _VARIANT_CACHE.move_to_end(key)
-        templates[i] = _VARIANT_CACHE[key]
+        _TEMPLATE_CACHE.move_to_end(key)
+        templates[i] = _TEMPLATE_CACHE[key]
     return templates
 
 
@@ -377,12 +438,18 @@ def _send_batch(
 ) -> BatchResult:
     lease = lease_token(owner)
     with sf() as session:
-        issue = session.get(Issue, issue_id)
+        # Only the columns a batch needs: the frozen message is read once per process.
+        issue = session.execute(
+            select(Issue.status, Issue.slot_marker, Issue.consecutive_errors).where(
+                Issue.id == issue_id
+            )
+        ).one_or_none()
         if issue is None:
             raise LedgerError(f"issue {issue_id} does not exist")
         if issue.status not in SENDABLE:
             return BatchResult()
-        own = _load_template(issue, settings)  # every issue sent has its own message frozen
+        # Every issue sent has its own message frozen.
+        own = _issue_template(session, issue_id, issue.slot_marker, settings)
         # A bad DKIM key fails here, before anything is claimed.
         signer = dkim_signer(
             settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or own.domain
@@ -396,13 +463,13 @@ def _send_batch(
             lease_seconds=settings.lease_seconds,
         )
         try:
-            templates = _variant_templates(session, issue.id, claimed.recipients, settings)
+            templates = _variant_templates(session, issue_id, claimed.recipients, settings)
             templates[None] = own
         except Exception:
             session.rollback()  # nothing claimed: the rows stay as they were
             raise
-        session.commit()
         paused = paused_domains(session) if claimed.recipients else {}
+        session.commit()
     if claimed.recipients or claimed.skipped:
         metrics().batches_claimed.inc()
     if claimed.expired:
@@ -425,7 +492,10 @@ def _send_batch(
     finally:
         if isinstance(results, Generator):
             results.close()  # stops the transport now (SMTP: cancels what is on the wire)
-        writer.flush()
+        try:
+            writer.flush()
+        finally:
+            writer.close()
     if writer.lost:
         writer.release()
     return BatchResult(

@@ -14,11 +14,11 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import get_settings, reset_settings
-from digest.db import session_factory
+from digest.db import get_engine, session_factory
 from digest.delivery import send as send_module
 from digest.delivery.errors import DeliveryError
 from digest.delivery.ledger import claim, issue_progress
@@ -33,6 +33,7 @@ from digest.pipeline import start_sending
 from digest.placeholders import Slots
 from tests.helpers import read
 from tests.integration.test_delivery_ledger import seed_issue
+from tests.integration.test_query_counts import statements
 
 P = Slots.new()
 HTML = (
@@ -214,6 +215,43 @@ def test_a_success_resets_the_errors_in_a_row_left_by_an_earlier_batch(
         sf, issue_id, "w", Scripted(("deferred", False), ("sent", False)), get_settings(), size=2
     )
     assert errors_in_a_row() == 0
+
+
+def test_a_batch_writes_its_250s_on_one_connection_it_holds(
+    session: Session, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a flush of results that are all 'sent' is one UPDATE on a connection
+    the batch holds (no checkout, ping, BEGIN and COMMIT per flush): the claim's session
+    and that connection are the batch's only checkouts, however many flushes. A flush with
+    anything else in it still takes a transaction of its own."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's path: SQLite writes every flush in a transaction")
+    monkeypatch.setattr(send_module, "FLUSH_EVERY", 1)  # one ledger write per result
+    issue_id = ready_issue(session, 7, others=False)
+    sf = session_factory(db_url)
+    engine = get_engine(db_url)
+    checkouts: list[object] = []
+
+    def checkout(*args: object) -> None:
+        checkouts.append(args)
+
+    sent: list[tuple[Outcome, bool]] = [("sent", False)] * 6
+    event.listen(engine, "checkout", checkout)
+    try:
+        with statements(engine) as seen:
+            result = send_batch(sf, issue_id, "w", Scripted(*sent), get_settings(), size=6)
+        assert result == BatchResult(claimed=6, sent=6)
+        assert len(checkouts) == 2, seen
+        marks = [s for s in seen if s.startswith("UPDATE deliveries SET status") and "sent" in s]
+        assert len(marks) == 6, seen
+        checkouts.clear()
+        # A retry: its flush takes a transaction (a checkout) of its own.
+        result = send_batch(sf, issue_id, "w", Scripted(("retry", False)), get_settings(), size=1)
+        assert result == BatchResult(claimed=1, retried=1)
+        assert len(checkouts) == 2
+    finally:
+        event.remove(engine, "checkout", checkout)
+    assert [d.status for d in deliveries(session, issue_id)] == ["sent"] * 6 + ["pending"]
 
 
 def deliveries(session: Session, issue_id: int) -> list[Delivery]:
