@@ -103,10 +103,13 @@ class _ReplyReader(asyncio.Protocol):
         self._size = 0  # bytes so far of the reply being read
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False  # the transport's write buffer is full (see drain)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._drained: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        # Kept: asyncio.get_running_loop() costs a getpid() system call each time.
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self.closed is not None:
@@ -183,7 +186,7 @@ class _ReplyReader(asyncio.Protocol):
         while not self.replies:
             if self.closed is not None:
                 raise self._gone()
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
             try:
                 await self._waiter
             finally:
@@ -204,7 +207,7 @@ class _ReplyReader(asyncio.Protocol):
         while self._paused:
             if self.closed is not None:
                 raise self._gone()
-            self._drained = asyncio.get_running_loop().create_future()
+            self._drained = (self._loop or asyncio.get_running_loop()).create_future()
             await self._drained
 
 
