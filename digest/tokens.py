@@ -121,16 +121,25 @@ class Signer:
         return mark
 
     def token(self, purpose: Purpose, row_id: int) -> str:
+        return self.tokens(row_id, purpose)[0]
+
+    def tokens(self, row_id: int, *purposes: Purpose) -> list[str]:
+        """The tokens of one row for several purposes (a copy's unsubscribe and preferences
+        links), sharing the payload's encoding."""
         # URLSafeSerializer's format: base64url(json(id)) "." base64url(hmac(payload)). It
         # zlib-compresses payloads when that is shorter, which never happens below 9 digits
         # (zlib's output has 8 bytes of overhead); longer ids take the library's path.
         digits = str(int(row_id)).encode()
         if len(digits) > 9:
-            return make_token(purpose, row_id, self._keys)
+            return [make_token(purpose, row_id, self._keys) for purpose in purposes]
         payload = _b64(digits)
-        mac = self._by_purpose[purpose].copy()
-        mac.update(payload)
-        return (payload + b"." + _b64(mac.digest())).decode()
+        head = payload + b"."
+        out = []
+        for purpose in purposes:
+            mac = self._by_purpose[purpose].copy()
+            mac.update(payload)
+            out.append((head + _b64(mac.digest())).decode())
+        return out
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

@@ -26,7 +26,7 @@ from digest import placeholders
 from digest.delivery.recipient import Recipient
 from digest.placeholders import Slots
 from digest.subscribers.addresses import wire_address
-from digest.tokens import Signer, preferences_url, unsubscribe_url, view_online_url
+from digest.tokens import Purpose, Signer, preferences_url, unsubscribe_url, view_online_url
 
 MAGIC = b"digest-message-template/1\n"
 # One column below RFC 2045's 76 so a segment can always end in a soft break ("=").
@@ -46,6 +46,7 @@ _BODY_FIELDS = frozenset(
 )
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # RFC 5322 specials: a name with one is quoted
+_HTML_SPECIAL = re.compile(r"[&<>\"']")  # what html.escape changes
 _TEXT_MARKER = b"DIGESTTEXTBODYSLOT"
 _HTML_MARKER = b"DIGESTHTMLBODYSLOT"
 
@@ -58,6 +59,8 @@ class TemplateError(ValueError):
 
 def _clean(value: str) -> str:
     """One line, no control characters: values end up in headers."""
+    if value.isascii() and value.isprintable():
+        return value.strip()  # the usual name or address: no regex to run
     return _CONTROL_RE.sub(" ", value).strip()
 
 
@@ -94,6 +97,22 @@ def _stuff(segment: bytes, at_line_start: bool) -> bytes:
     if at_line_start and segment.startswith(b"."):
         segment = b"." + segment
     return segment.replace(b"\n.", b"\n..")
+
+
+def _body_value(value: str) -> bytes:
+    """A per-recipient value as a body segment: QP-encoded, dot-stuffed, on a line of its
+    own. Most (a link, an ASCII address or name) fit on one line and need no encoding: they
+    are themselves and a soft break, without _qp's work."""
+    if (
+        0 < len(value) <= QP_LINE
+        and value.isascii()
+        and value.isprintable()  # ASCII and printable: " " to "~"
+        and "=" not in value
+        and value[0] != "."
+        and value[-1] != " "
+    ):
+        return value.encode("ascii") + b"=\r\n"
+    return _stuff(_qp(value), True)
 
 
 def data_ready(message: EmailMessage, *, utf8: bool = False) -> bytes:
@@ -280,9 +299,14 @@ class MessageTemplate:
     """An issue's frozen message; `personalise` makes one recipient's DATA-ready bytes."""
 
     __slots__ = (
-        "_fields",
+        "_keys",
+        "_mailto_prefix",
         "_parts",
-        "_slots",
+        "_plain_links",
+        "_preferences_prefix",
+        "_purposes",
+        "_slot_at",
+        "_unsubscribe_prefix",
         "domain",
         "issue_id",
         "message_id_part",
@@ -315,12 +339,22 @@ class MessageTemplate:
         self.segments = tuple(segments)
         self.signer = signer
         self._parts = [seg if isinstance(seg, bytes) else b"" for seg in segments]
-        positions: dict[str, list[int]] = {}
-        for i, seg in enumerate(segments):
-            if isinstance(seg, str):
-                positions.setdefault(seg, []).append(i)
-        self._slots = [(key[0], key[2:], tuple(where)) for key, where in positions.items()]
-        self._fields = frozenset(field for _, field, _ in self._slots)
+        self._slot_at = [(i, seg) for i, seg in enumerate(segments) if isinstance(seg, str)]
+        self._keys = frozenset(key for _, key in self._slot_at)
+        # The tokens a copy needs, unsubscribe first; and what its links start with, only
+        # the token differing (a token is URL-safe base64: nothing to escape or encode).
+        self._purposes: tuple[Purpose, ...] = ("unsubscribe",)
+        if self._keys & {"t:preferences_url", "x:preferences_url"}:
+            self._purposes += ("preferences",)
+        self._unsubscribe_prefix = unsubscribe_url(public_url, "")
+        self._preferences_prefix = preferences_url(public_url, "")
+        # A link is the same segment in both bodies when its prefix needs no escaping nor
+        # quoted-printable encoding (the usual public URL): a token needs neither.
+        self._plain_links = all(
+            _body_value(prefix) == prefix.encode() + b"=\r\n" and html.escape(prefix) == prefix
+            for prefix in (self._unsubscribe_prefix, self._preferences_prefix)
+        )
+        self._mailto_prefix = f"mailto:{unsubscribe_address}?subject=unsubscribe-"
 
     @property
     def bounce_address(self) -> str:
@@ -346,35 +380,49 @@ class MessageTemplate:
         mark = self.signer.mark(delivery_id)
         return f"<d{delivery_id}.{mark}.i{self.issue_id}.{self.message_id_part}@{self.domain}>"
 
+    def _link_values(self, link: str) -> tuple[bytes, bytes]:
+        """A copy's link (public URL and token) as a segment of the text body and of the
+        HTML body."""
+        if self._plain_links:
+            data = (link + "=\r\n").encode("ascii") if len(link) <= QP_LINE else _body_value(link)
+            return data, data
+        return _body_value(link), _body_value(html.escape(link))
+
     def personalise(self, recipient: Recipient) -> bytes:
-        name = _clean(recipient.name)
+        raw_name = recipient.name
+        name = _clean(raw_name) if raw_name else ""
         email = _clean(recipient.email)
-        token = self.signer.token("unsubscribe", recipient.subscription_id)
-        values = {
-            "name": name,
-            "greeting_name": f" {name}" if name else "",
-            "email": email,
-            "unsubscribe_url": unsubscribe_url(self.public_url, token),
-            "unsubscribe_mailto": f"mailto:{self.unsubscribe_address}?subject=unsubscribe-{token}",
-            "message_id": self.message_id(recipient.delivery_id),
-            "to": _to_header(name, recipient.email),  # checked there, not cleaned
-            "date": _date_header(),
+        tokens = self.signer.tokens(recipient.subscription_id, *self._purposes)
+        unsubscribe = tokens[0]
+        link = self._unsubscribe_prefix + unsubscribe
+        values: dict[str, bytes] = {
+            "h:date": _date_header().encode("ascii"),
+            "h:message_id": self.message_id(recipient.delivery_id).encode("utf-8"),
+            "h:to": _to_header(name, recipient.email).encode("utf-8"),  # checked, not cleaned
+            "h:unsubscribe_url": link.encode("utf-8"),
+            "h:unsubscribe_mailto": (self._mailto_prefix + unsubscribe).encode("utf-8"),
         }
-        if "preferences_url" in self._fields:
-            prefs = self.signer.token("preferences", recipient.subscription_id)
-            values["preferences_url"] = preferences_url(self.public_url, prefs)
+        # The bodies' values: the text's, and the HTML's (escaped), which is the same
+        # segment when escaping changes nothing (links and most names and addresses).
+        keys = self._keys
+        for field, value in (
+            ("name", name),
+            ("greeting_name", f" {name}" if name else ""),
+            ("email", email),
+        ):
+            text_key, html_key = "t:" + field, "x:" + field
+            if text_key in keys or html_key in keys:
+                values[text_key] = data = _body_value(value)
+                if _HTML_SPECIAL.search(value):
+                    data = _body_value(html.escape(value))
+                values[html_key] = data
+        values["t:unsubscribe_url"], values["x:unsubscribe_url"] = self._link_values(link)
+        if len(tokens) > 1:
+            link = self._preferences_prefix + tokens[1]
+            values["t:preferences_url"], values["x:preferences_url"] = self._link_values(link)
         out = self._parts.copy()
-        encoded: dict[str, bytes] = {}  # a link or address reads the same in both bodies
-        for encoding, field, where in self._slots:
-            value = values[field]
-            if encoding == "h":
-                data = value.encode("utf-8")
-            else:
-                if encoding == "x":
-                    value = html.escape(value)
-                data = encoded.get(value) or encoded.setdefault(value, _stuff(_qp(value), True))
-            for i in where:
-                out[i] = data
+        for i, key in self._slot_at:
+            out[i] = values[key]
         return b"".join(out)
 
     def to_bytes(self) -> bytes:

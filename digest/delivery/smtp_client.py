@@ -3,7 +3,8 @@
 smtplib and aiosmtplib cost several round trips per message and a dot-stuffing regex over
 every message. Here, when the server offers PIPELINING, a message's MAIL FROM, RCPT TO and
 DATA go in one write (RFC 2920), behind the previous message's data when the caller names the
-next message in time, then its body, which the template already dot-stuffed.
+next message in time, then its body, which the template already dot-stuffed. Replies are
+parsed as they arrive, straight from the transport's data (no stream reader between).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import re
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 from digest.delivery.transports import Outcome
 from digest.models import Verdict
@@ -81,6 +83,134 @@ def _classify(stage: str, reply: Reply) -> MessageResult:
     return MessageResult("failed", detail, verdict=classify(code=reply.code, text=reply.text))
 
 
+MAX_REPLY = 65536  # bytes of one reply (all its lines): a server sending more is broken
+_CODES = {b"%d" % code: code for code in range(200, 600)}  # the reply codes servers send
+
+
+class _ReplyReader(asyncio.Protocol):
+    """The session's protocol: parses the server's replies as data arrives, one Reply per
+    reply (a multi-line one joined), and wakes the session when one it waits for is in.
+
+    A reply per data chunk is the usual case (pipelined replies come together), so a
+    message costs a wake-up or two, not a stream reader's per-line machinery."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.replies: deque[Reply] = deque()
+        self.closed: Exception | None = None  # why no more replies will come
+        self._partial = b""  # the start of a line whose end has not arrived
+        self._lines: list[str] = []  # the lines so far of a multi-line reply
+        self._size = 0  # bytes so far of the reply being read
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False  # the transport's write buffer is full (see drain)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drained: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        # Kept: asyncio.get_running_loop() costs a getpid() system call each time.
+        self._loop = asyncio.get_running_loop()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed is not None:
+            return
+        lines = (self._partial + data if self._partial else data).split(b"\n")
+        self._partial = lines.pop()  # what follows the last line end: part of a line
+        try:
+            for line in lines:
+                code = _CODES.get(line[:3])
+                if code is not None and line[3:4] == b" " and not self._lines:
+                    # The usual one-line reply, without _line's bookkeeping.
+                    self.replies.append(Reply(code, line[4:].rstrip().decode("utf-8", "replace")))
+                else:
+                    self._line(line)
+            if self._size + len(self._partial) > MAX_REPLY:
+                raise SmtpError(f"a reply longer than {MAX_REPLY} bytes")
+        except SmtpError as exc:
+            self._close(exc)
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        waiter = self._waiter
+        if waiter is not None and self.replies and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def unread(self) -> bool:
+        """Something has come that no reply() has taken yet (a reply or part of one)."""
+        return bool(self.replies or self._lines or self._partial)
+
+    def _line(self, line: bytes) -> None:
+        """One whole line of a reply (without its LF)."""
+        if len(line) < 3 or not line[:3].isdigit():
+            raise SmtpError(f"malformed reply {line[:100]!r}")
+        text = line[4:].rstrip().decode("utf-8", "replace")
+        if line[3:4] == b"-":
+            self._lines.append(text)
+            self._size += len(line) + 1
+            if self._size > MAX_REPLY:
+                raise SmtpError(f"a reply longer than {MAX_REPLY} bytes")
+            return
+        if self._lines:
+            self._lines.append(text)
+            text = "\n".join(self._lines)
+            self._lines = []
+            self._size = 0
+        self.replies.append(Reply(int(line[:3]), text))
+
+    def eof_received(self) -> bool:
+        self._close(SmtpError("the server closed the connection"))
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close(exc if exc is not None else SmtpError("the server closed the connection"))
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _close(self, why: Exception) -> None:
+        if self.closed is None:
+            self.closed = why
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _gone(self) -> SmtpError:
+        why = self.closed
+        if isinstance(why, SmtpError):
+            return SmtpError(str(why))
+        return SmtpError(f"the connection was lost: {type(why).__name__}: {why}")
+
+    async def reply(self) -> Reply:
+        """The next reply, waiting for it to arrive; raises once the connection is done."""
+        while not self.replies:
+            if self.closed is not None:
+                raise self._gone()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.replies.popleft()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        while self._paused:
+            if self.closed is not None:
+                raise self._gone()
+            self._drained = (self._loop or asyncio.get_running_loop()).create_future()
+            await self._drained
+
+
 class SmtpConnection:
     """One SMTP session, reused for many messages; not safe for concurrent use."""
 
@@ -88,8 +218,8 @@ class SmtpConnection:
         self.config = config
         self.extensions: dict[str, str] = {}
         self.last_used = 0.0
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._protocol: _ReplyReader | None = None
+        self._transport: asyncio.Transport | None = None
         self._closing = False  # the server said 421: finish and drop
         self._ahead: bytes | None = None  # the next envelope, written, its replies unread
         self._deadline = 0.0  # monotonic time the transaction under way must end by
@@ -98,7 +228,9 @@ class SmtpConnection:
 
     @property
     def usable(self) -> bool:
-        return self._writer is not None and not self._closing and not self._writer.is_closing()
+        return (
+            self._transport is not None and not self._closing and not self._transport.is_closing()
+        )
 
     @property
     def pipelining(self) -> bool:
@@ -130,12 +262,15 @@ class SmtpConnection:
         try:
             async with asyncio.timeout(cfg.timeout):
                 tls = cfg.security == "tls"
-                self._reader, self._writer = await asyncio.open_connection(
+                protocol = _ReplyReader()
+                self._transport, _ = await asyncio.get_running_loop().create_connection(
+                    lambda: protocol,
                     cfg.host,
                     cfg.port,
                     ssl=self._ssl_context() if tls else None,
                     server_hostname=cfg.host if tls else None,
                 )
+                self._protocol = protocol
                 greeting = await self._reply()
                 if greeting.code != 220:
                     raise SmtpError(f"greeting: {greeting}")
@@ -169,8 +304,16 @@ class SmtpConnection:
         reply = await self._command(b"STARTTLS")
         if reply.code != 220:
             raise SmtpError(f"STARTTLS: {reply}")
-        assert self._writer is not None
-        await self._writer.start_tls(self._ssl_context(), server_hostname=self.config.host)
+        assert self._transport is not None and self._protocol is not None
+        if self._protocol.unread:
+            # Said in the clear, it would be read as said under TLS (RFC 3207 6).
+            raise SmtpError("the server sent more than its STARTTLS reply")
+        transport = await asyncio.get_running_loop().start_tls(
+            self._transport, self._protocol, self._ssl_context(), server_hostname=self.config.host
+        )
+        if transport is None:
+            raise SmtpError("STARTTLS: the connection closed")
+        self._transport = self._protocol.transport = transport
         await self._ehlo()  # RFC 3207: forget what was said before TLS
 
     async def _auth(self, username: str, password: str) -> None:
@@ -195,34 +338,20 @@ class SmtpConnection:
             raise SmtpAuthError(f"AUTH {mechanism}: {reply}")
 
     async def _reply(self) -> Reply:
-        assert self._reader is not None
-        line = await self._reader.readline()
-        if line[3:4] == b" " and line[:3].isdigit() and line.endswith(b"\n"):
-            # The usual one-line reply, without the loop's list and join.
-            reply = Reply(int(line[:3]), line[4:].rstrip().decode("utf-8", "replace"))
-            if reply.code == 421:
-                self._closing = True
-            return reply
-        lines: list[str] = []
-        while True:
-            if not line.endswith(b"\n"):
-                raise SmtpError("the server closed the connection")
-            if len(line) < 4 or not line[:3].isdigit():
-                raise SmtpError(f"malformed reply {line[:100]!r}")
-            lines.append(line[4:].rstrip().decode("utf-8", "replace"))
-            if line[3:4] != b"-":
-                reply = Reply(int(line[:3]), "\n".join(lines))
-                if reply.code == 421:
-                    self._closing = True
-                return reply
-            line = await self._reader.readline()
+        protocol = self._protocol
+        assert protocol is not None
+        # Pipelined replies arrive together: most are in already, and need no waiting.
+        reply = protocol.replies.popleft() if protocol.replies else await protocol.reply()
+        if reply.code == 421:
+            self._closing = True
+        return reply
 
     def _send(self, *data: bytes) -> None:
         """Write to the session. A transport closed under us (the server reset it) is a
         session error: uvloop's would raise RuntimeError, asyncio's drop the bytes."""
-        if self._writer is None or self._writer.is_closing():
+        if self._transport is None or self._transport.is_closing():
             raise SmtpError("the connection is closed")
-        self._writer.writelines(data)
+        self._transport.writelines(data)
 
     async def _command(self, line: bytes) -> Reply:
         self._send(line + b"\r\n")
@@ -254,7 +383,7 @@ class SmtpConnection:
         message costs one round trip, not two. `ahead` then says they are on the wire, and
         the next call must be for that envelope (the server will want its data after its
         354): it reads their replies instead of writing them again."""
-        assert self._writer is not None
+        assert self._transport is not None
         envelope = self._envelope(mail_from, rcpt)
         if isinstance(envelope, MessageResult):
             if self._ahead is not None:
@@ -268,7 +397,7 @@ class SmtpConnection:
             self._watchdog = loop.call_later(self.config.timeout, self._check_deadline)
         try:
             return await self._transaction(envelope, data, then)
-        except (OSError, SmtpError, asyncio.IncompleteReadError) as exc:
+        except (OSError, SmtpError) as exc:
             if self._timed_out:
                 raise TimeoutError(f"no answer within {self.config.timeout:g} s") from exc
             raise
@@ -279,20 +408,20 @@ class SmtpConnection:
         """The watchdog: a transaction past its deadline has its connection cut, which ends
         the read or write it waits in (send_message then raises TimeoutError)."""
         self._watchdog = None
-        if self._writer is None or not self._deadline:
+        if self._transport is None or not self._deadline:
             return  # closed, or idle: the next transaction starts a watchdog again
         left = self._deadline - time.monotonic()
         if left > 0:
             self._watchdog = asyncio.get_running_loop().call_later(left, self._check_deadline)
             return
         self._timed_out = True
-        self._writer.transport.abort()
+        self._transport.abort()
 
     async def _transaction(
         self, envelope: tuple[bytes, bytes], data: bytes, then: tuple[str, str] | None
     ) -> MessageResult:
-        assert self._writer is not None
-        writer = self._writer
+        assert self._protocol is not None
+        protocol = self._protocol
         mail_cmd, rcpt_cmd = envelope
         if self.pipelining:
             commands = mail_cmd + rcpt_cmd + b"DATA\r\n"
@@ -322,7 +451,7 @@ class SmtpConnection:
             # One system call (uvloop writes the three as one vector, without copying them).
             self._send(data, b".\r\n", following)
             self._ahead = following or None
-            await writer.drain()
+            await protocol.drain()
             final = await self._reply()
             self.last_used = time.monotonic()
             if final.code // 100 == 2:
@@ -371,7 +500,7 @@ class SmtpConnection:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = None
-        self._reader = None
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._protocol = None

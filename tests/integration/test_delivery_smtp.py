@@ -315,8 +315,8 @@ def test_sessions_are_reused_across_batches(smtp_server: Any) -> None:
                 # One idle session dies (its socket is closed under it) and has been idle long
                 # enough to be checked: the NOOP fails and a fresh session takes its place.
                 dead = idle[0]
-                assert dead._writer is not None
-                dead._writer.transport.abort()
+                assert dead._transport is not None
+                dead._transport.abort()
                 dead.last_used -= IDLE_CHECK_SECONDS
             recipients = [
                 Recipient(batch * 10 + i, i, f"r{batch}-{i}@example.com") for i in range(10)

@@ -22,7 +22,10 @@ from digest.delivery.message import (
     QP_LINE,
     MessageTemplate,
     TemplateError,
+    _body_value,
     _qp,
+    _stuff,
+    _to_header,
     build_template,
     data_ready,
     personalise,
@@ -30,6 +33,7 @@ from digest.delivery.message import (
 )
 from digest.delivery.recipient import Recipient
 from digest.placeholders import FIELDS, Slots
+from digest.tokens import preferences_url, unsubscribe_url
 from tests.helpers import read, signer, token
 
 P = Slots.new()  # one render's slots
@@ -281,3 +285,96 @@ plain_text = st.text(alphabet=st.sampled_from(" !.-=<>~az\t\u00e9"), max_size=30
 @example(".starts with a dot")
 def test_qp_fast_path_is_the_stdlib_encoding(value: str) -> None:
     assert _qp(value) == _qp_reference(value)
+
+
+@given(plain_text | st.text(max_size=120))
+@example("")
+@example(" ")
+@example(".")
+@example(".x")
+@example("x" * 75)
+@example("x" * 76)
+@example("a=b")
+@example("trailing ")
+@example("tab\there")
+@example("\x7f")
+def test_body_value_fast_path_is_the_plain_encoding(value: str) -> None:
+    assert _body_value(value) == _stuff(_qp(value), True)
+
+
+def reference_copy(template: MessageTemplate, r: Recipient) -> bytes:
+    """A copy as personalise made it before its fast paths: each value cleaned, escaped for
+    the HTML, QP-encoded and dot-stuffed on its own."""
+
+    def clean(value: str) -> str:
+        return re.sub(r"[\x00-\x1f\x7f]+", " ", value).strip()
+
+    name, email = clean(r.name), clean(r.email)
+    unsubscribe = template.signer.token("unsubscribe", r.subscription_id)
+    values = {
+        "name": name,
+        "greeting_name": f" {name}" if name else "",
+        "email": email,
+        "unsubscribe_url": unsubscribe_url(template.public_url, unsubscribe),
+        "preferences_url": preferences_url(
+            template.public_url, template.signer.token("preferences", r.subscription_id)
+        ),
+        "unsubscribe_mailto": f"mailto:{template.unsubscribe_address}?subject=unsubscribe-"
+        + unsubscribe,
+        "message_id": template.message_id(r.delivery_id),
+        "to": _to_header(name, r.email),
+        "date": message_module._date_header(),
+    }
+    out = []
+    for segment in template.segments:
+        if isinstance(segment, bytes):
+            out.append(segment)
+            continue
+        encoding, field = segment.split(":")
+        value = values[field]
+        if encoding == "h":
+            out.append(value.encode())
+        else:
+            out.append(_stuff(_qp(html.escape(value) if encoding == "x" else value), True))
+    return b"".join(out)
+
+
+PUBLIC_URLS = [
+    "https://digest.example.org",
+    "https://digest.example.org/",
+    "https://news.example.org/a&b=c/",  # escaped in the HTML, "=" encoded in both bodies
+    "https://news.example.org/" + "long/" * 12,  # links past a QP line
+    "https://digest-news.example.org/archive/2024",  # the prefix fits a line, a link not
+    ".starts-with-a-dot.example",
+]
+
+
+@given(
+    st.sampled_from(PUBLIC_URLS),
+    st.text(max_size=40) | st.sampled_from(NAMES),
+    st.sampled_from(["bob@example.com", "x@bücher.example", "a&b@example.org", ".x@example.org"]),
+    st.integers(min_value=1, max_value=2**63 - 1),
+    st.integers(min_value=-5, max_value=2**63 - 1),
+)
+@example("https://digest.example.org", "Bob", "bob@example.com", 1, 1)
+def test_copies_are_those_of_the_plain_encoding(
+    public_url: str, name: str, email: str, subscription_id: int, delivery_id: int
+) -> None:
+    """The fast paths of personalise (links built from prefixes, values that need no
+    encoding, the HTML sharing the text's segment) make the very bytes of the plain one."""
+    template = TEMPLATES.get(public_url) or TEMPLATES.setdefault(
+        public_url, make_template(public_url=public_url)
+    )
+    r = Recipient(delivery_id, subscription_id, email, name)
+    with pytest.MonkeyPatch.context() as mp:  # one Date for both, whatever the clock does
+        mp.setattr(message_module, "_date_header", lambda: "Wed, 21 Feb 2024 10:00:00 GMT")
+        try:
+            expected_copy = reference_copy(template, r)
+        except Exception as exc:  # a name or address no copy can carry: both refuse it
+            with pytest.raises(type(exc)):
+                personalise(template, r)
+            return
+        assert personalise(template, r) == expected_copy
+
+
+TEMPLATES: dict[str, MessageTemplate] = {}

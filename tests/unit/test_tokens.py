@@ -143,6 +143,8 @@ def test_fast_signer_agrees_with_the_library(row_id: int) -> None:
         value = signer.token(purpose, row_id)  # type: ignore[arg-type]
         assert value == make_token(purpose, row_id, keys)  # type: ignore[arg-type]
         assert read_token(purpose, value, keys) == row_id  # type: ignore[arg-type]
+    many = signer.tokens(row_id, *PURPOSES)  # type: ignore[arg-type]
+    assert many == [make_token(p, row_id, keys) for p in PURPOSES]  # type: ignore[arg-type]
 
 
 @given(st.binary(min_size=32, max_size=32))
