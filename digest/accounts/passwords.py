@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -11,8 +13,14 @@ MIN_LENGTH = 10
 MAX_LENGTH = 1024  # hashing a megabyte on every guess would be a denial of service
 
 _hasher = PasswordHasher()
-# Verified when no user has the name, so that a missing user takes as long as a wrong password.
-_DUMMY = _hasher.hash("no such user: this hash is compared so timing says nothing")
+
+
+@cache
+def _dummy() -> str:
+    """Verified when no user has the name, so that a missing user takes as long as a wrong
+    password. Made on first use: a hash costs half a second of CPU, and every `digest`
+    process (each command, each worker) would otherwise pay it at import."""
+    return _hasher.hash("no such user: this hash is compared so timing says nothing")
 
 
 def check_strength(password: str) -> None:
@@ -33,7 +41,7 @@ def verify(password_hash: str | None, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         return False
     try:
-        return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
