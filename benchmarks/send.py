@@ -10,7 +10,14 @@ sessions, as the reference. Prints one JSON line:
 processes. "cpu_per_1000" is CPU seconds (user + sys, and each) per 1,000 messages: of the
 `digest worker` processes and their pool (the figure to judge a change by on a busy machine,
 where the wall-clock ratio is noisy), of the PostgreSQL backends and redis-server serving them,
-of smtp-source in its reference run, and of smtp-sink during each.
+of smtp-source in its reference runs, and of smtp-sink during each.
+
+The reference runs twice, just before the workers start and just after they stop, and the ratio
+is taken against the mean of the two ("reference_runs" has both): a shared virtual machine's
+speed drifts by tens of per cent over a minute, and one reference on one side of the send reads
+that drift as a change in the ratio. "timeline" splits the send's seconds: until the first
+copy is recorded sent, from the first to the last (the wire), and from the last until the
+issue is marked sent.
 
     .venv/bin/python benchmarks/send.py --recipients 100000 --workers 2
 
@@ -529,6 +536,13 @@ def main() -> None:
         else:
             issue_id, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
         size = message_size(url, issue_id)
+        reference_count = args.reference_count or min(args.recipients, 200_000)
+        sink_reference = CpuMeter(lambda: {sink.pid: True})
+        sink_reference.start()
+        before_rate, before_cpu = reference_rate(
+            sink_port, reference_count, size, procs * args.sessions
+        )
+        sink_reference.stop()
 
         metric_ports = [free_port() for _ in range(args.workers)]
         workers = [
@@ -574,10 +588,13 @@ def main() -> None:
             )
             for meter in meters:
                 meter.start()
-            started = time.perf_counter()
+            from digest.models import utcnow
+
+            started, started_at = time.perf_counter(), utcnow()
             send_issue.delay(issue_id)
             status, progress = wait_sent(url, issue_id)
             seconds = time.perf_counter() - started
+            timeline = send_timeline(url, issue_id, started_at, seconds)
             for meter in meters:
                 meter.stop()
             if args.profile:
@@ -592,14 +609,19 @@ def main() -> None:
                     w.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     w.kill()
-        reference_count = args.reference_count or min(args.recipients, 200_000)
-        sink_reference = CpuMeter(lambda: {sink.pid: True})
+        sink_before = sink_reference.used
         sink_reference.start()
-        reference, source_cpu = reference_rate(
+        after_rate, after_cpu = reference_rate(
             sink_port, reference_count, size, procs * args.sessions
         )
         sink_reference.stop()
     rate = progress.sent / seconds
+    reference = (before_rate + after_rate) / 2
+    source_cpu = (before_cpu[0] + after_cpu[0], before_cpu[1] + after_cpu[1])
+    sink_ref_cpu = (
+        sink_before[0] + sink_reference.used[0],
+        sink_before[1] + sink_reference.used[1],
+    )
     print(json.dumps({
         "recipients": args.recipients,
         "dkim": args.dkim,
@@ -607,14 +629,16 @@ def main() -> None:
         "msgs_per_s": round(rate),
         "reference_msgs_per_s": round(reference),
         "ratio": round(rate / reference, 3),
+        "reference_runs": [round(before_rate), round(after_rate)],
+        "timeline": timeline,
         "cpu_per_1000": {
             "workers": per_1000(worker_cpu.used, progress.sent),
             "of_which_pool": per_1000(pool_cpu.used, progress.sent),
-            "smtp_source": per_1000(source_cpu, reference_count),
+            "smtp_source": per_1000(source_cpu, 2 * reference_count),
             "postgres": per_1000(postgres_cpu.used, progress.sent),
             "redis": per_1000(redis_cpu.used, progress.sent),
             "smtp_sink_send": per_1000(sink_cpu.used, progress.sent),
-            "smtp_sink_reference": per_1000(sink_reference.used, reference_count),
+            "smtp_sink_reference": per_1000(sink_ref_cpu, 2 * reference_count),
         },
         "load_average": os.getloadavg()[0],
         "peak_rss_mb": round(peak_rss, 1),
@@ -686,6 +710,31 @@ def scrape(ports: list[int]) -> dict[str, float]:
                 else:
                     totals[key] = round(totals.get(key, 0.0) + s.value, 3)
     return totals
+
+
+def send_timeline(url: str, issue_id: int, started_at: Any, seconds: float) -> dict[str, float]:
+    """Seconds until the first copy was recorded sent, from the first to the last, and from
+    the last until the issue was seen sent (sent_at is stamped when a round is flushed)."""
+    from sqlalchemy import func, select
+
+    from digest.db import session_scope
+    from digest.models import Delivery
+
+    with session_scope(url) as s:
+        first, last = s.execute(
+            select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+                Delivery.issue_id == issue_id
+            )
+        ).one()
+    if first is None:
+        return {}
+    to_first = (first - started_at).total_seconds()
+    to_last = (last - started_at).total_seconds()
+    return {
+        "to_first_sent": round(to_first, 2),
+        "wire": round(to_last - to_first, 2),
+        "after_last_sent": round(seconds - to_last, 2),
+    }
 
 
 def wait_sent(url: str, issue_id: int, timeout: float = 3600) -> tuple[str, Any]:
