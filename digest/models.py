@@ -476,7 +476,10 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the row may next be claimed: never NULL, so the claim is one range of its index
+    # (`<= now`, in index order, no sort); `OR IS NULL` made PostgreSQL sort every pending
+    # row of a 1M-row issue on each claim (368 ms against 2-7 ms).
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     # The variant (IssueVariant) the copy comes from; None: the issue's own message.

@@ -188,11 +188,6 @@ def _lease_until(now: datetime, lease_seconds: float) -> datetime:
     return now + timedelta(seconds=lease_seconds)
 
 
-def _held(lease: str) -> ColumnElement[bool]:
-    """The fence: the row is still leased by this claim. Every settling write matches it."""
-    return and_(_deliveries.c.status == DeliveryStatus.SENDING, _deliveries.c.lease_owner == lease)
-
-
 def _rowcount(result: Any) -> int:
     return int(result.rowcount)
 
@@ -202,6 +197,7 @@ def _rowcount(result: Any) -> int:
 # (measured: about as much worker CPU as the round trip). `Db` is a Session, or a Connection
 # the caller holds (send.py writes results on one it keeps for the batch).
 Db = Session | Connection
+# The fence: the row is still leased by this claim (:lease). Every settling write matches it.
 _HELD = and_(
     _deliveries.c.status == DeliveryStatus.SENDING,
     _deliveries.c.lease_owner == bindparam("lease", type_=String()),
@@ -251,19 +247,18 @@ def _claim_statement(postgres: bool, expired: bool) -> Any:
     if expired:
         condition = and_(d.status == DeliveryStatus.SENDING, d.lease_until < now)
     else:
-        condition = and_(
-            d.status == DeliveryStatus.PENDING,
-            or_(d.next_attempt_at <= now, d.next_attempt_at.is_(None)),
-        )
+        condition = and_(d.status == DeliveryStatus.PENDING, d.next_attempt_at <= now)
     ids = (
         select(d.id)
         .where(d.issue_id == bindparam("issue", type_=BigInteger()), condition)
         .limit(bindparam("wanted", type_=Integer()))
     )
     if not expired:
-        # In the claim index's order: without it PostgreSQL may pick a sequential scan that
-        # reads every row sent so far before the first pending one (measured 49 ms a claim
-        # half way through 1M rows, against 5 ms by the index).
+        # One range of the claim index, read in its order up to the limit: without the
+        # ORDER BY PostgreSQL may pick a sequential scan that reads every row sent so far
+        # (49 ms a claim half way through 1M rows); with a second range (`OR next_attempt_at
+        # IS NULL`, gone now that the column is NOT NULL) it sorted every pending row on disk
+        # (368 ms). Measured 2-7 ms, by benchmarks/send.py --recipients 1000000.
         ids = ids.order_by(d.next_attempt_at)
     match: ColumnElement[bool]
     if postgres:
@@ -404,14 +399,6 @@ def renew_lease(
     return _rowcount(db.execute(_renew_statement(), values))
 
 
-def _id_in(session: Session, ids: Sequence[int]) -> ColumnElement[bool]:
-    """`id IN ids`: one array parameter on PostgreSQL (nothing to expand, the same cached
-    statement whatever the count), a list of parameters on SQLite."""
-    if is_postgres(session):
-        return _deliveries.c.id == any_(bindparam("ids", list(ids), postgresql.ARRAY(BigInteger())))
-    return _deliveries.c.id.in_(ids)
-
-
 @cache
 def _mark_sent_statement(postgres: bool) -> Any:
     return (
@@ -513,6 +500,7 @@ def mark_retry(
     gave_up = literal("gave up after ") + sql_cast(attempts, String()) + literal(" attempts: ")
     written: dict[int, str] = {}
     ids = list(errors)
+    postgres = _postgres(session)
     # The error is per row (servers name the recipient in their replies): a CASE on the id
     # carries it, two parameters a row, so chunks keep within both databases' limits.
     for start in range(0, len(ids), _RETRY_CHUNK):
@@ -520,7 +508,7 @@ def mark_retry(
         error = case({i: errors[i] for i in chunk}, value=_deliveries.c.id)
         stmt = (
             sql_update(_deliveries)
-            .where(_id_in(session, chunk), _held(lease))
+            .where(_ids_match(postgres), _HELD)
             .values(
                 status=case((spent, DeliveryStatus.FAILED), else_=DeliveryStatus.PENDING),
                 last_error=case((spent, gave_up), else_="") + error,
@@ -533,7 +521,8 @@ def mark_retry(
             )
             .returning(_deliveries.c.id, _deliveries.c.status)
         )
-        written.update((int(i), str(status)) for i, status in session.execute(stmt))
+        values = {"ids": _ids_value(postgres, chunk), "lease": lease}
+        written.update((int(i), str(status)) for i, status in session.execute(stmt, values))
     return written
 
 
@@ -552,14 +541,15 @@ def mark_failed(
     the row (settled already, or taken over by another worker)."""
     row = session.execute(
         sql_update(_deliveries)
-        .where(_deliveries.c.id == delivery_id, _held(lease))
+        .where(_deliveries.c.id == delivery_id, _HELD)
         .values(status=DeliveryStatus.FAILED, last_error=error, lease_owner=None, lease_until=None)
         .returning(
             _deliveries.c.email,
             _deliveries.c.subscriber_id,
             _deliveries.c.subscription_id,
             _deliveries.c.issue_id,
-        )
+        ),
+        {"lease": lease},
     ).one_or_none()
     if row is None:
         return False

@@ -3,7 +3,7 @@
 import hashlib
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -240,3 +240,33 @@ def test_listing_items_stored_before_0006_are_found_again_after_it(
     assert result.error is None and (result.new, result.updated) == (0, 0)
     with session_factory(empty_url)() as session:
         assert session.scalar(select(func.count(Item.id))) == 3
+
+
+def test_deliveries_without_a_next_attempt_get_one_before_it_becomes_not_null(
+    empty_url: str,
+) -> None:
+    """0015: a pending row planned before every delivery had its moment is due at once (the
+    claim's old `IS NULL` case); a settled one takes when it was due or sent."""
+    command.upgrade(alembic_config(empty_url), "0013")
+    sent, due = datetime(2024, 3, 1, 9), datetime(2024, 3, 2, 9)
+    with get_engine(empty_url).begin() as conn:
+        _insert_as_of(conn, MailingList, id=1, slug="l", name="L")
+        _insert_as_of(conn, Issue, id=1, list_id=1, number=1, subject="s")
+        for n, status, sent_at, due_at in (
+            (1, "pending", None, None),
+            (2, "sent", sent, None),
+            (3, "pending", None, due),
+        ):
+            _insert_as_of(
+                conn, Delivery, id=n, issue_id=1, subscriber_id=n, subscription_id=n,
+                email=f"p{n}@example.org", status=status, next_attempt_at=None,
+                sent_at=sent_at, due_at=due_at,
+            )  # fmt: skip
+    before = datetime.now(UTC).replace(tzinfo=None)
+    upgrade(empty_url)
+    with session_factory(empty_url)() as session:
+        got = dict(session.execute(select(Delivery.id, Delivery.next_attempt_at)).all())
+    assert got[2] == sent and got[3] == due
+    assert before - timedelta(seconds=1) <= got[1] <= datetime.now(UTC).replace(tzinfo=None)
+    with pytest.raises(IntegrityError), get_engine(empty_url).begin() as conn:
+        conn.execute(text("UPDATE deliveries SET next_attempt_at = NULL WHERE id = 1"))
