@@ -16,21 +16,34 @@ from digest.db import Base, get_engine
 ADMIN = os.environ.get("DIGEST_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def database_url(name: str) -> str:
+    return ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def kept_database(name: str) -> str | None:
+    """The url of database `name` if a run with `keep` left it there, else None."""
+    with get_engine(ADMIN).connect() as conn:
+        found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+    return database_url(name) if found else None
+
+
 @contextmanager
-def scratch_database(name: str) -> Iterator[str]:
-    """A fresh database with the schema; dropped afterwards."""
+def scratch_database(name: str, *, keep: bool = False) -> Iterator[str]:
+    """A fresh database with the schema; dropped afterwards unless `keep` (a benchmark that
+    loads a million rows can then measure again without loading them: see kept_database)."""
     admin = get_engine(ADMIN)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    url = database_url(name)
     Base.metadata.create_all(get_engine(url))
     try:
         yield url
     finally:
         get_engine(url).dispose()
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def load_subscribers(url: str, list_id: int, count: int) -> float:

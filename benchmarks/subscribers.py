@@ -1,33 +1,38 @@
 """The admin's subscriber search on PostgreSQL at 1,000,000 subscribers.
 
-    .venv/bin/python benchmarks/subscribers.py [--subscribers 1000000] [--rounds 20]
+    .venv/bin/python benchmarks/subscribers.py [--subscribers 1000000] [--rounds 20] [--keep]
 
 Loads subscribers with varied names and addresses (two lists, every status, 2 % suppressed)
 into a scratch database, then times `digest.subscribers.search.search` page by page: the
 first page, keyset pages deep into the list, text searches (common, rare, no match), filters
 by list and status, suppression, and combinations. Prints one JSON line with p50/p95/max per
 page in milliseconds, per kind and overall, and the machine's load. Target (issue 9): p95 per
-page <= 50 ms.
+page <= 50 ms. With --keep the database (digest_bench_subscribers) is left in place, and a later
+run with --keep and the same --subscribers measures it again without loading it ("load_seconds"
+is then null); drop it with `DROP DATABASE digest_bench_subscribers`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
+from sqlalchemy import func, select
 
-from benchmarks.common import scratch_database
+from benchmarks.common import kept_database, scratch_database
 from digest.db import session_factory, session_scope
-from digest.models import MailingList, SubscriptionStatus
+from digest.models import MailingList, Subscriber, SubscriptionStatus
 from digest.subscribers import search
 
 FIRST = [
@@ -102,6 +107,29 @@ def load(url: str, lists: tuple[int, int], count: int) -> float:
     return time.perf_counter() - started
 
 
+NAME = "digest_bench_subscribers"
+
+
+@contextlib.contextmanager
+def database(count: int, keep: bool) -> Iterator[tuple[str, tuple[int, int], float | None]]:
+    """(url, the two lists' ids, seconds the load took or None when a kept one was reused)."""
+    url = kept_database(NAME) if keep else None
+    if url is not None:
+        with session_scope(url) as session:
+            held = session.scalar(select(func.count()).select_from(Subscriber))
+            ids = session.scalars(select(MailingList.id).order_by(MailingList.id)).all()
+        if held == count and len(ids) == 2:
+            yield url, (ids[0], ids[1]), None
+            return
+    with scratch_database(NAME, keep=keep) as url:
+        with session_scope(url) as session:
+            a, b = MailingList(slug="news", name="News"), MailingList(slug="jobs", name="Jobs")
+            session.add_all([a, b])
+            session.flush()
+            lists = (a.id, b.id)
+        yield url, lists, load(url, lists, count)
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -111,31 +139,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database, and reuse one a run kept"
+    )
     args = parser.parse_args()
-    with scratch_database("digest_bench_subscribers") as url:
-        with session_scope(url) as session:
-            a, b = MailingList(slug="news", name="News"), MailingList(slug="jobs", name="Jobs")
-            session.add_all([a, b])
-            session.flush()
-            lists = (a.id, b.id)
-        load_seconds = load(url, lists, args.subscribers)
+    with database(args.subscribers, args.keep) as (url, lists, load_seconds):
+        news, jobs = lists
         rare = f"lopez{args.subscribers // 2}"
         kinds: dict[str, list[search.Query]] = {
             "first_page": [search.Query()],
             "text_common": [search.Query(text="maria"), search.Query(text="Garcia")],
-            "text_rare": [search.Query(text=rare), search.Query(text="coop.example", list_id=b.id)],
+            "text_rare": [search.Query(text=rare), search.Query(text="coop.example", list_id=jobs)],
             "text_none": [search.Query(text="zzzq-nobody")],
             "list_status": [
-                search.Query(list_id=a.id, status=SubscriptionStatus.CONFIRMED),
-                search.Query(list_id=b.id, status=SubscriptionStatus.COMPLAINED),
+                search.Query(list_id=news, status=SubscriptionStatus.CONFIRMED),
+                search.Query(list_id=jobs, status=SubscriptionStatus.COMPLAINED),
                 search.Query(status=SubscriptionStatus.BOUNCED),
             ],
             "suppressed": [
                 search.Query(suppressed=search.Suppressed.YES),
-                search.Query(suppressed=search.Suppressed.NO, list_id=a.id),
+                search.Query(suppressed=search.Suppressed.NO, list_id=news),
             ],
             "text_and_filters": [
-                search.Query(text="sofia", list_id=b.id, status=SubscriptionStatus.CONFIRMED),
+                search.Query(text="sofia", list_id=jobs, status=SubscriptionStatus.CONFIRMED),
                 search.Query(text="ruiz", suppressed=search.Suppressed.YES),
             ],
         }
@@ -165,7 +191,7 @@ def main() -> None:
                 # A page deep in the list: half-way, a quarter from the end.
                 for before in (args.subscribers // 2, args.subscribers // 4):
                     started = time.perf_counter()
-                    search.search(session, search.Query(before_id=before, list_id=a.id))
+                    search.search(session, search.Query(before_id=before, list_id=news))
                     timings["keyset_deep"].append((time.perf_counter() - started) * 1000)
                 session.rollback()
     every = [t for values in timings.values() for t in values]
@@ -178,7 +204,7 @@ def main() -> None:
                 "p95_ms": round(pct(every, 95), 2),
                 "max_ms": round(max(every), 2),
                 "by_kind_p95_ms": {k: round(pct(v, 95), 2) for k, v in timings.items()},
-                "load_seconds": round(load_seconds, 1),
+                "load_seconds": None if load_seconds is None else round(load_seconds, 1),
                 "loadavg": [round(x, 2) for x in os.getloadavg()],
                 "cpus": os.cpu_count(),
             }
