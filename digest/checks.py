@@ -68,8 +68,8 @@ def migrations(engine: Engine, url: str) -> Check:
     return Check("migrations", True, f"at head ({head})")
 
 
-def redis_ping(name: str, url: str) -> Check:
-    client: Any = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+def redis_ping(name: str, url: str, timeout: float = TIMEOUT) -> Check:
+    client: Any = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
     except Exception as exc:
@@ -100,7 +100,7 @@ def readiness(settings: Settings, session: Callable[[], Session]) -> list[Check]
     return checks
 
 
-def relay(settings: Settings) -> list[Check]:
+def relay(settings: Settings, timeout: float = TIMEOUT) -> list[Check]:
     """Each SMTP relay greets, answers EHLO, and offers STARTTLS when it is to be used (or
     speaks TLS at once for `tls`)."""
     if settings.transport != "smtp":
@@ -117,26 +117,27 @@ def relay(settings: Settings) -> list[Check]:
         )
     ]
     return [
-        asyncio.run(_relay(name, host, port, security)) for name, host, port, security in relays
+        asyncio.run(_relay(name, host, port, security, timeout))
+        for name, host, port, security in relays
     ]
 
 
-async def _relay(name: str, host: str, port: int, security: str) -> Check:
+async def _relay(name: str, host: str, port: int, security: str, timeout: float) -> Check:
     label = f"relay {name}"
     context = ssl.create_default_context()
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=context if security == "tls" else None),
-            TIMEOUT,
+            timeout,
         )
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         return Check(label, False, f"cannot connect ({_reason(exc)})")
     try:
-        greeting = await _reply(reader)
+        greeting = await _reply(reader, timeout)
         if greeting[0] != 220:
             return Check(label, False, f"greeting refused: {greeting[0]} {greeting[1]}")
         writer.write(f"EHLO {socket.gethostname()}\r\n".encode())
-        code, text = await _reply(reader)
+        code, text = await _reply(reader, timeout)
         if code != 250:
             return Check(label, False, f"EHLO refused: {code} {text}")
         offers = {line.split()[0].upper() for line in text.splitlines() if line.split()}
@@ -144,15 +145,15 @@ async def _relay(name: str, host: str, port: int, security: str) -> Check:
             if "STARTTLS" not in offers:
                 return Check(label, False, "no STARTTLS offered, and security is starttls")
             writer.write(b"STARTTLS\r\n")
-            code, text = await _reply(reader)
+            code, text = await _reply(reader, timeout)
             if code != 220:
                 return Check(label, False, f"STARTTLS refused: {code} {text}")
             try:
-                await asyncio.wait_for(writer.start_tls(context, server_hostname=host), TIMEOUT)
+                await asyncio.wait_for(writer.start_tls(context, server_hostname=host), timeout)
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 return Check(label, False, f"TLS handshake failed ({_reason(exc)})")
             writer.write(f"EHLO {socket.gethostname()}\r\n".encode())
-            code, text = await _reply(reader)
+            code, text = await _reply(reader, timeout)
             if code != 250:
                 return Check(label, False, f"EHLO after STARTTLS refused: {code} {text}")
             return Check(label, True, "EHLO and STARTTLS answered")
@@ -164,10 +165,10 @@ async def _relay(name: str, host: str, port: int, security: str) -> Check:
         writer.close()
 
 
-async def _reply(reader: asyncio.StreamReader) -> tuple[int, str]:
+async def _reply(reader: asyncio.StreamReader, timeout: float) -> tuple[int, str]:
     lines: list[str] = []
     while True:
-        raw = await asyncio.wait_for(reader.readline(), TIMEOUT)
+        raw = await asyncio.wait_for(reader.readline(), timeout)
         if not raw:
             raise ValueError("connection closed")
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -184,7 +185,7 @@ def secret_key(settings: Settings) -> Check:
     return Check("secret key", True, f"set ({len(keys)} key(s) accepted)")
 
 
-def public_url(settings: Settings) -> Check:
+def public_url(settings: Settings, timeout: float = TIMEOUT) -> Check:
     if warning := public_url_warning(settings):
         return Check("public URL", False, warning)
     parts = urlsplit(settings.public_url)
@@ -193,7 +194,7 @@ def public_url(settings: Settings) -> Check:
     probe = settings.public_url.rstrip("/") + "/healthz"
     try:
         # The system's trust store, as for the relay (SSL_CERT_FILE may name another).
-        answer = httpx.get(probe, timeout=TIMEOUT, verify=ssl.create_default_context())
+        answer = httpx.get(probe, timeout=timeout, verify=ssl.create_default_context())
     except httpx.HTTPError as exc:
         return Check("public URL", False, f"{probe} does not answer ({_reason(exc)})")
     if answer.status_code != 200:
@@ -213,8 +214,9 @@ def dkim(settings: Settings) -> Check:
     return dkim_check(settings)
 
 
-def doctor(settings: Settings) -> list[Check]:
-    """Every check of a deployment, in the order an operator fixes them."""
+def doctor(settings: Settings, timeout: float = TIMEOUT) -> list[Check]:
+    """Every check of a deployment, in the order an operator fixes them; `timeout` seconds for
+    each network step (a relay or URL across a slow link, or a busy machine, needs more)."""
     url = settings.database_url
     engine = get_engine(url)
     checks = [database(sessionmaker(engine))]
@@ -224,11 +226,11 @@ def doctor(settings: Settings) -> list[Check]:
         checks.append(Check("migrations", False, "not checked: no database"))
     if settings.broker_url:
         if settings.broker_url.startswith(("redis://", "rediss://")):
-            checks.append(redis_ping("broker", settings.broker_url))
+            checks.append(redis_ping("broker", settings.broker_url, timeout))
         else:
             checks.append(Check("broker", False, "only a redis:// broker is supported"))
     else:
         checks.append(Check("broker", True, "none: the pipeline runs in-process"))
-    checks += relay(settings)
-    checks += [public_url(settings), secret_key(settings), dkim(settings)]
+    checks += relay(settings, timeout)
+    checks += [public_url(settings, timeout), secret_key(settings), dkim(settings)]
     return checks

@@ -198,12 +198,17 @@ def _serve_worker_metrics(port: int) -> None:
     console.print(f"metrics on http://{settings.metrics_host}:{port}/metrics", markup=False)
 
 
-def doctor() -> None:
+def doctor(
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=300, help="Seconds for each network step of a check."),
+    ] = 3.0,
+) -> None:
     """Check this deployment: database, migrations, broker, relay, public URL, secret key,
     DKIM. One line each; exit code 1 when any fails."""
     from digest.checks import doctor as run_checks
 
-    checks = run_checks(get_settings())
+    checks = run_checks(get_settings(), timeout)
     for check in checks:
         console.print(check.line(), markup=False, highlight=False)
     failed = [c for c in checks if not c.ok]

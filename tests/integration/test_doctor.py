@@ -79,7 +79,9 @@ def doctor(
             patched.setenv(key, value)
         reset_settings()
         capsys.readouterr()
-        code = main(["doctor"])
+        # Time enough for a TLS handshake with the uvicorn thread of this process when the
+        # machine is busy (3 s, the default, once ran out in CI).
+        code = main(["doctor", "--timeout", "30"])
         out = capsys.readouterr().out
     reset_settings()
     lines = {}
