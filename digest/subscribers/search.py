@@ -157,9 +157,15 @@ def search(session: Session, query: Query) -> Page:
     found = session.execute(stmt).all()
     more = len(found) > limit
     found = found[:limit]
-    # The page's suppressions by their index, not a pass over the whole suppression list.
+    # The page's suppressions by their index, not a pass over the whole suppression list;
+    # none to look up when the filter says.
     emails = [r.email for r in found]
-    stopped = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(emails))))
+    if query.suppressed == Suppressed.ANY:
+        stopped = set(
+            session.scalars(select(Suppression.email).where(Suppression.email.in_(emails)))
+        )
+    else:
+        stopped = set(emails) if query.suppressed == Suppressed.YES else set()
     rows = [Row(r.id, r.email, r.name, r.created_at, r.email in stopped) for r in found]
     return Page(rows, rows[-1].id if more and rows else None)
 

@@ -59,6 +59,11 @@ def test_search_filters_and_keyset_pages(db_url: str, session: Session) -> None:
     assert emails(supp) == ["reader3@example.org"] and supp.rows[0].suppressed
     not_supp = search.search(session, search.Query(suppressed=search.Suppressed.NO, limit=500))
     assert len(not_supp.rows) == 31 and "reader3@example.org" not in emails(not_supp)
+    assert not any(r.suppressed for r in not_supp.rows)
+    flags = {
+        r.email: r.suppressed for r in search.search(session, search.Query(text="reader3")).rows
+    }
+    assert flags == {"reader3@example.org": True}
 
     # Pages of 7 over the 30 readers of News: each once, newest first, then the end.
     seen: list[str] = []
@@ -125,6 +130,7 @@ def test_text_and_suppression_alike_by_hash_or_by_join(db_url: str, session: Ses
     }
     for query, expected in queries.items():
         assert every_page(session, query) == expected, query
+    assert all(r.suppressed for r in search.search(session, next(iter(queries))).rows)
     assert search.hashed_suppressions(session)
     if not is_postgres(session):
         return
