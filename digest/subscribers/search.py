@@ -14,9 +14,10 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, or_, select, true, union
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
-from digest.db import contains_pattern
+from digest.db import contains_pattern, is_postgres
 from digest.errors import NotFound
 from digest.models import (
     Delivery,
@@ -72,6 +73,26 @@ def text_matches(text: str) -> ColumnElement[bool]:
     )
 
 
+def hashed_suppressions(session: Session) -> bool:
+    """Whether PostgreSQL will test `email IN (SELECT email FROM suppressions)` row by row with
+    a hash of the addresses. It hashes only what it expects to fit in hash_mem; past that it
+    would rescan the whole list for each row. A hashed address costs about what its heap row
+    does (the address and a tuple header), so a heap half the size of hash_mem is safe.
+    SQLite looks an IN (subquery) up in the addresses' unique index, whatever its size.
+    """
+    if not is_postgres(session):
+        return True
+    fits = session.scalar(
+        sql(
+            "SELECT 2 * pg_relation_size(CAST(:table AS regclass))"
+            " <= pg_size_bytes(current_setting('work_mem'))"
+            " * current_setting('hash_mem_multiplier')::float8"
+        ),
+        {"table": Suppression.__tablename__},
+    )
+    return bool(fits)
+
+
 def search(session: Session, query: Query) -> Page:
     limit = max(1, min(query.limit, MAX_PAGE))
     suppressed = exists().where(Suppression.email == Subscriber.email)
@@ -117,7 +138,14 @@ def search(session: Session, query: Query) -> Page:
         parts = [select(w.subquery().c.subscriber_id) for w in walks]
         ids = union(*parts).subquery() if len(parts) > 1 else walks[0].subquery()
         stmt = stmt.where(Subscriber.id.in_(select(ids.c[0])))
-    if query.suppressed == Suppressed.YES:
+    if query.suppressed == Suppressed.YES and text and hashed_suppressions(session):
+        # A common text and few suppressed (at 1M, "ruiz" and 2 %: 30,000 rows walked a page):
+        # joined, the suppression is probed after the text is tested on every row walked,
+        # two lowercasings each. Not at the top level (IS TRUE), the IN stays a test by a
+        # hash of the addresses, cheaper than the text, so the planner runs it first. A rare
+        # text still goes by its trigram indexes.
+        stmt = stmt.where(Subscriber.email.in_(select(Suppression.email)).is_(True))
+    elif query.suppressed == Suppressed.YES:
         # A join: the suppression list is small beside the subscribers, and can drive.
         stmt = stmt.join(Suppression, Suppression.email == Subscriber.email)
     elif query.suppressed == Suppressed.NO:
@@ -129,9 +157,15 @@ def search(session: Session, query: Query) -> Page:
     found = session.execute(stmt).all()
     more = len(found) > limit
     found = found[:limit]
-    # The page's suppressions by their index, not a pass over the whole suppression list.
+    # The page's suppressions by their index, not a pass over the whole suppression list;
+    # none to look up when the filter says.
     emails = [r.email for r in found]
-    stopped = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(emails))))
+    if query.suppressed == Suppressed.ANY:
+        stopped = set(
+            session.scalars(select(Suppression.email).where(Suppression.email.in_(emails)))
+        )
+    else:
+        stopped = set(emails) if query.suppressed == Suppressed.YES else set()
     rows = [Row(r.id, r.email, r.name, r.created_at, r.email in stopped) for r in found]
     return Page(rows, rows[-1].id if more and rows else None)
 

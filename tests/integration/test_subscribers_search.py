@@ -8,9 +8,12 @@ import html
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
-from digest.models import Event, EventKind, SubscriptionStatus, SuppressionReason
+from digest.db import is_postgres
+from digest.models import Event, EventKind, SubscriptionStatus, Suppression, SuppressionReason
 from digest.subscribers import search
 from digest.subscribers.lists import create_list
 from digest.subscribers.service import add_subscriber
@@ -56,6 +59,11 @@ def test_search_filters_and_keyset_pages(db_url: str, session: Session) -> None:
     assert emails(supp) == ["reader3@example.org"] and supp.rows[0].suppressed
     not_supp = search.search(session, search.Query(suppressed=search.Suppressed.NO, limit=500))
     assert len(not_supp.rows) == 31 and "reader3@example.org" not in emails(not_supp)
+    assert not any(r.suppressed for r in not_supp.rows)
+    flags = {
+        r.email: r.suppressed for r in search.search(session, search.Query(text="reader3")).rows
+    }
+    assert flags == {"reader3@example.org": True}
 
     # Pages of 7 over the 30 readers of News: each once, newest first, then the end.
     seen: list[str] = []
@@ -85,6 +93,61 @@ def test_search_filters_and_keyset_pages(db_url: str, session: Session) -> None:
     assert "ana.lopez@coop.example" in confirmed  # pending in News, confirmed in Jobs
     with_text = search.search(session, search.Query(text="ana", status=SubscriptionStatus.PENDING))
     assert emails(with_text) == ["ana.lopez@coop.example"]
+
+
+def every_page(session: Session, query: search.Query) -> list[str]:
+    """The addresses of every page of `query`, following the keyset to the end."""
+    seen: list[str] = []
+    while True:
+        page = search.search(session, query)
+        seen += emails(page)
+        if page.next_before is None:
+            return seen
+        query = search.Query(
+            query.text, query.list_id, query.status, query.suppressed, page.next_before, query.limit
+        )
+
+
+def test_text_and_suppression_alike_by_hash_or_by_join(db_url: str, session: Session) -> None:
+    _, jobs = people(session)
+    for i in range(30, 60):
+        add_subscriber(session, jobs, f"reader{i}@example.org", name=f"Reader {i}")
+    for i in range(0, 60, 4):  # reader3 is suppressed already
+        suppress(session, f"reader{i}@example.org", SuppressionReason.COMPLAINT, "")
+    suppress(session, "ana.lopez@coop.example", SuppressionReason.BOUNCE, "550")
+    session.commit()
+    # Newest first: readers 56, 52, ... 4, 3, 0 (30 and up in Jobs); Ana by her name only.
+    numbers = [*range(56, 0, -4), 3, 0]
+    queries = {
+        search.Query(text="READER", suppressed=search.Suppressed.YES, limit=4): [
+            f"reader{i}@example.org" for i in numbers
+        ],
+        search.Query(text="reader", list_id=jobs, suppressed=search.Suppressed.YES, limit=3): [
+            f"reader{i}@example.org" for i in numbers if i >= 30
+        ],
+        search.Query(text="López", suppressed=search.Suppressed.YES): ["ana.lopez@coop.example"],
+        search.Query(text="reader3@", suppressed=search.Suppressed.YES): ["reader3@example.org"],
+    }
+    for query, expected in queries.items():
+        assert every_page(session, query) == expected, query
+    assert all(r.suppressed for r in search.search(session, next(iter(queries))).rows)
+    assert search.hashed_suppressions(session)
+    if not is_postgres(session):
+        return
+    # A suppression list too large to hash in hash_mem: the search joins instead, and finds
+    # the same.
+    session.execute(
+        insert(Suppression),
+        [
+            {"email": f"gone{i}@elsewhere.example", "reason": SuppressionReason.BOUNCE}
+            for i in range(1000)
+        ],
+    )
+    session.execute(sql("SET LOCAL work_mem = '64kB'"))
+    session.execute(sql("SET LOCAL hash_mem_multiplier = 1"))
+    assert not search.hashed_suppressions(session)
+    for query, expected in queries.items():
+        assert every_page(session, query) == expected, query
 
 
 def test_the_admin_pages_show_the_search_and_a_subscribers_record(
