@@ -380,6 +380,24 @@ def test_report_send_to_the_rest_and_progress(
     assert three["next_after"] is None
     search = client.get(f"{base}/report/joined?q=LATE-B", headers=API).json()["rows"]
     assert [r["email"] for r in search] == ["late-b@example.org"]
+
+    # Each kind's search (the ledger's kinds find candidates through the subscribers' index,
+    # those from subscriptions match the address itself): any case, any part, only matches.
+    def found(kind: str, q: str) -> list[str]:
+        rows = client.get(f"{base}/report/{kind}", params={"q": q}, headers=API).json()["rows"]
+        return [r["email"] for r in rows]
+
+    assert found("sent", "ADER2@EXAMPLE") == ["reader2@example.org"]
+    assert found("sent", "reader0") == [] and found("failed", "ER0@") == ["reader0@example.org"]
+    assert found("sent", "example.org") == ["reader1@example.org", "reader2@example.org"]
+    assert found("missing", "Late-A") == ["late-a@example.org"] and found("missing", "-c") == []
+    assert found("unsubscribed", "reader2") == ["reader2@example.org"]
+    assert found("bounced", "ER1") == ["reader1@example.org"] and found("bounced", "er2") == []
+    assert report["first_sent_at"] is not None
+    first_sent_at = datetime.fromisoformat(report["first_sent_at"]).replace(tzinfo=None)
+    assert first_sent_at == min(
+        d.sent_at for d in deliveries.values() if d.sent_at is not None and d is not failed
+    )
     assert client.get(f"{base}/report/sent?q=%25", headers=API).json()["rows"] == []
     assert client.get(f"{base}/report/sent?q=_", headers=API).json()["rows"] == []
     nul = client.get(f"{base}/report/joined", params={"q": "late-\x00a"}, headers=API)
