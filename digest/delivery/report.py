@@ -209,13 +209,46 @@ def count_of(session: Session, issue: Issue, kind: Kind, first_sent: datetime | 
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
+def missing_count(session: Session, issue: Issue) -> int:
+    """How many "missing" rows there are, without the anti-join of every confirmed subscription
+    against every delivery (900 ms at 1M). Missing = C - D + (D not in C), C the confirmed,
+    unsuppressed subscriptions, D the issue's deliveries: every delivery was planned from a
+    subscription of the list, which only goes together with its deliveries (erasure) or its
+    list (and the issue). So it is: the confirmed, minus the deliveries, plus the deliveries of
+    subscriptions no longer confirmed, minus the confirmed but suppressed without one; the last
+    two read only those few rows. One statement: one snapshot."""
+    confirmed = Subscription.status == SubscriptionStatus.CONFIRMED
+    of_list = Subscription.list_id == issue.list_id
+    others = [s for s in SubscriptionStatus if s != SubscriptionStatus.CONFIRMED]
+    has_copy = ~_no_delivery(issue.id)
+    total = (
+        select(func.count()).select_from(Subscription).where(of_list, confirmed).scalar_subquery()
+        - select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.issue_id == issue.id)
+        .scalar_subquery()
+        + select(func.count())
+        .select_from(Subscription)
+        .where(of_list, Subscription.status.in_(others), has_copy)
+        .scalar_subquery()
+        - select(func.count())
+        .select_from(Subscription)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .join(Suppression, Suppression.email == Subscriber.email)
+        .where(of_list, confirmed, _no_delivery(issue.id))
+        .scalar_subquery()
+    )
+    return int(session.scalar(select(total)) or 0)
+
+
 def issue_report(session: Session, issue: Issue) -> Report:
     """The issue's counts: the ledger's by status, then one count per kind of list.
     benchmarks/report.py measures it at 1,000,000 recipients."""
     progress = issue_progress(session, issue.id)
     first_sent = _first_sent(session, issue.id)
     counts = {"sent": progress.sent, "failed": progress.failed, "skipped": progress.skipped}
-    others: tuple[Kind, ...] = ("bounced", "complained", "unsubscribed", "joined", "missing")
+    others: tuple[Kind, ...] = ("bounced", "complained", "unsubscribed", "joined")
     for kind in others:
         counts[kind] = count_of(session, issue, kind, first_sent)
+    counts["missing"] = missing_count(session, issue)
     return Report(issue.id, progress, counts, first_sent)
