@@ -28,6 +28,7 @@ from digest.models import (
     Item,
     MailingList,
     Source,
+    SuppressionReason,
     Verdict,
     utcnow,
 )
@@ -35,6 +36,7 @@ from digest.pipeline import approve_issue
 from digest.scheduled import start_due_sends
 from digest.subscribers.actions import unsubscribe
 from digest.subscribers.service import add_subscriber
+from digest.subscribers.suppression import suppress, unsuppress
 from digest.web.app import create_app
 from tests.accounts import grant, signed_in
 from tests.integration.test_editor_api import API, TITLES, Seeded, seed_issue
@@ -380,6 +382,24 @@ def test_report_send_to_the_rest_and_progress(
     assert three["next_after"] is None
     search = client.get(f"{base}/report/joined?q=LATE-B", headers=API).json()["rows"]
     assert [r["email"] for r in search] == ["late-b@example.org"]
+
+    # Each kind's search (the ledger's kinds find candidates through the subscribers' index,
+    # those from subscriptions match the address itself): any case, any part, only matches.
+    def found(kind: str, q: str) -> list[str]:
+        rows = client.get(f"{base}/report/{kind}", params={"q": q}, headers=API).json()["rows"]
+        return [r["email"] for r in rows]
+
+    assert found("sent", "ADER2@EXAMPLE") == ["reader2@example.org"]
+    assert found("sent", "reader0") == [] and found("failed", "ER0@") == ["reader0@example.org"]
+    assert found("sent", "example.org") == ["reader1@example.org", "reader2@example.org"]
+    assert found("missing", "Late-A") == ["late-a@example.org"] and found("missing", "-c") == []
+    assert found("unsubscribed", "reader2") == ["reader2@example.org"]
+    assert found("bounced", "ER1") == ["reader1@example.org"] and found("bounced", "er2") == []
+    assert report["first_sent_at"] is not None
+    first_sent_at = datetime.fromisoformat(report["first_sent_at"]).replace(tzinfo=None)
+    assert first_sent_at == min(
+        d.sent_at for d in deliveries.values() if d.sent_at is not None and d is not failed
+    )
     assert client.get(f"{base}/report/sent?q=%25", headers=API).json()["rows"] == []
     assert client.get(f"{base}/report/sent?q=_", headers=API).json()["rows"] == []
     nul = client.get(f"{base}/report/joined", params={"q": "late-\x00a"}, headers=API)
@@ -403,6 +423,36 @@ def test_report_send_to_the_rest_and_progress(
     assert again.status_code == 400 and "every confirmed subscriber" in again.json()["detail"]
     progress = report_page(session, issue, "sent", limit=500)
     assert len(progress.rows) == 4 and progress.next_after is None
+
+
+def test_the_missing_count_is_its_rows(
+    client: TestClient, session: Session, seeded: Seeded
+) -> None:
+    """The count of "missing" is worked out from a few small counts (not an anti-join of
+    everyone): it must still be the number of rows its pages list, whatever changed since."""
+    approve(session, seeded.issue_id)
+    assert client.post(f"/api/v1/issues/{seeded.issue_id}/send", headers=API).status_code == 202
+    session.expire_all()
+    issue = session.get_one(Issue, seeded.issue_id)
+
+    def both() -> tuple[int, list[str]]:
+        session.expire_all()
+        rows = report_page(session, issue, "missing", limit=500).rows
+        return issue_report(session, issue).counts["missing"], [r.email for r in rows]
+
+    assert both() == (0, [])
+    deliveries = {d.email: d for d in session.scalars(select(Delivery))}
+    unsubscribe(session, deliveries["reader2@example.org"].subscription_id, via="link")
+    suppress(session, "reader1@example.org", SuppressionReason.MANUAL)  # has a copy
+    add_subscriber(session, seeded.list_id, "late-a@example.org", status="confirmed")
+    add_subscriber(session, seeded.list_id, "late-d@example.org", status="confirmed")
+    suppress(session, "late-d@example.org", SuppressionReason.MANUAL)  # no copy, suppressed
+    add_subscriber(session, seeded.list_id, "late-p@example.org", status="pending")
+    session.commit()
+    assert both() == (1, ["late-a@example.org"])
+    unsuppress(session, "late-d@example.org")
+    session.commit()
+    assert both() == (2, ["late-a@example.org", "late-d@example.org"])
 
 
 def test_the_editor_report_page_and_progress_json(
