@@ -3,8 +3,11 @@ ending when a user is disabled or gets a new password, API tokens, and the audit
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
+import sys
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.accounts import users
+from digest.cli import main
 from digest.config import reset_settings
 from digest.models import AuditEntry, Issue, Role, User
 from digest.web.app import create_app
 from tests.accounts import PASSWORD, bearer, grant, sign_in, signed_in
-from tests.helpers import DIGEST, clean_env
 from tests.integration.test_editor_api import API, seed_issue
 
 SETUP = {"email": "First@Example.org", "name": "Fran", "password": PASSWORD}
@@ -96,32 +99,45 @@ def test_two_first_run_forms_at_once_make_one_admin(db_url: str, session: Sessio
         users.add_first_admin(session, "two@example.org", PASSWORD)
 
 
-def digest_cli(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = clean_env({"DIGEST_DATABASE_URL": db_url})
-    return subprocess.run(
-        [DIGEST, *args], input=stdin, capture_output=True, text=True, env=env, timeout=120
-    )
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`digest ARGS` in this process (its exit code, stdout, stderr), reading `stdin`: nine
+    runs of the command in a process each took 25 s, nearly all of it importing."""
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        with monkeypatch.context() as patched:
+            patched.setattr(sys, "stdin", io.StringIO(stdin))
+            reset_settings()
+            capsys.readouterr()
+            code = main(list(args))
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["digest", *args], code, out, err)
+
+    return run
 
 
 def test_digest_users_add_list_disable_and_set_password(
-    db_url: str, session: Session, seeded_issue: int
+    cli: Cli, session: Session, seeded_issue: int
 ) -> None:
-    add = digest_cli(
-        db_url, "users", "add", "Ed@Example.org", "--role", "editor", "--password-stdin",
+    add = cli(
+        "users", "add", "Ed@Example.org", "--role", "editor", "--password-stdin",
         stdin=PASSWORD + "\n",
     )  # fmt: skip
     assert add.returncode == 0, add.stderr
     assert "added ed@example.org (editor)" in add.stdout
-    again = digest_cli(db_url, "users", "add", "ed@example.org", "--password-stdin", stdin="x" * 12)
+    again = cli("users", "add", "ed@example.org", "--password-stdin", stdin="x" * 12)
     assert (
         again.returncode == 2
         and again.stderr.strip() == "error: a user ed@example.org already exists"
     )
-    weak = digest_cli(db_url, "users", "add", "w@example.org", "--password-stdin", stdin="short\n")
+    weak = cli("users", "add", "w@example.org", "--password-stdin", stdin="short\n")
     assert weak.returncode == 2 and "at least 10 characters" in weak.stderr
-    bad_role = digest_cli(db_url, "users", "add", "r@example.org", "--role", "owner")
+    bad_role = cli("users", "add", "r@example.org", "--role", "owner")
     assert bad_role.returncode == 2
-    listed = digest_cli(db_url, "users", "list")
+    listed = cli("users", "list")
     assert (
         listed.returncode == 0 and "ed@example.org" in listed.stdout and "editor" in listed.stdout
     )
@@ -131,17 +147,15 @@ def test_digest_users_add_list_disable_and_set_password(
     assert sign_in(client, "ed@example.org").status_code == 303
     assert client.get("/editor/issues").status_code == 200
     new = "a whole new passphrase"
-    done = digest_cli(
-        db_url, "users", "set-password", "ed@example.org", "--password-stdin", stdin=new
-    )
+    done = cli("users", "set-password", "ed@example.org", "--password-stdin", stdin=new)
     assert done.returncode == 0, done.stderr
     assert client.get("/editor/issues").status_code == 303  # the session ended
     assert sign_in(client, "ed@example.org").status_code == 401  # the old password
     assert sign_in(client, "ed@example.org", new).status_code == 303
-    assert digest_cli(db_url, "users", "disable", "ed@example.org").returncode == 0
+    assert cli("users", "disable", "ed@example.org").returncode == 0
     assert client.get("/editor/issues").status_code == 303
     assert sign_in(client, "ed@example.org", new).status_code == 401
-    assert digest_cli(db_url, "users", "disable", "nobody@example.org").returncode == 2
+    assert cli("users", "disable", "nobody@example.org").returncode == 2
 
     actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
     assert actions == ["add_user", "set_password", "disable"]
