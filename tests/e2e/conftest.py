@@ -15,6 +15,11 @@ from tests.conftest import IN_CI
 
 CHROMIUM = "/usr/bin/chromium"
 KEEP = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+# A browser flow on PostgreSQL alone: the embedded SQLite store is driven in the browser by the
+# first-run and whole-issue flows, and on both stores by every page's integration test; a
+# second browser run of each flow cost about 70 s of the suite.
+ON_POSTGRES = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

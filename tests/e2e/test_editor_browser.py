@@ -18,6 +18,7 @@ from digest.models import Issue, Source
 from digest.web.app import create_app
 from tests.accounts import ADMIN, PASSWORD, grant
 from tests.e2e import test_web_browser as web
+from tests.e2e.conftest import ON_POSTGRES
 from tests.integration.test_editor_api import TITLES, order, seed_issue
 from tests.integration.test_web_http import live_server
 
@@ -59,6 +60,7 @@ def admin(db_url: str) -> None:
     grant(db_url)
 
 
+@ON_POSTGRES
 def test_open_an_issue_drop_an_item_and_approve(
     browser, admin, session: Session, shots: Path
 ) -> None:

@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 
 from digest.models import Item, MailingList, Source
 from tests.accounts import grant
+from tests.e2e.conftest import ON_POSTGRES
 from tests.e2e.test_editor_browser import WIDE, editor_page, editor_server
 from tests.fixtures.sources.server import serving
 from tests.integration.test_lists_sources_pages import listing
 
 
+@ON_POSTGRES
 def test_a_list_is_created_and_a_source_added_with_its_preview(
     browser, db_url: str, session: Session, shots: Path
 ) -> None:

@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 from digest.subscribers.lists import create_list
 from digest.subscribers.service import count_by_status
 from tests.accounts import grant
+from tests.e2e.conftest import ON_POSTGRES
 from tests.e2e.test_editor_browser import WIDE, editor_page, editor_server
 
 ROWS = 300
 
 
+@ON_POSTGRES
 def test_an_admin_uploads_a_csv_and_reads_the_report(
     browser, db_url: str, session: Session, shots: Path, tmp_path: Path
 ) -> None:
@@ -62,6 +64,7 @@ def test_an_admin_uploads_a_csv_and_reads_the_report(
 BIG_ROWS = 20_000
 
 
+@ON_POSTGRES
 def test_the_progress_bar_then_an_admin_adds_edits_exports_and_erases(
     browser, db_url: str, session: Session, shots: Path, tmp_path: Path
 ) -> None:

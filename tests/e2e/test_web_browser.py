@@ -14,6 +14,7 @@ from sqlalchemy import select
 from digest.models import Event, Issue, Subscription
 from digest.render.issue import render_issue
 from digest.web.app import create_app
+from tests.e2e.conftest import ON_POSTGRES
 from tests.fixtures.sample_issue import sample_issue_view
 from tests.helpers import token
 from tests.integration.test_web_http import live_server
@@ -44,6 +45,7 @@ def new_page(
     return page
 
 
+@ON_POSTGRES
 def test_unsubscribe_by_clicking_the_button(browser, db_url, session, shots) -> None:
     seeded = seed(session)
     link = token("unsubscribe", seeded.subscription_id)
@@ -87,6 +89,7 @@ def test_unsubscribe_by_clicking_the_button(browser, db_url, session, shots) -> 
         page.context.close()
 
 
+@ON_POSTGRES
 def test_view_online_and_a_forged_link(browser, db_url, session, shots) -> None:
     seeded = seed(session)
     issue = session.get(Issue, seeded.issue_id)
