@@ -164,18 +164,19 @@ def _query(issue: Issue, kind: Kind, first_sent: datetime | None) -> tuple[Any, 
     return query, Subscription.id, Subscriber.email
 
 
-def _matching(kind: Kind, email: Any, pattern: str) -> ColumnElement[bool]:
-    """Addresses containing `pattern` (lower-case, a LIKE pattern), spelled so the subscribers'
-    trigram index finds them where the kind's rows come from subscribers: ILIKE on the column
-    itself (`lower(email)` hides it from the index; the same match in PostgreSQL and SQLite).
-    A delivery's address is its subscriber's, copied at planning (addresses never change, and
-    erasure deletes the deliveries too), so the index picks the candidates and the row's own
-    address is still checked."""
+def _matching(email: Any, pattern: str) -> ColumnElement[bool]:
+    """Addresses containing `pattern` (lower-case, a LIKE pattern) in a kind's `email` column
+    (as _query gives it), spelled so the subscribers' trigram index finds them: ILIKE on the
+    column itself (`lower(email)` hides it from the index; the same match in PostgreSQL and
+    SQLite). A delivery's address is its subscriber's, copied at planning (addresses never
+    change, and erasure deletes the deliveries too), so for the ledger's rows the index picks
+    the candidates and the row's own address is still checked."""
+    by_index = Subscriber.email.ilike(pattern, "\\")
+    if email is Subscriber.email:
+        return by_index
     own = func.lower(email).like(pattern, "\\")
-    if kind in ("joined", "missing"):
-        return Subscriber.email.ilike(pattern, "\\")
-    if kind in ("sent", "failed", "skipped", "unsubscribed"):
-        found = select(Subscriber.id).where(Subscriber.email.ilike(pattern, "\\"))
+    if email is Delivery.email:
+        found = select(Subscriber.id).where(by_index)
         return and_(Delivery.subscriber_id.in_(found), own)
     return own
 
@@ -197,7 +198,7 @@ def report_page(
     # No address holds a control character, and PostgreSQL refuses a NUL in a parameter.
     search = "".join(ch for ch in search[:SEARCH_MAX] if ch >= " " and ch != "\x7f").strip()
     if search:
-        query = query.where(_matching(kind, email, contains_pattern(search.lower())))
+        query = query.where(_matching(email, contains_pattern(search.lower())))
     # "joined" are the newest subscriptions: walking the primary key would read every older
     # one first (451 ms at 1M), so its order hides the key from the planner (`+ 0`), which
     # then takes the joined alone from their indexes and sorts them (12 ms).
