@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import psycopg
 from sqlalchemy import text
@@ -25,6 +26,39 @@ def kept_database(name: str) -> str | None:
     with get_engine(ADMIN).connect() as conn:
         found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
     return database_url(name) if found else None
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def loaded_database(
+    name: str,
+    keep: bool,
+    reuse: Callable[[str], T | None],
+    load: Callable[[str], T],
+) -> Iterator[tuple[str, T, float | None]]:
+    """(url, what the data is, seconds the load took) of a database holding a benchmark's data.
+    With `keep` the database outlives the run, and a later run with `keep` reuses it when
+    `reuse(url)` recognises its data (load seconds None): the models' indexes it lacks are
+    made first and it is analysed, so an index added since is measured too. Else a scratch
+    database is loaded by `load(url)`."""
+    url = kept_database(name) if keep else None
+    found = reuse(url) if url is not None else None
+    if url is not None and found is not None:
+        with get_engine(url).begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+        yield url, found, None
+        return
+    with scratch_database(name, keep=keep) as url:
+        started = time.perf_counter()
+        data = load(url)
+        yield url, data, time.perf_counter() - started
 
 
 @contextmanager

@@ -18,13 +18,12 @@ it with `DROP DATABASE digest_bench_report`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 from sqlalchemy import func, select
 
-from benchmarks.common import kept_database, load_subscribers, scratch_database
-from digest.db import Base, get_engine, session_factory, session_scope
+from benchmarks.common import load_subscribers, loaded_database
+from digest.db import session_factory, session_scope
 from digest.delivery.ledger import plan_deliveries
 from digest.delivery.report import KINDS, Kind, _query, issue_report, report_page
 from digest.models import Delivery, Issue, MailingList
@@ -91,49 +90,30 @@ def shape(url: str, list_id: int, issue_id: int, recipients: int) -> None:
             conn.execute(f"VACUUM ANALYZE {table}")
 
 
-def reused(url: str, recipients: int) -> int | None:
-    """The kept database's issue id if it holds `recipients` deliveries, its missing indexes
-    made; None when it holds something else."""
+def reuse(url: str, recipients: int) -> int | None:
+    """A kept database's issue id, when it holds `recipients` deliveries."""
     with session_scope(url) as session:
         issue_id = session.scalar(select(func.min(Issue.id)))
         held = session.scalar(select(func.count()).where(Delivery.issue_id == issue_id))
-    if issue_id is None or held != recipients:
-        return None
-    engine = get_engine(url)
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ANALYZE")
-    return int(issue_id)
+    return None if issue_id is None or held != recipients else int(issue_id)
 
 
-@contextlib.contextmanager
-def database(recipients: int, keep: bool) -> Iterator[tuple[str, int, float | None]]:
-    """(url, the issue's id, seconds the set-up took or None when a kept one was reused)."""
-    url = kept_database(NAME) if keep else None
-    issue_id = reused(url, recipients) if url is not None else None
-    if url is not None and issue_id is not None:
-        yield url, issue_id, None
-        return
-    with scratch_database(NAME, keep=keep) as url:
-        with session_scope(url) as session:
-            lst = MailingList(slug="news", name="News")
-            session.add(lst)
-            session.flush()
-            list_id = lst.id
-            issue = Issue(list_id=list_id, number=1, subject="Bench", status="sending")
-            session.add(issue)
-            session.flush()
-            issue_id = issue.id
-        started = time.perf_counter()
-        load_subscribers(url, list_id, recipients)
-        with session_scope(url) as session:
-            plan_deliveries(session, issue_id)
-        shape(url, list_id, issue_id, recipients)
-        yield url, issue_id, round(time.perf_counter() - started, 1)
+def load(url: str, recipients: int) -> int:
+    """A list of `recipients`, an issue planned to them all and shaped as sent; its id."""
+    with session_scope(url) as session:
+        lst = MailingList(slug="news", name="News")
+        session.add(lst)
+        session.flush()
+        list_id = lst.id
+        issue = Issue(list_id=list_id, number=1, subject="Bench", status="sending")
+        session.add(issue)
+        session.flush()
+        issue_id = issue.id
+    load_subscribers(url, list_id, recipients)
+    with session_scope(url) as session:
+        plan_deliveries(session, issue_id)
+    shape(url, list_id, issue_id, recipients)
+    return issue_id
 
 
 def timed(call: Callable[[], object], rounds: int) -> dict[str, float]:
@@ -159,8 +139,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     out: dict[str, object] = {"recipients": args.recipients}
-    with database(args.recipients, args.keep) as (url, issue_id, setup_seconds):
-        out["setup_seconds"] = setup_seconds
+    with loaded_database(
+        NAME,
+        args.keep,
+        lambda url: reuse(url, args.recipients),
+        lambda url: load(url, args.recipients),
+    ) as (url, issue_id, setup_seconds):
+        out["setup_seconds"] = None if setup_seconds is None else round(setup_seconds, 1)
         with session_factory(url)() as session:
             issue = session.get(Issue, issue_id)
             assert issue is not None

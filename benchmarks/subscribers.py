@@ -15,14 +15,12 @@ is then null); drop it with `DROP DATABASE digest_bench_subscribers`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 from sqlalchemy import func, select
 
-from benchmarks.common import kept_database, scratch_database
+from benchmarks.common import loaded_database
 from digest.db import session_factory, session_scope
 from digest.models import MailingList, Subscriber, SubscriptionStatus
 from digest.subscribers import search
@@ -110,24 +108,23 @@ def load(url: str, lists: tuple[int, int], count: int) -> float:
 NAME = "digest_bench_subscribers"
 
 
-@contextlib.contextmanager
-def database(count: int, keep: bool) -> Iterator[tuple[str, tuple[int, int], float | None]]:
-    """(url, the two lists' ids, seconds the load took or None when a kept one was reused)."""
-    url = kept_database(NAME) if keep else None
-    if url is not None:
-        with session_scope(url) as session:
-            held = session.scalar(select(func.count()).select_from(Subscriber))
-            ids = session.scalars(select(MailingList.id).order_by(MailingList.id)).all()
-        if held == count and len(ids) == 2:
-            yield url, (ids[0], ids[1]), None
-            return
-    with scratch_database(NAME, keep=keep) as url:
-        with session_scope(url) as session:
-            a, b = MailingList(slug="news", name="News"), MailingList(slug="jobs", name="Jobs")
-            session.add_all([a, b])
-            session.flush()
-            lists = (a.id, b.id)
-        yield url, lists, load(url, lists, count)
+def reuse(url: str, count: int) -> tuple[int, int] | None:
+    """A kept database's two lists, when it holds `count` subscribers."""
+    with session_scope(url) as session:
+        held = session.scalar(select(func.count()).select_from(Subscriber))
+        ids = session.scalars(select(MailingList.id).order_by(MailingList.id)).all()
+    return (ids[0], ids[1]) if held == count and len(ids) == 2 else None
+
+
+def load_lists(url: str, count: int) -> tuple[int, int]:
+    """Two lists and `count` subscribers; the lists' ids."""
+    with session_scope(url) as session:
+        a, b = MailingList(slug="news", name="News"), MailingList(slug="jobs", name="Jobs")
+        session.add_all([a, b])
+        session.flush()
+        lists = (a.id, b.id)
+    load(url, lists, count)
+    return lists
 
 
 def pct(values: list[float], p: float) -> float:
@@ -143,7 +140,12 @@ def main() -> None:
         "--keep", action="store_true", help="keep the database, and reuse one a run kept"
     )
     args = parser.parse_args()
-    with database(args.subscribers, args.keep) as (url, lists, load_seconds):
+    with loaded_database(
+        NAME,
+        args.keep,
+        lambda url: reuse(url, args.subscribers),
+        lambda url: load_lists(url, args.subscribers),
+    ) as (url, lists, load_seconds):
         news, jobs = lists
         rare = f"lopez{args.subscribers // 2}"
         kinds: dict[str, list[search.Query]] = {
