@@ -50,7 +50,8 @@ import time
 from collections import Counter as CounterT
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +300,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 Cpu = tuple[float, float]  # user, sys seconds
 
 
+@dataclass(frozen=True)
+class Reference:
+    """One smtp-source run: messages per second, its CPU, smtp-sink's CPU meanwhile."""
+
+    rate: float
+    source: Cpu
+    sink: Cpu
+
+
 def proc_cpu(pid: int, *, reaped: bool = False) -> Cpu:
     """CPU seconds of a live process, all its threads; with `reaped`, plus its children's
     that have exited and been waited for (a pool process replaced mid-run)."""
@@ -361,9 +371,11 @@ def per_1000(cpu: Cpu, messages: int) -> dict[str, float]:
     }
 
 
-def reference_rate(port: int, count: int, size: int, sessions: int) -> tuple[float, Cpu]:
+def reference_rate(port: int, count: int, size: int, sessions: int, sink_pid: int) -> Reference:
     """smtp-source: same sink, same message size, same sessions, reused connections (-d).
-    Returns its messages per second and its CPU seconds (user, sys)."""
+    Returns its messages per second, its CPU seconds and smtp-sink's during the run."""
+    sink = CpuMeter(lambda: {sink_pid: True})
+    sink.start()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
@@ -373,7 +385,12 @@ def reference_rate(port: int, count: int, size: int, sessions: int) -> tuple[flo
     )  # fmt: skip
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return count / seconds, (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
+    source = (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
+    return Reference(count / seconds, source, sink.stop())
+
+
+def added(a: Cpu, b: Cpu) -> Cpu:
+    return a[0] + b[0], a[1] + b[1]
 
 
 def start_profilers(pids: list[int], workdir: Path) -> list[subprocess.Popen[bytes]]:
@@ -555,12 +572,8 @@ def main() -> None:
             issue_id, load_seconds, plan_seconds = make_issue(url, args.recipients, args.items)
         size = message_size(url, issue_id)
         reference_count = args.reference_count or min(args.recipients, 200_000)
-        sink_reference = CpuMeter(lambda: {sink.pid: True})
-        sink_reference.start()
-        before_rate, before_cpu = reference_rate(
-            sink_port, reference_count, size, procs * args.sessions
-        )
-        sink_reference.stop()
+        reference_args = (sink_port, reference_count, size, procs * args.sessions, sink.pid)
+        first = reference_rate(*reference_args)
 
         metric_ports = [free_port() for _ in range(args.workers)]
         workers = [
@@ -627,19 +640,9 @@ def main() -> None:
                     w.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     w.kill()
-        sink_before = sink_reference.used
-        sink_reference.start()
-        after_rate, after_cpu = reference_rate(
-            sink_port, reference_count, size, procs * args.sessions
-        )
-        sink_reference.stop()
+        last = reference_rate(*reference_args)
     rate = progress.sent / seconds
-    reference = (before_rate + after_rate) / 2
-    source_cpu = (before_cpu[0] + after_cpu[0], before_cpu[1] + after_cpu[1])
-    sink_ref_cpu = (
-        sink_before[0] + sink_reference.used[0],
-        sink_before[1] + sink_reference.used[1],
-    )
+    reference = (first.rate + last.rate) / 2
     print(json.dumps({
         "recipients": args.recipients,
         "dkim": args.dkim,
@@ -647,16 +650,16 @@ def main() -> None:
         "msgs_per_s": round(rate),
         "reference_msgs_per_s": round(reference),
         "ratio": round(rate / reference, 3),
-        "reference_runs": [round(before_rate), round(after_rate)],
+        "reference_runs": [round(first.rate), round(last.rate)],
         "timeline": timeline,
         "cpu_per_1000": {
             "workers": per_1000(worker_cpu.used, progress.sent),
             "of_which_pool": per_1000(pool_cpu.used, progress.sent),
-            "smtp_source": per_1000(source_cpu, 2 * reference_count),
+            "smtp_source": per_1000(added(first.source, last.source), 2 * reference_count),
             "postgres": per_1000(postgres_cpu.used, progress.sent),
             "redis": per_1000(redis_cpu.used, progress.sent),
             "smtp_sink_send": per_1000(sink_cpu.used, progress.sent),
-            "smtp_sink_reference": per_1000(sink_ref_cpu, 2 * reference_count),
+            "smtp_sink_reference": per_1000(added(first.sink, last.sink), 2 * reference_count),
         },
         "load_average": os.getloadavg()[0],
         "peak_rss_mb": round(peak_rss, 1),
@@ -730,7 +733,9 @@ def scrape(ports: list[int]) -> dict[str, float]:
     return totals
 
 
-def send_timeline(url: str, issue_id: int, started_at: Any, seconds: float) -> dict[str, float]:
+def send_timeline(
+    url: str, issue_id: int, started_at: datetime, seconds: float
+) -> dict[str, float]:
     """Seconds until the first copy was recorded sent, from the first to the last, and from
     the last until the issue was seen sent (sent_at is stamped when a round is flushed)."""
     from sqlalchemy import func, select
@@ -744,7 +749,7 @@ def send_timeline(url: str, issue_id: int, started_at: Any, seconds: float) -> d
                 Delivery.issue_id == issue_id
             )
         ).one()
-    if first is None:
+    if first is None or last is None:
         return {}
     to_first = (first - started_at).total_seconds()
     to_last = (last - started_at).total_seconds()
