@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import scratch_database
 from benchmarks.send import CpuMeter, backend_pids, make_issue, per_1000
 from digest.delivery.recipient import Recipient
-from digest.delivery.transports import Render, Sender, SendResult
+from digest.delivery.transports import More, Render, Sender, SendResult
 
 CHUNK = 64
 
@@ -42,7 +42,11 @@ class NullTransport:
         self.rate = rate
 
     def send(
-        self, envelope_from: Sender, batch: Sequence[Recipient], render: Render
+        self,
+        envelope_from: Sender,
+        batch: Sequence[Recipient],
+        render: Render,
+        more: More | None = None,
     ) -> Iterator[list[SendResult]]:
         started = time.monotonic()
         for start in range(0, len(batch), CHUNK):

@@ -17,7 +17,7 @@ from digest.config import get_settings
 from digest.db import session_factory, session_scope
 from digest.delivery.confirmations import send_confirmations as send_confirmation_mails
 from digest.delivery.ledger import finish_issue_if_done, next_attempt_at
-from digest.delivery.send import BatchResult, new_owner
+from digest.delivery.send import BatchResult, new_owner, run_seconds
 from digest.delivery.send import send_batch as send_one_batch
 from digest.delivery.transport_factory import make_transport
 from digest.delivery.transports import Transport
@@ -213,7 +213,7 @@ def start_chasers(issue_id: int) -> int:
 
 @app.task(name="workers.tasks.send_batch")
 def send_batch(issue_id: int, slot: int | None = None, token: str | None = None) -> dict[str, int]:
-    """Claim and send one batch, then chase the next; the last one closes the issue.
+    """Claim and send a run of batches, then chase the next; the last one closes the issue.
     With nothing claimable now but rows still open, come back when they can be.
     A chaser whose slot another one holds now (it was replaced) ends at once."""
     settings = get_settings()
@@ -233,7 +233,15 @@ def send_batch(issue_id: int, slot: int | None = None, token: str | None = None)
         slots.keep(chaser)
 
     sf = session_factory(settings.database_url)
-    result = send_one_batch(sf, issue_id, new_owner(), transport(), settings, on_renew=heartbeat)
+    result = send_one_batch(
+        sf,
+        issue_id,
+        new_owner(),
+        transport(),
+        settings,
+        on_renew=heartbeat,
+        refill_for=run_seconds(settings),
+    )
     if result.claimed:
         chase(chaser)
         return asdict(result)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from digest.delivery.message import unstuff
 from digest.delivery.recipient import Recipient
-from digest.delivery.transports import Render, Sender, SendResult, copy_failed, sender_for
+from digest.delivery.transports import More, Render, Sender, SendResult, copy_failed, sender_for
 from digest.metrics import metrics
 
 _CHUNK = 100
@@ -22,18 +22,25 @@ class MaildirTransport:
         self._box = mailbox.Maildir(self.path, factory=None, create=True)
 
     def send(
-        self, envelope_from: Sender, batch: Sequence[Recipient], render: Render
+        self,
+        envelope_from: Sender,
+        batch: Sequence[Recipient],
+        render: Render,
+        more: More | None = None,
     ) -> Iterator[list[SendResult]]:
-        chunk: list[SendResult] = []
-        for recipient in batch:
-            result = self._deliver(envelope_from, recipient, render)
-            metrics().deliveries.labels(result.outcome, "maildir").inc()
-            chunk.append(result)
-            if len(chunk) >= _CHUNK:
+        # Files have no wire to keep busy: the next batch is asked for after this one.
+        while batch:
+            chunk: list[SendResult] = []
+            for recipient in batch:
+                result = self._deliver(envelope_from, recipient, render)
+                metrics().deliveries.labels(result.outcome, "maildir").inc()
+                chunk.append(result)
+                if len(chunk) >= _CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
                 yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+            batch = more() if more is not None else ()
 
     def _deliver(self, envelope_from: Sender, recipient: Recipient, render: Render) -> SendResult:
         try:

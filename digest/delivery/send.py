@@ -10,6 +10,10 @@ Each claim holds its rows under a lease token of its own, renewed a few times a 
 the batch works (one statement per renewal, not per message). Every ledger write is fenced by
 that token: a batch that stalled past its lease and was taken over writes nothing over the
 new holder, counts the refusal, and stops.
+
+A run (`refill_for` seconds) claims the next batch while the current one is still on the wire,
+when the transport asks for it, so the sessions never drain at a batch boundary; each claim
+keeps its own lease token, and one writer fences each result by the token of its claim.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -57,6 +61,17 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 250
 FLUSH_SECONDS = 0.2
+# How long a worker's run keeps claiming further batches of one issue: long enough that the
+# boundaries between runs (a drain, a task round trip) cost little, short enough that a
+# progress bar moves and other issues' tasks get their turn.
+RUN_SECONDS = 5.0
+
+
+def run_seconds(settings: Settings) -> float:
+    """A run's claiming time: well inside a batch's time limit, which defers what is left."""
+    return min(RUN_SECONDS, settings.max_batch_seconds / 2)
+
+
 # Senders claim only an issue handed to them (`digest.pipeline`): paused, cancelled and
 # not-yet-sent ones are left alone.
 SENDABLE = (IssueStatus.SENDING,)
@@ -98,16 +113,14 @@ class _LedgerWriter:
         self,
         sf: sessionmaker[Session],
         issue_id: int,
-        lease: str,
-        claimed: Sequence[int],
         errors_before: int,
         settings: Settings,
         on_renew: Callable[[], None] | None = None,
     ) -> None:
         self.sf = sf
         self.issue_id = issue_id
-        self.lease = lease
-        self.unsettled = set(claimed)  # claimed rows whose result is not written yet
+        # Claimed rows whose result is not written yet, and the lease of their claim.
+        self.unsettled: dict[int, str] = {}
         self.buffer: list[SendResult] = []
         self.flushed_at = self.renewed_at = time.monotonic()
         self.lease_seconds = settings.lease_seconds
@@ -130,6 +143,30 @@ class _LedgerWriter:
         self.fast: Session | None = None  # see _write_sent
         self.postgres: bool | None = None  # not known before the first flush
 
+    def hold(self, lease: str, ids: Sequence[int]) -> None:
+        """Rows just claimed under `lease`: their results are written fenced by it."""
+        self.unsettled.update(dict.fromkeys(ids, lease))
+
+    def unreported(self) -> list[int]:
+        """Rows held that have no result yet, written or waiting to be."""
+        waiting = {r.delivery_id for r in self.buffer}
+        return [i for i in self.unsettled if i not in waiting]
+
+    def _by_lease(self, results: list[SendResult]) -> dict[str, list[SendResult]]:
+        """The results by the lease of their claim (one, but at a boundary between claims);
+        they are settled from here on. A result for a row this writer does not hold (a bug)
+        is refused like one whose row was taken over."""
+        groups: dict[str, list[SendResult]] = {}
+        stray = 0
+        for r in results:
+            lease = self.unsettled.pop(r.delivery_id, None)
+            if lease is None:
+                stray += 1
+            else:
+                groups.setdefault(lease, []).append(r)
+        self._refused(stray, "-")
+        return groups
+
     def add(self, chunk: Sequence[SendResult]) -> None:
         """Take results (an empty chunk: the transport is waiting); write them when due, and
         renew the lease when due. Called at least every fraction of a second while sending."""
@@ -149,20 +186,23 @@ class _LedgerWriter:
         only_sent = not renew and not self.errors_seen and all(r.outcome == "sent" for r in results)
         if only_sent and self.postgres is not False and self._write_sent(results, now):
             return
+        groups = self._by_lease(results)
         with self.sf.begin() as session:
-            written = self._write(session, results, now)
-            self.unsettled.difference_update(r.delivery_id for r in results)
-            refused = len(results) - written
+            refused: dict[str, int] = {}
+            for lease, group in groups.items():
+                refused[lease] = len(group) - self._write(session, group, now, lease)
             if renew:
                 self.renewed_at = time.monotonic()
-                held = renew_lease(
-                    session, self.issue_id, self.lease, now, lease_seconds=self.lease_seconds
-                )
-                # Fewer than unsettled: some ran out and were claimed again (counted as
-                # refused by release, which gives back what is still held).
-                self.lost = self.lost or held < len(self.unsettled)
+                for lease, count in Counter(self.unsettled.values()).items():
+                    held = renew_lease(
+                        session, self.issue_id, lease, now, lease_seconds=self.lease_seconds
+                    )
+                    # Fewer than unsettled: some ran out and were claimed again (counted as
+                    # refused by release, which gives back what is still held).
+                    self.lost = self.lost or held < count
             self._count_errors(session, results)
-        self._refused(refused)
+        for lease, n in refused.items():
+            self._refused(n, lease)
         if renew and not self.lost and self.on_renew is not None:
             self.on_renew()
 
@@ -180,11 +220,10 @@ class _LedgerWriter:
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             self.fast = session
         _log_results(results)
-        ids = [r.delivery_id for r in results]
-        written = mark_sent(self.fast, ids, now, lease=self.lease)
-        self.sent += written
-        self.unsettled.difference_update(ids)
-        self._refused(len(results) - written)
+        for lease, group in self._by_lease(results).items():
+            written = mark_sent(self.fast, [r.delivery_id for r in group], now, lease=lease)
+            self.sent += written
+            self._refused(len(group) - written, lease)
         return True
 
     def close(self) -> None:
@@ -193,7 +232,7 @@ class _LedgerWriter:
             self.fast.close()
             self.fast = None
 
-    def _refused(self, refused: int) -> None:
+    def _refused(self, refused: int, lease: str) -> None:
         if refused:
             self.refused += refused
             self.lost = True
@@ -201,13 +240,12 @@ class _LedgerWriter:
                 "issue %s: %d results refused: lease %s was taken over",
                 self.issue_id,
                 refused,
-                self.lease,
+                lease,
             )
 
-    def _write(self, session: Session, results: list[SendResult], now: datetime) -> int:
-        """Write the results (fenced by the lease, a few statements whatever their number);
-        returns how many the ledger took."""
-        lease = self.lease
+    def _write(self, session: Session, results: list[SendResult], now: datetime, lease: str) -> int:
+        """Write the results of one claim (fenced by its lease, a few statements whatever
+        their number); returns how many the ledger took."""
         _log_results(results)
         sent_ids = [r.delivery_id for r in results if r.outcome == "sent"]
         written = sent = mark_sent(session, sent_ids, now, lease=lease)
@@ -260,21 +298,26 @@ class _LedgerWriter:
         like a crash's, by what was in flight."""
         if not self.unsettled:
             return
+        claims: dict[str, list[int]] = {}
+        for delivery_id, lease in self.unsettled.items():
+            claims.setdefault(lease, []).append(delivery_id)
         with self.sf.begin() as session:
-            released = mark_deferred(
-                session, sorted(self.unsettled), utcnow(), "batch stopped", lease=self.lease
-            )
-        taken = len(self.unsettled) - released
-        self.deferred += released
-        self.refused += taken
+            released = {
+                lease: mark_deferred(session, sorted(ids), utcnow(), "batch stopped", lease=lease)
+                for lease, ids in claims.items()
+            }
         self.unsettled.clear()
-        if taken:
-            log.warning(
-                "issue %s: %d rows of lease %s were taken over before their result",
-                self.issue_id,
-                taken,
-                self.lease,
-            )
+        for lease, ids in claims.items():
+            taken = len(ids) - released[lease]
+            self.deferred += released[lease]
+            self.refused += taken
+            if taken:
+                log.warning(
+                    "issue %s: %d rows of lease %s were taken over before their result",
+                    self.issue_id,
+                    taken,
+                    lease,
+                )
 
     def _count_errors(self, session: Session, results: list[SendResult]) -> None:
         """Track transport errors in a row on the issue; pause it when they pile up."""
@@ -413,17 +456,28 @@ def send_batch(
     *,
     size: int | None = None,
     on_renew: Callable[[], None] | None = None,
+    refill_for: float = 0.0,
 ) -> BatchResult:
     """Claim up to `size` (default: `settings.batch_size`) due deliveries of the issue, send
     them, record the results. Sends nothing when the issue is not sending (paused, cancelled,
-    not handed over ...).
+    not handed over ...). With `refill_for`, a run: for that many seconds, claim the next
+    batch whenever the transport asks for it (see _Refill), and count them all.
 
     The claim's lease is a token of its own (see lease_token), renewed while the batch works
     (`on_renew` is called after each renewal: a caller's own heartbeat). A batch that finds
     some of its rows taken over (it stalled for longer than its lease) stops sending: the
     rest may be someone else's too. What it still holds goes back to pending at once."""
     with log_context(issue_id=issue_id):
-        return _send_batch(sf, issue_id, owner, transport, settings, size=size, on_renew=on_renew)
+        return _send_batch(
+            sf,
+            issue_id,
+            owner,
+            transport,
+            settings,
+            size=size or settings.batch_size,
+            on_renew=on_renew,
+            refill_for=refill_for,
+        )
 
 
 def _send_batch(
@@ -433,8 +487,9 @@ def _send_batch(
     transport: Transport,
     settings: Settings,
     *,
-    size: int | None,
+    size: int,
     on_renew: Callable[[], None] | None,
+    refill_for: float,
 ) -> BatchResult:
     lease = lease_token(owner)
     with sf() as session:
@@ -455,13 +510,7 @@ def _send_batch(
             settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or own.domain
         )
         errors_before = issue.consecutive_errors
-        claimed = claim(
-            session,
-            issue_id,
-            lease,
-            size or settings.batch_size,
-            lease_seconds=settings.lease_seconds,
-        )
+        claimed = claim(session, issue_id, lease, size, lease_seconds=settings.lease_seconds)
         try:
             templates = _variant_templates(session, issue_id, claimed.recipients, settings)
             templates[None] = own
@@ -477,8 +526,8 @@ def _send_batch(
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)
-    ids = [r.delivery_id for r in recipients]
-    writer = _LedgerWriter(sf, issue_id, lease, ids, errors_before, settings, on_renew)
+    writer = _LedgerWriter(sf, issue_id, errors_before, settings, on_renew)
+    writer.hold(lease, [r.delivery_id for r in recipients])
     if paused:
         recipients = _hold_paused(recipients, paused, writer)
 
@@ -486,9 +535,13 @@ def _send_batch(
         return templates[recipient.variant_id].personalise(recipient)
 
     render: Render = personalise if signer is None else signer.wrap(personalise)
-    results = transport.send(own.return_path, recipients, render)
+    refill = _Refill(sf, issue_id, owner, settings, size, templates, writer)
+    until = time.monotonic() + refill_for
+    results = transport.send(
+        own.return_path, recipients, render, refill.until(until) if refill_for > 0 else None
+    )
     try:
-        _send_all(results, recipients, writer)
+        _send_all(results, writer)
     finally:
         if isinstance(results, Generator):
             results.close()  # stops the transport now (SMTP: cancels what is on the wire)
@@ -499,14 +552,92 @@ def _send_batch(
     if writer.lost:
         writer.release()
     return BatchResult(
-        len(recipients) + skipped,
+        len(claimed.recipients) + skipped + refill.claimed,
         writer.sent,
         writer.retried,
         writer.failed,
-        skipped,
+        skipped + refill.skipped,
         writer.deferred,
         writer.refused,
     )
+
+
+class _Refill:
+    """The next batches of a run, claimed in the caller's thread when the transport asks
+    (while the current batch is still on the wire): each under a lease token of its own,
+    checked like the first (the issue still sending, its variants' messages loaded, paused
+    domains held back)."""
+
+    def __init__(
+        self,
+        sf: sessionmaker[Session],
+        issue_id: int,
+        owner: str,
+        settings: Settings,
+        size: int,
+        templates: dict[int | None, MessageTemplate],
+        writer: _LedgerWriter,
+    ) -> None:
+        self.sf, self.issue_id, self.owner = sf, issue_id, owner
+        self.settings, self.size = settings, size
+        self.templates, self.writer = templates, writer
+        self.claimed = self.skipped = 0
+
+    def until(self, deadline: float) -> Callable[[], list[Recipient]]:
+        def more() -> list[Recipient]:
+            """The next batch; none once the run's time is up, the batch has lost rows, the
+            issue stopped sending, or nothing is due."""
+            # The earlier claims' results are all in: written now, the run holds only the
+            # claim going and the one it takes next.
+            self.writer.flush()
+            while not self.writer.lost and time.monotonic() < deadline:
+                try:
+                    recipients, claimed = self._claim()
+                except Exception:  # the rows claimed so far are sent and written regardless
+                    log.exception("issue %s: the next claim failed: the run ends", self.issue_id)
+                    return []
+                if recipients or not claimed:
+                    return recipients
+                # Every row of that claim was skipped or held back: there may be more.
+            return []
+
+        return more
+
+    def _claim(self) -> tuple[list[Recipient], int]:
+        """A claim: the recipients to send now, and how many rows it settled or held."""
+        lease = lease_token(self.owner)
+        with self.sf() as session:
+            status = session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
+            if status not in SENDABLE:
+                return [], 0
+            claimed = claim(
+                session,
+                self.issue_id,
+                lease,
+                self.size,
+                lease_seconds=self.settings.lease_seconds,
+            )
+            try:
+                variants = _variant_templates(
+                    session, self.issue_id, claimed.recipients, self.settings
+                )
+            except Exception:
+                session.rollback()  # nothing claimed: the rows stay as they were
+                raise
+            paused = paused_domains(session) if claimed.recipients else {}
+            session.commit()
+        if claimed.recipients or claimed.skipped:
+            metrics().batches_claimed.inc()
+        if claimed.expired:
+            metrics().lease_expiries.inc(claimed.expired)
+        recipients = claimed.recipients
+        self.claimed += len(recipients) + claimed.skipped
+        self.skipped += claimed.skipped
+        self.templates.update(variants)  # before the sessions see a recipient reading one
+        self.writer.hold(lease, [r.delivery_id for r in recipients])
+        if paused:
+            recipients = _hold_paused(recipients, paused, self.writer)
+        return recipients, len(claimed.recipients) + claimed.skipped
 
 
 def _hold_paused(
@@ -528,16 +659,13 @@ def _hold_paused(
     return going
 
 
-def _send_all(
-    chunks: Iterator[list[SendResult]], recipients: list[Recipient], writer: _LedgerWriter
-) -> None:
+def _send_all(chunks: Iterator[list[SendResult]], writer: _LedgerWriter) -> None:
     """Feed the transport's results to the writer until they end or the lease is lost.
     Should the transport itself stop with an error (a bug: per-recipient errors come back as
     results), the recipients it had not reported are retried with the reason (an attempt
     used, with back-off, so a bug that recurs ends in 'failed' instead of a loop) rather
     than sitting in 'sending' until their lease runs out; an error of the ledger's own
     propagates (its rows keep their lease)."""
-    reported: set[int] = set()
     while not writer.lost:
         try:
             chunk = next(chunks)
@@ -546,15 +674,8 @@ def _send_all(
         except Exception as exc:
             log.exception("issue %s: the transport stopped mid-batch", writer.issue_id)
             detail = f"batch stopped: {type(exc).__name__}: {exc}"[:1000]
-            writer.add(
-                [
-                    SendResult(r.delivery_id, "retry", detail)
-                    for r in recipients
-                    if r.delivery_id not in reported
-                ]
-            )
+            writer.add([SendResult(i, "retry", detail) for i in writer.unreported()])
             return
-        reported.update(r.delivery_id for r in chunk)
         writer.add(chunk)
 
 
@@ -572,12 +693,15 @@ def send_issue_inline(
     """Send batches in this process until nothing is claimable; the in-process path for an
     issue handed to the senders (`digest.pipeline.start_sending`). With `wait_for_retries`,
     also sleep until waiting retries come due (up to a bound). `on_progress` gets the running
-    totals after each batch."""
+    totals after each run of batches."""
     owner = new_owner()
     totals = BatchResult()
     deadline = time.monotonic() + max_wait_seconds
+    refill_for = run_seconds(settings)
     while True:
-        result = send_batch(sf, issue_id, owner, transport, settings, size=size)
+        result = send_batch(
+            sf, issue_id, owner, transport, settings, size=size, refill_for=refill_for
+        )
         totals += result
         if on_progress is not None and result.claimed:
             on_progress(totals)

@@ -1,7 +1,10 @@
 """What a transport is: it takes a claimed batch and reports one result per message.
 
 Results stream back in chunks as they happen, so the caller can write the ledger right after
-the server's 250 while the rest of the batch is still on the wire.
+the server's 250 while the rest of the batch is still on the wire. A caller with more to send
+passes `more`: the transport asks it for the next batch while the current one is still going
+(SMTP: when half of it has been taken by the sessions), so its sessions never drain at a
+batch boundary.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ Outcome = Literal["sent", "retry", "failed", "deferred"]
 Render = Callable[[Recipient], bytes]  # DATA-ready bytes (dot-stuffed, CRLF) for a recipient
 # The envelope sender: one for the batch, or one per recipient (each copy's VERP return path).
 Sender = str | Callable[[Recipient], str]
+# The next batch, asked for in the caller's thread (between the results it is handed); an
+# empty one means there is no more.
+More = Callable[[], Sequence[Recipient]]
 
 
 def sender_for(sender: Sender, recipient: Recipient) -> str:
@@ -50,11 +56,15 @@ def copy_failed(recipient: Recipient, exc: Exception) -> SendResult:
 
 class Transport(Protocol):
     def send(
-        self, envelope_from: Sender, batch: Sequence[Recipient], render: Render
+        self,
+        envelope_from: Sender,
+        batch: Sequence[Recipient],
+        render: Render,
+        more: More | None = None,
     ) -> Iterator[list[SendResult]]:
-        """Send the batch; yield results in chunks as they arrive (an empty chunk now and
-        then while waiting, so the caller can flush on time). Every recipient gets exactly one
-        result."""
+        """Send the batch, and the batches `more` gives until it gives none; yield results in
+        chunks as they arrive (an empty chunk now and then while waiting, so the caller can
+        flush on time). Every recipient gets exactly one result."""
         ...
 
     def close(self) -> None:

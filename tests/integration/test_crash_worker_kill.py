@@ -119,9 +119,10 @@ def test_kill9_worker_mid_send_then_issue_completes(
             finally:
                 handler.held.clear()
             # The dead processes' leases stay put until they expire: that is what was in flight,
-            # at most one claimed batch per dead pool process.
+            # at most two claimed batches per dead pool process (a run's claim on the wire and
+            # the next one it took while that one went).
             in_flight = leased_by(pg_url, issue_id, dead)
-            bound = BATCH * (1 if finisher == "same worker" else CONCURRENCY)
+            bound = 2 * BATCH * (1 if finisher == "same worker" else CONCURRENCY)
             if finisher == "new worker":
                 workers.append(WorkerProcess(env, tmp_path / "newcomer.log", CONCURRENCY))
             status, counts = wait_sent(pg_url, issue_id, 150)

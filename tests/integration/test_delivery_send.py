@@ -26,7 +26,7 @@ from digest.delivery.maildir import MaildirTransport
 from digest.delivery.prepare import prepare_issue_message
 from digest.delivery.recipient import Recipient
 from digest.delivery.send import BatchResult, send_batch, send_issue_inline
-from digest.delivery.transports import Outcome, Render, SendResult
+from digest.delivery.transports import More, Outcome, Render, Sender, SendResult, Transport
 from digest.errors import DigestError, NotFound
 from digest.models import Delivery, Issue, utcnow
 from digest.pipeline import start_sending
@@ -110,6 +110,34 @@ def read_maildir(path: Path) -> list[tuple[str, EmailMessage]]:
     return out
 
 
+class BatchSizes:
+    """A transport that notes the size of each batch it is given, the first and the ones
+    `more` gives."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner, self.sizes = inner, list[int]()
+
+    def send(
+        self,
+        envelope_from: Sender,
+        batch: Sequence[Recipient],
+        render: Render,
+        more: More | None = None,
+    ) -> Iterator[list[SendResult]]:
+        def noted() -> Sequence[Recipient]:
+            assert more is not None
+            given = more()
+            if given:
+                self.sizes.append(len(given))
+            return given
+
+        self.sizes.append(len(batch))
+        return self.inner.send(envelope_from, batch, render, noted if more else None)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def test_inline_send_to_maildir_gives_everyone_one_copy(
     session: Session, db_url: str, tmp_path: Path
 ) -> None:
@@ -117,10 +145,12 @@ def test_inline_send_to_maildir_gives_everyone_one_copy(
     sf = session_factory(db_url)
     outbox = tmp_path / "outbox"
     progress: list[BatchResult] = []
-    transport = MaildirTransport(outbox)
+    transport = BatchSizes(MaildirTransport(outbox))
     totals = send_issue_inline(sf, issue_id, transport, get_settings(), progress.append, size=50)
     assert totals == BatchResult(claimed=120, sent=120, retried=0, failed=0)
-    assert [p.sent for p in progress] == [50, 100, 120]
+    # One run (inside its time): the first claim, then the next two the transport asked for.
+    assert transport.sizes == [50, 50, 20]
+    assert [p.sent for p in progress] == [120]
     session.expire_all()
     issue = session.get(Issue, issue_id)
     assert issue is not None and issue.status == "sent" and issue.sent_at is not None
@@ -185,7 +215,11 @@ class Scripted:
         self.results = results
 
     def send(
-        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+        self,
+        envelope_from: str,
+        batch: Sequence[Recipient],
+        render: Render,
+        more: More | None = None,
     ) -> Iterator[list[SendResult]]:
         for r, (outcome, transport_error) in zip(batch, self.results, strict=True):
             yield [SendResult(r.delivery_id, outcome, outcome, transport_error)]
@@ -271,7 +305,11 @@ class TakenOver:
         self.stolen: list[int] = []
 
     def send(
-        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+        self,
+        envelope_from: str,
+        batch: Sequence[Recipient],
+        render: Render,
+        more: More | None = None,
     ) -> Iterator[list[SendResult]]:
         for n, r in enumerate(batch):
             if n == 2:
@@ -322,7 +360,11 @@ class Slow:
         self.seconds, self.during = seconds, during
 
     def send(
-        self, envelope_from: str, batch: Sequence[Recipient], render: Render
+        self,
+        envelope_from: str,
+        batch: Sequence[Recipient],
+        render: Render,
+        more: More | None = None,
     ) -> Iterator[list[SendResult]]:
         deadline = time.monotonic() + self.seconds
         while time.monotonic() < deadline:
