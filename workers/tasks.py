@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_shutdown, worker_shutting_down
 from kombu.exceptions import OperationalError as BrokerError
 
 from digest.config import get_settings
@@ -44,6 +45,15 @@ _transport: dict[int, Transport] = {}
 MIN_CHASE_SECONDS = 0.2
 MAX_CHASE_SECONDS = 30.0
 FOLLOW_UP_SECONDS = 0.5  # after the slots held at a worker's connect would run out
+# Set in the worker's main process when its warm shutdown starts (SIGTERM: a deploy, `docker
+# stop`); made before the pool forks, so its processes see it: a run of batches then ends with
+# the batch on the wire instead of claiming more while the worker waits for it.
+_SHUTTING_DOWN = multiprocessing.Event()
+
+
+@worker_shutting_down.connect
+def _end_runs(**_: Any) -> None:
+    _SHUTTING_DOWN.set()
 
 
 def transport() -> Transport:
@@ -241,6 +251,7 @@ def send_batch(issue_id: int, slot: int | None = None, token: str | None = None)
         settings,
         on_renew=heartbeat,
         refill_for=run_seconds(settings),
+        stopping=_SHUTTING_DOWN.is_set,
     )
     if result.claimed:
         chase(chaser)

@@ -457,11 +457,13 @@ def send_batch(
     size: int | None = None,
     on_renew: Callable[[], None] | None = None,
     refill_for: float = 0.0,
+    stopping: Callable[[], bool] | None = None,
 ) -> BatchResult:
     """Claim up to `size` (default: `settings.batch_size`) due deliveries of the issue, send
     them, record the results. Sends nothing when the issue is not sending (paused, cancelled,
     not handed over ...). With `refill_for`, a run: for that many seconds, claim the next
-    batch whenever the transport asks for it (see _Refill), and count them all.
+    batch whenever the transport asks for it (see _Refill), and count them all; `stopping`
+    says the process is shutting down, which ends the run at the batch going.
 
     The claim's lease is a token of its own (see lease_token), renewed while the batch works
     (`on_renew` is called after each renewal: a caller's own heartbeat). A batch that finds
@@ -477,6 +479,7 @@ def send_batch(
             size=size or settings.batch_size,
             on_renew=on_renew,
             refill_for=refill_for,
+            stopping=stopping,
         )
 
 
@@ -490,6 +493,7 @@ def _send_batch(
     size: int,
     on_renew: Callable[[], None] | None,
     refill_for: float,
+    stopping: Callable[[], bool] | None,
 ) -> BatchResult:
     lease = lease_token(owner)
     with sf() as session:
@@ -538,7 +542,10 @@ def _send_batch(
     refill = _Refill(sf, issue_id, owner, settings, size, templates, writer)
     until = time.monotonic() + refill_for
     results = transport.send(
-        own.return_path, recipients, render, refill.until(until) if refill_for > 0 else None
+        own.return_path,
+        recipients,
+        render,
+        refill.until(until, stopping) if refill_for > 0 else None,
     )
     try:
         _send_all(results, writer)
@@ -583,14 +590,18 @@ class _Refill:
         self.templates, self.writer = templates, writer
         self.claimed = self.skipped = 0
 
-    def until(self, deadline: float) -> Callable[[], list[Recipient]]:
+    def until(
+        self, deadline: float, stopping: Callable[[], bool] | None
+    ) -> Callable[[], list[Recipient]]:
         def more() -> list[Recipient]:
-            """The next batch; none once the run's time is up, the batch has lost rows, the
-            issue stopped sending, or nothing is due."""
+            """The next batch; none once the run's time is up, the process is stopping, the
+            batch has lost rows, the issue stopped sending, or nothing is due."""
             # The earlier claims' results are all in: written now, the run holds only the
             # claim going and the one it takes next.
             self.writer.flush()
             while not self.writer.lost and time.monotonic() < deadline:
+                if stopping is not None and stopping():
+                    break
                 try:
                     recipients, claimed = self._claim()
                 except Exception:  # the rows claimed so far are sent and written regardless
