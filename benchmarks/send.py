@@ -17,7 +17,8 @@ is taken against the mean of the two ("reference_runs" has both): a shared virtu
 speed drifts by tens of per cent over a minute, and one reference on one side of the send reads
 that drift as a change in the ratio. "timeline" splits the send's seconds: until the first
 copy is recorded sent, from the first to the last (the wire), and from the last until the
-issue is marked sent.
+issue is marked sent; "sessions_busy" is how many sessions were waiting on a reply on average
+over the wire's seconds, out of "sessions".
 
     .venv/bin/python benchmarks/send.py --recipients 100000 --workers 2
 
@@ -671,6 +672,7 @@ def main() -> None:
         "workers": args.workers,
         "processes": procs,
         "sessions": procs * args.sessions,
+        "sessions_busy": sessions_busy(metrics, timeline),
         "batch_size": args.batch_size,
         "items": args.items,
         "message_bytes": size,
@@ -731,6 +733,17 @@ def scrape(ports: list[int]) -> dict[str, float]:
                 else:
                     totals[key] = round(totals.get(key, 0.0) + s.value, 3)
     return totals
+
+
+def sessions_busy(metrics: dict[str, float], timeline: dict[str, float]) -> float | None:
+    """Sessions waiting on a reply, on average over the wire's seconds: the workers' summed
+    round trips (digest_smtp_round_trip_seconds) over that time. Below "sessions", the rest is
+    time a session had nothing on the wire: batch boundaries, or its process off the CPU."""
+    waited = sum(
+        v for k, v in metrics.items() if k.startswith("digest_smtp_round_trip_seconds_sum")
+    )
+    wire = timeline.get("wire")
+    return round(waited / wire, 2) if wire else None
 
 
 def send_timeline(

@@ -556,8 +556,9 @@ def _send_batch(
             writer.flush()
         finally:
             writer.close()
-    if writer.lost:
-        writer.release()
+    # Rows still held: the batch stopped early (its lease lost), or a claim of the run failed
+    # after it took them; every row the transport was given has its result.
+    writer.release()
     return BatchResult(
         len(claimed.recipients) + skipped + refill.claimed,
         writer.sent,
