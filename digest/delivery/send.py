@@ -38,6 +38,7 @@ from digest.db import is_postgres
 from digest.delivery.dkim import dkim_signer
 from digest.delivery.errors import DeliveryError, LedgerError
 from digest.delivery.ledger import (
+    Claim,
     claim,
     finish_issue_if_done,
     mark_deferred,
@@ -514,19 +515,8 @@ def _send_batch(
             settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or own.domain
         )
         errors_before = issue.consecutive_errors
-        claimed = claim(session, issue_id, lease, size, lease_seconds=settings.lease_seconds)
-        try:
-            templates = _variant_templates(session, issue_id, claimed.recipients, settings)
-            templates[None] = own
-        except Exception:
-            session.rollback()  # nothing claimed: the rows stay as they were
-            raise
-        paused = paused_domains(session) if claimed.recipients else {}
-        session.commit()
-    if claimed.recipients or claimed.skipped:
-        metrics().batches_claimed.inc()
-    if claimed.expired:
-        metrics().lease_expiries.inc(claimed.expired)
+        claimed, templates, paused = _take_claim(session, issue_id, lease, size, settings)
+    templates[None] = own
     recipients, skipped = claimed.recipients, claimed.skipped
     if not recipients:
         return BatchResult(claimed=skipped, skipped=skipped)
@@ -622,26 +612,9 @@ class _Refill:
             status = session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
             if status not in SENDABLE:
                 return [], 0
-            claimed = claim(
-                session,
-                self.issue_id,
-                lease,
-                self.size,
-                lease_seconds=self.settings.lease_seconds,
+            claimed, variants, paused = _take_claim(
+                session, self.issue_id, lease, self.size, self.settings
             )
-            try:
-                variants = _variant_templates(
-                    session, self.issue_id, claimed.recipients, self.settings
-                )
-            except Exception:
-                session.rollback()  # nothing claimed: the rows stay as they were
-                raise
-            paused = paused_domains(session) if claimed.recipients else {}
-            session.commit()
-        if claimed.recipients or claimed.skipped:
-            metrics().batches_claimed.inc()
-        if claimed.expired:
-            metrics().lease_expiries.inc(claimed.expired)
         recipients = claimed.recipients
         self.claimed += len(recipients) + claimed.skipped
         self.skipped += claimed.skipped
@@ -650,6 +623,27 @@ class _Refill:
         if paused:
             recipients = _hold_paused(recipients, paused, self.writer)
         return recipients, len(claimed.recipients) + claimed.skipped
+
+
+def _take_claim(
+    session: Session, issue_id: int, lease: str, size: int, settings: Settings
+) -> tuple[Claim, dict[int | None, MessageTemplate], dict[str, PausedDomain]]:
+    """Claim a batch under `lease` and commit: its rows, the frozen messages of the variants
+    they read, and the destination domains paused now. A variant without its message fails
+    the claim before it commits (nothing claimed: the rows stay as they were)."""
+    claimed = claim(session, issue_id, lease, size, lease_seconds=settings.lease_seconds)
+    try:
+        variants = _variant_templates(session, issue_id, claimed.recipients, settings)
+    except Exception:
+        session.rollback()
+        raise
+    paused = paused_domains(session) if claimed.recipients else {}
+    session.commit()
+    if claimed.recipients or claimed.skipped:
+        metrics().batches_claimed.inc()
+    if claimed.expired:
+        metrics().lease_expiries.inc(claimed.expired)
+    return claimed, variants, paused
 
 
 def _hold_paused(
