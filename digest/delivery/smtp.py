@@ -465,10 +465,11 @@ class SmtpTransport:
                 jobs = deque(job for q in state.queues.values() for job in q)
                 jobs += state.leftover
                 state.queues, state.leftover = {}, deque()
-            state.done = True  # before any await: a batch given from now on comes back
+            # Before any await: no more asking, and a batch given from now on comes back.
+            state.open, state.done = False, True
             self._settle_leftovers(jobs, state)
         finally:
-            state.done = True
+            state.open, state.done = False, True
             if slots is not None:
                 await slots.close()
             state.report.close()
