@@ -6,7 +6,7 @@ lost or sent twice."""
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,6 +25,7 @@ from digest.models import Delivery, Issue, IssueStatus
 from tests.integration import test_delivery_control as control
 from tests.integration.test_delivery_control import TEMPLATE, Recorder
 from tests.integration.test_delivery_send import ready_issue
+from tests.processes import wait_until
 from tests.smtp_server import free_port
 
 servers = control.servers  # the fixture: `servers(recorder) -> port`
@@ -96,27 +97,29 @@ def test_domain_limits_hold_across_the_batches_of_a_run(servers: Any) -> None:
     assert len(rec.rcpts) == 90
 
 
+def sessions_finished(transport: SmtpTransport) -> bool:
+    """Nothing runs on the transport's loop any more: its batch has ended (the probe that
+    asks is the only task)."""
+    assert transport._loop is not None
+
+    async def tasks() -> int:
+        return len(asyncio.all_tasks())
+
+    return asyncio.run_coroutine_threadsafe(tasks(), transport._loop).result() == 1
+
+
 def test_a_batch_given_after_the_sessions_stopped_comes_back_untried(servers: Any) -> None:
     """The batch's time runs out while the caller claims the next one: its rows come back
     'deferred' (to pending, no attempt used), not lost and not sent."""
     rec = Recorder()
     transport = SmtpTransport(SmtpConfig(port=servers(rec)), connections=2, max_batch_seconds=1)
     late = batch(100, 10)
-
-    def slow_claim() -> list[Recipient]:
-        # The transport's deadline is at most a second after it started, which was before
-        # this call: wait past it.
-        until = time.monotonic() + 1.2
-        while time.monotonic() < until:
-            time.sleep(0.05)
-        return late if not asked else []
-
-    asked: list[int] = []
+    feed = Feed([late])
 
     def more() -> Sequence[Recipient]:
-        given = slow_claim()
-        asked.append(len(given))
-        return given
+        # A claim slower than the batch's time: given once the sessions have finished.
+        wait_until(lambda: sessions_finished(transport), 30, 0.02, "the batch's time to run out")
+        return feed()
 
     results: list[SendResult] = []
     try:
@@ -128,7 +131,7 @@ def test_a_batch_given_after_the_sessions_stopped_comes_back_untried(servers: An
     assert Counter(r.delivery_id for r in results) == Counter(range(6)) + Counter(range(100, 110))
     assert {outcome[r.delivery_id] for r in late} == {"deferred"}
     assert not {r.email for r in late} & set(rec.rcpts)
-    assert asked == [10]
+    assert len(feed.asked_at) == 1  # finished sessions ask for nothing more
 
 
 def test_a_relay_down_hands_its_queue_over_within_the_run(servers: Any) -> None:
