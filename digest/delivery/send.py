@@ -529,13 +529,9 @@ def _send_batch(
         return templates[recipient.variant_id].personalise(recipient)
 
     render: Render = personalise if signer is None else signer.wrap(personalise)
-    refill = _Refill(sf, issue_id, owner, settings, size, templates, writer)
-    until = time.monotonic() + refill_for
+    refill = _Refill(sf, issue_id, owner, settings, size, templates, writer, refill_for, stopping)
     results = transport.send(
-        own.return_path,
-        recipients,
-        render,
-        refill.until(until, stopping) if refill_for > 0 else None,
+        own.return_path, recipients, render, refill if refill_for > 0 else None
     )
     try:
         _send_all(results, writer)
@@ -561,10 +557,10 @@ def _send_batch(
 
 
 class _Refill:
-    """The next batches of a run, claimed in the caller's thread when the transport asks
-    (while the current batch is still on the wire): each under a lease token of its own,
-    checked like the first (the issue still sending, its variants' messages loaded, paused
-    domains held back)."""
+    """The transport's `more` for a run: the next batches, claimed in the caller's thread when
+    the transport asks (while the current batch is still on the wire), each under a lease
+    token of its own and checked like the first (the issue still sending, its variants'
+    messages loaded, paused domains held back), for `seconds` or until `stopping` says so."""
 
     def __init__(
         self,
@@ -575,38 +571,36 @@ class _Refill:
         size: int,
         templates: dict[int | None, MessageTemplate],
         writer: _LedgerWriter,
+        seconds: float,
+        stopping: Callable[[], bool] | None,
     ) -> None:
         self.sf, self.issue_id, self.owner = sf, issue_id, owner
         self.settings, self.size = settings, size
         self.templates, self.writer = templates, writer
+        self.deadline, self.stopping = time.monotonic() + seconds, stopping
         self.claimed = self.skipped = 0
 
-    def until(
-        self, deadline: float, stopping: Callable[[], bool] | None
-    ) -> Callable[[], list[Recipient]]:
-        def more() -> list[Recipient]:
-            """The next batch; none once the run's time is up, the process is stopping, the
-            batch has lost rows, the issue stopped sending, or nothing is due."""
-            # The earlier claims' results are all in: written now, the run holds only the
-            # claim going and the one it takes next.
-            self.writer.flush()
-            while not self.writer.lost and time.monotonic() < deadline:
-                if stopping is not None and stopping():
-                    break
-                try:
-                    recipients, claimed = self._claim()
-                except Exception:  # the rows claimed so far are sent and written regardless
-                    log.exception("issue %s: the next claim failed: the run ends", self.issue_id)
-                    return []
-                if recipients or not claimed:
-                    return recipients
-                # Every row of that claim was skipped or held back: there may be more.
-            return []
-
-        return more
+    def __call__(self) -> list[Recipient]:
+        """The next batch; none once the run's time is up, the process is stopping, the batch
+        has lost rows, the issue stopped sending, or nothing is due."""
+        # The earlier claims' results are all in: written now, the run holds only the claim
+        # going and the one it takes next.
+        self.writer.flush()
+        while not self.writer.lost and time.monotonic() < self.deadline:
+            if self.stopping is not None and self.stopping():
+                break
+            try:
+                recipients, taken = self._claim()
+            except Exception:  # the rows claimed so far are sent and written regardless
+                log.exception("issue %s: the next claim failed: the run ends", self.issue_id)
+                return []
+            if recipients or not taken:
+                return recipients
+            # Every row of that claim was skipped or held back: there may be more.
+        return []
 
     def _claim(self) -> tuple[list[Recipient], int]:
-        """A claim: the recipients to send now, and how many rows it settled or held."""
+        """A claim: the recipients to send now, and how many rows it took."""
         lease = lease_token(self.owner)
         with self.sf() as session:
             status = session.scalar(select(Issue.status).where(Issue.id == self.issue_id))
@@ -616,13 +610,14 @@ class _Refill:
                 session, self.issue_id, lease, self.size, self.settings
             )
         recipients = claimed.recipients
-        self.claimed += len(recipients) + claimed.skipped
+        taken = len(recipients) + claimed.skipped
+        self.claimed += taken
         self.skipped += claimed.skipped
         self.templates.update(variants)  # before the sessions see a recipient reading one
         self.writer.hold(lease, [r.delivery_id for r in recipients])
         if paused:
             recipients = _hold_paused(recipients, paused, self.writer)
-        return recipients, len(claimed.recipients) + claimed.skipped
+        return recipients, taken
 
 
 def _take_claim(
