@@ -401,12 +401,7 @@ class SmtpTransport:
             state.report.given(batch)
             if state.slots is not None:
                 state.pending.update(_domain(r.email) for r in batch)
-            now = time.monotonic()
-            up = [i for i in state.queues if self.routes[i].available(now)]
-            if up:
-                for i, jobs in self._assign(deque(batch), up).items():
-                    state.queues[i].extend(jobs)
-            else:  # the round is ending: the next one shares these out
+            if not self._share(batch, state):  # the round is ending: the next one shares them
                 state.leftover.extend(batch)
             state.low_mark = len(batch) // 2
         state.wake()
@@ -509,13 +504,20 @@ class SmtpTransport:
         jobs = state.queues.get(index)
         if not state.open or jobs is None:
             return
-        now = time.monotonic()
-        up = [i for i in state.queues if i != index and self.routes[i].available(now)]
-        if jobs and up:
-            for i, share in self._assign(deque(jobs), up).items():
-                state.queues[i].extend(share)
+        if jobs and self._share(jobs, state, but=index):
             jobs.clear()
         state.wake()
+
+    def _share(self, jobs: Sequence[Recipient], state: _BatchState, but: int = -1) -> bool:
+        """Add jobs to the queues of the round's relays that are up now (`but` the one whose
+        queue they come from), by weight. False: none is, nothing was added."""
+        now = time.monotonic()
+        up = [i for i in state.queues if i != but and self.routes[i].available(now)]
+        if not up:
+            return False
+        for i, share in self._assign(deque(jobs), up).items():
+            state.queues[i].extend(share)
+        return True
 
     async def _session(self, route: Route) -> SmtpConnection | None:
         """An open session: an idle one that still answers, else a new one (None: failed)."""
