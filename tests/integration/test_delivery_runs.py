@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 from digest.config import get_settings
 from digest.db import session_factory
 from digest.delivery.recipient import Recipient
-from digest.delivery.send import send_batch
+from digest.delivery.send import BatchResult, send_batch
 from digest.delivery.smtp import Route, SmtpTransport
 from digest.delivery.smtp_client import SmtpConfig
-from digest.delivery.transports import More, Render, Sender, SendResult
+from digest.delivery.transports import SendResult
 from digest.models import Delivery, Issue, IssueStatus
 from tests.integration import test_delivery_control as control
 from tests.integration.test_delivery_control import TEMPLATE, Recorder
-from tests.integration.test_delivery_send import ready_issue
+from tests.integration.test_delivery_send import BatchSizes, ready_issue
 from tests.processes import wait_until
 from tests.smtp_server import free_port
 
@@ -150,45 +150,35 @@ def test_a_relay_down_hands_its_queue_over_within_the_run(servers: Any) -> None:
     assert len(up.rcpts) == 150 and dead.blocked_by == "down"
 
 
-class Claims:
-    """A transport wrapper that reads, for every batch it is given, the lease its rows are
-    held under, and may act (pause the issue, take a row over) when the run asks for more."""
+class Claims(BatchSizes):
+    """Notes, for every batch of a run, the lease its rows are held under, and may act (pause
+    the issue, take a row over) when the run asks for more."""
 
     def __init__(self, inner: SmtpTransport, sf: Any, on_ask: Any = None) -> None:
-        self.inner, self.sf, self.on_ask = inner, sf, on_ask
+        super().__init__(inner)
+        self.sf, self.on_ask = sf, on_ask
         self.leases: list[set[str | None]] = []
-        self.sizes: list[int] = []
 
     def note(self, given: Sequence[Recipient]) -> None:
-        if not given:
-            return
-        self.sizes.append(len(given))
-        with self.sf() as s:
-            ids = [r.delivery_id for r in given]
-            self.leases.append(
-                set(s.scalars(select(Delivery.lease_owner).where(Delivery.id.in_(ids))))
-            )
+        super().note(given)
+        if given:
+            with self.sf() as s:
+                ids = [r.delivery_id for r in given]
+                self.leases.append(
+                    set(s.scalars(select(Delivery.lease_owner).where(Delivery.id.in_(ids))))
+                )
 
-    def send(
-        self,
-        envelope_from: Sender,
-        first: Sequence[Recipient],
-        render: Render,
-        more: More | None = None,
-    ) -> Iterator[list[SendResult]]:
-        def noted() -> Sequence[Recipient]:
-            assert more is not None
-            if self.on_ask is not None:
-                self.on_ask(self)
-            given = more()
-            self.note(given)
-            return given
+    def asking(self) -> None:
+        if self.on_ask is not None:
+            self.on_ask(self)
 
-        self.note(first)
-        return self.inner.send(envelope_from, first, render, noted if more else None)
 
-    def close(self) -> None:
-        self.inner.close()
+def run(sf: Any, issue_id: int, transport: Claims) -> BatchResult:
+    """A run of batches of 50 (its time longer than it needs), the transport closed after."""
+    try:
+        return send_batch(sf, issue_id, "w", transport, get_settings(), size=50, refill_for=60)
+    finally:
+        transport.close()
 
 
 def statuses(session: Session, issue_id: int) -> Counter[str]:
@@ -205,10 +195,7 @@ def test_a_run_claims_each_batch_under_its_own_lease(
     rec = Sessions()
     sf = session_factory(db_url)
     transport = Claims(SmtpTransport(SmtpConfig(port=servers(rec)), connections=3), sf)
-    try:
-        result = send_batch(sf, issue_id, "w", transport, get_settings(), size=50, refill_for=60)
-    finally:
-        transport.close()
+    result = run(sf, issue_id, transport)
     assert (result.claimed, result.sent, result.refused) == (120, 120, 0)
     assert transport.sizes == [50, 50, 20]
     assert all(len(leases) == 1 for leases in transport.leases)
@@ -243,10 +230,7 @@ def test_a_lost_lease_stops_the_run_and_gives_back_the_rest(
     transport = Claims(
         SmtpTransport(SmtpConfig(port=servers(rec)), connections=2), sf, on_ask=take_over
     )
-    try:
-        result = send_batch(sf, issue_id, "w", transport, get_settings(), size=50, refill_for=60)
-    finally:
-        transport.close()
+    result = run(sf, issue_id, transport)
     assert result.refused == 1
     counts = statuses(session, issue_id)
     assert counts["sending"] == 1  # the row taken over, still the other holder's
@@ -280,10 +264,7 @@ def test_a_run_ends_when_its_issue_is_paused(session: Session, db_url: str, serv
     transport = Claims(
         SmtpTransport(SmtpConfig(port=servers(rec)), connections=2), sf, on_ask=pause
     )
-    try:
-        result = send_batch(sf, issue_id, "w", transport, get_settings(), size=50, refill_for=60)
-    finally:
-        transport.close()
+    result = run(sf, issue_id, transport)
     assert (result.claimed, result.sent) == (50, 50)
     assert transport.sizes == [50]
     assert statuses(session, issue_id) == Counter(sent=50, pending=70)

@@ -112,10 +112,17 @@ def read_maildir(path: Path) -> list[tuple[str, EmailMessage]]:
 
 class BatchSizes:
     """A transport that notes the size of each batch it is given, the first and the ones
-    `more` gives."""
+    `more` gives (`note` and `asking` are hooks for the tests that look closer)."""
 
     def __init__(self, inner: Transport) -> None:
         self.inner, self.sizes = inner, list[int]()
+
+    def note(self, given: Sequence[Recipient]) -> None:
+        if given:
+            self.sizes.append(len(given))
+
+    def asking(self) -> None:
+        """Called when the run asks for its next batch, before it claims it."""
 
     def send(
         self,
@@ -126,12 +133,12 @@ class BatchSizes:
     ) -> Iterator[list[SendResult]]:
         def noted() -> Sequence[Recipient]:
             assert more is not None
+            self.asking()
             given = more()
-            if given:
-                self.sizes.append(len(given))
+            self.note(given)
             return given
 
-        self.sizes.append(len(batch))
+        self.note(batch)
         return self.inner.send(envelope_from, batch, render, noted if more else None)
 
     def close(self) -> None:
